@@ -65,12 +65,16 @@ impl Amount {
 
     /// Sum, refused when it leaves the text form's range.
     pub fn checked_add(self, other: Amount) -> Option<Amount> {
-        self.0.checked_add(other.0).and_then(|f| Amount::from_fen(f).ok())
+        self.0
+            .checked_add(other.0)
+            .and_then(|f| Amount::from_fen(f).ok())
     }
 
     /// Difference, refused when it leaves the text form's range.
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
-        self.0.checked_sub(other.0).and_then(|f| Amount::from_fen(f).ok())
+        self.0
+            .checked_sub(other.0)
+            .and_then(|f| Amount::from_fen(f).ok())
     }
 
     /// The negated amount (always in range: the range is symmetric).
@@ -136,10 +140,7 @@ mod tests {
         assert_eq!("1234.50".parse::<Amount>().unwrap().fen(), 123_450);
         assert_eq!("-0.01".parse::<Amount>().unwrap().fen(), -1);
         assert_eq!("+7.00".parse::<Amount>().unwrap().fen(), 700);
-        assert_eq!(
-            "999999999999999.99".parse::<Amount>().unwrap(),
-            Amount::MAX
-        );
+        assert_eq!("999999999999999.99".parse::<Amount>().unwrap(), Amount::MAX);
         assert_eq!(
             "-999999999999999.99".parse::<Amount>().unwrap(),
             Amount::MIN
@@ -182,7 +183,10 @@ mod tests {
     fn arithmetic_is_checked() {
         assert_eq!(Amount::MAX.checked_add(Amount::from_fen(1).unwrap()), None);
         assert_eq!(Amount::MIN.checked_sub(Amount::from_fen(1).unwrap()), None);
-        assert_eq!(Amount::from_fen(Amount::MAX.fen() + 1), Err(AmountError::Overflow));
+        assert_eq!(
+            Amount::from_fen(Amount::MAX.fen() + 1),
+            Err(AmountError::Overflow)
+        );
     }
 
     proptest! {

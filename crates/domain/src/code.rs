@@ -59,8 +59,7 @@ string_code!(
     |t| if t.len() == 4 && all_digits(t) { Ok(()) } else { Err(CodeError::Format("four digits")) }
 );
 
-/// Most bytes a voucher number may have; some types allow fewer (5106: 17).
-pub const VOUCHER_NO_MAX_LEN: usize = 20;
+const VOUCHER_NO_MAX_LEN: usize = 20;
 
 string_code!(
     /// Voucher number (凭证号): 1–20 ASCII letters, digits, `-` or `_`. Unique per
@@ -76,6 +75,11 @@ string_code!(
         }
     }
 );
+
+impl VoucherNo {
+    /// Most bytes a voucher number may have; some types allow fewer (5106: 17).
+    pub const MAX_LEN: usize = VOUCHER_NO_MAX_LEN;
+}
 
 string_code!(
     /// Bank number (行号, CNAPS participant code): 12 digits.
@@ -143,7 +147,9 @@ impl FromStr for StYear {
         if text.len() != 4 || !all_digits(text) {
             return Err(CodeError::Format("a four-digit year"));
         }
-        let year: u16 = text.parse().map_err(|_| CodeError::Format("a four-digit year"))?;
+        let year: u16 = text
+            .parse()
+            .map_err(|_| CodeError::Format("a four-digit year"))?;
         if !(1990..=2999).contains(&year) {
             return Err(CodeError::Format("a year from 1990 to 2999"));
         }
@@ -201,7 +207,9 @@ impl FromStr for FuncClass {
         if matches!(text.len(), 3 | 5 | 7) && all_digits(text) && !text.starts_with('0') {
             Ok(FuncClass(text.to_owned()))
         } else {
-            Err(CodeError::Format("3, 5 or 7 digits (类/款/项), not starting with 0"))
+            Err(CodeError::Format(
+                "3, 5 or 7 digits (类/款/项), not starting with 0",
+            ))
         }
     }
 }

@@ -26,8 +26,8 @@ pub struct AdmDivCode([u8; 6]);
 
 /// The province-level prefixes GB/T 2260 assigns.
 const PROVINCES: &[u8] = &[
-    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51,
-    52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52,
+    53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
 ];
 
 impl AdmDivCode {
@@ -122,7 +122,11 @@ mod tests {
         assert_eq!(code("430100").level(), DivisionLevel::City);
         assert_eq!(code("430102").level(), DivisionLevel::County);
         assert_eq!(code("100000").level(), DivisionLevel::Central);
-        let chain: Vec<String> = code("430102").chain().iter().map(|c| c.to_string()).collect();
+        let chain: Vec<String> = code("430102")
+            .chain()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         assert_eq!(chain, ["430102", "430100", "430000"]);
         assert_eq!(code("430000").parent(), None);
         assert_eq!(code("100000").parent(), None);
@@ -133,7 +137,14 @@ mod tests {
 
     #[test]
     fn refuses_bad_codes() {
-        for bad in ["43000", "4300000", "43000A", "990000", "000000", "４３００００"] {
+        for bad in [
+            "43000",
+            "4300000",
+            "43000A",
+            "990000",
+            "000000",
+            "４３００００",
+        ] {
             assert!(bad.parse::<AdmDivCode>().is_err(), "{bad}");
         }
     }

@@ -13,9 +13,9 @@ mod text;
 
 pub use amount::{Amount, AmountError};
 pub use code::{
-    AccountNo, BankNo, BusinessType, CodeError, EcoClass, FinOrgCode, FuncClass, FundType,
-    PayType, StYear, SubjectLevel, TreCode, VoucherNo, VtCode,
+    AccountNo, BankNo, BusinessType, CodeError, EcoClass, FinOrgCode, FuncClass, FundType, PayType,
+    StYear, SubjectLevel, TreCode, VoucherNo, VtCode,
 };
 pub use date::{BizDate, DateError};
 pub use division::{AdmDivCode, DivisionLevel};
-pub use text::{check_text, gbk_len, TextError};
+pub use text::{TextError, check_text, gbk_len};

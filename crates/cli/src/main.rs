@@ -1,0 +1,82 @@
+//! The `guoku` binary: parses arguments, builds a typed configuration, calls the
+//! libraries, and maps errors to exit codes. Nothing else lives here.
+
+mod voucher_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// guoku (国库): paperless treasury centralized payment (国库集中支付电子化管理).
+#[derive(Parser)]
+#[command(name = "guoku", version, about, long_about = None)]
+struct Cli {
+    /// Voucher type registry to use instead of the built-in one (a province's own file).
+    #[arg(long, global = true, env = "GUOKU_REGISTRY", value_name = "FILE")]
+    registry: Option<PathBuf>,
+    /// Language of messages: zh (中文) or en. Default: from LANG.
+    #[arg(long, global = true, value_enum, env = "GUOKU_LANG")]
+    lang: Option<Lang>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Electronic vouchers: validate, convert, list types, make samples (电子凭证).
+    #[command(subcommand)]
+    Voucher(voucher_cmd::VoucherCommand),
+}
+
+/// The interface language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    fn from_env() -> Lang {
+        let lang = std::env::var("LC_ALL")
+            .or_else(|_| std::env::var("LANG"))
+            .unwrap_or_default();
+        if lang.starts_with("zh") {
+            Lang::Zh
+        } else {
+            Lang::En
+        }
+    }
+
+    /// Picks the text for this language.
+    pub fn pick<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+}
+
+/// Global settings every command receives.
+pub struct Global {
+    pub registry: Option<PathBuf>,
+    pub lang: Lang,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = Global {
+        registry: cli.registry,
+        lang: cli.lang.unwrap_or_else(Lang::from_env),
+    };
+    let result = match cli.command {
+        Command::Voucher(command) => voucher_cmd::run(command, &global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("guoku: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

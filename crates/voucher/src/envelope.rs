@@ -1,0 +1,280 @@
+//! The voucher-library envelope (`<MOF>`), as vouchers travel between libraries:
+//!
+//! ```xml
+//! <?xml version="1.0" encoding="GBK"?>
+//! <MOF><VoucherCount>1</VoucherCount>
+//!  <VoucherBody AdmDivCode="430000" StYear="2025" VtCode="5201" VoucherNo="…">
+//!   <VoucherFlag>0</VoucherFlag><Attach>SUCCESS</Attach>
+//!   <Voucher>BASE64 of the voucher document's bytes</Voucher>
+//!  </VoucherBody></MOF>
+//! ```
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::error::DecodeError;
+use crate::limits::Limits;
+use crate::model::{Voucher, VoucherFlag};
+use crate::xml::{self, Encoding, Layout, Token, Tokens};
+
+/// Most bytes the standard allows in `<Attach>`.
+pub const ATTACH_MAX_BYTES: usize = 32;
+
+/// One voucher in an envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeBody {
+    pub flag: VoucherFlag,
+    /// A short note the sender attaches (`SUCCESS`, or a reason), ≤ 32 bytes.
+    pub attach: String,
+    pub voucher: Voucher,
+}
+
+/// A `<MOF>` envelope of one or more vouchers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Envelope {
+    pub bodies: Vec<EnvelopeBody>,
+}
+
+const KEY_ATTRIBUTES: [&str; 4] = ["AdmDivCode", "StYear", "VtCode", "VoucherNo"];
+
+fn envelope_error(message: impl Into<String>) -> DecodeError {
+    DecodeError::Envelope(message.into())
+}
+
+/// Reads an envelope. Each body's attributes must match its voucher's own fields, and
+/// `VoucherCount` must match the number of bodies.
+pub fn parse_envelope(bytes: &[u8], limits: &Limits) -> Result<(Envelope, Encoding), DecodeError> {
+    let (text, encoding) = xml::decode_text(bytes, limits)?;
+    Ok((parse_envelope_text(&text, encoding, limits)?, encoding))
+}
+
+/// Reads an envelope from text already decoded from `encoding`.
+pub(crate) fn parse_envelope_text(
+    text: &str,
+    encoding: Encoding,
+    limits: &Limits,
+) -> Result<Envelope, DecodeError> {
+    let mut tokens = Tokens::new(text);
+    let (_, empty) = xml::root(&mut tokens, "MOF")?;
+    if empty {
+        return Err(envelope_error("<MOF> is empty: VoucherCount is missing"));
+    }
+    let mut count: Option<usize> = None;
+    let mut envelope = Envelope::default();
+    loop {
+        match tokens.next()? {
+            Token::Text(t) if t.trim().is_empty() => {}
+            Token::Text(t) => {
+                return Err(DecodeError::UnexpectedText {
+                    parent: "MOF".into(),
+                    text: xml::preview(&t),
+                });
+            }
+            Token::End(_) => break,
+            Token::Eof => return Err(DecodeError::Truncated("MOF".into())),
+            Token::Start {
+                name,
+                attributes,
+                empty,
+            } => match name.as_str() {
+                "VoucherCount" if count.is_none() => {
+                    let text = if empty {
+                        String::new()
+                    } else {
+                        tokens.leaf_text(&name, 16)?
+                    };
+                    count = Some(text.trim().parse().map_err(|_| {
+                        envelope_error(format!("VoucherCount {text:?} is not a number"))
+                    })?);
+                }
+                "VoucherBody" => {
+                    if envelope.bodies.len() >= limits.max_vouchers {
+                        return Err(DecodeError::TooMany {
+                            what: "vouchers in one envelope",
+                            limit: limits.max_vouchers,
+                        });
+                    }
+                    if empty {
+                        return Err(envelope_error("<VoucherBody> is empty"));
+                    }
+                    let index = envelope.bodies.len() + 1;
+                    let body = read_body(&mut tokens, &attributes, encoding, limits).map_err(
+                        |e| match e {
+                            DecodeError::Envelope(m) => {
+                                envelope_error(format!("VoucherBody {index}: {m}"))
+                            }
+                            other => other,
+                        },
+                    )?;
+                    envelope.bodies.push(body);
+                }
+                _ => {
+                    return Err(DecodeError::UnexpectedElement {
+                        parent: "MOF".into(),
+                        found: name,
+                    });
+                }
+            },
+        }
+    }
+    xml::end_of_document(&mut tokens)?;
+    let count = count.ok_or_else(|| envelope_error("VoucherCount is missing"))?;
+    if count != envelope.bodies.len() {
+        return Err(envelope_error(format!(
+            "VoucherCount says {count} but the envelope holds {}",
+            envelope.bodies.len()
+        )));
+    }
+    Ok(envelope)
+}
+
+fn read_body(
+    tokens: &mut Tokens<'_>,
+    attributes: &[(String, String)],
+    encoding: Encoding,
+    limits: &Limits,
+) -> Result<EnvelopeBody, DecodeError> {
+    let mut flag = None;
+    let mut attach = None;
+    let mut voucher = None;
+    loop {
+        match tokens.next()? {
+            Token::Text(t) if t.trim().is_empty() => {}
+            Token::Text(t) => {
+                return Err(DecodeError::UnexpectedText {
+                    parent: "VoucherBody".into(),
+                    text: xml::preview(&t),
+                });
+            }
+            Token::End(_) => break,
+            Token::Eof => return Err(DecodeError::Truncated("VoucherBody".into())),
+            Token::Start { name, empty, .. } => {
+                let limit = match name.as_str() {
+                    "VoucherFlag" | "Attach" => 256,
+                    "Voucher" => limits.max_input_bytes,
+                    _ => {
+                        return Err(DecodeError::UnexpectedElement {
+                            parent: "VoucherBody".into(),
+                            found: name,
+                        });
+                    }
+                };
+                let text = if empty {
+                    String::new()
+                } else {
+                    tokens.leaf_text(&name, limit)?
+                };
+                let slot = match name.as_str() {
+                    "VoucherFlag" => &mut flag,
+                    "Attach" => &mut attach,
+                    _ => &mut voucher,
+                };
+                if slot.replace(text).is_some() {
+                    return Err(DecodeError::DuplicateField {
+                        field: name,
+                        record: "VoucherBody".into(),
+                    });
+                }
+            }
+        }
+    }
+    let flag = match flag.as_deref().map(str::trim) {
+        Some("0") => VoucherFlag::Original,
+        Some("1") => VoucherFlag::Receipt,
+        Some(other) => {
+            return Err(envelope_error(format!(
+                "VoucherFlag {other:?} is neither 0 (original) nor 1 (receipt)"
+            )));
+        }
+        None => return Err(envelope_error("VoucherFlag is missing")),
+    };
+    let attach = attach.unwrap_or_default();
+    if guoku_domain::gbk_len(&attach) > ATTACH_MAX_BYTES {
+        return Err(envelope_error(format!(
+            "Attach is longer than {ATTACH_MAX_BYTES} bytes"
+        )));
+    }
+    let encoded = voucher.ok_or_else(|| envelope_error("<Voucher> is missing"))?;
+    let compact: String = encoded
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let bytes = STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| DecodeError::Base64 {
+            field: "Voucher".into(),
+            message: e.to_string(),
+        })?;
+    let (text, _) = xml::decode_text_or(&bytes, limits, encoding)?;
+    let voucher = xml::parse_voucher_text(&text, limits)?;
+    let key = voucher.key();
+    let own = [
+        &key.adm_div_code,
+        &key.st_year,
+        &key.vt_code,
+        &key.voucher_no,
+    ];
+    for (attribute, own) in KEY_ATTRIBUTES.iter().zip(own) {
+        let said = attributes
+            .iter()
+            .find(|(n, _)| n == attribute)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| envelope_error(format!("attribute {attribute} is missing")))?;
+        if said != own {
+            return Err(envelope_error(format!(
+                "attribute {attribute}={said:?} but the voucher says {own:?}"
+            )));
+        }
+    }
+    Ok(EnvelopeBody {
+        flag,
+        attach,
+        voucher,
+    })
+}
+
+/// Escapes an attribute value.
+fn escape_attribute(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            _ => xml::escape_into(out, c.encode_utf8(&mut [0; 4])),
+        }
+    }
+}
+
+/// Writes an envelope; each voucher inside is a compact document in the same encoding.
+pub fn write_envelope(envelope: &Envelope, encoding: Encoding) -> Vec<u8> {
+    let mut text = xml::declaration(encoding);
+    text.push_str("\n<MOF><VoucherCount>");
+    text.push_str(&envelope.bodies.len().to_string());
+    text.push_str("</VoucherCount>");
+    for body in &envelope.bodies {
+        let key = body.voucher.key();
+        text.push_str("\n<VoucherBody");
+        for (name, value) in KEY_ATTRIBUTES.iter().zip([
+            &key.adm_div_code,
+            &key.st_year,
+            &key.vt_code,
+            &key.voucher_no,
+        ]) {
+            text.push(' ');
+            text.push_str(name);
+            text.push_str("=\"");
+            escape_attribute(&mut text, value);
+            text.push('"');
+        }
+        text.push_str("><VoucherFlag>");
+        text.push_str(body.flag.code());
+        text.push_str("</VoucherFlag><Attach>");
+        xml::escape_into(&mut text, &body.attach);
+        text.push_str("</Attach><Voucher>");
+        let inner = xml::write_voucher(&body.voucher, encoding, Layout::Compact);
+        text.push_str(&STANDARD.encode(inner));
+        text.push_str("</Voucher></VoucherBody>");
+    }
+    text.push_str("\n</MOF>\n");
+    xml::encode(&text, encoding)
+}
