@@ -128,8 +128,11 @@ impl Maker<'_> {
                     }
                 }
                 (_, Style::Wild) => {
+                    // A letter first, so that a required field is never blank.
                     let len = self.rng.below(12) as usize;
-                    let text: String = (0..len).map(|_| *self.rng.pick(WILD)).collect();
+                    let text: String = std::iter::once('Y')
+                        .chain((0..len).map(|_| *self.rng.pick(WILD)))
+                        .collect();
                     fit_gbk(text, *max)
                 }
             },

@@ -154,15 +154,16 @@ impl Report<'_> {
                 }
                 continue;
             }
+            if spec.required && value.trim().is_empty() {
+                let rule = if spec.receipt {
+                    Rule::ReceiptFieldMissing
+                } else {
+                    Rule::Required
+                };
+                self.push(&path, rule, value, "required, but empty, blank or missing");
+                continue;
+            }
             if value.is_empty() {
-                if spec.required {
-                    let rule = if spec.receipt {
-                        Rule::ReceiptFieldMissing
-                    } else {
-                        Rule::Required
-                    };
-                    self.push(&path, rule, value, "required, but empty or missing");
-                }
                 continue;
             }
             if let Some((rule, message)) = check_format(&spec.ty, value) {
