@@ -72,11 +72,21 @@ fn every_sample_validates_in_every_form() {
 fn convert_round_trips_through_every_form() {
     let xml = guoku(&["voucher", "sample", "8202", "--seed", "3"], b"").stdout;
     let json = guoku(&["voucher", "convert", "--to", "json"], &xml).stdout;
-    let gbk = guoku(&["voucher", "convert", "--to", "xml", "--encoding", "gbk"], &json).stdout;
+    let gbk = guoku(
+        &["voucher", "convert", "--to", "xml", "--encoding", "gbk"],
+        &json,
+    )
+    .stdout;
     assert!(gbk.starts_with(b"<?xml version=\"1.0\" encoding=\"GBK\"?>"));
-    assert!(std::str::from_utf8(&gbk).is_err(), "GBK bytes are not UTF-8");
+    assert!(
+        std::str::from_utf8(&gbk).is_err(),
+        "GBK bytes are not UTF-8"
+    );
     let envelope = guoku(&["voucher", "convert", "--to", "envelope"], &gbk).stdout;
-    let back = guoku(&["voucher", "convert", "--to", "xml", "--encoding", "utf-8"], &envelope);
+    let back = guoku(
+        &["voucher", "convert", "--to", "xml", "--encoding", "utf-8"],
+        &envelope,
+    );
     assert_eq!(code(&back), 0, "{}", text(&back.stderr));
     assert_eq!(text(&back.stdout), text(&xml));
 }
@@ -86,8 +96,10 @@ fn an_invalid_voucher_exits_1_with_every_problem() {
     let xml = text(&guoku(&["voucher", "sample", "5201"], b"").stdout);
     let start = xml.find("<PayAmt>").unwrap();
     let end = xml[start..].find("</PayAmt>").unwrap() + start;
-    let broken = format!("{}<PayAmt>1.5{}", &xml[..start], &xml[end..])
-        .replace("<AdmDivCode>430000</AdmDivCode>", "<AdmDivCode>43</AdmDivCode>");
+    let broken = format!("{}<PayAmt>1.5{}", &xml[..start], &xml[end..]).replace(
+        "<AdmDivCode>430000</AdmDivCode>",
+        "<AdmDivCode>43</AdmDivCode>",
+    );
     let out = guoku(&["voucher", "validate", "-"], broken.as_bytes());
     assert_eq!(code(&out), 1);
     let report = text(&out.stdout);
@@ -123,12 +135,18 @@ fn a_province_registry_replaces_the_builtin_one() {
     let path = dir.join("registry.toml");
     let builtin = guoku_voucher::registry::DEFAULT_REGISTRY_TOML;
     // This province's 5201 has no Hold2 field.
-    let edited = builtin.replace(r#"header_last = ["Hold1?", "Hold2?"]"#, r#"header_last = ["Hold1?"]"#);
+    let edited = builtin.replace(
+        r#"header_last = ["Hold1?", "Hold2?"]"#,
+        r#"header_last = ["Hold1?"]"#,
+    );
     assert_ne!(edited, builtin);
     std::fs::write(&path, edited).unwrap();
     let sample = guoku(&["voucher", "sample", "5201"], b"").stdout;
     let registry = path.to_str().unwrap();
-    let out = guoku(&["--registry", registry, "voucher", "validate", "-"], &sample);
+    let out = guoku(
+        &["--registry", registry, "voucher", "validate", "-"],
+        &sample,
+    );
     assert_eq!(code(&out), 1, "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("Hold2: unknown_field"));
     std::fs::write(&path, "not = [toml").unwrap();

@@ -37,6 +37,10 @@ pub enum DecodeError {
     UnexpectedElement { parent: String, found: String },
     #[error("unexpected text {text:?} inside <{parent}>")]
     UnexpectedText { parent: String, text: String },
+    #[error(
+        "{name:?} is not a field name (ASCII letters, digits, '_', '-' or '.', starting with a letter or '_', at most 64)"
+    )]
+    BadFieldName { name: String },
     #[error("field <{field}> appears twice in {record}")]
     DuplicateField { field: String, record: String },
     #[error("field <{field}> is longer than {limit} bytes")]

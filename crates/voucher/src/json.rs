@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::limits::Limits;
-use crate::model::{Fields, Voucher};
+use crate::model::{Fields, Voucher, is_field_name};
 
 fn json_error(message: impl Into<String>) -> DecodeError {
     DecodeError::Json(message.into())
@@ -84,6 +84,9 @@ fn record_from_json(
                 list.push(record_from_json(object, &record, limits, None)?);
             }
             continue;
+        }
+        if !is_field_name(name) {
+            return Err(DecodeError::BadFieldName { name: name.clone() });
         }
         let text = value.as_str().ok_or_else(|| {
             json_error(format!(

@@ -5,6 +5,19 @@
 
 use std::fmt;
 
+/// Whether `name` can be a field's name: the standard's names are ASCII XML names
+/// (`PayAmt`, `XPayDate`, `Hold1`). Checking it on every way in keeps a name from JSON
+/// from breaking the XML it is written into.
+pub fn is_field_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_alphabetic() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// An ordered list of named text fields, as one XML element's children. Names are unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fields(Vec<(String, String)>);

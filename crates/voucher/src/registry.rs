@@ -390,6 +390,9 @@ impl RawRegistry {
     fn resolve(self) -> Result<Registry, RegistryError> {
         let mut dictionary = BTreeMap::new();
         for (name, raw) in &self.fields {
+            if !crate::model::is_field_name(name) {
+                return Err(RegistryError(format!("{name:?} is not a field name")));
+            }
             let is_x =
                 name.len() > 1 && name.starts_with('X') && name.as_bytes()[1].is_ascii_uppercase();
             let spec = FieldSpec {

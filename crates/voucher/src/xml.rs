@@ -13,7 +13,7 @@ use quick_xml::reader::Reader;
 
 use crate::error::DecodeError;
 use crate::limits::Limits;
-use crate::model::{Fields, Voucher};
+use crate::model::{Fields, Voucher, is_field_name};
 
 /// The character encodings the standard's documents use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -346,6 +346,9 @@ fn read_record(
                         read_detail_list(tokens, limits, list)?;
                     }
                     continue;
+                }
+                if !is_field_name(&name) {
+                    return Err(DecodeError::BadFieldName { name });
                 }
                 let value = if empty {
                     String::new()

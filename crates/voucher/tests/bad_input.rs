@@ -26,9 +26,15 @@ fn malformed_xml_names_the_place() {
 #[test]
 fn an_unclosed_document_is_truncated() {
     let err = voucher_error(b"<Voucher><A>1</A>");
-    assert!(matches!(err, DecodeError::Truncated(ref e) if e == "Voucher"), "{err}");
+    assert!(
+        matches!(err, DecodeError::Truncated(ref e) if e == "Voucher"),
+        "{err}"
+    );
     let err = voucher_error(b"<Voucher><A>1");
-    assert!(matches!(err, DecodeError::Truncated(ref e) if e == "A"), "{err}");
+    assert!(
+        matches!(err, DecodeError::Truncated(ref e) if e == "A"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -68,13 +74,17 @@ fn unsupported_encodings_are_named() {
     let err = voucher_error(b"\xFF\xFE<\0V\0");
     assert_eq!(err, DecodeError::UnsupportedEncoding("UTF-16".into()));
     let err = voucher_error(b"<?xml version=\"1.0\" encoding=GBK?><Voucher/>");
-    assert!(err.to_string().contains("malformed encoding declaration"), "{err}");
+    assert!(
+        err.to_string().contains("malformed encoding declaration"),
+        "{err}"
+    );
 }
 
 #[test]
 fn gb2312_and_gb18030_declarations_read_as_gbk() {
     for label in ["GB2312", "gb18030", "gbk"] {
-        let mut bytes = format!("<?xml version=\"1.0\" encoding=\"{label}\"?><Voucher><A>").into_bytes();
+        let mut bytes =
+            format!("<?xml version=\"1.0\" encoding=\"{label}\"?><Voucher><A>").into_bytes();
         bytes.extend(encoding_rs::GBK.encode("国库").0.iter());
         bytes.extend(b"</A></Voucher>");
         let (voucher, _) = parse_voucher(&bytes, &Limits::default()).unwrap();
@@ -99,7 +109,8 @@ fn inner() -> String {
 
 #[test]
 fn a_well_formed_envelope_reads() {
-    let (envelope, _) = parse_envelope(&envelope_with(&inner(), 1, "A1"), &Limits::default()).unwrap();
+    let (envelope, _) =
+        parse_envelope(&envelope_with(&inner(), 1, "A1"), &Limits::default()).unwrap();
     assert_eq!(envelope.bodies.len(), 1);
     assert_eq!(envelope.bodies[0].voucher.key().voucher_no, "A1");
 }
@@ -117,9 +128,15 @@ fn truncated_base64_is_refused() {
 #[test]
 fn envelope_count_and_attributes_must_match() {
     let err = any_error(&envelope_with(&inner(), 2, "A1"));
-    assert!(err.contains("VoucherCount says 2 but the envelope holds 1"), "{err}");
+    assert!(
+        err.contains("VoucherCount says 2 but the envelope holds 1"),
+        "{err}"
+    );
     let err = any_error(&envelope_with(&inner(), 1, "B2"));
-    assert!(err.contains("VoucherNo=\"B2\" but the voucher says \"A1\""), "{err}");
+    assert!(
+        err.contains("VoucherNo=\"B2\" but the voucher says \"A1\""),
+        "{err}"
+    );
     let err = any_error(b"<MOF><VoucherBody/></MOF>");
     assert!(err.contains("empty"), "{err}");
     let err = any_error(b"<MOF><VoucherCount>x</VoucherCount></MOF>");
@@ -154,11 +171,27 @@ fn a_ten_megabyte_field_is_refused_without_being_kept() {
 #[test]
 fn deep_nesting_stops_at_the_first_extra_level() {
     let depth = 100_000;
-    let doc = format!("<Voucher>{}{}</Voucher>", "<A>".repeat(depth), "</A>".repeat(depth));
+    let doc = format!(
+        "<Voucher>{}{}</Voucher>",
+        "<A>".repeat(depth),
+        "</A>".repeat(depth)
+    );
     let err = voucher_error(doc.as_bytes());
-    assert_eq!(err, DecodeError::TooDeep { element: "A".into() });
-    let err = voucher_error(b"<Voucher><DetailList><Detail><DetailList/></Detail></DetailList></Voucher>");
-    assert_eq!(err, DecodeError::TooDeep { element: "DetailList".into() });
+    assert_eq!(
+        err,
+        DecodeError::TooDeep {
+            element: "A".into()
+        }
+    );
+    let err = voucher_error(
+        b"<Voucher><DetailList><Detail><DetailList/></Detail></DetailList></Voucher>",
+    );
+    assert_eq!(
+        err,
+        DecodeError::TooDeep {
+            element: "DetailList".into()
+        }
+    );
 }
 
 #[test]
@@ -177,10 +210,32 @@ fn oversized_inputs_and_counts_are_refused() {
         ..Limits::default()
     };
     let details = "<Detail/>".repeat(3);
-    let err = parse_voucher(format!("<Voucher><DetailList>{details}</DetailList></Voucher>").as_bytes(), &limits).unwrap_err();
-    assert!(matches!(err, DecodeError::TooMany { what: "details in one voucher", .. }), "{err}");
+    let err = parse_voucher(
+        format!("<Voucher><DetailList>{details}</DetailList></Voucher>").as_bytes(),
+        &limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::TooMany {
+                what: "details in one voucher",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = parse_voucher(b"<Voucher><A/><B/><C/></Voucher>", &limits).unwrap_err();
-    assert!(matches!(err, DecodeError::TooMany { what: "fields in one record", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::TooMany {
+                what: "fields in one record",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -199,8 +254,14 @@ fn structure_errors_name_the_element() {
             found: "MOF".into()
         }
     );
-    assert_eq!(voucher_error(b"<Voucher/><Voucher/>"), DecodeError::TrailingContent);
-    assert!(matches!(voucher_error(b"<Voucher>loose text<A/></Voucher>"), DecodeError::UnexpectedText { .. }));
+    assert_eq!(
+        voucher_error(b"<Voucher/><Voucher/>"),
+        DecodeError::TrailingContent
+    );
+    assert!(matches!(
+        voucher_error(b"<Voucher>loose text<A/></Voucher>"),
+        DecodeError::UnexpectedText { .. }
+    ));
     assert!(matches!(
         voucher_error(b"<Voucher><DetailList><Row/></DetailList></Voucher>"),
         DecodeError::UnexpectedElement { .. }
@@ -229,4 +290,19 @@ fn a_good_document_still_reads() {
     let cdata = "<Voucher><A><![CDATA[<&>]]>&#x56FD;&amp;</A><!-- note --></Voucher>";
     let (voucher, _) = parse_voucher(cdata.as_bytes(), &Limits::default()).unwrap();
     assert_eq!(voucher.header.get("A"), Some("<&>国&"));
+}
+
+#[test]
+fn field_names_are_checked_on_every_way_in() {
+    let err = any_error(br#"{"VtCode":"5201","a<b":"1"}"#);
+    assert!(err.contains("\"a<b\" is not a field name"), "{err}");
+    let err = any_error(br#"{"VtCode":"5201","DetailList":[{"":"1"}]}"#);
+    assert!(err.contains("is not a field name"), "{err}");
+    let err = voucher_error("<Voucher><金额>1.00</金额></Voucher>".as_bytes());
+    assert_eq!(
+        err,
+        DecodeError::BadFieldName {
+            name: "金额".into()
+        }
+    );
 }
