@@ -1,6 +1,28 @@
 //! The `guoku` binary: parses arguments, builds a typed configuration, calls the
 //! libraries, and maps errors to exit codes. Nothing else lives here.
 
+/// `println!` that treats a closed standard output (`guoku … | head`) as the reader's
+/// choice: the process ends quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to standard output; see [`outln!`].
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("guoku: cannot write to standard output: {e}");
+        std::process::exit(2);
+    }
+}
+
+mod pki_cmd;
 mod voucher_cmd;
 
 use std::path::PathBuf;
@@ -27,6 +49,9 @@ enum Command {
     /// Electronic vouchers: validate, convert, list types, make samples (电子凭证).
     #[command(subcommand)]
     Voucher(voucher_cmd::VoucherCommand),
+    /// The deployment's certificate authority: init, issue, revoke, CRLs (证书).
+    #[command(subcommand)]
+    Pki(pki_cmd::PkiCommand),
 }
 
 /// The interface language.
@@ -71,6 +96,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Voucher(command) => voucher_cmd::run(command, &global),
+        Command::Pki(command) => pki_cmd::run(command, &global),
     };
     match result {
         Ok(code) => code,

@@ -267,7 +267,7 @@ fn validate_files(
         let decoded = match decoded {
             Ok(decoded) => decoded,
             Err(error) => {
-                println!(
+                outln!(
                     "{name}: {} {error:#}",
                     lang.pick("无法读取:", "unreadable:")
                 );
@@ -300,10 +300,10 @@ fn print_result(
 ) {
     let key = voucher.key();
     if problems.is_empty() {
-        println!("{name}: {key} {}", lang.pick("有效", "valid"));
+        outln!("{name}: {key} {}", lang.pick("有效", "valid"));
         return;
     }
-    println!(
+    outln!(
         "{name}: {key} {} {}",
         lang.pick("无效，问题数", "invalid, problems:"),
         problems.len()
@@ -316,7 +316,7 @@ fn print_result(
             .and_then(|f| f.label_zh.as_deref())
             .unwrap_or("");
         match lang {
-            Lang::Zh => println!(
+            Lang::Zh => outln!(
                 "  {} {label}: {} [{}] 值 {:?}: {}",
                 p.path,
                 p.rule.name_zh(),
@@ -324,7 +324,7 @@ fn print_result(
                 p.value,
                 p.message
             ),
-            Lang::En => println!(
+            Lang::En => outln!(
                 "  {}: {} value {:?}: {}",
                 p.path,
                 p.rule.code(),
@@ -391,6 +391,6 @@ fn print_types(registry: &Registry, lang: Lang) {
             .zip(&widths)
             .map(|(cell, width)| format!("{cell}{}", " ".repeat(width - cells(cell))))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        outln!("{}", line.join("  ").trim_end());
     }
 }
