@@ -149,6 +149,7 @@ pub fn run(command: VoucherCommand, global: &Global) -> anyhow::Result<ExitCode>
                 voucher,
                 flag: Some(flag),
                 attach: Some("SUCCESS".into()),
+                signatures: Vec::new(),
             }];
             write_out(&encode(&decoded, to, encoding.into(), None)?)?;
             Ok(ExitCode::SUCCESS)
@@ -235,6 +236,7 @@ fn encode(
                     flag: flag.or(d.flag).unwrap_or_default(),
                     attach: d.attach.clone().unwrap_or_else(|| "SUCCESS".into()),
                     voucher: d.voucher.clone(),
+                    signatures: d.signatures.clone(),
                 })
                 .collect();
             write_envelope(&Envelope { bodies }, encoding)

@@ -27,7 +27,23 @@ pub struct EnvelopeBody {
     /// A short note the sender attaches (`SUCCESS`, or a reason), ≤ 32 bytes.
     pub attach: String,
     pub voucher: Voucher,
+    /// The signatures and seals on the voucher, by seal position, as opaque bytes (the
+    /// seal crate encodes and checks them).
+    pub signatures: Vec<SignatureBlob>,
 }
+
+/// A signature or seal at a seal position, carried as `<Signature No="n">BASE64</Signature>`
+/// after the `<Voucher>` of its body. guoku's own element: the standard's libraries keep
+/// signatures beside the voucher rather than in the exchange document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureBlob {
+    /// The seal position (`<Stamp No>` of the standard).
+    pub no: u32,
+    pub data: Vec<u8>,
+}
+
+/// Most signatures one voucher may carry.
+pub const MAX_SIGNATURES: usize = 32;
 
 /// A `<MOF>` envelope of one or more vouchers.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -137,6 +153,7 @@ fn read_body(
     let mut flag = None;
     let mut attach = None;
     let mut voucher = None;
+    let mut signatures = Vec::new();
     loop {
         match tokens.next()? {
             Token::Text(t) if t.trim().is_empty() => {}
@@ -148,7 +165,37 @@ fn read_body(
             }
             Token::End(_) => break,
             Token::Eof => return Err(DecodeError::Truncated("VoucherBody".into())),
-            Token::Start { name, empty, .. } => {
+            Token::Start {
+                name,
+                empty,
+                attributes: signature_attributes,
+            } => {
+                if name == "Signature" {
+                    if signatures.len() >= MAX_SIGNATURES {
+                        return Err(DecodeError::TooMany {
+                            what: "signatures on one voucher",
+                            limit: MAX_SIGNATURES,
+                        });
+                    }
+                    let no = signature_attributes
+                        .iter()
+                        .find(|(n, _)| n == "No")
+                        .and_then(|(_, v)| v.parse::<u32>().ok())
+                        .ok_or_else(|| {
+                            envelope_error("<Signature> needs a numeric No attribute")
+                        })?;
+                    if signatures.iter().any(|s: &SignatureBlob| s.no == no) {
+                        return Err(envelope_error(format!("two signatures at position {no}")));
+                    }
+                    let text = if empty {
+                        String::new()
+                    } else {
+                        tokens.leaf_text(&name, 1 << 20)?
+                    };
+                    let data = decode_base64(&text, "Signature")?;
+                    signatures.push(SignatureBlob { no, data });
+                    continue;
+                }
                 let limit = match name.as_str() {
                     "VoucherFlag" | "Attach" => 256,
                     "Voucher" => limits.max_input_bytes,
@@ -195,16 +242,7 @@ fn read_body(
         )));
     }
     let encoded = voucher.ok_or_else(|| envelope_error("<Voucher> is missing"))?;
-    let compact: String = encoded
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let bytes = STANDARD
-        .decode(compact.as_bytes())
-        .map_err(|e| DecodeError::Base64 {
-            field: "Voucher".into(),
-            message: e.to_string(),
-        })?;
+    let bytes = decode_base64(&encoded, "Voucher")?;
     let (text, _) = xml::decode_text_or(&bytes, limits, encoding)?;
     let voucher = xml::parse_voucher_text(&text, limits)?;
     let key = voucher.key();
@@ -230,7 +268,19 @@ fn read_body(
         flag,
         attach,
         voucher,
+        signatures,
     })
+}
+
+/// Base64 as the libraries write it, line breaks allowed.
+fn decode_base64(text: &str, field: &str) -> Result<Vec<u8>, DecodeError> {
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| DecodeError::Base64 {
+            field: field.into(),
+            message: e.to_string(),
+        })
 }
 
 /// Escapes an attribute value.
@@ -273,7 +323,13 @@ pub fn write_envelope(envelope: &Envelope, encoding: Encoding) -> Vec<u8> {
         text.push_str("</Attach><Voucher>");
         let inner = xml::write_voucher(&body.voucher, encoding, Layout::Compact);
         text.push_str(&STANDARD.encode(inner));
-        text.push_str("</Voucher></VoucherBody>");
+        text.push_str("</Voucher>");
+        for signature in &body.signatures {
+            text.push_str(&format!("<Signature No=\"{}\">", signature.no));
+            text.push_str(&STANDARD.encode(&signature.data));
+            text.push_str("</Signature>");
+        }
+        text.push_str("</VoucherBody>");
     }
     text.push_str("\n</MOF>\n");
     xml::encode(&text, encoding)

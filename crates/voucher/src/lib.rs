@@ -20,7 +20,7 @@ pub mod validate;
 pub mod xml;
 
 pub use canonical::{canonical_bytes, canonical_bytes_without};
-pub use envelope::{Envelope, EnvelopeBody, parse_envelope, write_envelope};
+pub use envelope::{Envelope, EnvelopeBody, SignatureBlob, parse_envelope, write_envelope};
 pub use error::DecodeError;
 pub use limits::Limits;
 pub use model::{Fields, Voucher, VoucherFlag, VoucherKey};
@@ -45,6 +45,8 @@ pub struct Decoded {
     pub voucher: Voucher,
     pub flag: Option<VoucherFlag>,
     pub attach: Option<String>,
+    /// The signatures and seals the envelope carried (none for XML and JSON).
+    pub signatures: Vec<SignatureBlob>,
 }
 
 /// Reads any of the standard's forms, recognising which from the bytes: JSON when the
@@ -62,6 +64,7 @@ pub fn decode_any(bytes: &[u8], limits: &Limits) -> Result<(Vec<Decoded>, Format
                 voucher,
                 flag: None,
                 attach: None,
+                signatures: Vec::new(),
             })
             .collect();
         return Ok((decoded, Format::Json));
@@ -76,6 +79,7 @@ pub fn decode_any(bytes: &[u8], limits: &Limits) -> Result<(Vec<Decoded>, Format
                 voucher: b.voucher,
                 flag: Some(b.flag),
                 attach: Some(b.attach),
+                signatures: b.signatures,
             })
             .collect();
         return Ok((decoded, Format::Envelope(encoding)));
@@ -86,6 +90,7 @@ pub fn decode_any(bytes: &[u8], limits: &Limits) -> Result<(Vec<Decoded>, Format
             voucher,
             flag: None,
             attach: None,
+            signatures: Vec::new(),
         }],
         Format::Xml(encoding),
     ))

@@ -306,3 +306,30 @@ fn field_names_are_checked_on_every_way_in() {
         }
     );
 }
+
+#[test]
+fn signatures_travel_in_the_envelope_and_bad_ones_are_named() {
+    let body = |signatures: &str| {
+        let text = String::from_utf8(envelope_with(&inner(), 1, "A1")).unwrap();
+        text.replace(
+            "</Voucher></VoucherBody>",
+            &format!("</Voucher>{signatures}</VoucherBody>"),
+        )
+        .into_bytes()
+    };
+    let (envelope, _) = parse_envelope(
+        &body(r#"<Signature No="3">AQID</Signature>"#),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(envelope.bodies[0].signatures[0].no, 3);
+    assert_eq!(envelope.bodies[0].signatures[0].data, [1, 2, 3]);
+    let err = any_error(&body(r#"<Signature>AQID</Signature>"#));
+    assert!(err.contains("numeric No"), "{err}");
+    let err = any_error(&body(
+        r#"<Signature No="1">AQID</Signature><Signature No="1">AQID</Signature>"#,
+    ));
+    assert!(err.contains("two signatures at position 1"), "{err}");
+    let err = any_error(&body(r#"<Signature No="1">AQI</Signature>"#));
+    assert!(err.contains("Signature: base64 is invalid"), "{err}");
+}

@@ -5,9 +5,9 @@
 use guoku_domain::BizDate;
 use guoku_voucher::sample::{Style, sample};
 use guoku_voucher::{
-    Context, Encoding, Envelope, EnvelopeBody, Layout, Limits, Registry, Voucher, VoucherFlag,
-    canonical_bytes, decode_any, json, parse_envelope, parse_voucher, validate, write_envelope,
-    write_voucher,
+    Context, Encoding, Envelope, EnvelopeBody, Layout, Limits, Registry, SignatureBlob, Voucher,
+    VoucherFlag, canonical_bytes, decode_any, json, parse_envelope, parse_voucher, validate,
+    write_envelope, write_voucher,
 };
 use proptest::prelude::*;
 
@@ -31,6 +31,16 @@ fn through_all_forms(original: &Voucher, flag: VoucherFlag, layout: Layout) -> V
             flag,
             attach: "SUCCESS".into(),
             voucher: v3,
+            signatures: vec![
+                SignatureBlob {
+                    no: 1,
+                    data: vec![0x30, 0x44, 0x00, 0xFF],
+                },
+                SignatureBlob {
+                    no: 11,
+                    data: (0..=255).collect(),
+                },
+            ],
         }],
     };
     let mut last = None;
