@@ -22,6 +22,7 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+mod bench_cmd;
 mod pki_cmd;
 mod voucher_cmd;
 
@@ -52,6 +53,9 @@ enum Command {
     /// The deployment's certificate authority: init, issue, revoke, CRLs (证书).
     #[command(subcommand)]
     Pki(pki_cmd::PkiCommand),
+    /// Benchmarks that print figures (性能测试).
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
 }
 
 /// The interface language.
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Voucher(command) => voucher_cmd::run(command, &global),
         Command::Pki(command) => pki_cmd::run(command, &global),
+        Command::Bench(command) => bench_cmd::run(command, &global),
     };
     match result {
         Ok(code) => code,

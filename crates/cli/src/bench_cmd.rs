@@ -1,0 +1,87 @@
+//! `guoku bench …`: benchmarks that print figures. Speed is measured here, never in tests.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::Global;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// The ledger engine: transfers per second in memory (and durable, per backend).
+    Ledger {
+        /// Transfers to apply.
+        #[arg(long, default_value_t = 4_000_000)]
+        transfers: usize,
+        /// Transfers per batch (TigerBeetle's batch is 8,190).
+        #[arg(long, default_value_t = guoku_ledger::BATCH_MAX)]
+        batch: usize,
+        /// Accounts the transfers move money between.
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        /// Runs; the best and the median are printed.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+/// The machine, printed above every benchmark so figures are read in context.
+fn print_machine() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    outln!(
+        "machine: {cores} cores, load average {load}, guoku {} ({} build)",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) {
+            "DEBUG: figures are meaningless"
+        } else {
+            "release"
+        }
+    );
+}
+
+/// (best, median) of the figures.
+fn best_and_median(mut figures: Vec<f64>) -> (f64, f64) {
+    figures.sort_by(f64::total_cmp);
+    let best = figures.last().copied().unwrap_or(0.0);
+    let median = figures.get(figures.len() / 2).copied().unwrap_or(0.0);
+    (best, median)
+}
+
+pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> {
+    print_machine();
+    match command {
+        BenchCommand::Ledger {
+            transfers,
+            batch,
+            accounts,
+            runs,
+        } => {
+            anyhow::ensure!(
+                (1..=guoku_ledger::BATCH_MAX).contains(&batch),
+                "--batch must be 1 to {}",
+                guoku_ledger::BATCH_MAX
+            );
+            anyhow::ensure!(accounts >= 2 && runs >= 1, "--accounts ≥ 2 and --runs ≥ 1");
+            let figures: Vec<f64> = (0..runs)
+                .map(|_| {
+                    guoku_ledger::bench::bench_in_memory(transfers, batch, accounts)
+                        .transfers_per_sec
+                })
+                .collect();
+            let (best, median) = best_and_median(figures);
+            outln!(
+                "ledger in memory, one core: {transfers} transfers in batches of {batch} over {accounts} accounts"
+            );
+            outln!(
+                "  best {best:>12.0} transfers/s   median {median:>12.0} transfers/s   (target ≥ 1,000,000; TigerBeetle reports ~1.17 M/s)"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
