@@ -4,7 +4,8 @@
 //! - [`xml`], [`envelope`], [`json`]: the codecs, lossless between each other;
 //! - [`canonical`]: the bytes signatures cover;
 //! - [`validate`]: every broken rule of a voucher, at once;
-//! - [`sample`]: valid example vouchers of every type.
+//! - [`sample`]: valid example vouchers of every type;
+//! - [`lifecycle`]: the exchange and processing state machines with the standard's status codes.
 //!
 //! This crate never sees keys, storage, the network or the clock.
 
@@ -12,6 +13,7 @@ pub mod canonical;
 pub mod envelope;
 pub mod error;
 pub mod json;
+pub mod lifecycle;
 pub mod limits;
 pub mod model;
 pub mod registry;
