@@ -18,7 +18,7 @@
 //! fields, which are empty in the original: [`canonical_bytes_without`] gives those.
 
 use crate::model::{Fields, Voucher};
-use crate::xml::escape_into;
+use crate::xml::write_field;
 
 /// The canonical bytes of `voucher`.
 pub fn canonical_bytes(voucher: &Voucher) -> Vec<u8> {
@@ -51,13 +51,7 @@ fn record(out: &mut String, fields: &Fields, skip: &impl Fn(&str) -> bool) {
         .collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for (name, value) in sorted {
-        out.push('<');
-        out.push_str(name);
-        out.push('>');
-        escape_into(out, value);
-        out.push_str("</");
-        out.push_str(name);
-        out.push('>');
+        write_field(out, name, value);
     }
 }
 

@@ -456,18 +456,23 @@ pub enum Layout {
     Indented,
 }
 
+/// Writes `<name>value</name>`.
+pub(crate) fn write_field(out: &mut String, name: &str, value: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    escape_into(out, value);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
 fn write_record(out: &mut String, fields: &Fields, indent: Option<&str>) {
     for (name, value) in fields.iter() {
         if let Some(indent) = indent {
             out.push_str(indent);
         }
-        out.push('<');
-        out.push_str(name);
-        out.push('>');
-        escape_into(out, value);
-        out.push_str("</");
-        out.push_str(name);
-        out.push('>');
+        write_field(out, name, value);
         if indent.is_some() {
             out.push('\n');
         }
