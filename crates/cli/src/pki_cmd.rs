@@ -110,7 +110,7 @@ pub enum KindArg {
 /// PINs never appear in arguments (they would show in the process list).
 pub fn read_pin(var: &str, prompt: &str, confirm: bool) -> anyhow::Result<Pin> {
     if let Ok(pin) = std::env::var(var) {
-        return Pin::new(pin).with_context(|| format!("{var}"));
+        return Pin::new(pin).with_context(|| var.to_string());
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         bail!("{prompt}: set {var} or run on a terminal");

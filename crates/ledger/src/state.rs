@@ -11,6 +11,8 @@ use crate::transfer::{
     CreateTransferResult, PendingStatus, Transfer, TransferFlags, TransferRecord,
 };
 
+mod parts;
+
 /// The most events one batch may hold (TigerBeetle's limit, for the same reason: a batch is
 /// one message and one unit of work, and every limit is explicit).
 pub const BATCH_MAX: usize = 8190;
@@ -85,6 +87,15 @@ pub enum InvariantViolation {
     PendingBookkeeping {
         /// What is wrong.
         reason: &'static str,
+    },
+    /// The parts given to [`State::from_parts`] or [`State::from_subset`] hold the same
+    /// account or transfer id twice.
+    #[error("{what} {id} appears twice")]
+    Duplicate {
+        /// `"account"` or `"transfer"`.
+        what: &'static str,
+        /// The id.
+        id: u128,
     },
 }
 

@@ -112,6 +112,16 @@ pub enum Error {
     /// Authenticated decryption failed: wrong key, or the data was altered.
     #[error("decryption failed: wrong key or altered data")]
     DecryptionFailed,
+    /// An electronic seal may not be used as asked (its maker's signature is broken, it is
+    /// not valid at the signing time, the signer is not on its certificate list, …).
+    #[error("seal refused: {0}")]
+    SealRefused(crate::ses::SealProblem),
+    /// An envelope is addressed to another receiver than the one trying to open it.
+    #[error("the envelope is addressed to {addressed_to}, not to this receiver")]
+    WrongRecipient {
+        /// The receiver the envelope names (certificate serial in hex and subject).
+        addressed_to: String,
+    },
 
     // ----- invalid input --------------------------------------------------------------------
     /// Bytes that could not be parsed.
@@ -150,7 +160,9 @@ impl Error {
             | Error::NoCurrentCrl { .. }
             | Error::WrongPin { .. }
             | Error::Locked
-            | Error::DecryptionFailed => ErrorKind::Refusal,
+            | Error::DecryptionFailed
+            | Error::SealRefused(_)
+            | Error::WrongRecipient { .. } => ErrorKind::Refusal,
             Error::Malformed { .. } | Error::Unsupported(_) | Error::InvalidArgument(_) => {
                 ErrorKind::InvalidInput
             }

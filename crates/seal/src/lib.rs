@@ -20,12 +20,18 @@
 
 #![warn(missing_docs)]
 
+pub mod authority;
+pub mod batch;
+pub mod bench;
+pub mod envelope;
 pub mod error;
 pub mod keys;
 pub mod keystore;
 pub mod pki;
+pub mod ses;
 pub mod suite;
 pub mod symmetric;
+pub mod transport;
 pub mod voucher;
 
 pub use error::{Error, ErrorKind, PathProblem, Result};

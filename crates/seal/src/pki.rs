@@ -11,6 +11,7 @@
 //! | organisation | `C=CN, O=<name>, OU=<role>, CN=<name>, serialNumber=<org code>` | digitalSignature, nonRepudiation | — |
 //! | person | `C=CN, O=<org name>, OU=<role>, title=<post>, CN=<person>, serialNumber=<org code>, UID=<staff id>` | digitalSignature, nonRepudiation | — |
 //! | TLS node | `C=CN, O=<org name>, CN=<node>` | digitalSignature | extKeyUsage serverAuth + clientAuth; subjectAltName DNS/IP |
+//! | TLS node of an organisation | `C=CN, O=<org name>, OU=<role>, CN=<node>, serialNumber=<org code>` | digitalSignature | as TLS node; see [`CertificateAuthority::issue_tls_for_organisation`] |
 //!
 //! Every certificate carries a subjectKeyIdentifier, and every issued one an
 //! authorityKeyIdentifier (both SHA-1 of the public key bits, RFC 5280 §4.2.1.2 method 1).
@@ -479,6 +480,16 @@ fn tls_name(n: &TlsNode) -> Result<Name> {
         (OID_COUNTRY, printable("country", "CN")?),
         (OID_ORG, utf8("organisation", &n.organisation)?),
         (OID_COMMON_NAME, utf8("node name", &n.common_name)?),
+    ])
+}
+
+fn tls_org_name(o: &Organisation, n: &TlsNode) -> Result<Name> {
+    build_name(vec![
+        (OID_COUNTRY, printable("country", "CN")?),
+        (OID_ORG, utf8("organisation name", &o.name)?),
+        (OID_ORG_UNIT, utf8("role", o.role.code())?),
+        (OID_COMMON_NAME, utf8("node name", &n.common_name)?),
+        (OID_SERIAL_NUMBER, printable("organisation code", &o.code)?),
     ])
 }
 
@@ -990,6 +1001,38 @@ impl CertificateAuthority {
         serial: &Serial,
         validity: Validity,
     ) -> Result<Certificate> {
+        self.issue_tls_named(tls_name(node)?, subject_key, node, serial, validity)
+    }
+
+    /// Issue the TLS certificate of a node that speaks for `organisation`: as
+    /// [`issue_tls`](Self::issue_tls), but the subject also carries the organisation's role
+    /// (`OU`) and code (`serialNumber`), so that a peer can read them after the handshake
+    /// ([`Certificate::subject_info`]). `node.organisation` must be the organisation's name.
+    pub fn issue_tls_for_organisation(
+        &self,
+        subject_key: &VerifyingKey,
+        organisation: &Organisation,
+        node: &TlsNode,
+        serial: &Serial,
+        validity: Validity,
+    ) -> Result<Certificate> {
+        if node.organisation != organisation.name {
+            return Err(Error::InvalidArgument(
+                "the node's organisation is not the organisation's name".into(),
+            ));
+        }
+        let subject = tls_org_name(organisation, node)?;
+        self.issue_tls_named(subject, subject_key, node, serial, validity)
+    }
+
+    fn issue_tls_named(
+        &self,
+        subject: Name,
+        subject_key: &VerifyingKey,
+        node: &TlsNode,
+        serial: &Serial,
+        validity: Validity,
+    ) -> Result<Certificate> {
         if subject_key.algorithm() == KeyAlgorithm::Sm2 {
             return Err(Error::InvalidArgument(
                 "TLS certificates take a P-256 or Ed25519 key".into(),
@@ -1017,7 +1060,7 @@ impl CertificateAuthority {
         for ip in &node.ip_addresses {
             san.push(GeneralName::from(*ip));
         }
-        let p = self.profile(tls_name(node)?, Kind::Tls, san);
+        let p = self.profile(subject, Kind::Tls, san);
         self.issue(p, subject_key, serial, validity)
     }
 

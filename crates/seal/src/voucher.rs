@@ -1,5 +1,5 @@
-//! Signatures over a voucher's canonical bytes at an ordered list of signature positions, and
-//! a verification report.
+//! Signatures and electronic seals over a voucher's canonical bytes at an ordered list of
+//! positions, receipts that keep the original's, and verification reports.
 //!
 //! The voucher crate decides what the canonical bytes are; this module only sees `&[u8]`.
 //! Signatures are applied in the order of the positions (maker, then checker, then signer, …),
@@ -17,8 +17,36 @@
 //! ```
 //!
 //! where `H` is the suite's hash (SM3 or SHA-256).
+//!
+//! # Seals at positions
+//!
+//! A position has a [`StampKind`]: the signature kinds (`qm`, `jzyqm`, `fhyqm`) take a plain
+//! signature as above; the seal kinds (`ywzyz`, `zqz`, `gz`, `fjz`, `sz`, `jzysz`, `fhysz`)
+//! take a GM/T 0031 seal signature ([`crate::ses`]) whose `dataHash` is the hash of the
+//! canonical bytes, so any SES verifier given the canonical bytes can check it, and whose
+//! (signed) `propertyInfo` binds the position, its index and the earlier stamps:
+//!
+//! ```text
+//! "guoku-voucher-seal/1;suite=<suite>;index=<i>;prior=<hex H(prior)>;position=<p>"
+//! ```
+//!
+//! In `prior`, an earlier seal counts as `u16be(len p_j) ‖ p_j ‖ H(signer cert_j DER) ‖ 0xFFFF
+//! ‖ H(SES_Signature_j DER)` (a plain signature is never 0xFFFF bytes long), so signatures
+//! after a seal attest it too. A voucher with signature positions only is signed exactly as
+//! [`sign_voucher`] signs it.
+//!
+//! # Receipts (回单)
+//!
+//! The original's stamps cover the canonical bytes *without* the receipt (`X*`) fields; the
+//! receiver's stamps cover the receipt's full canonical bytes, are numbered after the
+//! original's positions, and count every original stamp as earlier. The voucher crate gives
+//! both byte strings (`canonical_bytes_without(voucher, is_receipt_field)` and
+//! `canonical_bytes(voucher)`); the caller must derive them from the same voucher.
+//! [`verify_receipt`] checks both parts, so a receipt whose original fields were altered, or
+//! whose original stamps were dropped or changed, fails.
 
 use std::fmt;
+use std::str::FromStr;
 
 use time::OffsetDateTime;
 
@@ -28,9 +56,15 @@ use crate::pki::{
     Certificate, Crl, OrgRole, Post, Purpose, RevocationPolicy, Serial, SubjectInfo,
     ValidationOptions, validate_path,
 };
+use crate::ses::{
+    Seal, SealProblem, SealSignature, SealSignatureReport, sign_with_seal, verify_seal_signature,
+};
 use crate::suite::{Digest, Suite, hash};
 
 const DOMAIN: &[u8] = b"guoku-voucher-signature/1";
+const SEAL_DOMAIN: &str = "guoku-voucher-seal/1";
+/// In `prior`, the length field that marks a seal rather than a signature.
+const SEAL_MARK: u16 = 0xFFFF;
 /// Most positions a voucher may have.
 pub const MAX_POSITIONS: usize = 32;
 
@@ -56,26 +90,95 @@ pub struct VoucherSignature {
     pub signature: Signature,
 }
 
-fn check_positions(positions: &[SignaturePosition]) -> Result<()> {
-    if positions.is_empty() || positions.len() > MAX_POSITIONS {
+/// Check a voucher's position names: 1 to [`MAX_POSITIONS`] of them, each 1 to 255 bytes,
+/// none twice.
+fn check_position_names<'a>(names: impl ExactSizeIterator<Item = &'a str> + Clone) -> Result<()> {
+    if names.len() == 0 || names.len() > MAX_POSITIONS {
         return Err(Error::InvalidArgument(format!(
             "a voucher has 1 to {MAX_POSITIONS} signature positions"
         )));
     }
-    for (i, p) in positions.iter().enumerate() {
-        if p.name.is_empty() || p.name.len() > 255 {
+    for (i, name) in names.clone().enumerate() {
+        if name.is_empty() || name.len() > 255 {
             return Err(Error::InvalidArgument(
                 "a position name has 1 to 255 bytes".into(),
             ));
         }
-        if positions[..i].iter().any(|q| q.name == p.name) {
+        if names.clone().take(i).any(|n| n == name) {
             return Err(Error::InvalidArgument(format!(
-                "position {:?} is listed twice",
-                p.name
+                "position {name:?} is listed twice"
             )));
         }
     }
     Ok(())
+}
+
+fn check_positions(positions: &[SignaturePosition]) -> Result<()> {
+    check_position_names(positions.iter().map(|p| p.name.as_str()))
+}
+
+fn name_len(position: &str) -> Result<u16> {
+    u16::try_from(position.len())
+        .map_err(|_| Error::InvalidArgument("position name too long".into()))
+}
+
+/// Append a plain signature's entry to `prior`.
+fn push_signature_entry(
+    out: &mut Vec<u8>,
+    suite: Suite,
+    position: &str,
+    certificate: &Certificate,
+    signature: &Signature,
+) -> Result<()> {
+    let s_len = u16::try_from(signature.as_bytes().len())
+        .ok()
+        .filter(|&l| l != SEAL_MARK)
+        .ok_or_else(|| Error::InvalidArgument("signature too long".into()))?;
+    out.extend_from_slice(&name_len(position)?.to_be_bytes());
+    out.extend_from_slice(position.as_bytes());
+    out.extend_from_slice(&hash(suite, certificate.to_der()));
+    out.extend_from_slice(&s_len.to_be_bytes());
+    out.extend_from_slice(signature.as_bytes());
+    Ok(())
+}
+
+/// Append a seal signature's entry to `prior`.
+fn push_seal_entry(
+    out: &mut Vec<u8>,
+    suite: Suite,
+    position: &str,
+    signature: &SealSignature,
+) -> Result<()> {
+    out.extend_from_slice(&name_len(position)?.to_be_bytes());
+    out.extend_from_slice(position.as_bytes());
+    out.extend_from_slice(&hash(suite, signature.signer().to_der()));
+    out.extend_from_slice(&SEAL_MARK.to_be_bytes());
+    out.extend_from_slice(&hash(suite, signature.to_der()));
+    Ok(())
+}
+
+fn prior_of_signatures(suite: Suite, prior: &[VoucherSignature]) -> Result<Digest> {
+    let mut bytes = Vec::new();
+    for s in prior {
+        push_signature_entry(&mut bytes, suite, &s.position, &s.certificate, &s.signature)?;
+    }
+    Ok(hash(suite, &bytes))
+}
+
+fn prior_of_stamps<'a>(suite: Suite, prior: impl Iterator<Item = &'a Stamp>) -> Result<Digest> {
+    let mut bytes = Vec::new();
+    for stamp in prior {
+        match stamp {
+            Stamp::Signature(s) => {
+                push_signature_entry(&mut bytes, suite, &s.position, &s.certificate, &s.signature)?
+            }
+            Stamp::Seal {
+                position,
+                signature,
+            } => push_seal_entry(&mut bytes, suite, position, signature)?,
+        }
+    }
+    Ok(hash(suite, &bytes))
 }
 
 fn to_be_signed(
@@ -83,23 +186,10 @@ fn to_be_signed(
     canonical_digest: &Digest,
     index: usize,
     position: &str,
-    prior: &[VoucherSignature],
+    prior: &Digest,
 ) -> Result<Vec<u8>> {
     let index = u32::try_from(index).map_err(|_| Error::InvalidArgument("index".into()))?;
-    let name_len = u16::try_from(position.len())
-        .map_err(|_| Error::InvalidArgument("position name too long".into()))?;
-    let mut prior_bytes = Vec::new();
-    for s in prior {
-        let p_len = u16::try_from(s.position.len())
-            .map_err(|_| Error::InvalidArgument("position name too long".into()))?;
-        let s_len = u16::try_from(s.signature.as_bytes().len())
-            .map_err(|_| Error::InvalidArgument("signature too long".into()))?;
-        prior_bytes.extend_from_slice(&p_len.to_be_bytes());
-        prior_bytes.extend_from_slice(s.position.as_bytes());
-        prior_bytes.extend_from_slice(&hash(suite, s.certificate.to_der()));
-        prior_bytes.extend_from_slice(&s_len.to_be_bytes());
-        prior_bytes.extend_from_slice(s.signature.as_bytes());
-    }
+    let name_len = name_len(position)?;
     let mut tbs = Vec::with_capacity(128 + position.len());
     tbs.extend_from_slice(DOMAIN);
     tbs.push(0);
@@ -109,13 +199,28 @@ fn to_be_signed(
     tbs.extend_from_slice(&name_len.to_be_bytes());
     tbs.extend_from_slice(position.as_bytes());
     tbs.extend_from_slice(canonical_digest);
-    tbs.extend_from_slice(&hash(suite, &prior_bytes));
+    tbs.extend_from_slice(prior);
     Ok(tbs)
 }
 
+/// The `propertyInfo` of the seal signature at `index` and `position`.
+fn seal_binding(suite: Suite, index: usize, position: &str, prior: &Digest) -> String {
+    let mut hex = String::with_capacity(2 * prior.len());
+    for b in prior {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    format!(
+        "{SEAL_DOMAIN};suite={};index={index};prior={hex};position={position}",
+        suite.name()
+    )
+}
+
+fn holder_fits(role: Option<OrgRole>, post: Option<Post>, subject: &SubjectInfo) -> bool {
+    role.is_none_or(|r| subject.role == Some(r)) && post.is_none_or(|p| subject.post == Some(p))
+}
+
 fn holder_matches(position: &SignaturePosition, subject: &SubjectInfo) -> bool {
-    position.role.is_none_or(|r| subject.role == Some(r))
-        && position.post.is_none_or(|p| subject.post == Some(p))
+    holder_fits(position.role, position.post, subject)
 }
 
 /// Sign `canonical` at the next unfilled position. `existing` are the signatures already on
@@ -172,7 +277,8 @@ pub fn sign_voucher(
         )));
     }
     let digest = hash(suite, canonical);
-    let tbs = to_be_signed(suite, &digest, existing.len(), position, existing)?;
+    let prior = prior_of_signatures(suite, existing)?;
+    let tbs = to_be_signed(suite, &digest, existing.len(), position, &prior)?;
     let signature = key.sign(&tbs)?;
     Ok(VoucherSignature {
         position: position.to_string(),
@@ -280,7 +386,20 @@ impl fmt::Display for VerificationReport {
     }
 }
 
-fn path_status(cert: &Certificate, trust: &TrustContext<'_>) -> PathStatus {
+impl fmt::Display for PathStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathStatus::Valid => f.write_str("valid"),
+            PathStatus::Revoked => f.write_str("revoked"),
+            PathStatus::NotValidAtTime => f.write_str("expired or not yet valid"),
+            PathStatus::NoCurrentCrl => f.write_str("no current CRL"),
+            PathStatus::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Validate `cert`'s path for signing vouchers and seals, as `trust` says.
+pub(crate) fn path_status(cert: &Certificate, trust: &TrustContext<'_>) -> PathStatus {
     let options = ValidationOptions {
         now: trust.now,
         purpose: Purpose::VoucherSigning,
@@ -326,7 +445,8 @@ pub fn verify_voucher(
             .ok()
             .filter(|k| k.algorithm() == suite.signature_algorithm())
             .and_then(|k| {
-                let tbs = to_be_signed(suite, &digest, i, &s.position, &signatures[..i]).ok()?;
+                let prior = prior_of_signatures(suite, &signatures[..i]).ok()?;
+                let tbs = to_be_signed(suite, &digest, i, &s.position, &prior).ok()?;
                 Some(k.verify(&tbs, &s.signature).is_ok())
             })
             .unwrap_or(false);
@@ -348,5 +468,672 @@ pub fn verify_voucher(
     Ok(VerificationReport {
         signatures: reports,
         missing_positions,
+    })
+}
+
+// ----- stamps: signatures and seals at positions --------------------------------------------
+
+/// The kind of a position: the seal type codes of the standard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StampKind {
+    /// `qm` 签名: a signature.
+    Qm,
+    /// `ywzyz` 业务专用章: business seal.
+    Ywzyz,
+    /// `zqz` 转讫章: "paid" seal.
+    Zqz,
+    /// `gz` 公章: official seal.
+    Gz,
+    /// `fjz` 附件章: attachment seal.
+    Fjz,
+    /// `sz` 私章: personal seal.
+    Sz,
+    /// `jzysz` 记账员私章: book-keeper's personal seal.
+    Jzysz,
+    /// `fhysz` 复核员私章: reviewer's personal seal.
+    Fhysz,
+    /// `jzyqm` 记账员签名: book-keeper's signature.
+    Jzyqm,
+    /// `fhyqm` 复核员签名: reviewer's signature.
+    Fhyqm,
+}
+
+impl StampKind {
+    /// Every kind.
+    pub const ALL: [StampKind; 10] = [
+        StampKind::Qm,
+        StampKind::Ywzyz,
+        StampKind::Zqz,
+        StampKind::Gz,
+        StampKind::Fjz,
+        StampKind::Sz,
+        StampKind::Jzysz,
+        StampKind::Fhysz,
+        StampKind::Jzyqm,
+        StampKind::Fhyqm,
+    ];
+
+    /// The standard's code (`qm`, `ywzyz`, …).
+    pub fn code(self) -> &'static str {
+        match self {
+            StampKind::Qm => "qm",
+            StampKind::Ywzyz => "ywzyz",
+            StampKind::Zqz => "zqz",
+            StampKind::Gz => "gz",
+            StampKind::Fjz => "fjz",
+            StampKind::Sz => "sz",
+            StampKind::Jzysz => "jzysz",
+            StampKind::Fhysz => "fhysz",
+            StampKind::Jzyqm => "jzyqm",
+            StampKind::Fhyqm => "fhyqm",
+        }
+    }
+
+    /// The Chinese name.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            StampKind::Qm => "签名",
+            StampKind::Ywzyz => "业务专用章",
+            StampKind::Zqz => "转讫章",
+            StampKind::Gz => "公章",
+            StampKind::Fjz => "附件章",
+            StampKind::Sz => "私章",
+            StampKind::Jzysz => "记账员私章",
+            StampKind::Fhysz => "复核员私章",
+            StampKind::Jzyqm => "记账员签名",
+            StampKind::Fhyqm => "复核员签名",
+        }
+    }
+
+    /// Whether the position takes an electronic seal (`true`) or a plain signature.
+    pub fn is_seal(self) -> bool {
+        self.seal_type_code().is_some()
+    }
+
+    /// The `type` guoku writes in a seal of this kind (`None` for signature kinds): 1 `gz`,
+    /// 2 `ywzyz`, 3 `zqz`, 4 `fjz`, 5 `sz`, 6 `jzysz`, 7 `fhysz`. This numbering is guoku's
+    /// convention; it lets a verifier refuse a seal of the wrong kind at a position.
+    pub fn seal_type_code(self) -> Option<u32> {
+        match self {
+            StampKind::Gz => Some(1),
+            StampKind::Ywzyz => Some(2),
+            StampKind::Zqz => Some(3),
+            StampKind::Fjz => Some(4),
+            StampKind::Sz => Some(5),
+            StampKind::Jzysz => Some(6),
+            StampKind::Fhysz => Some(7),
+            StampKind::Qm | StampKind::Jzyqm | StampKind::Fhyqm => None,
+        }
+    }
+
+    /// The seal kind with this `type` code, if any.
+    pub fn from_seal_type_code(code: u32) -> Option<Self> {
+        StampKind::ALL
+            .into_iter()
+            .find(|k| k.seal_type_code() == Some(code))
+    }
+}
+
+impl fmt::Display for StampKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for StampKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        StampKind::ALL
+            .into_iter()
+            .find(|k| k.code() == s)
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown seal kind {s:?}")))
+    }
+}
+
+/// A place on a voucher where a signature or a seal is expected, and who may apply it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StampPosition {
+    /// The position's name, unique on the voucher and its receipt (for example the standard's
+    /// position number). A seal position's name is printable ASCII.
+    pub name: String,
+    /// What goes there.
+    pub kind: StampKind,
+    /// The role the signer's organisation must have, if any.
+    pub role: Option<OrgRole>,
+    /// The post the signer must hold, if any.
+    pub post: Option<Post>,
+}
+
+/// What fills a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a voucher has at most MAX_POSITIONS stamps; boxing would only add indirection"
+)]
+pub enum Stamp {
+    /// A plain signature (signature kinds).
+    Signature(VoucherSignature),
+    /// A GM/T 0031 seal signature (seal kinds).
+    Seal {
+        /// The position sealed.
+        position: String,
+        /// The seal signature (it carries the seal and the signer's certificate).
+        signature: SealSignature,
+    },
+}
+
+impl Stamp {
+    /// The position filled.
+    pub fn position(&self) -> &str {
+        match self {
+            Stamp::Signature(s) => &s.position,
+            Stamp::Seal { position, .. } => position,
+        }
+    }
+
+    /// The signer's certificate.
+    pub fn certificate(&self) -> &Certificate {
+        match self {
+            Stamp::Signature(s) => &s.certificate,
+            Stamp::Seal { signature, .. } => signature.signer(),
+        }
+    }
+
+    /// Whether this is a seal.
+    pub fn is_seal(&self) -> bool {
+        matches!(self, Stamp::Seal { .. })
+    }
+}
+
+/// Who fills a position, and how.
+#[derive(Clone, Copy, Debug)]
+pub enum Signer<'a> {
+    /// A plain signature with this key and certificate.
+    Signature {
+        /// The signer's key.
+        key: &'a SigningKey,
+        /// The signer's certificate.
+        certificate: &'a Certificate,
+    },
+    /// A seal applied by one of its holders at `time`.
+    Seal {
+        /// The seal (its kind must be the position's).
+        seal: &'a Seal,
+        /// The holder's key.
+        key: &'a SigningKey,
+        /// The holder's certificate (on the seal's certList).
+        certificate: &'a Certificate,
+        /// The signing time, written into the seal signature.
+        time: OffsetDateTime,
+    },
+}
+
+impl Signer<'_> {
+    fn key_and_certificate(&self) -> (&SigningKey, &Certificate) {
+        match self {
+            Signer::Signature { key, certificate }
+            | Signer::Seal {
+                key, certificate, ..
+            } => (key, certificate),
+        }
+    }
+}
+
+/// A voucher's canonical bytes, its positions and the stamps on it so far (in position order).
+#[derive(Clone, Copy, Debug)]
+pub struct StampedVoucher<'a> {
+    /// The canonical bytes the stamps cover.
+    pub canonical: &'a [u8],
+    /// The positions, in the order they are filled.
+    pub positions: &'a [StampPosition],
+    /// The stamps present.
+    pub stamps: &'a [Stamp],
+}
+
+/// Where a part's stamps sit in the whole chain: stamps that come before them (the
+/// original's, for a receipt) and the index of its first position.
+#[derive(Clone, Copy)]
+struct Chain<'a> {
+    earlier: &'a [Stamp],
+    base: usize,
+}
+
+const ORIGINAL: Chain<'static> = Chain {
+    earlier: &[],
+    base: 0,
+};
+
+fn check_stamp_positions(positions: &[StampPosition]) -> Result<()> {
+    check_position_names(positions.iter().map(|p| p.name.as_str()))
+}
+
+/// Refuse receipt positions that repeat an original position's name.
+fn check_receipt_positions(original: &[StampPosition], receipt: &[StampPosition]) -> Result<()> {
+    check_stamp_positions(original)?;
+    check_stamp_positions(receipt)?;
+    if let Some(p) = receipt
+        .iter()
+        .find(|p| original.iter().any(|o| o.name == p.name))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "receipt position {:?} is also an original position",
+            p.name
+        )));
+    }
+    Ok(())
+}
+
+fn stamp_next(
+    suite: Suite,
+    part: &StampedVoucher<'_>,
+    chain: Chain<'_>,
+    position: &str,
+    signer: &Signer<'_>,
+) -> Result<Stamp> {
+    check_stamp_positions(part.positions)?;
+    let Some(next) = part.positions.get(part.stamps.len()) else {
+        return Err(Error::InvalidArgument(
+            "every position is already stamped".into(),
+        ));
+    };
+    if next.name != position {
+        return Err(Error::InvalidArgument(format!(
+            "the next position to stamp is {:?}, not {position:?}",
+            next.name
+        )));
+    }
+    for (s, p) in part.stamps.iter().zip(part.positions) {
+        if s.position() != p.name {
+            return Err(Error::InvalidArgument(format!(
+                "existing stamp at {:?} where {:?} is expected",
+                s.position(),
+                p.name
+            )));
+        }
+    }
+    let (key, certificate) = signer.key_and_certificate();
+    if key.algorithm() != suite.signature_algorithm() {
+        return Err(Error::InvalidArgument(format!(
+            "the {suite} suite signs with {}, not {}",
+            suite.signature_algorithm(),
+            key.algorithm()
+        )));
+    }
+    if certificate.public_key()? != *key.verifying_key() {
+        return Err(Error::InvalidArgument(
+            "the key does not match the certificate".into(),
+        ));
+    }
+    if !holder_fits(next.role, next.post, &certificate.subject_info()) {
+        return Err(Error::InvalidArgument(format!(
+            "the certificate's holder may not stamp at {position:?}"
+        )));
+    }
+    let index = chain.base + part.stamps.len();
+    let prior = prior_of_stamps(suite, chain.earlier.iter().chain(part.stamps))?;
+    match signer {
+        Signer::Signature { .. } => {
+            if next.kind.is_seal() {
+                return Err(Error::InvalidArgument(format!(
+                    "position {position:?} takes a seal ({}), not a signature",
+                    next.kind
+                )));
+            }
+            let tbs = to_be_signed(suite, &hash(suite, part.canonical), index, position, &prior)?;
+            Ok(Stamp::Signature(VoucherSignature {
+                position: position.to_string(),
+                certificate: certificate.clone(),
+                signature: key.sign(&tbs)?,
+            }))
+        }
+        Signer::Seal { seal, time, .. } => {
+            if !next.kind.is_seal() {
+                return Err(Error::InvalidArgument(format!(
+                    "position {position:?} takes a signature ({}), not a seal",
+                    next.kind
+                )));
+            }
+            if seal.kind() != Some(next.kind) {
+                return Err(Error::InvalidArgument(format!(
+                    "position {position:?} takes a {} seal, not {}",
+                    next.kind,
+                    seal.kind().map_or("an unknown kind", StampKind::code)
+                )));
+            }
+            if !position.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Err(Error::InvalidArgument(format!(
+                    "a seal position's name is printable ASCII, not {position:?}"
+                )));
+            }
+            let binding = seal_binding(suite, index, position, &prior);
+            let signature = sign_with_seal(
+                suite,
+                seal,
+                part.canonical,
+                &binding,
+                key,
+                certificate,
+                *time,
+            )?;
+            Ok(Stamp::Seal {
+                position: position.to_string(),
+                signature,
+            })
+        }
+    }
+}
+
+/// Fill the next position of a voucher with a signature or a seal, as the position's kind
+/// requires. `voucher.stamps` are the stamps already on it, in position order; `position`
+/// must be the next position's name.
+///
+/// Refused if the position is not the next one, the signer's variant does not fit the
+/// position's kind (or the seal is of another kind), the key is not the suite's or does not
+/// match the certificate, or the certificate's role or post does not fit the position; a seal
+/// is also refused as [`sign_with_seal`] refuses it.
+pub fn stamp_voucher(
+    suite: Suite,
+    voucher: &StampedVoucher<'_>,
+    position: &str,
+    signer: &Signer<'_>,
+) -> Result<Stamp> {
+    stamp_next(suite, voucher, ORIGINAL, position, signer)
+}
+
+/// Fill the next receipt position: as [`stamp_voucher`] over the receipt's full canonical
+/// bytes, with every stamp of `original` counted as earlier. The original must carry all its
+/// stamps, and no receipt position may share a name with an original one.
+pub fn stamp_receipt(
+    suite: Suite,
+    original: &StampedVoucher<'_>,
+    receipt: &StampedVoucher<'_>,
+    position: &str,
+    signer: &Signer<'_>,
+) -> Result<Stamp> {
+    check_receipt_positions(original.positions, receipt.positions)?;
+    let complete = original.stamps.len() == original.positions.len()
+        && original
+            .stamps
+            .iter()
+            .zip(original.positions)
+            .all(|(s, p)| s.position() == p.name);
+    if !complete {
+        return Err(Error::InvalidArgument(
+            "the original must carry all its stamps before the receipt is stamped".into(),
+        ));
+    }
+    let chain = Chain {
+        earlier: original.stamps,
+        base: original.positions.len(),
+    };
+    stamp_next(suite, receipt, chain, position, signer)
+}
+
+/// What was found about one stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PositionReport {
+    /// The position the stamp claims.
+    pub position: String,
+    /// The position's kind, if it is one of this voucher's positions.
+    pub kind: Option<StampKind>,
+    /// Whether the stamp is a seal (else a plain signature).
+    pub sealed: bool,
+    /// Who signed, as their certificate says (organisation, person, post).
+    pub signer: SubjectInfo,
+    /// The signer's certificate serial.
+    pub serial: Serial,
+    /// Whether the signature verifies over the voucher, its position and the earlier stamps
+    /// (for a seal: the signature over `TBS_Sign`, the data hash and `propertyInfo`).
+    pub signature_valid: bool,
+    /// The signer's certificate path (chain, validity, revocation).
+    pub path: PathStatus,
+    /// Whether the signer's role and post fit the position.
+    pub holder_matches: bool,
+    /// Whether the stamp sits at the place in the order its position requires.
+    pub in_order: bool,
+    /// Whether a seal fills a seal position of its kind, or a signature a signature position.
+    pub kind_matches: bool,
+    /// For a seal: everything found about the seal and the seal signature.
+    pub seal: Option<SealSignatureReport>,
+}
+
+impl PositionReport {
+    /// Whether this stamp is fully acceptable.
+    pub fn is_valid(&self) -> bool {
+        self.signature_valid
+            && self.path == PathStatus::Valid
+            && self.holder_matches
+            && self.in_order
+            && self.kind_matches
+            && self.seal.as_ref().is_none_or(SealSignatureReport::is_valid)
+    }
+
+    /// Why the stamp is not acceptable; empty if it is.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.seal {
+            Some(seal) => out.extend(seal.reasons()),
+            None => {
+                if !self.signature_valid {
+                    out.push("the signature does not verify".to_string());
+                }
+                if self.path != PathStatus::Valid {
+                    out.push(format!("signer certificate: {}", self.path));
+                }
+            }
+        }
+        if !self.holder_matches {
+            out.push("the signer's role or post does not fit the position".to_string());
+        }
+        if !self.in_order {
+            out.push("not at its place in the order of positions".to_string());
+        }
+        if !self.kind_matches {
+            out.push(match (self.kind, self.sealed) {
+                (None, _) => "not a position of this voucher".to_string(),
+                (Some(k), true) => format!("a seal that does not fit a {k} position"),
+                (Some(k), false) => format!("a signature where a {k} seal is required"),
+            });
+        }
+        out
+    }
+}
+
+/// The result of [`verify_stamps`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StampReport {
+    /// One report per stamp present, in the order given.
+    pub positions: Vec<PositionReport>,
+    /// Positions with no stamp, in order.
+    pub missing_positions: Vec<String>,
+}
+
+impl StampReport {
+    /// Every position is stamped and every stamp is valid.
+    pub fn is_complete_and_valid(&self) -> bool {
+        self.missing_positions.is_empty()
+            && !self.positions.is_empty()
+            && self.positions.iter().all(PositionReport::is_valid)
+    }
+}
+
+impl fmt::Display for StampReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.positions {
+            let who = match (&p.signer.organisation, &p.signer.common_name) {
+                (Some(o), Some(cn)) if o != cn => format!("{o} / {cn}"),
+                (_, Some(cn)) => cn.clone(),
+                (Some(o), None) => o.clone(),
+                (None, None) => "?".to_string(),
+            };
+            let kind = p.kind.map_or("?", StampKind::code);
+            let seal = p
+                .seal
+                .as_ref()
+                .map(|s| format!(" seal {:?} ({})", s.seal.name, s.seal.es_id))
+                .unwrap_or_default();
+            write!(f, "{} [{kind}]{seal}: {who} ({}) ", p.position, p.serial)?;
+            if p.is_valid() {
+                writeln!(f, "valid")?;
+            } else {
+                writeln!(f, "INVALID: {}", p.reasons().join("; "))?;
+            }
+        }
+        for m in &self.missing_positions {
+            writeln!(f, "{m}: missing")?;
+        }
+        Ok(())
+    }
+}
+
+fn verify_part(
+    suite: Suite,
+    part: &StampedVoucher<'_>,
+    chain: Chain<'_>,
+    trust: &TrustContext<'_>,
+) -> Result<StampReport> {
+    check_stamp_positions(part.positions)?;
+    if part.stamps.len() > MAX_POSITIONS {
+        return Err(Error::InvalidArgument("too many stamps".into()));
+    }
+    let digest = hash(suite, part.canonical);
+    let mut reports = Vec::with_capacity(part.stamps.len());
+    for (i, stamp) in part.stamps.iter().enumerate() {
+        let configured = part.positions.iter().find(|p| p.name == stamp.position());
+        let in_order = part
+            .positions
+            .get(i)
+            .is_some_and(|p| p.name == stamp.position());
+        let index = chain.base + i;
+        let prior = prior_of_stamps(suite, chain.earlier.iter().chain(&part.stamps[..i])).ok();
+        let signer = stamp.certificate().subject_info();
+        let holder_matches = configured.is_some_and(|p| holder_fits(p.role, p.post, &signer));
+        let (signature_valid, path, kind_matches, seal) = match stamp {
+            Stamp::Signature(s) => {
+                let valid = s
+                    .certificate
+                    .public_key()
+                    .ok()
+                    .filter(|k| k.algorithm() == suite.signature_algorithm())
+                    .zip(prior)
+                    .and_then(|(k, prior)| {
+                        let tbs = to_be_signed(suite, &digest, index, &s.position, &prior).ok()?;
+                        Some(k.verify(&tbs, &s.signature).is_ok())
+                    })
+                    .unwrap_or(false);
+                let kind_matches = configured.is_some_and(|p| !p.kind.is_seal());
+                (
+                    valid,
+                    path_status(&s.certificate, trust),
+                    kind_matches,
+                    None,
+                )
+            }
+            Stamp::Seal {
+                position,
+                signature,
+            } => {
+                let mut report = verify_seal_signature(suite, signature, part.canonical, trust);
+                let bound = prior.is_some_and(|prior| {
+                    signature.property_info() == seal_binding(suite, index, position, &prior)
+                });
+                if !bound {
+                    report.problems.push(SealProblem::PropertyInfoMismatch);
+                }
+                let valid = !report.problems.iter().any(|p| {
+                    matches!(
+                        p,
+                        SealProblem::SignatureInvalid
+                            | SealProblem::DataHashMismatch
+                            | SealProblem::PropertyInfoMismatch
+                            | SealProblem::UnexpectedAlgorithm(_)
+                    )
+                });
+                let kind_matches = configured
+                    .is_some_and(|p| p.kind.is_seal() && signature.seal().kind() == Some(p.kind));
+                let path = report.signer_path.clone();
+                (valid, path, kind_matches, Some(report))
+            }
+        };
+        reports.push(PositionReport {
+            position: stamp.position().to_string(),
+            kind: configured.map(|p| p.kind),
+            sealed: stamp.is_seal(),
+            signer,
+            serial: stamp.certificate().serial(),
+            signature_valid,
+            path,
+            holder_matches,
+            in_order,
+            kind_matches,
+            seal,
+        });
+    }
+    let missing_positions = part
+        .positions
+        .iter()
+        .filter(|p| !part.stamps.iter().any(|s| s.position() == p.name))
+        .map(|p| p.name.clone())
+        .collect();
+    Ok(StampReport {
+        positions: reports,
+        missing_positions,
+    })
+}
+
+/// Check every stamp on a voucher against its positions at `trust.now`, and report; never
+/// fails on a bad stamp (that is in the report), only on unusable arguments.
+pub fn verify_stamps(
+    suite: Suite,
+    voucher: &StampedVoucher<'_>,
+    trust: &TrustContext<'_>,
+) -> Result<StampReport> {
+    verify_part(suite, voucher, ORIGINAL, trust)
+}
+
+/// The result of [`verify_receipt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptReport {
+    /// The original's stamps, over the canonical bytes without the receipt fields.
+    pub original: StampReport,
+    /// The receiver's stamps, over the receipt's full canonical bytes.
+    pub receipt: StampReport,
+}
+
+impl ReceiptReport {
+    /// Every original and receipt position is stamped and every stamp is valid.
+    pub fn is_complete_and_valid(&self) -> bool {
+        self.original.is_complete_and_valid() && self.receipt.is_complete_and_valid()
+    }
+}
+
+impl fmt::Display for ReceiptReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "original:")?;
+        write!(f, "{}", self.original)?;
+        writeln!(f, "receipt:")?;
+        write!(f, "{}", self.receipt)
+    }
+}
+
+/// Check a receipt: the original's stamps over `original.canonical` (the canonical bytes
+/// without the receipt fields) and the receiver's over `receipt.canonical` (the full
+/// canonical bytes), chained to the original's. Reports every position of both; never fails
+/// on a bad stamp, only on unusable arguments.
+pub fn verify_receipt(
+    suite: Suite,
+    original: &StampedVoucher<'_>,
+    receipt: &StampedVoucher<'_>,
+    trust: &TrustContext<'_>,
+) -> Result<ReceiptReport> {
+    check_receipt_positions(original.positions, receipt.positions)?;
+    let chain = Chain {
+        earlier: original.stamps,
+        base: original.positions.len(),
+    };
+    Ok(ReceiptReport {
+        original: verify_part(suite, original, ORIGINAL, trust)?,
+        receipt: verify_part(suite, receipt, chain, trust)?,
     })
 }

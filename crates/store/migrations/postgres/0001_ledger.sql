@@ -1,0 +1,75 @@
+-- guoku ledger schema, PostgreSQL. Kept in step with ../sqlite/0001_ledger.sql.
+-- u128 ids: 16-byte big-endian BYTEA (memcmp order = numeric order).
+-- u128 balances and amounts: two BIGINT halves, hi = bits 127..64, lo = bits 63..0, each
+-- the two's-complement reading of its 64 bits (lossless; sums are done exactly in 32-bit limbs).
+-- u64 times: the i64 with the same bits; expires_key is the order-preserving key (bits ^ 2^63).
+
+CREATE TABLE ledger_clock (
+    id       SMALLINT PRIMARY KEY CHECK (id = 1),
+    now      BIGINT  NOT NULL,
+    next_seq BIGINT  NOT NULL
+);
+INSERT INTO ledger_clock (id, now, next_seq) VALUES (1, 0, 1);
+
+CREATE TABLE accounts (
+    id                 BYTEA    NOT NULL PRIMARY KEY,
+    user_data          BYTEA    NOT NULL,
+    ledger             BIGINT  NOT NULL,
+    code               BIGINT  NOT NULL,
+    flags              BIGINT  NOT NULL,
+    debits_pending_hi  BIGINT  NOT NULL,
+    debits_pending_lo  BIGINT  NOT NULL,
+    debits_posted_hi   BIGINT  NOT NULL,
+    debits_posted_lo   BIGINT  NOT NULL,
+    credits_pending_hi BIGINT  NOT NULL,
+    credits_pending_lo BIGINT  NOT NULL,
+    credits_posted_hi  BIGINT  NOT NULL,
+    credits_posted_lo  BIGINT  NOT NULL
+);
+
+CREATE TABLE transfers (
+    seq               BIGINT  PRIMARY KEY,
+    id                BYTEA    NOT NULL UNIQUE,
+    debit_account_id  BYTEA    NOT NULL,
+    credit_account_id BYTEA    NOT NULL,
+    amount_hi         BIGINT  NOT NULL,
+    amount_lo         BIGINT  NOT NULL,
+    pending_id        BYTEA,
+    user_data         BYTEA,
+    timeout           BIGINT  NOT NULL,
+    ledger            BIGINT  NOT NULL,
+    code              BIGINT  NOT NULL,
+    flags             BIGINT  NOT NULL,
+    timestamp         BIGINT  NOT NULL,
+    status            BIGINT  NOT NULL,
+    expires_key       BIGINT
+);
+CREATE INDEX transfers_by_debit ON transfers (debit_account_id, seq);
+CREATE INDEX transfers_by_credit ON transfers (credit_account_id, seq);
+CREATE INDEX transfers_expiring ON transfers (expires_key) WHERE expires_key IS NOT NULL;
+
+CREATE TABLE daily_totals (
+    ledger    BIGINT  NOT NULL,
+    day       BIGINT  NOT NULL,
+    code      BIGINT  NOT NULL,
+    transfers BIGINT  NOT NULL,
+    amount_hi BIGINT  NOT NULL,
+    amount_lo BIGINT  NOT NULL,
+    PRIMARY KEY (ledger, day, code)
+);
+
+CREATE TABLE book_accounts (
+    account_id BYTEA    NOT NULL PRIMARY KEY,
+    kind       TEXT    NOT NULL,
+    adm_div    TEXT    NOT NULL,
+    year       BIGINT  NOT NULL,
+    unit       TEXT    NOT NULL,
+    func_class TEXT    NOT NULL,
+    eco_class  TEXT    NOT NULL,
+    fund_type  TEXT    NOT NULL,
+    pay_type   TEXT    NOT NULL,
+    month      BIGINT  NOT NULL,
+    bank       TEXT    NOT NULL
+);
+CREATE INDEX book_accounts_by_level
+    ON book_accounts (adm_div, year, kind, unit, func_class, month);

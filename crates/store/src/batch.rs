@@ -1,0 +1,236 @@
+//! What a batch needs from the database and what it changes, the same for both backends.
+//!
+//! A backend, inside one write transaction: reads the [`Clock`]; loads the transfers named
+//! by [`transfer_ids`] (and then [`missing_pending_ids`]) and those expiring by `now`; loads
+//! (and locks) the accounts of [`account_ids`]; calls [`apply_transfers`], which runs the
+//! pure engine on that part of the ledger; writes back the [`TransferOutcome`]; commits.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guoku_ledger::{
+    Account, BATCH_MAX, BatchError, CreateAccountResult, CreateTransferResult, NewAccount,
+    PendingStatus, State, Transfer, TransferFlags, TransferRecord,
+};
+
+use crate::codec::NewTransferRow;
+use crate::error::StoreError;
+
+/// The store's clock row: the latest committed `now` and the next transfer sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Clock {
+    pub now: u64,
+    pub next_seq: u64,
+}
+
+/// How `now` maps to business days for the daily totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Calendar {
+    /// Ticks of `now` in a day (86,400 when `now` is in seconds).
+    pub ticks_per_day: u64,
+    /// Added to `now` before dividing, to start days at local midnight (28,800 = UTC+8 in
+    /// seconds).
+    pub offset_ticks: u64,
+}
+
+impl Default for Calendar {
+    fn default() -> Self {
+        Self {
+            ticks_per_day: 86_400,
+            offset_ticks: 8 * 3_600,
+        }
+    }
+}
+
+impl Calendar {
+    /// The day number of `now`.
+    #[must_use]
+    pub fn day(&self, now: u64) -> u64 {
+        now.saturating_add(self.offset_ticks) / self.ticks_per_day.max(1)
+    }
+}
+
+/// Refuses a batch before anything is read: too large, or `now` going backwards.
+pub(crate) fn check_transfer_batch(clock: Clock, now: u64, len: usize) -> Result<(), StoreError> {
+    if len > BATCH_MAX {
+        return Err(BatchError::TooLarge {
+            len,
+            max: BATCH_MAX,
+        }
+        .into());
+    }
+    if now < clock.now {
+        return Err(BatchError::NowWentBackwards {
+            now,
+            last: clock.now,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+pub(crate) fn check_account_batch(len: usize) -> Result<(), StoreError> {
+    if len > BATCH_MAX {
+        return Err(BatchError::TooLarge {
+            len,
+            max: BATCH_MAX,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The transfer ids a batch uses, as its own ids or as `pending_id`s, sorted.
+pub(crate) fn transfer_ids(batch: &[Transfer]) -> Vec<u128> {
+    let mut ids = BTreeSet::new();
+    for t in batch {
+        ids.insert(t.id);
+        ids.insert(t.pending_id);
+    }
+    ids.remove(&0);
+    ids.into_iter().collect()
+}
+
+/// The pending transfers of loaded posts and voids that are not loaded yet.
+pub(crate) fn missing_pending_ids(loaded: &BTreeMap<u64, TransferRecord>) -> Vec<u128> {
+    let have: BTreeSet<u128> = loaded.values().map(|r| r.transfer.id).collect();
+    let missing: BTreeSet<u128> = loaded
+        .values()
+        .map(|r| r.transfer.pending_id)
+        .filter(|id| *id != 0 && !have.contains(id))
+        .collect();
+    missing.into_iter().collect()
+}
+
+/// The accounts a batch touches: those it names and those of the still-pending transfers
+/// loaded for it, sorted (the order PostgreSQL locks them in, so batches cannot deadlock).
+pub(crate) fn account_ids(batch: &[Transfer], loaded: &BTreeMap<u64, TransferRecord>) -> Vec<u128> {
+    let mut ids = BTreeSet::new();
+    for t in batch {
+        ids.insert(t.debit_account_id);
+        ids.insert(t.credit_account_id);
+    }
+    for r in loaded.values() {
+        if r.status == PendingStatus::Pending {
+            ids.insert(r.transfer.debit_account_id);
+            ids.insert(r.transfer.credit_account_id);
+        }
+    }
+    ids.remove(&0);
+    ids.remove(&u128::MAX);
+    ids.into_iter().collect()
+}
+
+/// A change to the daily totals: posted money moved on `(ledger, day, code)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DailyDelta {
+    pub ledger: u32,
+    pub day: u64,
+    pub code: u16,
+    pub transfers: u64,
+    pub amount: u128,
+}
+
+/// What a transfer batch changes.
+pub(crate) struct TransferOutcome {
+    pub results: Vec<CreateTransferResult>,
+    pub changed_accounts: Vec<Account>,
+    pub new_transfers: Vec<NewTransferRow>,
+    /// Loaded pending transfers whose status changed (posted, voided, expired).
+    pub status_changes: Vec<(u128, PendingStatus)>,
+    pub daily: Vec<DailyDelta>,
+    pub clock: Clock,
+}
+
+/// Applies `batch` at `now` to the loaded part of the ledger with the pure engine.
+///
+/// The part is re-checked on the way in ([`State::from_subset`]); the engine asserts its
+/// invariants after every event.
+pub(crate) fn apply_transfers(
+    clock: Clock,
+    now: u64,
+    batch: &[Transfer],
+    accounts: Vec<Account>,
+    loaded: BTreeMap<u64, TransferRecord>,
+    calendar: Calendar,
+) -> Result<TransferOutcome, StoreError> {
+    let before: BTreeMap<u128, Account> = accounts.iter().map(|a| (a.id, *a)).collect();
+    let loaded: Vec<TransferRecord> = loaded.into_values().collect();
+    let mut part = State::from_subset(accounts, loaded.iter().copied(), clock.now)?;
+    let results = part.create_transfers(now, batch)?;
+
+    let changed_accounts: Vec<Account> = before
+        .iter()
+        .filter_map(|(id, old)| part.account(*id).filter(|new| *new != old).copied())
+        .collect();
+    let status_changes: Vec<(u128, PendingStatus)> = loaded
+        .iter()
+        .filter_map(|old| {
+            let new = part.transfer(old.transfer.id)?;
+            (new.status != old.status).then_some((old.transfer.id, new.status))
+        })
+        .collect();
+    let day = calendar.day(now);
+    let mut daily: BTreeMap<(u32, u16), DailyDelta> = BTreeMap::new();
+    let mut new_transfers = Vec::new();
+    let mut seq = clock.next_seq;
+    for record in part.transfers().skip(loaded.len()) {
+        new_transfers.push(NewTransferRow::encode(seq, record));
+        seq += 1;
+        let t = &record.transfer;
+        let moves_posted_money = !t.flags.contains(TransferFlags::PENDING)
+            && !t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
+        if moves_posted_money {
+            let entry = daily.entry((t.ledger, t.code)).or_insert(DailyDelta {
+                ledger: t.ledger,
+                day,
+                code: t.code,
+                transfers: 0,
+                amount: 0,
+            });
+            entry.transfers += 1;
+            entry.amount = entry.amount.saturating_add(t.amount);
+        }
+    }
+    Ok(TransferOutcome {
+        results,
+        changed_accounts,
+        new_transfers,
+        status_changes,
+        daily: daily.into_values().collect(),
+        clock: Clock { now, next_seq: seq },
+    })
+}
+
+/// What an account batch changes.
+pub(crate) struct AccountOutcome {
+    pub results: Vec<CreateAccountResult>,
+    /// The accounts created, with the index of their event in the batch.
+    pub new_accounts: Vec<(usize, Account)>,
+}
+
+/// Applies an account batch to the accounts with the same ids that exist already.
+pub(crate) fn apply_accounts(
+    existing: Vec<Account>,
+    batch: &[NewAccount],
+) -> Result<AccountOutcome, StoreError> {
+    let mut part = State::from_subset(existing, [], 0)?;
+    let results = part.create_accounts(batch)?;
+    let mut seen = BTreeSet::new();
+    let new_accounts = batch
+        .iter()
+        .zip(&results)
+        .enumerate()
+        .filter(|(_, (n, r))| **r == CreateAccountResult::Ok && seen.insert(n.id))
+        .filter_map(|(i, (n, _))| part.account(n.id).map(|a| (i, *a)))
+        .collect();
+    Ok(AccountOutcome {
+        results,
+        new_accounts,
+    })
+}
+
+/// The sorted, distinct, non-zero ids of an account batch.
+pub(crate) fn new_account_ids(batch: &[NewAccount]) -> Vec<u128> {
+    let ids: BTreeSet<u128> = batch.iter().map(|a| a.id).filter(|id| *id != 0).collect();
+    ids.into_iter().collect()
+}

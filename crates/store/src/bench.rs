@@ -1,0 +1,104 @@
+//! Durable ledger benchmarks, for `guoku bench ledger` (and `examples/bench_ledger.rs`).
+//!
+//! This module reads a clock only to measure. Every transfer debits one hot account, the
+//! worst case for row locks, and credits one of a thousand others.
+
+use std::time::Instant;
+
+use guoku_ledger::{AccountFlags, BATCH_MAX, CreateTransferResult, NewAccount, Transfer};
+
+use crate::{Store, StoreError};
+
+/// What [`bench_durable`] measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DurableReport {
+    /// `"sqlite"` or `"postgres"`.
+    pub backend: &'static str,
+    /// Transfers committed (all succeeded).
+    pub transfers: usize,
+    /// Events per batch (one commit each).
+    pub batch_size: usize,
+    /// Seconds spent in `create_transfers`, commits included.
+    pub seconds: f64,
+    /// `transfers / seconds`.
+    pub transfers_per_sec: f64,
+    /// Growth of the database divided by the transfers: what one payment costs on disk,
+    /// indexes and the daily totals included.
+    pub bytes_per_transfer: f64,
+}
+
+const LEDGER: u32 = 1;
+const OTHERS: u128 = 1_000;
+
+/// Commits `transfers` single-phase transfers in batches of `batch_size`, each debiting
+/// the same hot account, and measures throughput and bytes stored per transfer.
+///
+/// Use a fresh store: ids start at 1.
+///
+/// # Errors
+/// A [`StoreError`] from the store, or [`StoreError::InvalidArgument`] for a bad size or if
+/// a transfer was refused (which would be a bug: every generated transfer is valid).
+pub async fn bench_durable(
+    store: &Store,
+    transfers: usize,
+    batch_size: usize,
+) -> Result<DurableReport, StoreError> {
+    if !(1..=BATCH_MAX).contains(&batch_size) {
+        return Err(StoreError::InvalidArgument(
+            "batch_size must be 1..=BATCH_MAX",
+        ));
+    }
+    let hot = NewAccount {
+        id: 1,
+        ledger: LEDGER,
+        code: 1,
+        flags: AccountFlags::NONE,
+        ..NewAccount::default()
+    };
+    let mut accounts = vec![hot];
+    accounts.extend((0..OTHERS).map(|i| NewAccount { id: 2 + i, ..hot }));
+    store.create_accounts(accounts).await?;
+    let before = store.stored_bytes().await?;
+
+    let mut now = store.now().await?;
+    let mut next_id: u128 = 1;
+    let mut done = 0usize;
+    let mut elapsed = 0f64;
+    while done < transfers {
+        let n = batch_size.min(transfers - done);
+        let batch: Vec<Transfer> = (0..n)
+            .map(|_| {
+                let id = next_id;
+                next_id += 1;
+                Transfer {
+                    id,
+                    debit_account_id: 1,
+                    credit_account_id: 2 + id % OTHERS,
+                    amount: 1 + id % 10_000,
+                    ledger: LEDGER,
+                    code: 1,
+                    ..Transfer::default()
+                }
+            })
+            .collect();
+        now += 1;
+        let start = Instant::now();
+        let results = store.create_transfers(now, batch).await?;
+        elapsed += start.elapsed().as_secs_f64();
+        if results.iter().any(|r| *r != CreateTransferResult::Ok) {
+            return Err(StoreError::InvalidArgument(
+                "a benchmark transfer was refused",
+            ));
+        }
+        done += n;
+    }
+    let after = store.stored_bytes().await?;
+    Ok(DurableReport {
+        backend: store.backend(),
+        transfers,
+        batch_size,
+        seconds: elapsed,
+        transfers_per_sec: transfers as f64 / elapsed.max(f64::MIN_POSITIVE),
+        bytes_per_transfer: after.saturating_sub(before) as f64 / transfers.max(1) as f64,
+    })
+}

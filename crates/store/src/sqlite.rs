@@ -1,0 +1,718 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`, one writer
+//! connection owned by a dedicated thread (write jobs arrive over a channel, so writes are
+//! serialized exactly as SQLite serializes them anyway), and a small pool of read-only
+//! connections used from `spawn_blocking`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use guoku_ledger::{
+    Account, CreateAccountResult, CreateTransferResult, NewAccount, State, Transfer, TransferRecord,
+};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::batch::{self, Calendar, Clock, DailyDelta};
+use crate::books::{BookFilter, BookLabel};
+use crate::codec::{
+    ACCOUNT_COLUMNS, AccountRow, TRANSFER_COLUMNS, TransferRow, balance_ints, expires_key,
+    id_bytes, join, join_limbs, limb_sum, split, status_to_sql, u64_from_sql, u64_to_sql,
+};
+use crate::error::StoreError;
+use crate::{DailyTotal, HistoryEntry, Page};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "ledger",
+    include_str!("../migrations/sqlite/0001_ledger.sql"),
+)];
+
+/// How to open a SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// The database file; created if missing.
+    pub path: PathBuf,
+    /// Read-only connections kept open for queries.
+    pub readers: usize,
+    /// How long a connection waits for a lock before reporting [`StoreError::Unavailable`].
+    pub busy_timeout_ms: u32,
+    /// Page cache of each connection, in MiB (SQLite's default is 2 MiB, too small to keep
+    /// the transfer indexes hot).
+    pub cache_mib: u32,
+    /// Bytes of the file each connection maps into memory for reads (0 = no mmap).
+    pub mmap_bytes: u64,
+    /// How `now` maps to days for the daily totals.
+    pub calendar: Calendar,
+}
+
+impl SqliteConfig {
+    /// Defaults for `path`: 4 readers, 5 s busy timeout, a 64 MiB page cache, 256 MiB of
+    /// mmap, seconds in UTC+8.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            readers: 4,
+            busy_timeout_ms: 5_000,
+            cache_mib: 64,
+            mmap_bytes: 256 << 20,
+            calendar: Calendar::default(),
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+struct Inner {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    config: SqliteConfig,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer's loop; wait for it to close its connection.
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Ok(mut writer) = self.writer.lock()
+            && let Some(handle) = writer.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A ledger store on SQLite. Cheap to clone; all clones share the writer and the readers.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn open_connection(config: &SqliteConfig, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(&config.path, flags)?;
+    conn.busy_timeout(Duration::from_millis(u64::from(config.busy_timeout_ms)))?;
+    if !read_only {
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database {
+                backend: "sqlite",
+                detail: format!("journal_mode is {mode}, not wal"),
+            });
+        }
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; \
+         PRAGMA cache_size=-{}; PRAGMA mmap_size={};",
+        u64::from(config.cache_mib) * 1024,
+        config.mmap_bytes
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > latest {
+        return Err(StoreError::Migration(format!(
+            "database schema version {current} is newer than this program's {latest}"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Migration(format!("{version} {name}: {e}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            params![version, name],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn read_transfer(row: &rusqlite::Row<'_>) -> rusqlite::Result<TransferRow> {
+    Ok(TransferRow {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        debit_account_id: row.get(2)?,
+        credit_account_id: row.get(3)?,
+        pending_id: row.get(6)?,
+        user_data: row.get(7)?,
+        ints: [
+            row.get(4)?,
+            row.get(5)?,
+            row.get(8)?,
+            row.get(9)?,
+            row.get(10)?,
+            row.get(11)?,
+            row.get(12)?,
+            row.get(13)?,
+        ],
+    })
+}
+
+fn read_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+    let mut ints = [0i64; 11];
+    for (i, slot) in ints.iter_mut().enumerate() {
+        *slot = row.get(i + 2)?;
+    }
+    Ok(AccountRow {
+        id: row.get(0)?,
+        user_data: row.get(1)?,
+        ints,
+    })
+}
+
+fn read_clock(tx: &Connection) -> Result<Clock, StoreError> {
+    let (now, next_seq): (i64, i64) = tx.query_row(
+        "SELECT now, next_seq FROM ledger_clock WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Clock {
+        now: u64_from_sql(now),
+        next_seq: u64::try_from(next_seq).map_err(|_| StoreError::corrupt_row("next_seq"))?,
+    })
+}
+
+fn load_accounts(tx: &Connection, ids: &[u128]) -> Result<Vec<Account>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+    ))?;
+    let mut accounts = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if let Some(row) = stmt.query_row([id_bytes(id)], read_account).optional()? {
+            accounts.push(row.decode()?);
+        }
+    }
+    Ok(accounts)
+}
+
+fn load_transfers_into(
+    tx: &Connection,
+    ids: &[u128],
+    into: &mut BTreeMap<u64, TransferRecord>,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1"
+    ))?;
+    for &id in ids {
+        if let Some(row) = stmt.query_row([id_bytes(id)], read_transfer).optional()? {
+            let (seq, record) = row.decode()?;
+            into.insert(seq, record);
+        }
+    }
+    Ok(())
+}
+
+fn write_transfers(
+    conn: &mut Connection,
+    calendar: Calendar,
+    now: u64,
+    batch: &[Transfer],
+) -> Result<Vec<CreateTransferResult>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let clock = read_clock(&tx)?;
+    batch::check_transfer_batch(clock, now, batch.len())?;
+
+    let mut loaded = BTreeMap::new();
+    load_transfers_into(&tx, &batch::transfer_ids(batch), &mut loaded)?;
+    {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers \
+             WHERE expires_key IS NOT NULL AND expires_key <= ?1"
+        ))?;
+        let rows = stmt.query_map([expires_key(now)], read_transfer)?;
+        for row in rows {
+            let (seq, record) = row?.decode()?;
+            loaded.insert(seq, record);
+        }
+    }
+    let missing = batch::missing_pending_ids(&loaded);
+    load_transfers_into(&tx, &missing, &mut loaded)?;
+    let accounts = load_accounts(&tx, &batch::account_ids(batch, &loaded))?;
+
+    let outcome = batch::apply_transfers(clock, now, batch, accounts, loaded, calendar)?;
+
+    {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE accounts SET debits_pending_hi = ?2, debits_pending_lo = ?3, \
+             debits_posted_hi = ?4, debits_posted_lo = ?5, credits_pending_hi = ?6, \
+             credits_pending_lo = ?7, credits_posted_hi = ?8, credits_posted_lo = ?9 \
+             WHERE id = ?1",
+        )?;
+        for a in &outcome.changed_accounts {
+            let b = balance_ints(a);
+            stmt.execute(params![
+                id_bytes(a.id),
+                b[0],
+                b[1],
+                b[2],
+                b[3],
+                b[4],
+                b[5],
+                b[6],
+                b[7]
+            ])?;
+        }
+    }
+    {
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT INTO transfers ({TRANSFER_COLUMNS}, expires_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        ))?;
+        for r in &outcome.new_transfers {
+            stmt.execute(params![
+                r.seq,
+                r.id,
+                r.debit_account_id,
+                r.credit_account_id,
+                r.amount_hi,
+                r.amount_lo,
+                r.pending_id,
+                r.user_data,
+                r.timeout,
+                r.ledger,
+                r.code,
+                r.flags,
+                r.timestamp,
+                r.status,
+                r.expires_key,
+            ])?;
+        }
+    }
+    {
+        let mut stmt = tx
+            .prepare_cached("UPDATE transfers SET status = ?2, expires_key = NULL WHERE id = ?1")?;
+        for &(id, status) in &outcome.status_changes {
+            stmt.execute(params![id_bytes(id), status_to_sql(status)])?;
+        }
+    }
+    add_daily(&tx, &outcome.daily)?;
+    tx.execute(
+        "UPDATE ledger_clock SET now = ?1, next_seq = ?2 WHERE id = 1",
+        params![
+            u64_to_sql(outcome.clock.now),
+            i64::try_from(outcome.clock.next_seq).map_err(|_| StoreError::corrupt_row("seq"))?
+        ],
+    )?;
+    tx.commit()?;
+    Ok(outcome.results)
+}
+
+fn add_daily(tx: &Transaction<'_>, deltas: &[DailyDelta]) -> Result<(), StoreError> {
+    let mut read = tx.prepare_cached(
+        "SELECT transfers, amount_hi, amount_lo FROM daily_totals \
+         WHERE ledger = ?1 AND day = ?2 AND code = ?3",
+    )?;
+    let mut write = tx.prepare_cached(
+        "INSERT INTO daily_totals (ledger, day, code, transfers, amount_hi, amount_lo) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (ledger, day, code) DO UPDATE SET \
+         transfers = excluded.transfers, amount_hi = excluded.amount_hi, \
+         amount_lo = excluded.amount_lo",
+    )?;
+    for d in deltas {
+        let key = params![i64::from(d.ledger), u64_to_sql(d.day), i64::from(d.code)];
+        let (count, amount) = match read
+            .query_row(key, |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?
+        {
+            Some((count, hi, lo)) => (u64_from_sql(count), join(hi, lo)),
+            None => (0, 0),
+        };
+        let amount = amount.saturating_add(d.amount);
+        let (hi, lo) = split(amount);
+        write.execute(params![
+            i64::from(d.ledger),
+            u64_to_sql(d.day),
+            i64::from(d.code),
+            u64_to_sql(count + d.transfers),
+            hi,
+            lo
+        ])?;
+    }
+    Ok(())
+}
+
+fn write_accounts(
+    conn: &mut Connection,
+    batch: &[NewAccount],
+    labels: &[Option<BookLabel>],
+) -> Result<Vec<CreateAccountResult>, StoreError> {
+    batch::check_account_batch(batch.len())?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let existing = load_accounts(&tx, &batch::new_account_ids(batch))?;
+    let outcome = batch::apply_accounts(existing, batch)?;
+    {
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, 0, 0, 0, 0, 0)"
+        ))?;
+        let mut label_stmt = tx.prepare_cached(
+            "INSERT INTO book_accounts (account_id, kind, adm_div, year, unit, func_class, \
+             eco_class, fund_type, pay_type, month, bank) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for (index, a) in &outcome.new_accounts {
+            stmt.execute(params![
+                id_bytes(a.id),
+                id_bytes(a.user_data),
+                i64::from(a.ledger),
+                i64::from(a.code),
+                i64::from(a.flags.bits())
+            ])?;
+            if let Some(Some(l)) = labels.get(*index) {
+                label_stmt.execute(params![
+                    id_bytes(a.id),
+                    l.kind.as_str(),
+                    l.adm_div,
+                    i64::from(l.year),
+                    l.unit,
+                    l.func_class,
+                    l.eco_class,
+                    l.fund_type,
+                    l.pay_type,
+                    i64::from(l.month),
+                    l.bank
+                ])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(outcome.results)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database, and starts the writer thread.
+    ///
+    /// # Errors
+    /// If the file cannot be opened, WAL cannot be enabled, or a migration fails.
+    pub async fn open(config: SqliteConfig) -> Result<Self, StoreError> {
+        let setup = config.clone();
+        let mut conn = tokio::task::spawn_blocking(move || {
+            let mut conn = open_connection(&setup, false)?;
+            migrate(&mut conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database {
+            backend: "sqlite",
+            detail: e.to_string(),
+        })??;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("guoku-sqlite-writer".into())
+            .spawn(move || {
+                while let Ok(job) = receiver.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Database {
+                backend: "sqlite",
+                detail: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(Some(sender)),
+                writer: Mutex::new(Some(writer)),
+                readers: Mutex::new(Vec::new()),
+                config,
+            }),
+        })
+    }
+
+    /// Runs `job` on the writer thread and waits for its result without blocking the runtime.
+    async fn write<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection, Calendar) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let calendar = self.inner.config.calendar;
+        let boxed: Job = Box::new(move |conn| {
+            let _ = reply.send(job(conn, calendar));
+        });
+        {
+            let jobs = self
+                .inner
+                .jobs
+                .lock()
+                .map_err(|_| StoreError::WriterStopped)?;
+            let sender = jobs.as_ref().ok_or(StoreError::WriterStopped)?;
+            sender.send(boxed).map_err(|_| StoreError::WriterStopped)?;
+        }
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Runs `query` on a read-only connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut r| r.pop());
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&inner.config, true)?,
+            };
+            let result = query(&conn);
+            if let Ok(mut readers) = inner.readers.lock()
+                && readers.len() < inner.config.readers
+            {
+                readers.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database {
+            backend: "sqlite",
+            detail: e.to_string(),
+        })?
+    }
+
+    pub(crate) async fn create_accounts(
+        &self,
+        batch: Vec<NewAccount>,
+        labels: Vec<Option<BookLabel>>,
+    ) -> Result<Vec<CreateAccountResult>, StoreError> {
+        self.write(move |conn, _| write_accounts(conn, &batch, &labels))
+            .await
+    }
+
+    pub(crate) async fn create_transfers(
+        &self,
+        now: u64,
+        batch: Vec<Transfer>,
+    ) -> Result<Vec<CreateTransferResult>, StoreError> {
+        self.write(move |conn, calendar| write_transfers(conn, calendar, now, &batch))
+            .await
+    }
+
+    pub(crate) async fn accounts(&self, ids: Vec<u128>) -> Result<Vec<Account>, StoreError> {
+        self.read(move |conn| load_accounts(conn, &ids)).await
+    }
+
+    pub(crate) async fn transfers(
+        &self,
+        ids: Vec<u128>,
+    ) -> Result<Vec<TransferRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut found = BTreeMap::new();
+            load_transfers_into(conn, &ids, &mut found)?;
+            Ok(found.into_values().collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn history(
+        &self,
+        account: u128,
+        after: u64,
+        limit: u32,
+    ) -> Result<Page<HistoryEntry>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {TRANSFER_COLUMNS} FROM (\
+                   SELECT * FROM (SELECT * FROM transfers WHERE debit_account_id = ?1 AND seq > ?2 \
+                                  ORDER BY seq LIMIT ?3) \
+                   UNION ALL \
+                   SELECT * FROM (SELECT * FROM transfers WHERE credit_account_id = ?1 AND seq > ?2 \
+                                  ORDER BY seq LIMIT ?3)) \
+                 ORDER BY seq LIMIT ?3"
+            ))?;
+            let after = i64::try_from(after).map_err(|_| StoreError::InvalidArgument("cursor"))?;
+            let rows = stmt.query_map(
+                params![id_bytes(account), after, i64::from(limit)],
+                read_transfer,
+            )?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (seq, record) = row?.decode()?;
+                items.push(HistoryEntry { seq, record });
+            }
+            Ok(Page::from_items(items, limit))
+        })
+        .await
+    }
+
+    pub(crate) async fn daily_totals(
+        &self,
+        ledger: u32,
+        from_day: u64,
+        to_day: u64,
+    ) -> Result<Vec<DailyTotal>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT day, code, transfers, amount_hi, amount_lo FROM daily_totals \
+                 WHERE ledger = ?1 AND day >= ?2 AND day < ?3 ORDER BY day, code",
+            )?;
+            let rows = stmt.query_map(
+                params![i64::from(ledger), u64_to_sql(from_day), u64_to_sql(to_day)],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
+            )?;
+            let mut totals = Vec::new();
+            for row in rows {
+                let (day, code, count, hi, lo) = row?;
+                totals.push(DailyTotal {
+                    ledger,
+                    day: u64_from_sql(day),
+                    code: u16::try_from(code).map_err(|_| StoreError::corrupt_row("code"))?,
+                    transfers: u64_from_sql(count),
+                    amount: join(hi, lo),
+                });
+            }
+            Ok(totals)
+        })
+        .await
+    }
+
+    pub(crate) async fn book_accounts(
+        &self,
+        filter: BookFilter,
+    ) -> Result<Vec<(BookLabel, Account)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT b.kind, b.adm_div, b.year, b.unit, b.func_class, b.eco_class, \
+                 b.fund_type, b.pay_type, b.month, b.bank, {} \
+                 FROM book_accounts b JOIN accounts a ON a.id = b.account_id \
+                 WHERE b.adm_div = ?1 AND b.year = ?2 AND b.kind = ?3 \
+                 AND (?4 = '' OR b.unit = ?4) AND b.func_class LIKE ?5 \
+                 AND (?6 = 0 OR b.month = ?6) AND (?7 = '' OR b.bank = ?7) \
+                 ORDER BY b.unit, b.func_class, b.month, a.id",
+                ACCOUNT_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("a.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    filter.adm_div,
+                    i64::from(filter.year),
+                    filter.kind.as_str(),
+                    filter.unit,
+                    format!("{}%", filter.func_class_prefix),
+                    i64::from(filter.month),
+                    filter.bank
+                ],
+                |r| {
+                    let label = (
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, String>(9)?,
+                    );
+                    let mut ints = [0i64; 11];
+                    for (i, slot) in ints.iter_mut().enumerate() {
+                        *slot = r.get(i + 12)?;
+                    }
+                    let account = AccountRow {
+                        id: r.get(10)?,
+                        user_data: r.get(11)?,
+                        ints,
+                    };
+                    Ok((label, account))
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (l, a) = row?;
+                out.push((BookLabel::from_columns(l)?, a.decode()?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn load_state(&self) -> Result<State, StoreError> {
+        self.read(|conn| {
+            // One read transaction, so accounts, transfers and clock are one snapshot.
+            conn.execute_batch("BEGIN")?;
+            let result = (|| {
+                let mut accounts = Vec::new();
+                let mut stmt =
+                    conn.prepare_cached(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts"))?;
+                for row in stmt.query_map([], read_account)? {
+                    accounts.push(row?.decode()?);
+                }
+                let mut transfers = Vec::new();
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq"
+                ))?;
+                for row in stmt.query_map([], read_transfer)? {
+                    transfers.push(row?.decode()?.1);
+                }
+                let clock = read_clock(conn)?;
+                Ok::<_, StoreError>(State::from_parts(accounts, transfers, clock.now)?)
+            })();
+            conn.execute_batch("COMMIT")?;
+            result
+        })
+        .await
+    }
+
+    pub(crate) async fn now(&self) -> Result<u64, StoreError> {
+        self.read(|conn| Ok(read_clock(conn)?.now)).await
+    }
+
+    pub(crate) async fn stored_bytes(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            Ok(u64::try_from(pages * size).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Exact sum of posted amounts between two sequence numbers, in SQL (used by tests of
+    /// the limb arithmetic).
+    pub(crate) async fn posted_sum(&self, ledger: u32) -> Result<Option<u128>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM transfers WHERE ledger = ?1 AND (flags & 14) = 0",
+                limb_sum("amount_hi", "amount_lo", "")
+            );
+            let limbs: [i64; 4] = conn.query_row(&sql, [i64::from(ledger)], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+            })?;
+            Ok(join_limbs(limbs))
+        })
+        .await
+    }
+}
