@@ -22,6 +22,19 @@ pub enum BenchCommand {
         /// Runs; the best and the median are printed.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Transfers for the durable runs, every one debiting the same hot account.
+        #[arg(long, default_value_t = 409_500)]
+        durable_transfers: usize,
+        /// Where the durable SQLite runs write (a fresh database each run).
+        #[arg(long, default_value_os_t = std::env::temp_dir())]
+        dir: std::path::PathBuf,
+        /// PostgreSQL for the durable runs (a throwaway schema each run).
+        #[arg(
+            long,
+            env = "GUOKU_TEST_PG_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        pg_url: String,
     },
 }
 
@@ -61,6 +74,9 @@ pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> 
             batch,
             accounts,
             runs,
+            durable_transfers,
+            dir,
+            pg_url,
         } => {
             anyhow::ensure!(
                 (1..=guoku_ledger::BATCH_MAX).contains(&batch),
@@ -81,7 +97,56 @@ pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> 
             outln!(
                 "  best {best:>12.0} transfers/s   median {median:>12.0} transfers/s   (target ≥ 1,000,000; TigerBeetle reports ~1.17 M/s)"
             );
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(durable(&dir, &pg_url, durable_transfers, batch, runs))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_durable(name: &str, reports: &[guoku_store::bench::DurableReport], target: &str) {
+    let (best, median) = best_and_median(reports.iter().map(|r| r.transfers_per_sec).collect());
+    let bytes = reports
+        .iter()
+        .map(|r| r.bytes_per_transfer)
+        .fold(f64::INFINITY, f64::min);
+    outln!(
+        "  {name}: best {best:>9.0} transfers/s   median {median:>9.0} transfers/s   {bytes:.0} bytes stored per payment   {target}"
+    );
+}
+
+/// The durable runs: every transfer debits one hot account, committed in batches.
+async fn durable(
+    dir: &std::path::Path,
+    pg_url: &str,
+    transfers: usize,
+    batch: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    use guoku_store::bench::{bench_postgres_fresh, bench_sqlite_fresh};
+    outln!("ledger durable: {transfers} transfers in batches of {batch}, all on one hot account");
+    let mut sqlite = Vec::new();
+    for _ in 0..runs {
+        sqlite.push(bench_sqlite_fresh(dir, transfers, batch).await?);
+    }
+    print_durable(
+        "SQLite (WAL, synchronous=FULL)",
+        &sqlite,
+        "(target ≥ 100,000)",
+    );
+    let mut postgres = Vec::new();
+    for _ in 0..runs {
+        match bench_postgres_fresh(pg_url, transfers, batch).await? {
+            Some(report) => postgres.push(report),
+            None => {
+                outln!("  PostgreSQL: SKIPPED, no server at {pg_url}");
+                return Ok(());
+            }
+        }
+    }
+    print_durable("PostgreSQL", &postgres, "(reported, no target)");
+    Ok(())
 }

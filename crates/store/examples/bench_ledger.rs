@@ -8,8 +8,7 @@
 //! a throwaway schema. Best and median runs are printed: other work on a shared machine
 //! only ever slows a run down.
 
-use guoku_store::bench::{DurableReport, bench_durable};
-use guoku_store::{PgConfig, SqliteConfig, Store};
+use guoku_store::bench::{DurableReport, bench_postgres_fresh, bench_sqlite_fresh};
 
 fn arg(index: usize, default: usize) -> usize {
     match std::env::args().nth(index) {
@@ -51,8 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sqlite = Vec::new();
     for run in 1..=runs {
         let dir = tempfile::tempdir()?;
-        let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("bench.db"))).await?;
-        let report = bench_durable(&store, transfers, batch_size).await?;
+        let report = bench_sqlite_fresh(dir.path(), transfers, batch_size).await?;
         print_run(run, &report);
         sqlite.push(report);
     }
@@ -60,34 +58,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let url = std::env::var("GUOKU_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let (admin, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-        Ok(pair) => pair,
-        Err(e) => {
-            println!("ledger durable on PostgreSQL: SKIPPED (no server at {url}: {e})");
-            return Ok(());
-        }
-    };
-    tokio::spawn(conn);
     let mut postgres = Vec::new();
     for run in 1..=runs {
-        let schema = format!("guoku_bench_{}_{run}", std::process::id());
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await?;
-        let mut config = PgConfig::new(url.clone());
-        config.schema = Some(schema.clone());
-        config.pool_size = 2;
-        let result = async {
-            let store = Store::connect_postgres(config).await?;
-            bench_durable(&store, transfers, batch_size).await
+        match bench_postgres_fresh(&url, transfers, batch_size).await? {
+            Some(report) => {
+                print_run(run, &report);
+                postgres.push(report);
+            }
+            None => {
+                println!("ledger durable on PostgreSQL: SKIPPED (no server at {url})");
+                return Ok(());
+            }
         }
-        .await;
-        admin
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await?;
-        let report = result?;
-        print_run(run, &report);
-        postgres.push(report);
     }
     summary("PostgreSQL", &postgres);
     Ok(())

@@ -102,3 +102,58 @@ pub async fn bench_durable(
         bytes_per_transfer: after.saturating_sub(before) as f64 / transfers.max(1) as f64,
     })
 }
+
+/// [`bench_durable`] on a fresh SQLite database in `dir` (which must exist).
+///
+/// # Errors
+/// As [`bench_durable`], and a failure to open the database.
+pub async fn bench_sqlite_fresh(
+    dir: &std::path::Path,
+    transfers: usize,
+    batch_size: usize,
+) -> Result<DurableReport, StoreError> {
+    let path = dir.join(format!("guoku-bench-{}.db", std::process::id()));
+    let store = Store::open_sqlite(crate::SqliteConfig::new(path.clone())).await?;
+    let report = bench_durable(&store, transfers, batch_size).await;
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    report
+}
+
+/// [`bench_durable`] on PostgreSQL at `url`, in a throwaway schema dropped afterwards.
+/// `Ok(None)` when no server answers at `url`.
+///
+/// # Errors
+/// As [`bench_durable`], and failures to create or drop the schema.
+pub async fn bench_postgres_fresh(
+    url: &str,
+    transfers: usize,
+    batch_size: usize,
+) -> Result<Option<DurableReport>, StoreError> {
+    let Ok((admin, connection)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
+        return Ok(None);
+    };
+    tokio::spawn(connection);
+    let schema = format!("guoku_bench_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await?;
+    let mut config = crate::PgConfig::new(url);
+    config.schema = Some(schema.clone());
+    config.pool_size = 2;
+    let result = async {
+        let store = Store::connect_postgres(config).await?;
+        bench_durable(&store, transfers, batch_size).await
+    }
+    .await;
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await?;
+    result.map(Some)
+}
