@@ -36,6 +36,13 @@ pub enum BenchCommand {
         )]
         pg_url: String,
     },
+    /// Signatures: sign/s and verify/s per core for each suite, batch sign-and-seal of
+    /// 2,000 vouchers on all cores, batch-signature mode for 10,000, beside `openssl speed sm2`.
+    Sign {
+        /// Skip the ~6 s `openssl speed -seconds 3 sm2` baseline.
+        #[arg(long)]
+        no_openssl: bool,
+    },
 }
 
 /// The machine, printed above every benchmark so figures are read in context.
@@ -103,6 +110,7 @@ pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> 
                 .build()?;
             runtime.block_on(durable(&dir, &pg_url, durable_transfers, batch, runs))?;
         }
+        BenchCommand::Sign { no_openssl } => sign(no_openssl)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -148,5 +156,56 @@ async fn durable(
         }
     }
     print_durable("PostgreSQL", &postgres, "(reported, no target)");
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+fn sign(no_openssl: bool) -> anyhow::Result<()> {
+    use guoku_seal::Suite;
+    use guoku_seal::bench::{BenchConfig, openssl_speed_sm2, run_suite};
+    let config = BenchConfig::default();
+    let openssl = if no_openssl {
+        None
+    } else {
+        openssl_speed_sm2(3)
+    };
+    match openssl {
+        Some(o) => outln!(
+            "openssl speed -seconds 3 sm2 (this machine, now): {:.0} sign/s, {:.0} verify/s",
+            o.sign_per_s,
+            o.verify_per_s
+        ),
+        None => outln!("openssl speed sm2: not run"),
+    }
+    for suite in Suite::ALL {
+        let report = run_suite(suite, &config)?;
+        outln!("{report}");
+        if suite != Suite::Sm {
+            continue;
+        }
+        if let Some(o) = openssl {
+            let ratio = report.sign_per_s / o.sign_per_s;
+            outln!(
+                "  SM2 sign per core ≥ 5 × OpenSSL ({:.0}/s): {ratio:.2} × → {}",
+                5.0 * o.sign_per_s,
+                verdict(ratio >= 5.0)
+            );
+        }
+        let batch = report.batch_sign_s.median();
+        outln!(
+            "  {} SM2 vouchers signed and sealed ≤ 0.25 s: median {batch:.3} s → {}",
+            report.batch_vouchers,
+            verdict(batch <= 0.25)
+        );
+        let mode = report.batch_mode_s.median();
+        outln!(
+            "  batch-signature mode, {} vouchers ≤ 0.1 s: median {mode:.3} s → {}",
+            report.batch_mode_vouchers,
+            verdict(mode <= 0.1)
+        );
+    }
     Ok(())
 }

@@ -1137,3 +1137,72 @@ pub fn verify_receipt(
         receipt: verify_part(suite, receipt, chain, trust)?,
     })
 }
+
+// ----- stamps as bytes ----------------------------------------------------------------------
+
+/// A plain signature as it travels beside a voucher:
+/// `SEQUENCE { certificate OCTET STRING (DER), signature OCTET STRING }`, the same shape
+/// GM/T 0031 gives a seal signature's certificate and value.
+#[derive(der::Sequence)]
+struct PlainStampDer {
+    certificate: der::asn1::OctetString,
+    signature: der::asn1::OctetString,
+}
+
+/// Most bytes a stamp may have on the wire (a seal carries its picture).
+pub const MAX_STAMP_LEN: usize = 1 << 20;
+
+impl Stamp {
+    /// The bytes that carry this stamp beside the voucher: for a seal its `SES_Signature`
+    /// DER; for a plain signature a DER `SEQUENCE { certificate, signature }`. The
+    /// position is not in the bytes: the envelope carries it.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            Stamp::Seal { signature, .. } => Ok(signature.to_der().to_vec()),
+            Stamp::Signature(s) => {
+                let octets = |bytes: &[u8]| {
+                    der::asn1::OctetString::new(bytes).map_err(|e| Error::Malformed {
+                        what: "stamp",
+                        detail: e.to_string(),
+                    })
+                };
+                let plain = PlainStampDer {
+                    certificate: octets(s.certificate.to_der())?,
+                    signature: octets(s.signature.as_bytes())?,
+                };
+                der::Encode::to_der(&plain).map_err(|e| Error::Malformed {
+                    what: "stamp",
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Reads a stamp at `position` from its bytes; the position's kind says whether a seal
+    /// or a plain signature is expected. Nothing is verified here.
+    pub fn from_bytes(position: &StampPosition, bytes: &[u8]) -> Result<Stamp> {
+        if bytes.len() > MAX_STAMP_LEN {
+            return Err(Error::Malformed {
+                what: "stamp",
+                detail: format!("{} bytes, more than {MAX_STAMP_LEN}", bytes.len()),
+            });
+        }
+        if position.kind.is_seal() {
+            return Ok(Stamp::Seal {
+                position: position.name.clone(),
+                signature: SealSignature::from_der(bytes)?,
+            });
+        }
+        let plain = <PlainStampDer as der::Decode>::from_der(bytes).map_err(|e: der::Error| {
+            Error::Malformed {
+                what: "stamp",
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(Stamp::Signature(VoucherSignature {
+            position: position.name.clone(),
+            certificate: Certificate::from_der(plain.certificate.as_bytes())?,
+            signature: Signature::from_bytes(plain.signature.as_bytes()),
+        }))
+    }
+}

@@ -1,0 +1,10 @@
+//! The parties of treasury payment at work: what each node (finance, PBOC, agent bank,
+//! budget units' counter) does with vouchers.
+//!
+//! - [`stamping`]: signing, sealing and verifying vouchers at the seal positions their
+//!   type asks for — the bridge between the voucher standard and the security support
+//!   control (安全支撑控件).
+//!
+//! `node` sits above `voucher`, `seal`, `ledger` and `store`; the binary sits above it.
+
+pub mod stamping;

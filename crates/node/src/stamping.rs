@@ -1,0 +1,281 @@
+//! Signing, sealing and verifying a voucher at its type's seal positions.
+//!
+//! The registry lists, per voucher type, the sender's positions (`seals`) and the receiver's
+//! on the receipt (`receipt_seals`); the seal crate signs and checks canonical bytes at
+//! positions. This module joins them: it maps positions, picks the canonical bytes each
+//! part covers (a receipt's original stamps cover the voucher without its receipt fields,
+//! the receiver's cover all of it), and moves stamps in and out of an envelope body.
+
+use guoku_seal::Suite;
+use guoku_seal::pki::{OrgRole, Post};
+use guoku_seal::voucher::{
+    ReceiptReport, Signer, Stamp, StampKind, StampPosition, StampReport, StampedVoucher,
+    TrustContext, stamp_receipt, stamp_voucher, verify_receipt, verify_stamps,
+};
+use guoku_voucher::registry::{self, Role, SealPosition, VoucherType};
+use guoku_voucher::{
+    EnvelopeBody, SignatureBlob, Voucher, VoucherFlag, canonical_bytes, canonical_bytes_without,
+};
+
+/// Why a voucher could not be stamped or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum StampingError {
+    #[error("no voucher type {0} in the registry")]
+    UnknownType(String),
+    #[error("type {vt_code} has no {part} seal positions")]
+    NoPositions { vt_code: String, part: &'static str },
+    #[error("every {part} position of this voucher is already stamped")]
+    Complete { part: &'static str },
+    #[error(
+        "the original is not fully stamped: a receipt can be stamped only on a complete original"
+    )]
+    OriginalIncomplete,
+    #[error("position {0} holds a stamp that cannot be read: {1}")]
+    Unreadable(u32, guoku_seal::Error),
+    #[error("the registry's seal kind {0:?} is unknown to the security control")]
+    Kind(String),
+    #[error(transparent)]
+    Seal(#[from] guoku_seal::Error),
+}
+
+fn org_role(role: Role) -> OrgRole {
+    match role {
+        Role::Finance => OrgRole::Finance,
+        Role::Pboc => OrgRole::Pboc,
+        Role::Bank => OrgRole::AgentBank,
+        Role::BudgetUnit => OrgRole::BudgetUnit,
+    }
+}
+
+fn post(post: registry::Post) -> Post {
+    match post {
+        registry::Post::Maker => Post::Maker,
+        registry::Post::Checker => Post::Checker,
+        registry::Post::Signer => Post::Signer,
+    }
+}
+
+fn stamp_positions(list: &[SealPosition]) -> Result<Vec<StampPosition>, StampingError> {
+    list.iter()
+        .map(|p| {
+            Ok(StampPosition {
+                name: p.position.to_string(),
+                kind: p
+                    .kind
+                    .parse::<StampKind>()
+                    .map_err(|_| StampingError::Kind(p.kind.clone()))?,
+                role: Some(org_role(p.party)),
+                post: p.post.map(post),
+            })
+        })
+        .collect()
+}
+
+/// A voucher type's positions as the seal crate sees them.
+pub struct Positions {
+    pub original: Vec<StampPosition>,
+    pub receipt: Vec<StampPosition>,
+}
+
+impl Positions {
+    pub fn of(ty: &VoucherType) -> Result<Positions, StampingError> {
+        Ok(Positions {
+            original: stamp_positions(&ty.seals)?,
+            receipt: stamp_positions(&ty.receipt_seals)?,
+        })
+    }
+}
+
+/// Whether `name` is a receipt (X*) field of the type, in the header or the details.
+fn is_receipt_field(ty: &VoucherType, name: &str) -> bool {
+    ty.header_field(name)
+        .or_else(|| ty.detail_field(name))
+        .is_some_and(|f| f.receipt)
+}
+
+/// The bytes the original's stamps cover: the voucher without its receipt fields, so that
+/// they still verify once the receiver has filled them in. A reply (2507, 5507) is written
+/// with its X fields filled by its own sender, so its stamps cover all of it.
+pub fn original_bytes(ty: &VoucherType, voucher: &Voucher) -> Vec<u8> {
+    if ty.reply {
+        return canonical_bytes(voucher);
+    }
+    canonical_bytes_without(voucher, |name| is_receipt_field(ty, name))
+}
+
+/// The stamps of `positions` found among `blobs`, in position order, up to the first
+/// position without one.
+fn read_stamps(
+    blobs: &[SignatureBlob],
+    positions: &[StampPosition],
+) -> Result<Vec<Stamp>, StampingError> {
+    let mut stamps = Vec::new();
+    for position in positions {
+        let no: u32 = position
+            .name
+            .parse()
+            .expect("positions are named by number");
+        let Some(blob) = blobs.iter().find(|b| b.no == no) else {
+            break;
+        };
+        stamps.push(
+            Stamp::from_bytes(position, &blob.data)
+                .map_err(|e| StampingError::Unreadable(no, e))?,
+        );
+    }
+    Ok(stamps)
+}
+
+/// Whether the body is a receipt with a receiver's part to stamp or check.
+fn is_receipt(ty: &VoucherType, body: &EnvelopeBody) -> bool {
+    !ty.reply && body.flag == VoucherFlag::Receipt
+}
+
+/// Applies the next stamp the body needs (the original's, or for a receipt the receiver's)
+/// with `signer`, and returns the position number filled.
+pub fn stamp_next(
+    suite: Suite,
+    ty: &VoucherType,
+    body: &mut EnvelopeBody,
+    signer: &Signer<'_>,
+) -> Result<u32, StampingError> {
+    let positions = Positions::of(ty)?;
+    let original_bytes = original_bytes(ty, &body.voucher);
+    let original_stamps = read_stamps(&body.signatures, &positions.original)?;
+    let original = StampedVoucher {
+        canonical: &original_bytes,
+        positions: &positions.original,
+        stamps: &original_stamps,
+    };
+    let stamp = if is_receipt(ty, body) && original_stamps.len() == positions.original.len() {
+        if positions.receipt.is_empty() {
+            return Err(StampingError::NoPositions {
+                vt_code: ty.vt_code.to_string(),
+                part: "receipt",
+            });
+        }
+        let receipt_bytes = canonical_bytes(&body.voucher);
+        let receipt_stamps = read_stamps(&body.signatures, &positions.receipt)?;
+        let Some(next) = positions.receipt.get(receipt_stamps.len()) else {
+            return Err(StampingError::Complete { part: "receipt" });
+        };
+        let receipt = StampedVoucher {
+            canonical: &receipt_bytes,
+            positions: &positions.receipt,
+            stamps: &receipt_stamps,
+        };
+        stamp_receipt(suite, &original, &receipt, &next.name, signer)?
+    } else {
+        if is_receipt(ty, body) {
+            return Err(StampingError::OriginalIncomplete);
+        }
+        let Some(next) = positions.original.get(original_stamps.len()) else {
+            return Err(if positions.original.is_empty() {
+                StampingError::NoPositions {
+                    vt_code: ty.vt_code.to_string(),
+                    part: "original",
+                }
+            } else {
+                StampingError::Complete { part: "original" }
+            });
+        };
+        stamp_voucher(suite, &original, &next.name, signer)?
+    };
+    let no: u32 = stamp
+        .position()
+        .parse()
+        .expect("positions are named by number");
+    body.signatures.push(SignatureBlob {
+        no,
+        data: stamp.to_bytes()?,
+    });
+    body.signatures.sort_by_key(|b| b.no);
+    Ok(no)
+}
+
+/// What [`verify`] found.
+#[derive(Debug)]
+pub enum Verification {
+    Original(StampReport),
+    Receipt(ReceiptReport),
+}
+
+impl Verification {
+    /// Every position the body needs is stamped and every stamp is valid.
+    pub fn is_complete_and_valid(&self) -> bool {
+        match self {
+            Verification::Original(r) => r.is_complete_and_valid(),
+            Verification::Receipt(r) => r.is_complete_and_valid(),
+        }
+    }
+}
+
+impl std::fmt::Display for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verification::Original(r) => write!(f, "{r}"),
+            Verification::Receipt(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// Checks every stamp of an envelope body against its type's positions: the original's
+/// and, for a receipt, the receiver's too. Bad stamps are in the report; an error means the
+/// body could not be checked at all. A stamp at a position the type does not have is an
+/// error too: nothing unexpected rides along unverified.
+pub fn verify(
+    suite: Suite,
+    ty: &VoucherType,
+    body: &EnvelopeBody,
+    trust: &TrustContext<'_>,
+) -> Result<Verification, StampingError> {
+    let positions = Positions::of(ty)?;
+    let known = |no: u32| {
+        positions
+            .original
+            .iter()
+            .chain(&positions.receipt)
+            .any(|p| p.name == no.to_string())
+    };
+    if let Some(stray) = body.signatures.iter().find(|b| !known(b.no)) {
+        return Err(StampingError::Unreadable(
+            stray.no,
+            guoku_seal::Error::InvalidArgument(format!(
+                "type {} has no position {}",
+                ty.vt_code, stray.no
+            )),
+        ));
+    }
+    let original_bytes = original_bytes(ty, &body.voucher);
+    let original_stamps = read_stamps(&body.signatures, &positions.original)?;
+    let original = StampedVoucher {
+        canonical: &original_bytes,
+        positions: &positions.original,
+        stamps: &original_stamps,
+    };
+    if !is_receipt(ty, body) || positions.receipt.is_empty() {
+        return Ok(Verification::Original(verify_stamps(
+            suite, &original, trust,
+        )?));
+    }
+    let receipt_bytes = canonical_bytes(&body.voucher);
+    let receipt_stamps = read_stamps(&body.signatures, &positions.receipt)?;
+    let receipt = StampedVoucher {
+        canonical: &receipt_bytes,
+        positions: &positions.receipt,
+        stamps: &receipt_stamps,
+    };
+    Ok(Verification::Receipt(verify_receipt(
+        suite, &original, &receipt, trust,
+    )?))
+}
+
+/// The type of `voucher` in `registry`.
+pub fn type_of<'r>(
+    registry: &'r guoku_voucher::Registry,
+    voucher: &Voucher,
+) -> Result<&'r VoucherType, StampingError> {
+    registry
+        .get(voucher.vt_code())
+        .ok_or_else(|| StampingError::UnknownType(voucher.vt_code().to_owned()))
+}
