@@ -2,7 +2,8 @@
 //! libraries, and maps errors to exit codes. Nothing else lives here.
 
 /// `println!` that treats a closed standard output (`guoku … | head`) as the reader's
-/// choice: the process ends quietly instead of panicking.
+/// choice: the process ends quietly instead of panicking, with the status a process
+/// killed by SIGPIPE has (141), so a pipeline never mistakes it for success.
 macro_rules! outln {
     ($($arg:tt)*) => {
         $crate::write_line(format_args!($($arg)*))
@@ -15,7 +16,7 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            std::process::exit(141);
         }
         eprintln!("guoku: cannot write to standard output: {e}");
         std::process::exit(2);
@@ -24,6 +25,7 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
 
 mod bench_cmd;
 mod pki_cmd;
+mod sign_cmd;
 mod voucher_cmd;
 
 use std::path::PathBuf;
@@ -53,6 +55,10 @@ enum Command {
     /// The deployment's certificate authority: init, issue, revoke, CRLs (证书).
     #[command(subcommand)]
     Pki(pki_cmd::PkiCommand),
+    /// Sign or seal vouchers at their next seal position, a whole batch with one PIN (签章).
+    Sign(sign_cmd::SignArgs),
+    /// Check every signature and seal of signed vouchers; exit 0 only when complete and valid (验签).
+    Verify(sign_cmd::VerifyArgs),
     /// Benchmarks that print figures (性能测试).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -102,6 +108,8 @@ fn main() -> ExitCode {
         Command::Voucher(command) => voucher_cmd::run(command, &global),
         Command::Pki(command) => pki_cmd::run(command, &global),
         Command::Bench(command) => bench_cmd::run(command, &global),
+        Command::Sign(args) => sign_cmd::sign(args, &global),
+        Command::Verify(args) => sign_cmd::run_verify(args, &global),
     };
     match result {
         Ok(code) => code,

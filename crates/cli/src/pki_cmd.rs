@@ -88,6 +88,30 @@ pub enum PkiCommand {
         #[arg(long, default_value = "pki")]
         dir: PathBuf,
     },
+    /// Make an electronic seal (GM/T 0031): the sealmaker signs it; its holders may apply it.
+    Seal {
+        /// The seal's kind: ywzyz 业务专用章, zqz 转讫章, gz 公章, fjz 附件章, sz 私章, jzysz, fhysz.
+        #[arg(long)]
+        kind: String,
+        /// The seal's name, e.g. 财政业务专用章.
+        #[arg(long)]
+        name: String,
+        /// The sealmaker's key store (its PIN from GUOKU_KEY_PIN or the terminal).
+        #[arg(long)]
+        maker_key: PathBuf,
+        /// The sealmaker's certificate: the organisation's own, or a seal-maker's.
+        #[arg(long)]
+        maker_cert: PathBuf,
+        /// Certificates of the people allowed to apply the seal.
+        #[arg(long, required = true)]
+        holder: Vec<PathBuf>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Where to write the seal (DER).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -243,6 +267,25 @@ pub fn run(command: PkiCommand, _global: &Global) -> anyhow::Result<ExitCode> {
             authority.refresh_crls(&pin, now)?;
             outln!("CRLs re-issued in {}", dir.display());
         }
+        PkiCommand::Seal {
+            kind,
+            name,
+            maker_key,
+            maker_cert,
+            holder,
+            days,
+            out,
+        } => make_seal(
+            &kind,
+            name,
+            &maker_key,
+            &maker_cert,
+            &holder,
+            days,
+            &out,
+            now,
+            &mut rng,
+        )?,
         PkiCommand::List { dir } => {
             let authority = Authority::open(&dir)?;
             for (cert, revoked) in authority.issued()? {
@@ -265,4 +308,71 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     name.push(".");
     name.push(suffix);
     PathBuf::from(name)
+}
+
+fn read_certificate(path: &Path) -> anyhow::Result<guoku_seal::pki::Certificate> {
+    let pem =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(guoku_seal::pki::Certificate::from_pem(&pem)?)
+}
+
+#[allow(clippy::too_many_arguments, reason = "the fields of one CLI command")]
+fn make_seal(
+    kind: &str,
+    name: String,
+    maker_key: &Path,
+    maker_cert: &Path,
+    holders: &[PathBuf],
+    days: u32,
+    out: &Path,
+    now: OffsetDateTime,
+    rng: &mut impl rand::CryptoRng,
+) -> anyhow::Result<()> {
+    use guoku_seal::ses::{CertListForm, SealPicture, SealSpec, make_seal};
+    use guoku_seal::voucher::StampKind;
+    if out.exists() {
+        bail!("{} already exists", out.display());
+    }
+    let kind: StampKind = kind.parse()?;
+    let maker = read_certificate(maker_cert)?;
+    let suite = match maker.public_key()?.algorithm() {
+        guoku_seal::KeyAlgorithm::Sm2 => Suite::Sm,
+        guoku_seal::KeyAlgorithm::Ed25519 => Suite::Intl,
+        guoku_seal::KeyAlgorithm::EcdsaP256 => bail!("a TLS certificate cannot make seals"),
+    };
+    let holders = holders
+        .iter()
+        .map(|p| read_certificate(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let info = maker.subject_info();
+    let organisation = info.organisation.clone().unwrap_or_else(|| name.clone());
+    let mut tag = [0u8; 4];
+    rng.fill_bytes(&mut tag);
+    let es_id = format!(
+        "{}-{}-{}",
+        info.org_code.as_deref().unwrap_or("seal"),
+        kind.code(),
+        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let spec = SealSpec {
+        es_id: es_id.clone(),
+        kind,
+        picture: SealPicture::demo(&organisation, &name, 40),
+        name,
+        holders,
+        list_form: CertListForm::Certificates,
+        created: now,
+        validity: guoku_seal::pki::Validity::days_from(now, days),
+    };
+    let pin = read_pin("GUOKU_KEY_PIN", "PIN of the sealmaker's key", false)?;
+    let key = KeyStoreFile::open(maker_key).unlock(&pin)?;
+    let seal = make_seal(suite, &spec, &key, &maker)?;
+    std::fs::write(out, seal.to_der())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    outln!(
+        "seal {es_id} ({}) written to {}",
+        seal.name(),
+        out.display()
+    );
+    Ok(())
 }

@@ -157,7 +157,7 @@ pub fn run(command: VoucherCommand, global: &Global) -> anyhow::Result<ExitCode>
     }
 }
 
-fn load_registry(path: Option<&Path>) -> anyhow::Result<Registry> {
+pub fn load_registry(path: Option<&Path>) -> anyhow::Result<Registry> {
     let Some(path) = path else {
         return Ok(Registry::builtin());
     };
@@ -173,7 +173,7 @@ fn today_in_china() -> BizDate {
 }
 
 /// Reads a file, or standard input for `-`, refusing more than the decoder would take.
-fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     let limit = Limits::default().max_input_bytes as u64 + 1;
     let mut bytes = Vec::new();
     if path == Path::new("-") {
@@ -192,7 +192,7 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         // A closed pipe (`| head`) is the reader's choice, not an error.

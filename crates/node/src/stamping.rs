@@ -279,3 +279,36 @@ pub fn type_of<'r>(
         .get(voucher.vt_code())
         .ok_or_else(|| StampingError::UnknownType(voucher.vt_code().to_owned()))
 }
+
+/// Stamps the next position of every body with one signer, on `parallelism` threads,
+/// calling `progress(done, total)` as it goes. All or nothing: on the first refusal
+/// (the lowest-numbered failing body's) no body is changed.
+pub fn stamp_batch(
+    suite: Suite,
+    registry: &guoku_voucher::Registry,
+    bodies: &mut [EnvelopeBody],
+    signer: &Signer<'_>,
+    parallelism: guoku_seal::batch::Parallelism,
+    progress: Option<guoku_seal::batch::Progress<'_>>,
+) -> Result<Vec<u32>, StampingError> {
+    let stamped = guoku_seal::batch::try_map_parallel(&*bodies, parallelism, progress, |body| {
+        let mut body = body.clone();
+        let ty = type_of(registry, &body.voucher)
+            .map_err(|e| guoku_seal::Error::InvalidArgument(e.to_string()))?;
+        let no = stamp_next(suite, ty, &mut body, signer).map_err(|e| match e {
+            StampingError::Seal(inner) => inner,
+            other => guoku_seal::Error::InvalidArgument(format!(
+                "{} {}: {other}",
+                body.voucher.vt_code(),
+                body.voucher.key().voucher_no
+            )),
+        })?;
+        Ok((no, body))
+    })?;
+    let mut positions = Vec::with_capacity(stamped.len());
+    for (slot, (no, body)) in bodies.iter_mut().zip(stamped) {
+        *slot = body;
+        positions.push(no);
+    }
+    Ok(positions)
+}
