@@ -99,6 +99,14 @@ pub struct Global {
 }
 
 fn main() -> ExitCode {
+    // Logs go to standard error; GUOKU_LOG sets the level (default: warnings and errors).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GUOKU_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let cli = Cli::parse();
     let global = Global {
         registry: cli.registry,

@@ -215,6 +215,15 @@ fn a_batch_is_signed_sealed_and_verified() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("wrong PIN") && log.contains("remaining=4"),
+        "the refusal is logged: {log}"
+    );
+    assert!(
+        !log.contains("wrong-pin-1"),
+        "the PIN itself is never logged: {log}"
+    );
 
     // A changed payee in one voucher fails that voucher only.
     let signed = std::fs::read(dir.join("s3.xml")).unwrap();

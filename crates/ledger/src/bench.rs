@@ -1,7 +1,7 @@
 //! An in-memory throughput benchmark of the engine.
 //!
 //! This is the only module that reads a clock, and only to measure: the engine itself never
-//! does. Run it with `cargo run --release --example bench -p guoku-ledger`.
+//! does. Run it with `guoku bench ledger`.
 
 use std::time::{Duration, Instant};
 

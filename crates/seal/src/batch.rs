@@ -111,6 +111,33 @@ where
     R: Send,
     F: Fn(&T) -> Result<R> + Sync,
 {
+    try_map_chunks_parallel(items, parallelism, progress, |slice| {
+        let mut results = Vec::with_capacity(slice.len());
+        for (j, item) in slice.iter().enumerate() {
+            results.push(f(item).map_err(|e| (j, e))?);
+        }
+        Ok(results)
+    })
+}
+
+/// What a chunk function returns: one result per item of the chunk, or the first failure with
+/// the failing item's number within the chunk.
+type ChunkResult<R> = Result<Vec<R>, (usize, Error)>;
+
+/// [`try_map_parallel`] with `f` applied to whole chunks (so that it can share work between
+/// the items of a chunk, as SM2 batch signing does). `f` must return exactly one result per
+/// item of its chunk, in order; a failure carries the failing item's number within the chunk.
+fn try_map_chunks_parallel<T, R, F>(
+    items: &[T],
+    parallelism: Parallelism,
+    progress: Option<Progress<'_>>,
+    f: F,
+) -> Result<Vec<R>>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&[T]) -> ChunkResult<R> + Sync,
+{
     check_batch_len(items.len())?;
     let total = items.len();
     let threads = parallelism.threads.get().min(total.max(1));
@@ -127,22 +154,15 @@ where
         while !failed.load(Ordering::Relaxed) {
             let c = next.fetch_add(1, Ordering::Relaxed);
             let Some(slice) = chunks.get(c) else { break };
-            let mut results = Vec::with_capacity(slice.len());
-            let mut error = None;
-            for (j, item) in slice.iter().enumerate() {
-                match f(item) {
-                    Ok(r) => results.push(r),
-                    Err(e) => {
-                        error = Some((c * chunk + j, e));
-                        break;
-                    }
+            let results = match f(slice) {
+                Ok(results) => results,
+                Err((j, e)) => {
+                    failed.store(true, Ordering::Relaxed);
+                    out.push((c, Err((c * chunk + j, e))));
+                    break;
                 }
-            }
-            if let Some(e) = error {
-                failed.store(true, Ordering::Relaxed);
-                out.push((c, Err(e)));
-                break;
-            }
+            };
+            assert_eq!(results.len(), slice.len(), "a chunk lost or added items");
             let now_done = done.fetch_add(slice.len(), Ordering::Relaxed) + slice.len();
             out.push((c, Ok(results)));
             if let Some(progress) = progress {
@@ -192,14 +212,17 @@ where
 }
 
 /// Sign each message (a voucher's canonical bytes) with `key`, on `parallelism` threads.
-/// The signatures are the plain ones of [`SigningKey::sign`], in message order.
+/// The signatures are the plain ones of [`SigningKey::sign`], in message order; each chunk is
+/// signed with [`SigningKey::sign_many`] (for SM2: one field inversion per 32 signatures).
 pub fn sign_messages<M: AsRef<[u8]> + Sync>(
     key: &SigningKey,
     messages: &[M],
     parallelism: Parallelism,
     progress: Option<Progress<'_>>,
 ) -> Result<Vec<Signature>> {
-    try_map_parallel(messages, parallelism, progress, |m| key.sign(m.as_ref()))
+    try_map_chunks_parallel(messages, parallelism, progress, |chunk| {
+        key.sign_many_indexed(chunk)
+    })
 }
 
 /// Who signs a batch of vouchers, and where.
@@ -229,22 +252,45 @@ pub struct VoucherToSign<'a> {
 /// Sign every voucher at `signer.position`, exactly as [`sign_voucher`] does one, on
 /// `parallelism` threads. Fails (with the lowest-numbered voucher's error) if any voucher
 /// cannot be signed; nothing is returned for the others then.
+///
+/// Per chunk, [`sign_voucher`] runs for each voucher with a stand-in key that records the
+/// bytes to be signed instead of signing them (all of `sign_voucher`'s checks apply as they
+/// are); the recorded bytes are then signed together with [`SigningKey::sign_many`], and the
+/// signatures put in place. The signatures are the same as [`sign_voucher`]'s.
 pub fn sign_vouchers(
     signer: &PositionSigner<'_>,
     vouchers: &[VoucherToSign<'_>],
     parallelism: Parallelism,
     progress: Option<Progress<'_>>,
 ) -> Result<Vec<VoucherSignature>> {
-    try_map_parallel(vouchers, parallelism, progress, |v| {
-        sign_voucher(
-            signer.suite,
-            v.canonical,
-            signer.positions,
-            v.existing,
-            signer.position,
-            signer.key,
-            signer.certificate,
-        )
+    try_map_chunks_parallel(vouchers, parallelism, progress, |chunk| {
+        let recorder = signer.key.recorder();
+        let mut signed = Vec::with_capacity(chunk.len());
+        for (j, v) in chunk.iter().enumerate() {
+            let s = sign_voucher(
+                signer.suite,
+                v.canonical,
+                signer.positions,
+                v.existing,
+                signer.position,
+                &recorder,
+                signer.certificate,
+            )
+            .map_err(|e| (j, e))?;
+            signed.push(s);
+        }
+        let messages = recorder.take_recorded();
+        // `sign_voucher` signs exactly once when it succeeds.
+        assert_eq!(
+            messages.len(),
+            signed.len(),
+            "a voucher was not signed once"
+        );
+        let signatures = signer.key.sign_many_indexed(&messages)?;
+        for (s, signature) in signed.iter_mut().zip(signatures) {
+            s.signature = signature;
+        }
+        Ok(signed)
     })
 }
 

@@ -1,4 +1,4 @@
-//! Signing benchmarks, printed by `guoku bench sign` (and `examples/bench_sign.rs`).
+//! Signing benchmarks, printed by `guoku bench sign`.
 //!
 //! This is measurement code: unlike the rest of the crate it reads the clock
 //! (`std::time::Instant`), and [`openssl_speed_sm2`] runs the `openssl` program. Figures
@@ -7,7 +7,9 @@
 //! Per suite ([`run_suite`]):
 //!
 //! * sign/s and verify/s on one core, each over at least [`BenchConfig::min_duration`], on a
-//!   voucher-sized message;
+//!   voucher-sized message: sign/s for one signature per call ([`SigningKey::sign`]) and for
+//!   chunks of [`SIGN_MANY_CHUNK`] different vouchers per call ([`SigningKey::sign_many`], as
+//!   the batch runs sign);
 //! * batch sign-and-seal: [`BenchConfig::batch_vouchers`] vouchers each signed at a seal
 //!   position with [`crate::batch::sign_vouchers`] on every core (seconds);
 //! * batch-signature mode: [`BenchConfig::batch_mode_vouchers`] vouchers through
@@ -89,8 +91,11 @@ pub struct SuiteReport {
     pub suite: Suite,
     /// Size of the message signed, in bytes.
     pub voucher_len: usize,
-    /// Signatures per second on one core.
+    /// Signatures per second on one core, one per call ([`SigningKey::sign`]).
     pub sign_per_s: f64,
+    /// Signatures per second on one core, [`SIGN_MANY_CHUNK`] different vouchers per call
+    /// ([`SigningKey::sign_many`]).
+    pub sign_many_per_s: f64,
     /// Verifications per second on one core (with a parsed, cached public key).
     pub verify_per_s: f64,
     /// Threads used by the batch runs.
@@ -104,6 +109,10 @@ pub struct SuiteReport {
     /// Seconds per batch-signature-mode run (tree, one signature, every encoded signature).
     pub batch_mode_s: Samples,
 }
+
+/// Vouchers per [`SigningKey::sign_many`] call in the single-core batch rate: the largest
+/// chunk the batch runs hand to one worker.
+pub const SIGN_MANY_CHUNK: usize = 64;
 
 /// `openssl speed sm2` figures.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -191,6 +200,11 @@ pub fn run_suite(suite: Suite, config: &BenchConfig) -> Result<SuiteReport> {
     let message = sample_voucher(0, config.voucher_len);
 
     let sign_per_s = rate(config.min_duration, || key.sign(&message).map(drop))?;
+    let chunk: Vec<Vec<u8>> = (0..SIGN_MANY_CHUNK)
+        .map(|i| sample_voucher(i, config.voucher_len))
+        .collect();
+    let sign_many_per_s =
+        SIGN_MANY_CHUNK as f64 * rate(config.min_duration, || key.sign_many(&chunk).map(drop))?;
     let signature = key.sign(&message)?;
     let verifying = key.verifying_key().clone();
     let verify_per_s = rate(config.min_duration, || {
@@ -248,6 +262,7 @@ pub fn run_suite(suite: Suite, config: &BenchConfig) -> Result<SuiteReport> {
         suite,
         voucher_len: config.voucher_len,
         sign_per_s,
+        sign_many_per_s,
         verify_per_s,
         threads: config.parallelism.threads.get(),
         batch_vouchers: config.batch_vouchers,
@@ -311,6 +326,11 @@ impl fmt::Display for SuiteReport {
             self.suite, self.voucher_len
         )?;
         writeln!(f, "  sign, 1 core        {:>10.0} /s", self.sign_per_s)?;
+        writeln!(
+            f,
+            "  sign_many, 1 core   {:>10.0} /s ({SIGN_MANY_CHUNK} vouchers per call)",
+            self.sign_many_per_s
+        )?;
         writeln!(f, "  verify, 1 core      {:>10.0} /s", self.verify_per_s)?;
         writeln!(
             f,
@@ -382,7 +402,7 @@ mod tests {
         };
         for suite in Suite::ALL {
             let r = run_suite(suite, &config).unwrap();
-            assert!(r.sign_per_s > 0.0 && r.verify_per_s > 0.0);
+            assert!(r.sign_per_s > 0.0 && r.sign_many_per_s > 0.0 && r.verify_per_s > 0.0);
             assert_eq!(r.batch_sign_s.0.len(), 2);
             assert_eq!(r.batch_mode_s.0.len(), 2);
             assert!(r.to_string().contains(suite.name()));

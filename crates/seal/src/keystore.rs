@@ -426,6 +426,7 @@ impl KeyStoreFile {
         let mut sealed = self.load()?;
         let status = sealed.status();
         if status.is_locked() {
+            tracing::error!(key_store = %self.path.display(), "key store locked after too many wrong PINs: refused");
             return Err(Error::Locked);
         }
         let mut pessimistic = sealed.clone();
@@ -434,6 +435,19 @@ impl KeyStoreFile {
         let result = sealed.unlock(pin);
         if sealed != pessimistic {
             self.write(&sealed)?;
+        }
+        // Every refusal is logged, with what is left; never the PIN.
+        match &result {
+            Err(Error::WrongPin { .. }) => tracing::warn!(
+                key_store = %self.path.display(),
+                remaining = sealed.status().remaining(),
+                "wrong PIN"
+            ),
+            Err(Error::Locked) => tracing::error!(
+                key_store = %self.path.display(),
+                "wrong PIN: the key store is now locked until an administrator resets it"
+            ),
+            _ => {}
         }
         result
     }

@@ -4,8 +4,14 @@
 //! by [`transfer_ids`] (and then [`missing_pending_ids`]) and those expiring by `now`; loads
 //! (and locks) the accounts of [`account_ids`]; calls [`apply_transfers`], which runs the
 //! pure engine on that part of the ledger; writes back the [`TransferOutcome`]; commits.
+//!
+//! A batch is first attempted [`IdCheck::Optimistic`]ally: without loading the transfers its
+//! events' own ids might name, which costs one index lookup per event and almost always
+//! finds nothing. The attempt proves its assumption before it commits, and if it was wrong
+//! it is rolled back and the batch redone [`IdCheck::Careful`]ly, so the results are always
+//! the careful ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use guoku_ledger::{
     Account, BATCH_MAX, BatchError, CreateAccountResult, CreateTransferResult, NewAccount,
@@ -79,11 +85,35 @@ pub(crate) fn check_account_batch(len: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The transfer ids a batch uses, as its own ids or as `pending_id`s, sorted.
-pub(crate) fn transfer_ids(batch: &[Transfer]) -> Vec<u128> {
+/// How an attempt at a transfer batch learns which of its events' ids are already taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdCheck {
+    /// Assume no event reuses the id of a transfer stored before the batch: load only the
+    /// transfers named as `pending_id`s (and those expiring). The assumption is proven before
+    /// the commit: the UNIQUE index on `transfers.id` refuses any transfer the attempt creates
+    /// under a taken id, and the backend looks up [`TransferOutcome::unchecked_ids`], the ids
+    /// of refused events. If either finds a taken id, the attempt is rolled back and the
+    /// batch redone with `Careful`.
+    Optimistic,
+    /// Load every transfer the batch names, as an event's id or as a `pending_id`.
+    Careful,
+}
+
+/// How an attempt at a transfer batch ended.
+pub(crate) enum Attempt<T> {
+    /// Committed, with these results.
+    Done(T),
+    /// An optimistic attempt found a reused id and rolled back: redo it carefully.
+    IdReused,
+}
+
+/// The transfer ids to load for `batch` before applying it, sorted.
+pub(crate) fn transfer_ids(batch: &[Transfer], check: IdCheck) -> Vec<u128> {
     let mut ids = BTreeSet::new();
     for t in batch {
-        ids.insert(t.id);
+        if check == IdCheck::Careful {
+            ids.insert(t.id);
+        }
         ids.insert(t.pending_id);
     }
     ids.remove(&0);
@@ -130,9 +160,17 @@ pub(crate) struct DailyDelta {
     pub amount: u128,
 }
 
+/// An account as loaded for a write: the engine's account and the store's number for it.
+pub(crate) type NumberedAccount = (Account, i64);
+
 /// What a transfer batch changes.
 pub(crate) struct TransferOutcome {
     pub results: Vec<CreateTransferResult>,
+    /// In an optimistic attempt: the ids of refused events that were neither loaded nor
+    /// created by the batch, sorted. If one of them is taken in the database, the engine
+    /// judged that event without its stored namesake and the attempt must be redone.
+    /// Always empty in a careful attempt.
+    pub unchecked_ids: Vec<u128>,
     pub changed_accounts: Vec<Account>,
     pub new_transfers: Vec<NewTransferRow>,
     /// Loaded pending transfers whose status changed (posted, voided, expired).
@@ -149,14 +187,45 @@ pub(crate) fn apply_transfers(
     clock: Clock,
     now: u64,
     batch: &[Transfer],
-    accounts: Vec<Account>,
+    accounts: Vec<NumberedAccount>,
     loaded: BTreeMap<u64, TransferRecord>,
     calendar: Calendar,
+    check: IdCheck,
 ) -> Result<TransferOutcome, StoreError> {
-    let before: BTreeMap<u128, Account> = accounts.iter().map(|a| (a.id, *a)).collect();
+    let before: BTreeMap<u128, Account> = accounts.iter().map(|(a, _)| (a.id, *a)).collect();
+    let nums: HashMap<u128, i64> = accounts.iter().map(|(a, num)| (a.id, *num)).collect();
     let loaded: Vec<TransferRecord> = loaded.into_values().collect();
-    let mut part = State::from_subset(accounts, loaded.iter().copied(), clock.now)?;
+    let mut part = State::from_subset(
+        accounts.into_iter().map(|(a, _)| a),
+        loaded.iter().copied(),
+        clock.now,
+    )?;
     let results = part.create_transfers(now, batch)?;
+
+    let unchecked_ids = match check {
+        IdCheck::Careful => Vec::new(),
+        IdCheck::Optimistic => {
+            let known: BTreeSet<u128> = loaded.iter().map(|r| r.transfer.id).collect();
+            let created: BTreeSet<u128> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| **r == CreateTransferResult::Ok)
+                .map(|(t, _)| t.id)
+                .collect();
+            let unchecked: BTreeSet<u128> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(t, r)| {
+                    **r != CreateTransferResult::Ok
+                        && t.id != 0
+                        && !known.contains(&t.id)
+                        && !created.contains(&t.id)
+                })
+                .map(|(t, _)| t.id)
+                .collect();
+            unchecked.into_iter().collect()
+        }
+    };
 
     let changed_accounts: Vec<Account> = before
         .iter()
@@ -173,10 +242,16 @@ pub(crate) fn apply_transfers(
     let mut daily: BTreeMap<(u32, u16), DailyDelta> = BTreeMap::new();
     let mut new_transfers = Vec::new();
     let mut seq = clock.next_seq;
+    let num = |id: u128| {
+        nums.get(&id).copied().ok_or_else(|| {
+            StoreError::Corrupt(format!("a new transfer names account {id}, which was not loaded"))
+        })
+    };
     for record in part.transfers().skip(loaded.len()) {
-        new_transfers.push(NewTransferRow::encode(seq, record));
-        seq += 1;
         let t = &record.transfer;
+        let nums = (num(t.debit_account_id)?, num(t.credit_account_id)?);
+        new_transfers.push(NewTransferRow::encode(seq, record, nums));
+        seq += 1;
         let moves_posted_money = !t.flags.contains(TransferFlags::PENDING)
             && !t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
         if moves_posted_money {
@@ -193,6 +268,7 @@ pub(crate) fn apply_transfers(
     }
     Ok(TransferOutcome {
         results,
+        unchecked_ids,
         changed_accounts,
         new_transfers,
         status_changes,

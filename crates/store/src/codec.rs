@@ -186,7 +186,13 @@ impl TransferRow {
     }
 }
 
-/// The values of one new transfer row, in `TRANSFER_COLUMNS` order plus `expires_key`.
+/// The columns a new transfer row is written with: [`TRANSFER_COLUMNS`], then
+/// `expires_key`, `debit_num`, `credit_num`.
+pub(crate) const NEW_TRANSFER_COLUMNS: &str = "seq, id, debit_account_id, credit_account_id, \
+    amount_hi, amount_lo, pending_id, user_data, timeout, ledger, code, flags, timestamp, status, \
+    expires_key, debit_num, credit_num";
+
+/// The values of one new transfer row, in [`NEW_TRANSFER_COLUMNS`] order.
 pub(crate) struct NewTransferRow {
     pub seq: i64,
     pub id: [u8; 16],
@@ -203,10 +209,13 @@ pub(crate) struct NewTransferRow {
     pub timestamp: i64,
     pub status: i64,
     pub expires_key: Option<i64>,
+    pub debit_num: i64,
+    pub credit_num: i64,
 }
 
 impl NewTransferRow {
-    pub(crate) fn encode(seq: u64, record: &TransferRecord) -> Self {
+    /// `nums` are the store's numbers of the debit and credit accounts.
+    pub(crate) fn encode(seq: u64, record: &TransferRecord, nums: (i64, i64)) -> Self {
         let t = &record.transfer;
         let (amount_hi, amount_lo) = split(t.amount);
         Self {
@@ -229,6 +238,8 @@ impl NewTransferRow {
             } else {
                 None
             },
+            debit_num: nums.0,
+            credit_num: nums.1,
         }
     }
 }

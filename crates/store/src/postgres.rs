@@ -12,13 +12,17 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use guoku_ledger::{
     Account, CreateAccountResult, CreateTransferResult, NewAccount, State, Transfer, TransferRecord,
 };
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
-use crate::batch::{self, Calendar, Clock};
+use crate::batch::{self, Attempt, Calendar, Clock, IdCheck, NumberedAccount, TransferOutcome};
 use crate::books::{BookFilter, BookLabel};
 use crate::codec::{
-    ACCOUNT_COLUMNS, AccountRow, TRANSFER_COLUMNS, TransferRow, balance_ints, expires_key,
-    id_bytes, join, join_limbs, limb_sum, split, status_to_sql, u64_from_sql, u64_to_sql,
+    ACCOUNT_COLUMNS, AccountRow, NEW_TRANSFER_COLUMNS, TRANSFER_COLUMNS, TransferRow,
+    balance_ints, expires_key, id_bytes, join, join_limbs, limb_sum, split, status_to_sql,
+    u64_from_sql, u64_to_sql,
 };
 use crate::error::StoreError;
 use crate::{DailyTotal, HistoryEntry, Page};
@@ -147,6 +151,102 @@ async fn load_accounts<C: deadpool_postgres::GenericClient>(
     rows.iter().map(|r| account_row(r, 0).decode()).collect()
 }
 
+/// The accounts among `ids` that exist, with their numbers, locked in id order.
+async fn lock_numbered_accounts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[u128],
+) -> Result<Vec<NumberedAccount>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS}, num FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        ))
+        .await?;
+    let rows = tx.query(&stmt, &[&id_list(ids)]).await?;
+    rows.iter()
+        .map(|r| Ok((account_row(r, 0).decode()?, r.get::<_, i64>(13))))
+        .collect()
+}
+
+/// Whether `error` is the UNIQUE constraint on `transfers.id` refusing a row.
+fn is_reused_id(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        && error
+            .as_db_error()
+            .and_then(|e| e.constraint())
+            .is_some_and(|c| c == "transfers_id_key")
+}
+
+/// Inserts the new transfers with one `COPY … FROM STDIN BINARY` (no per-row statement, no
+/// arrays to build and unpack).
+async fn insert_transfers(
+    tx: &deadpool_postgres::Transaction<'_>,
+    outcome: &TransferOutcome,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = &outcome.new_transfers;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (int8, bytea) = (Type::INT8, Type::BYTEA);
+    let types = [
+        int8.clone(),
+        bytea.clone(),
+        bytea.clone(),
+        bytea.clone(),
+        int8.clone(),
+        int8.clone(),
+        bytea.clone(),
+        bytea,
+        int8.clone(),
+        int8.clone(),
+        int8.clone(),
+        int8.clone(),
+        int8.clone(),
+        int8.clone(),
+        int8.clone(),
+        int8.clone(),
+        int8,
+    ];
+    let sink = tx
+        .copy_in(&format!(
+            "COPY transfers ({NEW_TRANSFER_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for r in rows {
+        let (id, debit, credit) = (&r.id[..], &r.debit_account_id[..], &r.credit_account_id[..]);
+        let pending = r.pending_id.as_ref().map(|b| &b[..]);
+        let user = r.user_data.as_ref().map(|b| &b[..]);
+        writer
+            .as_mut()
+            .write(&[
+                &r.seq,
+                &id,
+                &debit,
+                &credit,
+                &r.amount_hi,
+                &r.amount_lo,
+                &pending,
+                &user,
+                &r.timeout,
+                &r.ledger,
+                &r.code,
+                &r.flags,
+                &r.timestamp,
+                &r.status,
+                &r.expires_key,
+                &r.debit_num,
+                &r.credit_num,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
 impl PgStore {
     /// Builds the pool, checks the server answers, and migrates the schema.
     ///
@@ -229,11 +329,14 @@ impl PgStore {
         batch: Vec<Transfer>,
     ) -> Result<Vec<CreateTransferResult>, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client
+        let mut tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()
             .await?;
+        // The clock stays locked by the outer transaction while an optimistic attempt that
+        // found a reused id is rolled back to its savepoint and redone: no other batch can
+        // commit in between.
         let clock = clock_of(
             &tx.query_one(
                 "SELECT now, next_seq FROM ledger_clock WHERE id = 1 FOR UPDATE",
@@ -242,9 +345,43 @@ impl PgStore {
             .await?,
         )?;
         batch::check_transfer_batch(clock, now, batch.len())?;
+        let optimistic = tx.savepoint("optimistic").await?;
+        let results = match self
+            .attempt_transfers(optimistic, clock, now, &batch, IdCheck::Optimistic)
+            .await?
+        {
+            Attempt::Done(results) => results,
+            Attempt::IdReused => {
+                let careful = tx.savepoint("careful").await?;
+                match self
+                    .attempt_transfers(careful, clock, now, &batch, IdCheck::Careful)
+                    .await?
+                {
+                    Attempt::Done(results) => results,
+                    Attempt::IdReused => {
+                        return Err(StoreError::Corrupt(
+                            "a careful attempt found a reused transfer id".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(results)
+    }
 
+    /// One attempt at a batch in a savepoint `tx` of the transaction that locked the clock:
+    /// released if it returns [`Attempt::Done`], rolled back otherwise; see [`IdCheck`].
+    async fn attempt_transfers(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        clock: Clock,
+        now: u64,
+        batch: &[Transfer],
+        check: IdCheck,
+    ) -> Result<Attempt<Vec<CreateTransferResult>>, StoreError> {
         let mut loaded = BTreeMap::new();
-        load_transfers_into(&tx, &batch::transfer_ids(&batch), &mut loaded).await?;
+        load_transfers_into(&tx, &batch::transfer_ids(batch, check), &mut loaded).await?;
         let expiring = tx
             .query(
                 &format!(
@@ -260,9 +397,31 @@ impl PgStore {
         }
         let missing = batch::missing_pending_ids(&loaded);
         load_transfers_into(&tx, &missing, &mut loaded).await?;
-        let accounts = load_accounts(&tx, &batch::account_ids(&batch, &loaded), true).await?;
+        let accounts = lock_numbered_accounts(&tx, &batch::account_ids(batch, &loaded)).await?;
 
-        let outcome = batch::apply_transfers(clock, now, &batch, accounts, loaded, self.calendar)?;
+        let outcome =
+            batch::apply_transfers(clock, now, batch, accounts, loaded, self.calendar, check)?;
+        if !outcome.unchecked_ids.is_empty() {
+            let taken = tx
+                .query_opt(
+                    "SELECT 1 FROM transfers WHERE id = ANY($1) LIMIT 1",
+                    &[&id_list(&outcome.unchecked_ids)],
+                )
+                .await?;
+            if taken.is_some() {
+                tx.rollback().await?;
+                return Ok(Attempt::IdReused);
+            }
+        }
+        // New transfers first: in an optimistic attempt a reused id stops it before other work.
+        match insert_transfers(&tx, &outcome).await {
+            Ok(()) => {}
+            Err(e) if check == IdCheck::Optimistic && is_reused_id(&e) => {
+                tx.rollback().await?;
+                return Ok(Attempt::IdReused);
+            }
+            Err(e) => return Err(e.into()),
+        }
 
         if !outcome.changed_accounts.is_empty() {
             let ids: Vec<Vec<u8>> = outcome
@@ -277,55 +436,20 @@ impl PgStore {
                 }
             }
             let [c0, c1, c2, c3, c4, c5, c6, c7] = &columns;
-            tx.execute(
-                "UPDATE accounts AS a SET debits_pending_hi = u.dph, debits_pending_lo = u.dpl, \
-                 debits_posted_hi = u.dh, debits_posted_lo = u.dl, \
-                 credits_pending_hi = u.cph, credits_pending_lo = u.cpl, \
-                 credits_posted_hi = u.ch, credits_posted_lo = u.cl \
-                 FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
-                             $6::int8[], $7::int8[], $8::int8[], $9::int8[]) \
-                      AS u(id, dph, dpl, dh, dl, cph, cpl, ch, cl) \
-                 WHERE a.id = u.id",
-                &[&ids, c0, c1, c2, c3, c4, c5, c6, c7],
-            )
-            .await?;
-        }
-        if !outcome.new_transfers.is_empty() {
-            let rows = &outcome.new_transfers;
-            let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-            let id: Vec<&[u8]> = rows.iter().map(|r| &r.id[..]).collect();
-            let debit: Vec<&[u8]> = rows.iter().map(|r| &r.debit_account_id[..]).collect();
-            let credit: Vec<&[u8]> = rows.iter().map(|r| &r.credit_account_id[..]).collect();
-            let amount_hi: Vec<i64> = rows.iter().map(|r| r.amount_hi).collect();
-            let amount_lo: Vec<i64> = rows.iter().map(|r| r.amount_lo).collect();
-            let pending: Vec<Option<&[u8]>> = rows
-                .iter()
-                .map(|r| r.pending_id.as_ref().map(|b| &b[..]))
-                .collect();
-            let user: Vec<Option<&[u8]>> = rows
-                .iter()
-                .map(|r| r.user_data.as_ref().map(|b| &b[..]))
-                .collect();
-            let timeout: Vec<i64> = rows.iter().map(|r| r.timeout).collect();
-            let ledger: Vec<i64> = rows.iter().map(|r| r.ledger).collect();
-            let code: Vec<i64> = rows.iter().map(|r| r.code).collect();
-            let flags: Vec<i64> = rows.iter().map(|r| r.flags).collect();
-            let timestamp: Vec<i64> = rows.iter().map(|r| r.timestamp).collect();
-            let status: Vec<i64> = rows.iter().map(|r| r.status).collect();
-            let expires: Vec<Option<i64>> = rows.iter().map(|r| r.expires_key).collect();
-            tx.execute(
-                &format!(
-                    "INSERT INTO transfers ({TRANSFER_COLUMNS}, expires_key) \
-                     SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[], $4::bytea[], \
-                     $5::int8[], $6::int8[], $7::bytea[], $8::bytea[], $9::int8[], $10::int8[], \
-                     $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[])"
-                ),
-                &[
-                    &seq, &id, &debit, &credit, &amount_hi, &amount_lo, &pending, &user, &timeout,
-                    &ledger, &code, &flags, &timestamp, &status, &expires,
-                ],
-            )
-            .await?;
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE accounts AS a SET debits_pending_hi = u.dph, \
+                     debits_pending_lo = u.dpl, debits_posted_hi = u.dh, debits_posted_lo = u.dl, \
+                     credits_pending_hi = u.cph, credits_pending_lo = u.cpl, \
+                     credits_posted_hi = u.ch, credits_posted_lo = u.cl \
+                     FROM unnest($1::bytea[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
+                                 $6::int8[], $7::int8[], $8::int8[], $9::int8[]) \
+                          AS u(id, dph, dpl, dh, dl, cph, cpl, ch, cl) \
+                     WHERE a.id = u.id",
+                )
+                .await?;
+            tx.execute(&stmt, &[&ids, c0, c1, c2, c3, c4, c5, c6, c7])
+                .await?;
         }
         if !outcome.status_changes.is_empty() {
             let ids: Vec<Vec<u8>> = outcome
@@ -382,8 +506,8 @@ impl PgStore {
             &[&u64_to_sql(outcome.clock.now), &next_seq],
         )
         .await?;
-        tx.commit().await?;
-        Ok(outcome.results)
+        tx.commit().await?; // releases the savepoint
+        Ok(Attempt::Done(outcome.results))
     }
 
     pub(crate) async fn create_accounts(
@@ -398,8 +522,13 @@ impl PgStore {
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()
             .await?;
-        tx.execute("SELECT 1 FROM ledger_clock WHERE id = 1 FOR UPDATE", &[])
-            .await?;
+        let first_num: i64 = tx
+            .query_one(
+                "SELECT next_account_num FROM ledger_clock WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await?
+            .get(0);
         let existing = load_accounts(&tx, &batch::new_account_ids(&batch), true).await?;
         let outcome = batch::apply_accounts(existing, &batch)?;
         if !outcome.new_accounts.is_empty() {
@@ -412,14 +541,21 @@ impl PgStore {
             let ledger: Vec<i64> = new.iter().map(|(_, a)| i64::from(a.ledger)).collect();
             let code: Vec<i64> = new.iter().map(|(_, a)| i64::from(a.code)).collect();
             let flags: Vec<i64> = new.iter().map(|(_, a)| i64::from(a.flags.bits())).collect();
+            let nums: Vec<i64> = (first_num..).take(new.len()).collect();
             tx.execute(
                 &format!(
-                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-                     SELECT id, ud, l, c, f, 0, 0, 0, 0, 0, 0, 0, 0 \
-                     FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[]) \
-                          AS u(id, ud, l, c, f)"
+                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}, num) \
+                     SELECT id, ud, l, c, f, 0, 0, 0, 0, 0, 0, 0, 0, n \
+                     FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[], $5::int8[], \
+                                 $6::int8[]) AS u(id, ud, l, c, f, n)"
                 ),
-                &[&ids, &user, &ledger, &code, &flags],
+                &[&ids, &user, &ledger, &code, &flags, &nums],
+            )
+            .await?;
+            let next_num = first_num + i64::try_from(new.len()).unwrap_or(i64::MAX);
+            tx.execute(
+                "UPDATE ledger_clock SET next_account_num = $1 WHERE id = 1",
+                &[&next_num],
             )
             .await?;
             for (index, a) in new {
@@ -473,18 +609,27 @@ impl PgStore {
     ) -> Result<Page<HistoryEntry>, StoreError> {
         let client = self.pool.get().await?;
         let after = i64::try_from(after).map_err(|_| StoreError::InvalidArgument("cursor"))?;
+        let num = client
+            .query_opt(
+                "SELECT num FROM accounts WHERE id = $1",
+                &[&&id_bytes(account)[..]],
+            )
+            .await?;
+        let Some(num) = num.map(|r| r.get::<_, i64>(0)) else {
+            return Ok(Page::from_items(Vec::new(), limit));
+        };
         let rows = client
             .query(
                 &format!(
                     "SELECT {TRANSFER_COLUMNS} FROM (\
-                       (SELECT * FROM transfers WHERE debit_account_id = $1 AND seq > $2 \
+                       (SELECT * FROM transfers WHERE debit_num = $1 AND seq > $2 \
                         ORDER BY seq LIMIT $3) \
                        UNION ALL \
-                       (SELECT * FROM transfers WHERE credit_account_id = $1 AND seq > $2 \
+                       (SELECT * FROM transfers WHERE credit_num = $1 AND seq > $2 \
                         ORDER BY seq LIMIT $3)) AS h \
                      ORDER BY seq LIMIT $3"
                 ),
-                &[&&id_bytes(account)[..], &after, &i64::from(limit)],
+                &[&num, &after, &i64::from(limit)],
             )
             .await?;
         let mut items = Vec::with_capacity(rows.len());

@@ -16,11 +16,12 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
-use crate::batch::{self, Calendar, Clock, DailyDelta};
+use crate::batch::{self, Attempt, Calendar, Clock, DailyDelta, IdCheck, NumberedAccount};
 use crate::books::{BookFilter, BookLabel};
 use crate::codec::{
-    ACCOUNT_COLUMNS, AccountRow, TRANSFER_COLUMNS, TransferRow, balance_ints, expires_key,
-    id_bytes, join, join_limbs, limb_sum, split, status_to_sql, u64_from_sql, u64_to_sql,
+    ACCOUNT_COLUMNS, AccountRow, NEW_TRANSFER_COLUMNS, TRANSFER_COLUMNS, TransferRow,
+    NewTransferRow, balance_ints, expires_key, id_bytes, join, join_limbs, limb_sum, split,
+    status_to_sql, u64_from_sql, u64_to_sql,
 };
 use crate::error::StoreError;
 use crate::{DailyTotal, HistoryEntry, Page};
@@ -45,13 +46,18 @@ pub struct SqliteConfig {
     pub cache_mib: u32,
     /// Bytes of the file each connection maps into memory for reads (0 = no mmap).
     pub mmap_bytes: u64,
+    /// Pages the write-ahead log may hold before a commit copies them back into the database
+    /// (SQLite's `wal_autocheckpoint`; its default of 1,000 makes every large batch pay for a
+    /// checkpoint, which rewrites the pages it dirtied a second time). Durability does not
+    /// depend on it: a commit is durable once its log frames are synced.
+    pub checkpoint_pages: u32,
     /// How `now` maps to days for the daily totals.
     pub calendar: Calendar,
 }
 
 impl SqliteConfig {
     /// Defaults for `path`: 4 readers, 5 s busy timeout, a 64 MiB page cache, 256 MiB of
-    /// mmap, seconds in UTC+8.
+    /// mmap, a checkpoint every 16,384 log pages (64 MiB), seconds in UTC+8.
     #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
@@ -60,6 +66,7 @@ impl SqliteConfig {
             busy_timeout_ms: 5_000,
             cache_mib: 64,
             mmap_bytes: 256 << 20,
+            checkpoint_pages: 16_384,
             calendar: Calendar::default(),
         }
     }
@@ -115,9 +122,10 @@ fn open_connection(config: &SqliteConfig, read_only: bool) -> Result<Connection,
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY; \
-         PRAGMA cache_size=-{}; PRAGMA mmap_size={};",
+         PRAGMA cache_size=-{}; PRAGMA mmap_size={}; PRAGMA wal_autocheckpoint={};",
         u64::from(config.cache_mib) * 1024,
-        config.mmap_bytes
+        config.mmap_bytes,
+        config.checkpoint_pages
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -197,6 +205,26 @@ fn read_clock(tx: &Connection) -> Result<Clock, StoreError> {
     })
 }
 
+/// The accounts among `ids` that exist, with their numbers, for a write.
+fn load_numbered_accounts(
+    tx: &Connection,
+    ids: &[u128],
+) -> Result<Vec<NumberedAccount>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS}, num FROM accounts WHERE id = ?1"
+    ))?;
+    let mut accounts = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let row = stmt
+            .query_row([id_bytes(id)], |r| Ok((read_account(r)?, r.get::<_, i64>(13)?)))
+            .optional()?;
+        if let Some((row, num)) = row {
+            accounts.push((row.decode()?, num));
+        }
+    }
+    Ok(accounts)
+}
+
 fn load_accounts(tx: &Connection, ids: &[u128]) -> Result<Vec<Account>, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
@@ -227,18 +255,58 @@ fn load_transfers_into(
     Ok(())
 }
 
+/// Applies a batch: optimistically first, then carefully if an id turned out to be reused
+/// (see [`IdCheck`]).
 fn write_transfers(
     conn: &mut Connection,
     calendar: Calendar,
     now: u64,
     batch: &[Transfer],
 ) -> Result<Vec<CreateTransferResult>, StoreError> {
+    match attempt_transfers(conn, calendar, now, batch, IdCheck::Optimistic)? {
+        Attempt::Done(results) => Ok(results),
+        Attempt::IdReused => match attempt_transfers(conn, calendar, now, batch, IdCheck::Careful)? {
+            Attempt::Done(results) => Ok(results),
+            Attempt::IdReused => Err(StoreError::Corrupt(
+                "a careful attempt found a reused transfer id".into(),
+            )),
+        },
+    }
+}
+
+/// Whether `error` is the UNIQUE index on `transfers.id` refusing a row (the table has no
+/// other UNIQUE constraint; its primary key `seq` reports `SQLITE_CONSTRAINT_PRIMARYKEY`).
+fn is_reused_id(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _)
+        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// Whether any of `ids` (sorted, distinct) is a stored transfer's id.
+fn any_transfer_exists(tx: &Connection, ids: &[u128]) -> Result<bool, StoreError> {
+    let mut stmt = tx.prepare_cached("SELECT 1 FROM transfers WHERE id = ?1")?;
+    for &id in ids {
+        if stmt.exists([id_bytes(id)])? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// One attempt at a batch in its own transaction, which is committed only if it returns
+/// [`Attempt::Done`] (dropping the transaction rolls it back).
+fn attempt_transfers(
+    conn: &mut Connection,
+    calendar: Calendar,
+    now: u64,
+    batch: &[Transfer],
+    check: IdCheck,
+) -> Result<Attempt<Vec<CreateTransferResult>>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let clock = read_clock(&tx)?;
     batch::check_transfer_batch(clock, now, batch.len())?;
 
     let mut loaded = BTreeMap::new();
-    load_transfers_into(&tx, &batch::transfer_ids(batch), &mut loaded)?;
+    load_transfers_into(&tx, &batch::transfer_ids(batch, check), &mut loaded)?;
     {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT {TRANSFER_COLUMNS} FROM transfers \
@@ -252,10 +320,20 @@ fn write_transfers(
     }
     let missing = batch::missing_pending_ids(&loaded);
     load_transfers_into(&tx, &missing, &mut loaded)?;
-    let accounts = load_accounts(&tx, &batch::account_ids(batch, &loaded))?;
+    let accounts = load_numbered_accounts(&tx, &batch::account_ids(batch, &loaded))?;
 
-    let outcome = batch::apply_transfers(clock, now, batch, accounts, loaded, calendar)?;
+    let outcome = batch::apply_transfers(clock, now, batch, accounts, loaded, calendar, check)?;
+    if any_transfer_exists(&tx, &outcome.unchecked_ids)? {
+        return Ok(Attempt::IdReused);
+    }
 
+    // New transfers first: in an optimistic attempt a reused id stops it before other work.
+    match insert_transfers(&tx, &outcome.new_transfers) {
+        Err(e) if check == IdCheck::Optimistic && is_reused_id(&e) => {
+            return Ok(Attempt::IdReused);
+        }
+        other => other?,
+    }
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE accounts SET debits_pending_hi = ?2, debits_pending_lo = ?3, \
@@ -279,31 +357,6 @@ fn write_transfers(
         }
     }
     {
-        let mut stmt = tx.prepare_cached(&format!(
-            "INSERT INTO transfers ({TRANSFER_COLUMNS}, expires_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-        ))?;
-        for r in &outcome.new_transfers {
-            stmt.execute(params![
-                r.seq,
-                r.id,
-                r.debit_account_id,
-                r.credit_account_id,
-                r.amount_hi,
-                r.amount_lo,
-                r.pending_id,
-                r.user_data,
-                r.timeout,
-                r.ledger,
-                r.code,
-                r.flags,
-                r.timestamp,
-                r.status,
-                r.expires_key,
-            ])?;
-        }
-    }
-    {
         let mut stmt = tx
             .prepare_cached("UPDATE transfers SET status = ?2, expires_key = NULL WHERE id = ?1")?;
         for &(id, status) in &outcome.status_changes {
@@ -319,7 +372,81 @@ fn write_transfers(
         ],
     )?;
     tx.commit()?;
-    Ok(outcome.results)
+    Ok(Attempt::Done(outcome.results))
+}
+
+/// Rows per multi-row `INSERT` of transfers: one statement per this many rows, instead of
+/// one per row, saves most of the per-statement work (bind, step, reset) of a batch.
+const INSERT_CHUNK: usize = 32;
+
+fn insert_sql(rows: usize) -> String {
+    let width = NEW_TRANSFER_COLUMNS.split(", ").count();
+    let mut sql = format!("INSERT OR FAIL INTO transfers ({NEW_TRANSFER_COLUMNS}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", row * width + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Binds one row's values from parameter `first` (1-based) on.
+fn bind_transfer(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    first: usize,
+    r: &NewTransferRow,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(first, r.seq)?;
+    stmt.raw_bind_parameter(first + 1, &r.id[..])?;
+    stmt.raw_bind_parameter(first + 2, &r.debit_account_id[..])?;
+    stmt.raw_bind_parameter(first + 3, &r.credit_account_id[..])?;
+    stmt.raw_bind_parameter(first + 4, r.amount_hi)?;
+    stmt.raw_bind_parameter(first + 5, r.amount_lo)?;
+    stmt.raw_bind_parameter(first + 6, r.pending_id.as_ref().map(|b| &b[..]))?;
+    stmt.raw_bind_parameter(first + 7, r.user_data.as_ref().map(|b| &b[..]))?;
+    stmt.raw_bind_parameter(first + 8, r.timeout)?;
+    stmt.raw_bind_parameter(first + 9, r.ledger)?;
+    stmt.raw_bind_parameter(first + 10, r.code)?;
+    stmt.raw_bind_parameter(first + 11, r.flags)?;
+    stmt.raw_bind_parameter(first + 12, r.timestamp)?;
+    stmt.raw_bind_parameter(first + 13, r.status)?;
+    stmt.raw_bind_parameter(first + 14, r.expires_key)?;
+    stmt.raw_bind_parameter(first + 15, r.debit_num)?;
+    stmt.raw_bind_parameter(first + 16, r.credit_num)?;
+    Ok(())
+}
+
+/// Inserts the new transfers, [`INSERT_CHUNK`] rows per statement. A reused id fails with
+/// the UNIQUE index's error (see [`is_reused_id`]).
+fn insert_transfers(tx: &Connection, rows: &[NewTransferRow]) -> rusqlite::Result<()> {
+    const WIDTH: usize = 17;
+    let mut chunks = rows.chunks_exact(INSERT_CHUNK);
+    if rows.len() >= INSERT_CHUNK {
+        let mut stmt = tx.prepare_cached(&insert_sql(INSERT_CHUNK))?;
+        for chunk in &mut chunks {
+            for (i, r) in chunk.iter().enumerate() {
+                bind_transfer(&mut stmt, i * WIDTH + 1, r)?;
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = tx.prepare_cached(&insert_sql(1))?;
+        for r in rest {
+            bind_transfer(&mut stmt, 1, r)?;
+            stmt.raw_execute()?;
+        }
+    }
+    Ok(())
 }
 
 fn add_daily(tx: &Transaction<'_>, deltas: &[DailyDelta]) -> Result<(), StoreError> {
@@ -365,10 +492,15 @@ fn write_accounts(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let existing = load_accounts(&tx, &batch::new_account_ids(batch))?;
     let outcome = batch::apply_accounts(existing, batch)?;
+    let mut next_num: i64 = tx.query_row(
+        "SELECT next_account_num FROM ledger_clock WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
     {
         let mut stmt = tx.prepare_cached(&format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, 0, 0, 0, 0, 0)"
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}, num) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, 0, 0, 0, 0, 0, 0, ?6)"
         ))?;
         let mut label_stmt = tx.prepare_cached(
             "INSERT INTO book_accounts (account_id, kind, adm_div, year, unit, func_class, \
@@ -381,8 +513,10 @@ fn write_accounts(
                 id_bytes(a.user_data),
                 i64::from(a.ledger),
                 i64::from(a.code),
-                i64::from(a.flags.bits())
+                i64::from(a.flags.bits()),
+                next_num
             ])?;
+            next_num += 1;
             if let Some(Some(l)) = labels.get(*index) {
                 label_stmt.execute(params![
                     id_bytes(a.id),
@@ -400,6 +534,10 @@ fn write_accounts(
             }
         }
     }
+    tx.execute(
+        "UPDATE ledger_clock SET next_account_num = ?1 WHERE id = 1",
+        [next_num],
+    )?;
     tx.commit()?;
     Ok(outcome.results)
 }
@@ -535,16 +673,23 @@ impl SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {TRANSFER_COLUMNS} FROM (\
-                   SELECT * FROM (SELECT * FROM transfers WHERE debit_account_id = ?1 AND seq > ?2 \
+                   SELECT * FROM (SELECT * FROM transfers WHERE debit_num = ?1 AND seq > ?2 \
                                   ORDER BY seq LIMIT ?3) \
                    UNION ALL \
-                   SELECT * FROM (SELECT * FROM transfers WHERE credit_account_id = ?1 AND seq > ?2 \
+                   SELECT * FROM (SELECT * FROM transfers WHERE credit_num = ?1 AND seq > ?2 \
                                   ORDER BY seq LIMIT ?3)) \
                  ORDER BY seq LIMIT ?3"
             ))?;
             let after = i64::try_from(after).map_err(|_| StoreError::InvalidArgument("cursor"))?;
+            let num: Option<i64> = conn
+                .prepare_cached("SELECT num FROM accounts WHERE id = ?1")?
+                .query_row([id_bytes(account)], |r| r.get(0))
+                .optional()?;
+            let Some(num) = num else {
+                return Ok(Page::from_items(Vec::new(), limit));
+            };
             let rows = stmt.query_map(
-                params![id_bytes(account), after, i64::from(limit)],
+                params![num, after, i64::from(limit)],
                 read_transfer,
             )?;
             let mut items = Vec::new();

@@ -398,3 +398,84 @@ async fn sqlite_detects_a_tampered_balance_on_read_back() {
     assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
     assert!(!error.is_retryable());
 }
+
+// Each batch below reuses ids in a way the optimistic attempt (which does not load the
+// transfers named by the events' own ids) cannot see, so it must be rolled back and redone
+// carefully: the results and the state must be exactly the engine's.
+both_backends!(
+    reused_ids_found_by_an_optimistic_attempt_give_the_careful_results,
+    |store| {
+        let accounts = vec![
+            account(1, AccountFlags::NONE),
+            account(2, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+            account(3, AccountFlags::NONE),
+        ];
+        let linked = |t: Transfer| Transfer {
+            flags: t.flags | TransferFlags::LINKED,
+            ..t
+        };
+        let batches: Vec<(u64, Vec<Transfer>)> = vec![
+            // Account 2 gets 100 to spend and spends all of it (ids 1..=3).
+            (
+                10,
+                vec![
+                    transfer(1, 1, 2, 100),
+                    transfer(2, 2, 3, 60),
+                    transfer(3, 2, 3, 40),
+                ],
+            ),
+            // A resend with the same fields, among new transfers: the optimistic attempt
+            // creates it again and the UNIQUE index refuses it.
+            (
+                11,
+                vec![
+                    transfer(4, 1, 3, 5),
+                    transfer(1, 1, 2, 100),
+                    transfer(5, 1, 3, 5),
+                ],
+            ),
+            // A resend with another amount: the same, but `ExistsWithDifferentAmount`.
+            (12, vec![transfer(6, 3, 1, 1), transfer(2, 2, 3, 61)]),
+            // A resend the optimistic attempt refuses for another reason (account 2 has no
+            // credits left): no row hits the index, the lookup of refused ids finds it.
+            (13, vec![transfer(3, 2, 3, 40)]),
+            // A reused id inside a linked chain: carefully it `Exists` and the chain applies.
+            (
+                14,
+                vec![
+                    linked(transfer(7, 1, 3, 2)),
+                    linked(transfer(1, 1, 2, 100)),
+                    transfer(8, 3, 1, 2),
+                ],
+            ),
+            // Resends within the batch and across batches together, and a refused event
+            // whose id was never used (the optimistic attempt stands).
+            (
+                15,
+                vec![
+                    transfer(9, 1, 3, 1),
+                    transfer(9, 1, 3, 1),
+                    transfer(9, 1, 3, 2),
+                    transfer(10, 1, 99, 1),
+                    transfer(4, 1, 3, 5),
+                ],
+            ),
+            (16, vec![transfer(10, 1, 3, 1), transfer(11, 2, 3, 1)]),
+        ];
+        let mut engine = State::new();
+        engine.create_accounts(&accounts).unwrap();
+        store.create_accounts(accounts).await.unwrap();
+        for (now, batch) in batches {
+            let expected = engine.create_transfers(now, &batch).unwrap();
+            let stored = store.create_transfers(now, batch).await.unwrap();
+            assert_eq!(stored, expected, "batch at {now}");
+        }
+        assert_eq!(store.load_state().await.unwrap(), engine);
+        // The paths were really taken: resends answered as resends.
+        let resent = store.create_transfers(17, vec![transfer(3, 2, 3, 40)]).await;
+        assert_eq!(resent.unwrap(), [R::Exists]);
+        let history = store.history(2, 0, 100).await.unwrap();
+        let ids: Vec<u128> = history.items.iter().map(|e| e.record.transfer.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+    }
+);

@@ -3,13 +3,18 @@
 -- u128 balances and amounts: two BIGINT halves, hi = bits 127..64, lo = bits 63..0, each
 -- the two's-complement reading of its 64 bits (lossless; sums are done exactly in 32-bit limbs).
 -- u64 times: the i64 with the same bits; expires_key is the order-preserving key (bits ^ 2^63).
+-- Accounts also get a small integer `num` (assigned in creation order from
+-- ledger_clock.next_account_num); each transfer stores the nums of its two accounts next to
+-- their ids, and the history indexes are keyed by num: an 8-byte integer instead of a 16-byte
+-- id in the two busiest indexes (smaller entries, fewer pages dirtied per batch).
 
 CREATE TABLE ledger_clock (
     id       SMALLINT PRIMARY KEY CHECK (id = 1),
     now      BIGINT  NOT NULL,
-    next_seq BIGINT  NOT NULL
+    next_seq BIGINT  NOT NULL,
+    next_account_num BIGINT NOT NULL
 );
-INSERT INTO ledger_clock (id, now, next_seq) VALUES (1, 0, 1);
+INSERT INTO ledger_clock (id, now, next_seq, next_account_num) VALUES (1, 0, 1, 1);
 
 CREATE TABLE accounts (
     id                 BYTEA    NOT NULL PRIMARY KEY,
@@ -24,7 +29,8 @@ CREATE TABLE accounts (
     credits_pending_hi BIGINT  NOT NULL,
     credits_pending_lo BIGINT  NOT NULL,
     credits_posted_hi  BIGINT  NOT NULL,
-    credits_posted_lo  BIGINT  NOT NULL
+    credits_posted_lo  BIGINT  NOT NULL,
+    num                BIGINT  NOT NULL UNIQUE
 );
 
 CREATE TABLE transfers (
@@ -42,10 +48,12 @@ CREATE TABLE transfers (
     flags             BIGINT  NOT NULL,
     timestamp         BIGINT  NOT NULL,
     status            BIGINT  NOT NULL,
-    expires_key       BIGINT
+    expires_key       BIGINT,
+    debit_num         BIGINT  NOT NULL,
+    credit_num        BIGINT  NOT NULL
 );
-CREATE INDEX transfers_by_debit ON transfers (debit_account_id, seq);
-CREATE INDEX transfers_by_credit ON transfers (credit_account_id, seq);
+CREATE INDEX transfers_by_debit ON transfers (debit_num, seq);
+CREATE INDEX transfers_by_credit ON transfers (credit_num, seq);
 CREATE INDEX transfers_expiring ON transfers (expires_key) WHERE expires_key IS NOT NULL;
 
 CREATE TABLE daily_totals (
