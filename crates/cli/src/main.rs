@@ -102,6 +102,7 @@ fn main() -> ExitCode {
     // Logs go to standard error; GUOKU_LOG sets the level (default: warnings and errors).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUOKU_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
