@@ -40,7 +40,9 @@ use crate::error::{Error, Result};
 use crate::keys::{Signature, SigningKey, VerifyingKey};
 use crate::pki::{Certificate, ValidatedPath, ValidationOptions, validate_path};
 use crate::suite::{Digest, HashAlgorithm, Suite, hash};
-use crate::voucher::{SignaturePosition, VoucherSignature, sign_voucher};
+#[cfg(doc)]
+use crate::voucher::sign_voucher;
+use crate::voucher::{SignaturePosition, VoucherSignature, voucher_to_be_signed};
 
 /// A progress callback: `(done, total)`. Calls come from worker threads, one per finished
 /// chunk, with `done` strictly increasing; the last call has `done == total`.
@@ -253,10 +255,9 @@ pub struct VoucherToSign<'a> {
 /// `parallelism` threads. Fails (with the lowest-numbered voucher's error) if any voucher
 /// cannot be signed; nothing is returned for the others then.
 ///
-/// Per chunk, [`sign_voucher`] runs for each voucher with a stand-in key that records the
-/// bytes to be signed instead of signing them (all of `sign_voucher`'s checks apply as they
-/// are); the recorded bytes are then signed together with [`SigningKey::sign_many`], and the
-/// signatures put in place. The signatures are the same as [`sign_voucher`]'s.
+/// Per chunk, [`voucher_to_be_signed`] prepares each voucher's bytes (with all of
+/// [`sign_voucher`]'s checks), and [`SigningKey::sign_many`] signs them together; the
+/// signatures are the same as [`sign_voucher`]'s.
 pub fn sign_vouchers(
     signer: &PositionSigner<'_>,
     vouchers: &[VoucherToSign<'_>],
@@ -264,33 +265,31 @@ pub fn sign_vouchers(
     progress: Option<Progress<'_>>,
 ) -> Result<Vec<VoucherSignature>> {
     try_map_chunks_parallel(vouchers, parallelism, progress, |chunk| {
-        let recorder = signer.key.recorder();
-        let mut signed = Vec::with_capacity(chunk.len());
-        for (j, v) in chunk.iter().enumerate() {
-            let s = sign_voucher(
-                signer.suite,
-                v.canonical,
-                signer.positions,
-                v.existing,
-                signer.position,
-                &recorder,
-                signer.certificate,
-            )
-            .map_err(|e| (j, e))?;
-            signed.push(s);
-        }
-        let messages = recorder.take_recorded();
-        // `sign_voucher` signs exactly once when it succeeds.
-        assert_eq!(
-            messages.len(),
-            signed.len(),
-            "a voucher was not signed once"
-        );
+        let messages = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                voucher_to_be_signed(
+                    signer.suite,
+                    v.canonical,
+                    signer.positions,
+                    v.existing,
+                    signer.position,
+                    signer.key.verifying_key(),
+                    signer.certificate,
+                )
+                .map_err(|e| (j, e))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let signatures = signer.key.sign_many_indexed(&messages)?;
-        for (s, signature) in signed.iter_mut().zip(signatures) {
-            s.signature = signature;
-        }
-        Ok(signed)
+        Ok(signatures
+            .into_iter()
+            .map(|signature| VoucherSignature {
+                position: signer.position.to_owned(),
+                certificate: signer.certificate.clone(),
+                signature,
+            })
+            .collect())
     })
 }
 

@@ -10,7 +10,7 @@
 //! writes: SM2 keys use `id-ecPublicKey` with the curve OID `1.2.156.10197.1.301` as parameter.
 
 use std::fmt;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::LazyLock;
 
 use der::Decode;
 use der::asn1::ObjectIdentifier;
@@ -380,18 +380,6 @@ enum SigningInner {
     Sm2(Sm2Secret),
     Ed25519(ed25519_dalek::SigningKey),
     P256(p256::ecdsa::SigningKey),
-    /// No secret: see [`SigningKey::recorder`].
-    Recorder(Mutex<Vec<Vec<u8>>>),
-}
-
-/// A recorder's list; a poisoned lock only means another thread panicked while pushing.
-fn lock(recorded: &Mutex<Vec<Vec<u8>>>) -> MutexGuard<'_, Vec<Vec<u8>>> {
-    recorded.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The refusal of a recorder key to `what`.
-fn recorder_refuses(what: &str) -> Error {
-    Error::InvalidArgument(format!("a recording stand-in key cannot {what}"))
 }
 
 /// A private signing key of any [`KeyAlgorithm`].
@@ -451,7 +439,6 @@ impl SigningKey {
             SigningInner::Sm2(k) => VerifyingInner::Sm2(k.key.verifying_key().clone()),
             SigningInner::Ed25519(k) => VerifyingInner::Ed25519(k.verifying_key()),
             SigningInner::P256(k) => VerifyingInner::P256(*k.verifying_key()),
-            SigningInner::Recorder(_) => unreachable!("a recorder is built by `recorder`"),
         };
         Self {
             inner,
@@ -482,10 +469,6 @@ impl SigningKey {
                 let sig: p256::ecdsa::DerSignature = k.try_sign(message).map_err(Error::crypto)?;
                 sig.as_bytes().to_vec()
             }
-            SigningInner::Recorder(recorded) => {
-                lock(recorded).push(message.to_vec());
-                Vec::new()
-            }
         };
         Ok(Signature(bytes))
     }
@@ -514,37 +497,10 @@ impl SigningKey {
         }
     }
 
-    /// A stand-in for this key that holds no secret and signs nothing: it has this key's
-    /// algorithm and public key, and its [`SigningKey::sign`] records the message and returns
-    /// an **empty placeholder** signature; every other use of its secret is refused.
-    ///
-    /// `batch` runs `sign_voucher` (its checks and the bytes it signs) unchanged with a
-    /// recorder, takes the recorded messages with [`SigningKey::take_recorded`], signs them
-    /// all at once with [`SigningKey::sign_many`] on the real key, and puts the real
-    /// signatures in place of the placeholders. A recorder never leaves the crate.
-    pub(crate) fn recorder(&self) -> SigningKey {
-        SigningKey {
-            inner: SigningInner::Recorder(Mutex::new(Vec::new())),
-            verifying: self.verifying.clone(),
-        }
-    }
-
-    /// The messages a [`SigningKey::recorder`] was asked to sign since the last call, in
-    /// order (none for any other key).
-    pub(crate) fn take_recorded(&self) -> Vec<Vec<u8>> {
-        match &self.inner {
-            SigningInner::Recorder(recorded) => std::mem::take(&mut *lock(recorded)),
-            _ => Vec::new(),
-        }
-    }
-
     /// Sign `message` with SM2 under another user ID than the default (for example the empty
     /// ID that OpenSSL 3.0 uses for X.509 signatures). Refused for non-SM2 keys.
     pub fn sign_sm2_with_id(&self, user_id: &str, message: &[u8]) -> Result<Signature> {
         let SigningInner::Sm2(k) = &self.inner else {
-            if let SigningInner::Recorder(_) = &self.inner {
-                return Err(recorder_refuses("sign under another SM2 user ID"));
-            }
             return Err(Error::InvalidArgument(format!(
                 "an SM2 user ID does not apply to {} keys",
                 self.algorithm()
@@ -572,9 +528,6 @@ impl SigningKey {
                 let sig: p256::ecdsa::DerSignature =
                     k.try_sign_with_rng(rng, message).map_err(Error::crypto)?;
                 sig.as_bytes().to_vec()
-            }
-            SigningInner::Recorder(_) => {
-                return Err(recorder_refuses("sign with extra randomness"));
             }
         };
         Ok(Signature(bytes))
@@ -606,7 +559,6 @@ impl SigningKey {
                 der::SecretDocument::encode_msg(&info).map_err(sm2::pkcs8::Error::from)
             }
             SigningInner::P256(k) => k.to_pkcs8_der(),
-            SigningInner::Recorder(_) => return Err(recorder_refuses("export a private key")),
         }
         .map_err(Error::crypto)?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
@@ -883,23 +835,5 @@ mod tests {
                 "case {i}"
             );
         }
-    }
-
-    #[test]
-    fn a_recorder_records_and_refuses_everything_else() {
-        let key = SigningKey::from_secret_bytes(KeyAlgorithm::Sm2, &[7u8; 32]).unwrap();
-        let recorder = key.recorder();
-        assert_eq!(recorder.verifying_key(), key.verifying_key());
-        assert_eq!(recorder.algorithm(), KeyAlgorithm::Sm2);
-        assert!(recorder.sign(b"one").unwrap().as_bytes().is_empty());
-        assert!(recorder.sign(b"two").unwrap().as_bytes().is_empty());
-        assert_eq!(
-            recorder.take_recorded(),
-            vec![b"one".to_vec(), b"two".to_vec()]
-        );
-        assert!(recorder.take_recorded().is_empty());
-        assert!(recorder.to_pkcs8_der().is_err());
-        assert!(recorder.sign_sm2_with_id("", b"m").is_err());
-        assert!(key.take_recorded().is_empty());
     }
 }

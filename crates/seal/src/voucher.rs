@@ -239,6 +239,33 @@ pub fn sign_voucher(
     key: &SigningKey,
     certificate: &Certificate,
 ) -> Result<VoucherSignature> {
+    let tbs = voucher_to_be_signed(
+        suite,
+        canonical,
+        positions,
+        existing,
+        position,
+        key.verifying_key(),
+        certificate,
+    )?;
+    Ok(VoucherSignature {
+        position: position.to_string(),
+        certificate: certificate.clone(),
+        signature: key.sign(&tbs)?,
+    })
+}
+
+/// The bytes [`sign_voucher`] signs, after every check it makes (the key is named by its
+/// public half): batch signing prepares many and signs them together.
+pub fn voucher_to_be_signed(
+    suite: Suite,
+    canonical: &[u8],
+    positions: &[SignaturePosition],
+    existing: &[VoucherSignature],
+    position: &str,
+    key: &crate::keys::VerifyingKey,
+    certificate: &Certificate,
+) -> Result<Vec<u8>> {
     check_positions(positions)?;
     let Some(next) = positions.get(existing.len()) else {
         return Err(Error::InvalidArgument(
@@ -266,7 +293,7 @@ pub fn sign_voucher(
             key.algorithm()
         )));
     }
-    if certificate.public_key()? != *key.verifying_key() {
+    if certificate.public_key()? != *key {
         return Err(Error::InvalidArgument(
             "the key does not match the certificate".into(),
         ));
@@ -278,13 +305,7 @@ pub fn sign_voucher(
     }
     let digest = hash(suite, canonical);
     let prior = prior_of_signatures(suite, existing)?;
-    let tbs = to_be_signed(suite, &digest, existing.len(), position, &prior)?;
-    let signature = key.sign(&tbs)?;
-    Ok(VoucherSignature {
-        position: position.to_string(),
-        certificate: certificate.clone(),
-        signature,
-    })
+    to_be_signed(suite, &digest, existing.len(), position, &prior)
 }
 
 /// What the verifier trusts, and when it checks.

@@ -66,7 +66,7 @@ impl SqliteConfig {
             busy_timeout_ms: 5_000,
             cache_mib: 64,
             mmap_bytes: 256 << 20,
-            checkpoint_pages: 16_384,
+            checkpoint_pages: 1_000_000,
             calendar: Calendar::default(),
         }
     }
@@ -334,6 +334,17 @@ fn attempt_transfers(
         }
         other => other?,
     }
+    // SQLite gave each row the rowid after the largest one, which must be the seq the batch
+    // assigned: rows are never deleted and `next_seq` follows the last one.
+    if let Some(last) = outcome.new_transfers.last()
+        && tx.last_insert_rowid() != last.seq
+    {
+        return Err(StoreError::Corrupt(format!(
+            "transfer seq {} was stored as rowid {}",
+            last.seq,
+            tx.last_insert_rowid()
+        )));
+    }
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE accounts SET debits_pending_hi = ?2, debits_pending_lo = ?3, \
@@ -379,9 +390,17 @@ fn attempt_transfers(
 /// one per row, saves most of the per-statement work (bind, step, reset) of a batch.
 const INSERT_CHUNK: usize = 32;
 
+/// The columns bound per row: [`NEW_TRANSFER_COLUMNS`] but `seq`, the rowid, which SQLite
+/// assigns (see [`insert_transfers`]).
+const INSERT_WIDTH: usize = 16;
+
 fn insert_sql(rows: usize) -> String {
-    let width = NEW_TRANSFER_COLUMNS.split(", ").count();
-    let mut sql = format!("INSERT OR FAIL INTO transfers ({NEW_TRANSFER_COLUMNS}) VALUES ");
+    let columns = NEW_TRANSFER_COLUMNS
+        .strip_prefix("seq, ")
+        .unwrap_or(NEW_TRANSFER_COLUMNS);
+    debug_assert_eq!(columns.split(", ").count(), INSERT_WIDTH);
+    let width = INSERT_WIDTH;
+    let mut sql = format!("INSERT OR FAIL INTO transfers ({columns}) VALUES ");
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
@@ -404,30 +423,29 @@ fn bind_transfer(
     first: usize,
     r: &NewTransferRow,
 ) -> rusqlite::Result<()> {
-    stmt.raw_bind_parameter(first, r.seq)?;
-    stmt.raw_bind_parameter(first + 1, &r.id[..])?;
-    stmt.raw_bind_parameter(first + 2, &r.debit_account_id[..])?;
-    stmt.raw_bind_parameter(first + 3, &r.credit_account_id[..])?;
-    stmt.raw_bind_parameter(first + 4, r.amount_hi)?;
-    stmt.raw_bind_parameter(first + 5, r.amount_lo)?;
-    stmt.raw_bind_parameter(first + 6, r.pending_id.as_ref().map(|b| &b[..]))?;
-    stmt.raw_bind_parameter(first + 7, r.user_data.as_ref().map(|b| &b[..]))?;
-    stmt.raw_bind_parameter(first + 8, r.timeout)?;
-    stmt.raw_bind_parameter(first + 9, r.ledger)?;
-    stmt.raw_bind_parameter(first + 10, r.code)?;
-    stmt.raw_bind_parameter(first + 11, r.flags)?;
-    stmt.raw_bind_parameter(first + 12, r.timestamp)?;
-    stmt.raw_bind_parameter(first + 13, r.status)?;
-    stmt.raw_bind_parameter(first + 14, r.expires_key)?;
-    stmt.raw_bind_parameter(first + 15, r.debit_num)?;
-    stmt.raw_bind_parameter(first + 16, r.credit_num)?;
+    stmt.raw_bind_parameter(first, &r.id[..])?;
+    stmt.raw_bind_parameter(first + 1, &r.debit_account_id[..])?;
+    stmt.raw_bind_parameter(first + 2, &r.credit_account_id[..])?;
+    stmt.raw_bind_parameter(first + 3, r.amount_hi)?;
+    stmt.raw_bind_parameter(first + 4, r.amount_lo)?;
+    stmt.raw_bind_parameter(first + 5, r.pending_id.as_ref().map(|b| &b[..]))?;
+    stmt.raw_bind_parameter(first + 6, r.user_data.as_ref().map(|b| &b[..]))?;
+    stmt.raw_bind_parameter(first + 7, r.timeout)?;
+    stmt.raw_bind_parameter(first + 8, r.ledger)?;
+    stmt.raw_bind_parameter(first + 9, r.code)?;
+    stmt.raw_bind_parameter(first + 10, r.flags)?;
+    stmt.raw_bind_parameter(first + 11, r.timestamp)?;
+    stmt.raw_bind_parameter(first + 12, r.status)?;
+    stmt.raw_bind_parameter(first + 13, r.expires_key)?;
+    stmt.raw_bind_parameter(first + 14, r.debit_num)?;
+    stmt.raw_bind_parameter(first + 15, r.credit_num)?;
     Ok(())
 }
 
 /// Inserts the new transfers, [`INSERT_CHUNK`] rows per statement. A reused id fails with
 /// the UNIQUE index's error (see [`is_reused_id`]).
 fn insert_transfers(tx: &Connection, rows: &[NewTransferRow]) -> rusqlite::Result<()> {
-    const WIDTH: usize = 17;
+    const WIDTH: usize = INSERT_WIDTH;
     let mut chunks = rows.chunks_exact(INSERT_CHUNK);
     if rows.len() >= INSERT_CHUNK {
         let mut stmt = tx.prepare_cached(&insert_sql(INSERT_CHUNK))?;
