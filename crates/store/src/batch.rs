@@ -90,7 +90,7 @@ pub(crate) fn check_account_batch(len: usize) -> Result<(), StoreError> {
 pub(crate) enum IdCheck {
     /// Assume no event reuses the id of a transfer stored before the batch: load only the
     /// transfers named as `pending_id`s (and those expiring). The assumption is proven before
-    /// the commit: the UNIQUE index on `transfers.id` refuses any transfer the attempt creates
+    /// the commit: the unique index on `transfers.id` refuses any transfer the attempt creates
     /// under a taken id, and the backend looks up [`TransferOutcome::unchecked_ids`], the ids
     /// of refused events. If either finds a taken id, the attempt is rolled back and the
     /// batch redone with `Careful`.
@@ -244,7 +244,9 @@ pub(crate) fn apply_transfers(
     let mut seq = clock.next_seq;
     let num = |id: u128| {
         nums.get(&id).copied().ok_or_else(|| {
-            StoreError::Corrupt(format!("a new transfer names account {id}, which was not loaded"))
+            StoreError::Corrupt(format!(
+                "a new transfer names account {id}, which was not loaded"
+            ))
         })
     };
     for record in part.transfers().skip(loaded.len()) {

@@ -1,4 +1,4 @@
-//! Durable ledger benchmarks, for `guoku bench ledger` (and `examples/bench_ledger.rs`).
+//! Durable ledger benchmarks, printed by `guoku bench ledger`.
 //!
 //! This module reads a clock only to measure. Every transfer debits one hot account, the
 //! worst case for row locks, and credits one of a thousand others.

@@ -13,6 +13,13 @@
 //!   pure engine, and writes back what changed. So both backends give the same results as
 //!   the in-memory engine fed the same batches, and two concurrent payments never share the
 //!   last yuan of a quota.
+//! - **Optimistic about ids.** A batch is first applied without loading the transfers its
+//!   events' own ids might name (a resend is rare; the lookups cost one index probe per
+//!   event). Before committing, the unique index on `transfers.id` and a lookup of the ids
+//!   of refused events prove no id was reused; if one was, that attempt is rolled back and
+//!   the batch redone loading everything, so the results are exactly the careful ones.
+//! - **Integer keys for history.** Each account gets a small number at creation; the two
+//!   history indexes are keyed by `(number, seq)` rather than by the 16-byte id.
 //! - **Invariants asserted in pairs.** The engine asserts them after every event it applies;
 //!   [`Store::load_state`] reads everything back and runs the full scan
 //!   ([`guoku_ledger::State::from_parts`]).
@@ -206,7 +213,7 @@ impl Store {
 
     /// The transfers that debit or credit `account`, oldest first, after the cursor `after`
     /// (0 for the first page), at most `limit` (1..=[`PAGE_MAX`]). Served by the indexes
-    /// `(debit_account_id, seq)` and `(credit_account_id, seq)`.
+    /// `(debit_num, seq)` and `(credit_num, seq)` (the numbers the store gives accounts).
     ///
     /// # Errors
     /// [`StoreError::InvalidArgument`] for a bad `limit`; an infrastructure error.

@@ -3,8 +3,13 @@
 //! Every write runs in one `READ COMMITTED` transaction that first locks the clock row
 //! (`SELECT … FOR UPDATE`): writes are serialized as on SQLite, `now` only moves forward, and
 //! each statement after the lock sees every earlier commit. The accounts a batch touches are
-//! then loaded with `FOR UPDATE` in id order. Bulk reads use `= ANY($1)` and bulk writes use
-//! `unnest` over column arrays, so a batch costs a handful of round trips whatever its size.
+//! then loaded with `FOR UPDATE` in id order. Bulk reads use `= ANY($1)`, new transfers are
+//! written with one `COPY … FROM STDIN (FORMAT binary)`, other bulk writes use `unnest` over
+//! column arrays, so a batch costs a handful of round trips whatever its size.
+//!
+//! A transfer batch is first attempted optimistically (see [`IdCheck`]) inside a savepoint;
+//! if that attempt finds a reused id it is rolled back to the savepoint and the batch redone
+//! carefully in the same transaction, which still holds the clock lock.
 
 use std::collections::BTreeMap;
 
@@ -20,9 +25,9 @@ use tokio_postgres::{IsolationLevel, NoTls, Row};
 use crate::batch::{self, Attempt, Calendar, Clock, IdCheck, NumberedAccount, TransferOutcome};
 use crate::books::{BookFilter, BookLabel};
 use crate::codec::{
-    ACCOUNT_COLUMNS, AccountRow, NEW_TRANSFER_COLUMNS, TRANSFER_COLUMNS, TransferRow,
-    balance_ints, expires_key, id_bytes, join, join_limbs, limb_sum, split, status_to_sql,
-    u64_from_sql, u64_to_sql,
+    ACCOUNT_COLUMNS, AccountRow, NEW_TRANSFER_COLUMNS, TRANSFER_COLUMNS, TransferRow, balance_ints,
+    expires_key, id_bytes, join, join_limbs, limb_sum, split, status_to_sql, u64_from_sql,
+    u64_to_sql,
 };
 use crate::error::StoreError;
 use crate::{DailyTotal, HistoryEntry, Page};
@@ -170,13 +175,13 @@ async fn lock_numbered_accounts(
         .collect()
 }
 
-/// Whether `error` is the UNIQUE constraint on `transfers.id` refusing a row.
+/// Whether `error` is the primary key of `transfers` (its `id`) refusing a row.
 fn is_reused_id(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
         && error
             .as_db_error()
             .and_then(|e| e.constraint())
-            .is_some_and(|c| c == "transfers_id_key")
+            .is_some_and(|c| c == "transfers_pkey")
 }
 
 /// Inserts the new transfers with one `COPY … FROM STDIN BINARY` (no per-row statement, no

@@ -2,6 +2,14 @@
 //! connection owned by a dedicated thread (write jobs arrive over a channel, so writes are
 //! serialized exactly as SQLite serializes them anyway), and a small pool of read-only
 //! connections used from `spawn_blocking`.
+//!
+//! A transfer batch is first attempted optimistically (see [`IdCheck`]); if that attempt
+//! finds a reused id, its transaction is rolled back and the batch redone carefully in a
+//! new one, still inside the same writer job, so no other write can come in between.
+//! New transfers are written with multi-row `INSERT`s ([`INSERT_CHUNK`]). Checkpoints run
+//! every [`SqliteConfig::checkpoint_pages`] log pages rather than SQLite's 1,000, so pages
+//! that every batch dirties (the tails of the history indexes) are copied back once per
+//! checkpoint instead of once per batch.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,8 +27,8 @@ use rusqlite::{
 use crate::batch::{self, Attempt, Calendar, Clock, DailyDelta, IdCheck, NumberedAccount};
 use crate::books::{BookFilter, BookLabel};
 use crate::codec::{
-    ACCOUNT_COLUMNS, AccountRow, NEW_TRANSFER_COLUMNS, TRANSFER_COLUMNS, TransferRow,
-    NewTransferRow, balance_ints, expires_key, id_bytes, join, join_limbs, limb_sum, split,
+    ACCOUNT_COLUMNS, AccountRow, NEW_TRANSFER_COLUMNS, NewTransferRow, TRANSFER_COLUMNS,
+    TransferRow, balance_ints, expires_key, id_bytes, join, join_limbs, limb_sum, split,
     status_to_sql, u64_from_sql, u64_to_sql,
 };
 use crate::error::StoreError;
@@ -66,7 +74,7 @@ impl SqliteConfig {
             busy_timeout_ms: 5_000,
             cache_mib: 64,
             mmap_bytes: 256 << 20,
-            checkpoint_pages: 1_000_000,
+            checkpoint_pages: 16_384,
             calendar: Calendar::default(),
         }
     }
@@ -216,7 +224,9 @@ fn load_numbered_accounts(
     let mut accounts = Vec::with_capacity(ids.len());
     for &id in ids {
         let row = stmt
-            .query_row([id_bytes(id)], |r| Ok((read_account(r)?, r.get::<_, i64>(13)?)))
+            .query_row([id_bytes(id)], |r| {
+                Ok((read_account(r)?, r.get::<_, i64>(13)?))
+            })
             .optional()?;
         if let Some((row, num)) = row {
             accounts.push((row.decode()?, num));
@@ -265,7 +275,8 @@ fn write_transfers(
 ) -> Result<Vec<CreateTransferResult>, StoreError> {
     match attempt_transfers(conn, calendar, now, batch, IdCheck::Optimistic)? {
         Attempt::Done(results) => Ok(results),
-        Attempt::IdReused => match attempt_transfers(conn, calendar, now, batch, IdCheck::Careful)? {
+        Attempt::IdReused => match attempt_transfers(conn, calendar, now, batch, IdCheck::Careful)?
+        {
             Attempt::Done(results) => Ok(results),
             Attempt::IdReused => Err(StoreError::Corrupt(
                 "a careful attempt found a reused transfer id".into(),
@@ -387,7 +398,14 @@ fn attempt_transfers(
 }
 
 /// Rows per multi-row `INSERT` of transfers: one statement per this many rows, instead of
-/// one per row, saves most of the per-statement work (bind, step, reset) of a batch.
+/// one per row, saves most of the per-statement work (prepare lookup, step, reset).
+///
+/// A multi-row statement that may abort half-way makes SQLite keep a statement journal (a
+/// copy of every page the statement touches, so it can undo just that statement), which
+/// cost more than the statements saved. Two things avoid it: `OR FAIL` (a refused row stops
+/// the statement without undoing its earlier rows; the whole transaction is rolled back
+/// anyway) and letting SQLite assign the rowid `seq` instead of binding it (a bound rowid
+/// is type-checked by an instruction that may abort).
 const INSERT_CHUNK: usize = 32;
 
 /// The columns bound per row: [`NEW_TRANSFER_COLUMNS`] but `seq`, the rowid, which SQLite
@@ -442,8 +460,9 @@ fn bind_transfer(
     Ok(())
 }
 
-/// Inserts the new transfers, [`INSERT_CHUNK`] rows per statement. A reused id fails with
-/// the UNIQUE index's error (see [`is_reused_id`]).
+/// Inserts the new transfers, [`INSERT_CHUNK`] rows per statement, each row getting the rowid
+/// after the largest one as its `seq` (the caller checks it is the seq the batch assigned).
+/// A reused id fails with the UNIQUE index's error (see [`is_reused_id`]).
 fn insert_transfers(tx: &Connection, rows: &[NewTransferRow]) -> rusqlite::Result<()> {
     const WIDTH: usize = INSERT_WIDTH;
     let mut chunks = rows.chunks_exact(INSERT_CHUNK);
@@ -706,10 +725,7 @@ impl SqliteStore {
             let Some(num) = num else {
                 return Ok(Page::from_items(Vec::new(), limit));
             };
-            let rows = stmt.query_map(
-                params![num, after, i64::from(limit)],
-                read_transfer,
-            )?;
+            let rows = stmt.query_map(params![num, after, i64::from(limit)], read_transfer)?;
             let mut items = Vec::new();
             for row in rows {
                 let (seq, record) = row?.decode()?;

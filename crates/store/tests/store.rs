@@ -472,10 +472,60 @@ both_backends!(
         }
         assert_eq!(store.load_state().await.unwrap(), engine);
         // The paths were really taken: resends answered as resends.
-        let resent = store.create_transfers(17, vec![transfer(3, 2, 3, 40)]).await;
+        let resent = store
+            .create_transfers(17, vec![transfer(3, 2, 3, 40)])
+            .await;
         assert_eq!(resent.unwrap(), [R::Exists]);
         let history = store.history(2, 0, 100).await.unwrap();
         let ids: Vec<u128> = history.items.iter().map(|e| e.record.transfer.id).collect();
         assert_eq!(ids, [1, 2, 3]);
     }
 );
+
+// Accounts created over several batches (with resends and a refused chain in between) get
+// distinct numbers, so each history holds exactly that account's transfers.
+both_backends!(history_keys_accounts_created_in_several_batches, |store| {
+    store
+        .create_accounts(vec![
+            account(1, AccountFlags::NONE),
+            account(2, AccountFlags::NONE),
+        ])
+        .await
+        .unwrap();
+    let chain = vec![
+        NewAccount {
+            flags: AccountFlags::LINKED,
+            ..account(3, AccountFlags::NONE)
+        },
+        account(0, AccountFlags::NONE),
+    ];
+    store.create_accounts(chain).await.unwrap();
+    let second = store
+        .create_accounts(vec![
+            account(2, AccountFlags::NONE),
+            account(4, AccountFlags::NONE),
+            account(3, AccountFlags::NONE),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(second, [A::Exists, A::Ok, A::Ok]);
+    let batch = vec![
+        transfer(1, 1, 4, 1),
+        transfer(2, 3, 2, 1),
+        transfer(3, 4, 3, 1),
+        transfer(4, 2, 1, 1),
+    ];
+    store.create_transfers(1, batch).await.unwrap();
+    for (account, expected) in [
+        (1, vec![1, 4]),
+        (2, vec![2, 4]),
+        (3, vec![2, 3]),
+        (4, vec![1, 3]),
+    ] {
+        let page = store.history(account, 0, 10).await.unwrap();
+        let ids: Vec<u128> = page.items.iter().map(|e| e.record.transfer.id).collect();
+        assert_eq!(ids, expected, "history of account {account}");
+    }
+    let unknown = store.history(99, 0, 10).await.unwrap();
+    assert!(unknown.items.is_empty() && unknown.next.is_none());
+});
