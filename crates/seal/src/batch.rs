@@ -645,18 +645,7 @@ pub fn batch_sign<M: AsRef<[u8]> + Sync>(
         ));
     }
     check_batch_len(canonicals.len())?;
-    if key.algorithm() != suite.signature_algorithm() {
-        return Err(Error::InvalidArgument(format!(
-            "the {suite} suite signs with {}, not {}",
-            suite.signature_algorithm(),
-            key.algorithm()
-        )));
-    }
-    if certificate.public_key()? != *key.verifying_key() {
-        return Err(Error::InvalidArgument(
-            "the key does not match the certificate".into(),
-        ));
-    }
+    crate::keys::check_signing_key(suite, key.verifying_key(), certificate, "signer")?;
     let leaves = try_map_parallel(canonicals, parallelism, progress, |c| {
         Ok(batch_leaf_hash(suite, c.as_ref()))
     })?;

@@ -628,19 +628,7 @@ fn check_algorithm(suite: Suite, oid: &ObjectIdentifier) -> std::result::Result<
 }
 
 fn check_key(suite: Suite, key: &SigningKey, certificate: &Certificate, who: &str) -> Result<()> {
-    if key.algorithm() != suite.signature_algorithm() {
-        return Err(Error::InvalidArgument(format!(
-            "the {suite} suite signs with {}, not {}",
-            suite.signature_algorithm(),
-            key.algorithm()
-        )));
-    }
-    if certificate.public_key()? != *key.verifying_key() {
-        return Err(Error::InvalidArgument(format!(
-            "the {who}'s key does not match the certificate"
-        )));
-    }
-    Ok(())
+    crate::keys::check_signing_key(suite, key.verifying_key(), certificate, who)
 }
 
 /// Make an electronic seal: the sealmaker (`maker_key`, `maker_certificate`) signs the DER of

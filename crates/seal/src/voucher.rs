@@ -286,18 +286,7 @@ pub fn voucher_to_be_signed(
             )));
         }
     }
-    if key.algorithm() != suite.signature_algorithm() {
-        return Err(Error::InvalidArgument(format!(
-            "the {suite} suite signs with {}, not {}",
-            suite.signature_algorithm(),
-            key.algorithm()
-        )));
-    }
-    if certificate.public_key()? != *key {
-        return Err(Error::InvalidArgument(
-            "the key does not match the certificate".into(),
-        ));
-    }
+    crate::keys::check_signing_key(suite, key, certificate, "signer")?;
     if !holder_matches(next, &certificate.subject_info()) {
         return Err(Error::InvalidArgument(format!(
             "the certificate's holder may not sign at {position:?}"
@@ -774,18 +763,7 @@ fn stamp_next(
         }
     }
     let (key, certificate) = signer.key_and_certificate();
-    if key.algorithm() != suite.signature_algorithm() {
-        return Err(Error::InvalidArgument(format!(
-            "the {suite} suite signs with {}, not {}",
-            suite.signature_algorithm(),
-            key.algorithm()
-        )));
-    }
-    if certificate.public_key()? != *key.verifying_key() {
-        return Err(Error::InvalidArgument(
-            "the key does not match the certificate".into(),
-        ));
-    }
+    crate::keys::check_signing_key(suite, key.verifying_key(), certificate, "signer")?;
     if !holder_fits(next.role, next.post, &certificate.subject_info()) {
         return Err(Error::InvalidArgument(format!(
             "the certificate's holder may not stamp at {position:?}"
