@@ -16,7 +16,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let registry = Registry::builtin();
     let today = "20250115".parse().expect("a date");
-    let _ = validate(&voucher, &registry, &Context { today, flag: VoucherFlag::Original });
+    let _ = validate(
+        &voucher,
+        &registry,
+        &Context {
+            today,
+            flag: VoucherFlag::Original,
+        },
+    );
     for encoding in [Encoding::Gbk, Encoding::Utf8] {
         let bytes = write_voucher(&voucher, encoding, Layout::Compact);
         let (back, _) = parse_voucher(&bytes, &limits).expect("what we write, we read");
