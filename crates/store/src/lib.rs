@@ -33,6 +33,7 @@
 
 pub mod bench;
 pub mod books;
+pub mod library;
 
 mod batch;
 mod codec;

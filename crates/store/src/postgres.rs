@@ -32,11 +32,18 @@ use crate::codec::{
 use crate::error::StoreError;
 use crate::{DailyTotal, HistoryEntry, Page};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "ledger",
-    include_str!("../migrations/postgres/0001_ledger.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "ledger",
+        include_str!("../migrations/postgres/0001_ledger.sql"),
+    ),
+    (
+        2,
+        "library",
+        include_str!("../migrations/postgres/0002_library.sql"),
+    ),
+];
 
 /// Key of the advisory lock that serializes migrations between processes.
 const MIGRATION_LOCK: i64 = 0x0067_756f_6b75; // "guoku" in ASCII
@@ -70,7 +77,7 @@ impl PgConfig {
 /// A ledger store on PostgreSQL. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: Pool,
+    pub(crate) pool: Pool,
     calendar: Calendar,
 }
 

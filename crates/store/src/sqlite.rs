@@ -34,11 +34,18 @@ use crate::codec::{
 use crate::error::StoreError;
 use crate::{DailyTotal, HistoryEntry, Page};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "ledger",
-    include_str!("../migrations/sqlite/0001_ledger.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "ledger",
+        include_str!("../migrations/sqlite/0001_ledger.sql"),
+    ),
+    (
+        2,
+        "library",
+        include_str!("../migrations/sqlite/0002_library.sql"),
+    ),
+];
 
 /// How to open a SQLite store.
 #[derive(Clone, Debug)]
@@ -619,7 +626,7 @@ impl SqliteStore {
     }
 
     /// Runs `job` on the writer thread and waits for its result without blocking the runtime.
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection, Calendar) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -641,7 +648,7 @@ impl SqliteStore {
     }
 
     /// Runs `query` on a read-only connection on the blocking pool.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

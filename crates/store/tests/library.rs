@@ -1,0 +1,775 @@
+//! The voucher library (电子凭证库) on both backends: every operation, exactly-once receipt,
+//! illegal transitions, bounded reads, the outbox's backoff, and one event per change.
+
+mod common;
+
+use std::sync::Arc;
+
+use guoku_store::Store;
+use guoku_store::library::{
+    Backoff, Direction, LibraryError, NewVoucher, READ_MAX, REASON_MAX_GBK_BYTES,
+};
+use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
+use guoku_voucher::{Encoding, Envelope, EnvelopeBody, Voucher, VoucherFlag, VoucherKey};
+
+const FINANCE: &str = "011430000";
+const BANK: &str = "102";
+
+fn voucher(no: &str, amount: &str) -> Voucher {
+    Voucher {
+        header: [
+            ("AdmDivCode", "430000"),
+            ("StYear", "2025"),
+            ("VtCode", "5201"),
+            ("VoucherNo", no),
+            ("PayAmt", amount),
+            ("PayeeAcctName", "长沙市某某公司"),
+        ]
+        .into_iter()
+        .collect(),
+        details: vec![],
+    }
+}
+
+/// The envelope body bytes, as a library sends them (GBK).
+fn envelope_body(v: &Voucher, flag: VoucherFlag) -> Vec<u8> {
+    guoku_voucher::write_envelope(
+        &Envelope {
+            bodies: vec![EnvelopeBody {
+                flag,
+                attach: "SUCCESS".into(),
+                voucher: v.clone(),
+                signatures: vec![],
+            }],
+        },
+        Encoding::Gbk,
+    )
+}
+
+/// An original from finance to the bank.
+fn original(no: &str, amount: &str) -> NewVoucher {
+    let v = voucher(no, amount);
+    NewVoucher::new(
+        &v,
+        Leg::Original,
+        FINANCE,
+        BANK,
+        envelope_body(&v, VoucherFlag::Original),
+    )
+}
+
+fn key(no: &str) -> VoucherKey {
+    voucher(no, "1.00").key()
+}
+
+async fn events(store: &Store, no: &str, leg: Leg) -> Vec<String> {
+    store
+        .library()
+        .events(&key(no), leg)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+fn is_illegal(result: Result<impl std::fmt::Debug, LibraryError>, state: &str, event: &str) {
+    match result {
+        Err(LibraryError::Illegal { transition, .. }) => {
+            assert!(transition.state.contains(state), "{transition}");
+            assert_eq!(transition.event, event, "{transition}");
+        }
+        other => panic!("expected an illegal {event} in {state}, got {other:?}"),
+    }
+}
+
+both_backends!(sender_happy_path, |store| {
+    let lib = store.library();
+    let k = key("S1");
+    let stored = lib
+        .write(original("S1", "12.50"), "maker", 100)
+        .await
+        .unwrap();
+    assert!(stored.created);
+    let r = stored.record;
+    assert_eq!(r.direction, Direction::Sent);
+    assert_eq!((r.exchange, r.status_code()), (Exchange::NotSent, 13));
+    assert_eq!(r.processing, None);
+    assert_eq!(r.created_at, 100);
+    assert_eq!(r.body, original("S1", "12.50").body);
+    assert_eq!(
+        lib.status(&k, Leg::Original).await.unwrap(),
+        Some(r.clone())
+    );
+
+    let r = lib.send(&k, Leg::Original, "signer", 110).await.unwrap();
+    assert_eq!(r.status_code(), 0);
+    let due = lib.due(110, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (
+            due[0].key.clone(),
+            due[0].destination.as_str(),
+            due[0].attempts
+        ),
+        (k.clone(), BANK, 0)
+    );
+    assert_eq!(due[0].body, r.body);
+
+    let r = lib
+        .delivered(&k, Leg::Original, "outbox", 120)
+        .await
+        .unwrap();
+    assert_eq!(r.status_code(), 1);
+    assert!(lib.due(u64::MAX >> 1, 10).await.unwrap().is_empty());
+    let r = lib
+        .acknowledge(&k, Leg::Original, "bank", 130)
+        .await
+        .unwrap();
+    assert_eq!(r.status_code(), 3);
+    let r = lib.receipt_arrives(&k, "bank", 140).await.unwrap();
+    assert_eq!(
+        (r.exchange, r.status_code()),
+        (Exchange::ReceiptReceived, 12)
+    );
+    assert_eq!(r.updated_at, 140);
+    assert_eq!(lib.status_code(&k, Leg::Original).await.unwrap(), 12);
+    assert_eq!(
+        lib.status_code(&key("nope"), Leg::Original).await.unwrap(),
+        -1
+    );
+
+    // One event per change, with who, what, from, to, when.
+    let log = lib.events(&k, Leg::Original).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "write",
+            "send",
+            "delivered",
+            "acknowledge",
+            "receipt_arrives"
+        ]
+    );
+    let steps: Vec<(Option<i16>, i16, u64)> = log
+        .iter()
+        .map(|e| (e.from_exchange, e.to_exchange, e.at))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (None, 13, 100),
+            (Some(13), 0, 110),
+            (Some(0), 1, 120),
+            (Some(1), 3, 130),
+            (Some(3), 12, 140)
+        ]
+    );
+    assert_eq!(log[1].actor, "signer");
+    // A repeated delivery report changes nothing and writes no event.
+    let again = lib
+        .delivered(&k, Leg::Original, "outbox", 150)
+        .await
+        .unwrap();
+    assert_eq!(again.updated_at, 140);
+    assert_eq!(lib.events(&k, Leg::Original).await.unwrap().len(), 5);
+
+    // The other outcomes the receiver can report back.
+    for (no, outcome) in [
+        ("S2", "refuse"),
+        ("S3", "return"),
+        ("S4", "delivery_refused"),
+    ] {
+        let k = key(no);
+        lib.write(original(no, "1.00"), "maker", 200).await.unwrap();
+        lib.send(&k, Leg::Original, "signer", 201).await.unwrap();
+        let r = match outcome {
+            "delivery_refused" => lib
+                .delivery_refused(&k, Leg::Original, "签名无效", "outbox", 202)
+                .await
+                .unwrap(),
+            _ => {
+                lib.delivered(&k, Leg::Original, "outbox", 202)
+                    .await
+                    .unwrap();
+                if outcome == "refuse" {
+                    lib.refuse(&k, Leg::Original, "账号不符", "bank", 203)
+                        .await
+                        .unwrap()
+                } else {
+                    lib.return_voucher(&k, Leg::Original, "额度不足", "bank", 203)
+                        .await
+                        .unwrap()
+                }
+            }
+        };
+        let expected = match outcome {
+            "refuse" => 4,
+            "return" => 5,
+            _ => 2,
+        };
+        assert_eq!(r.status_code(), expected, "{outcome}");
+        assert!(r.reason.is_some());
+        assert!(lib.due(u64::MAX >> 1, 10).await.unwrap().is_empty());
+    }
+    // A voucher the receiver's library refused may be sent again, and then voided.
+    let k4 = key("S4");
+    lib.send(&k4, Leg::Original, "signer", 300).await.unwrap();
+    assert_eq!(lib.due(300, 10).await.unwrap().len(), 1);
+    let r = lib
+        .void(&k4, Leg::Original, Some("重开"), "maker", 301)
+        .await
+        .unwrap();
+    assert_eq!((r.exchange, r.status_code()), (Exchange::Voided, -1));
+    assert!(lib.due(u64::MAX >> 1, 10).await.unwrap().is_empty());
+    assert_eq!(
+        events(store, "S4", Leg::Original).await,
+        ["write", "send", "delivery_refused", "send", "void"]
+    );
+});
+
+both_backends!(receiver_happy_path, |store| {
+    let lib = store.library();
+    let k = key("R1");
+    let stored = lib
+        .receive(original("R1", "8.00"), "inbox", 10)
+        .await
+        .unwrap();
+    assert!(stored.created);
+    let r = stored.record;
+    assert_eq!(r.direction, Direction::Received);
+    assert_eq!((r.exchange, r.processing), (Exchange::Received, None));
+
+    let read = lib.read(READ_MAX, "clerk", 11).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].processing, Some(Processing::Read));
+    let r = lib
+        .acknowledge(&k, Leg::Original, "clerk", 12)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.exchange, r.processing),
+        (Exchange::Acknowledged, Some(Processing::Acknowledged))
+    );
+    use ProcessingEvent as P;
+    let steps = [
+        P::StartValidation,
+        P::PassValidation,
+        P::Check,
+        P::Approve,
+        P::Book,
+        P::Seal,
+        P::SendReceipt,
+    ];
+    for (now, step) in (13..).zip(steps) {
+        lib.process(&k, Leg::Original, step, None, "checker", now)
+            .await
+            .unwrap();
+    }
+    let r = lib.status(&k, Leg::Original).await.unwrap().unwrap();
+    assert_eq!(r.processing, Some(Processing::ReceiptSent));
+    assert_eq!(r.processing.map(Processing::code), Some(80));
+    // Every change has its event row.
+    assert_eq!(
+        lib.events(&k, Leg::Original).await.unwrap().len(),
+        3 + steps.len()
+    );
+    let last = lib.events(&k, Leg::Original).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (
+            last.from_processing,
+            last.to_processing,
+            last.action.as_str()
+        ),
+        (Some(73), Some(80), "process:SendReceipt")
+    );
+
+    // The bank's receipt goes back as the receipt leg of the same key.
+    let mut receipt = voucher("R1", "8.00");
+    receipt.header.set("XPayAmt", "8.00");
+    let new = NewVoucher::new(
+        &receipt,
+        Leg::Receipt,
+        BANK,
+        FINANCE,
+        envelope_body(&receipt, VoucherFlag::Receipt),
+    );
+    let w = lib.write(new, "clerk", 30).await.unwrap().record;
+    assert_eq!(w.status_code(), 14);
+    let w = lib.send(&k, Leg::Receipt, "clerk", 31).await.unwrap();
+    assert_eq!(w.status_code(), 6);
+
+    // 签收失败 and 退回 with their reasons.
+    lib.receive(original("R2", "1.00"), "inbox", 40)
+        .await
+        .unwrap();
+    lib.receive(original("R3", "1.00"), "inbox", 40)
+        .await
+        .unwrap();
+    assert_eq!(lib.read(READ_MAX, "clerk", 41).await.unwrap().len(), 2);
+    let r = lib
+        .refuse(&key("R2"), Leg::Original, "收款人账号错误", "clerk", 42)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.exchange, r.processing, r.reason.as_deref()),
+        (
+            Exchange::AckFailed,
+            Some(Processing::AckFailed),
+            Some("收款人账号错误")
+        )
+    );
+    lib.acknowledge(&key("R3"), Leg::Original, "clerk", 42)
+        .await
+        .unwrap();
+    let r = lib
+        .return_voucher(&key("R3"), Leg::Original, "额度不足", "checker", 43)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.exchange, r.processing),
+        (Exchange::Returned, Some(Processing::Returned))
+    );
+    assert_eq!(r.status_code(), 5);
+    assert_eq!(
+        events(store, "R2", Leg::Original).await,
+        ["receive", "read", "refuse"]
+    );
+    assert_eq!(
+        events(store, "R3", Leg::Original).await,
+        ["receive", "read", "acknowledge", "return"]
+    );
+});
+
+both_backends!(reasons_are_cut_to_200_gbk_bytes, |store| {
+    let lib = store.library();
+    lib.receive(original("T1", "1.00"), "inbox", 1)
+        .await
+        .unwrap();
+    lib.read(1, "clerk", 2).await.unwrap();
+    let long = "退".repeat(150);
+    let r = lib
+        .refuse(&key("T1"), Leg::Original, &long, "clerk", 3)
+        .await
+        .unwrap();
+    let reason = r.reason.unwrap();
+    let (gbk, _, _) = encoding_rs::GBK.encode(&reason);
+    assert_eq!(gbk.len(), REASON_MAX_GBK_BYTES);
+    assert_eq!(reason, "退".repeat(100));
+    let stored = lib
+        .status(&key("T1"), Leg::Original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.reason.as_deref(), Some(reason.as_str()));
+    let event = lib
+        .events(&key("T1"), Leg::Original)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(event.reason.as_deref(), Some(reason.as_str()));
+    // A reason is required where the standard asks for one.
+    lib.receive(original("T2", "1.00"), "inbox", 4)
+        .await
+        .unwrap();
+    lib.read(1, "clerk", 5).await.unwrap();
+    let err = lib
+        .refuse(&key("T2"), Leg::Original, "  ", "clerk", 6)
+        .await;
+    assert!(
+        matches!(err, Err(LibraryError::InvalidArgument(_))),
+        "{err:?}"
+    );
+});
+
+both_backends!(receive_takes_each_voucher_exactly_once, |store| {
+    let lib = store.library();
+    let first = lib
+        .receive(original("E1", "5.00"), "inbox", 1)
+        .await
+        .unwrap();
+    assert!(first.created);
+    // Resent identically (even later, by someone else): the same record, no new event.
+    let again = lib
+        .receive(original("E1", "5.00"), "inbox2", 9)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.record, first.record);
+    assert_eq!(events(store, "E1", Leg::Original).await, ["receive"]);
+
+    // Same key, different content: refused and reported; the stored voucher is unchanged.
+    let err = lib.receive(original("E1", "500.00"), "inbox", 10).await;
+    match err {
+        Err(LibraryError::Conflict {
+            key: k,
+            leg,
+            detail,
+        }) => {
+            assert_eq!((*k, leg), (key("E1"), Leg::Original));
+            assert!(detail.contains("sha256"), "{detail}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let stored = lib
+        .status(&key("E1"), Leg::Original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, first.record);
+    assert_eq!(
+        events(store, "E1", Leg::Original).await,
+        ["receive", "conflict"]
+    );
+    // Writing a voucher this node received under the same key is refused as well.
+    let err = lib.write(original("E1", "5.00"), "maker", 11).await;
+    assert!(matches!(err, Err(LibraryError::Conflict { .. })), "{err:?}");
+    assert_eq!(
+        lib.status(&key("E1"), Leg::Original)
+            .await
+            .unwrap()
+            .unwrap(),
+        first.record
+    );
+    // Writing is idempotent the same way.
+    let w1 = lib
+        .write(original("E2", "1.00"), "maker", 12)
+        .await
+        .unwrap();
+    let w2 = lib
+        .write(original("E2", "1.00"), "maker", 13)
+        .await
+        .unwrap();
+    assert!(w1.created && !w2.created);
+    assert_eq!(w1.record, w2.record);
+    assert_eq!(events(store, "E2", Leg::Original).await, ["write"]);
+});
+
+both_backends!(twenty_concurrent_receives_take_effect_once, |store| {
+    let lib = Arc::new(store.library());
+    let mut tasks = Vec::new();
+    for i in 0..20u64 {
+        let lib = Arc::clone(&lib);
+        tasks.push(tokio::spawn(async move {
+            lib.receive(original("C1", "3.00"), "inbox", 100 + i).await
+        }));
+    }
+    let mut created = 0;
+    let mut seqs = std::collections::BTreeSet::new();
+    for task in tasks {
+        let stored = task.await.unwrap().unwrap();
+        created += usize::from(stored.created);
+        seqs.insert(stored.record.seq);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(seqs.len(), 1);
+    assert_eq!(events(store, "C1", Leg::Original).await, ["receive"]);
+    assert_eq!(lib.read(READ_MAX, "clerk", 200).await.unwrap().len(), 1);
+});
+
+both_backends!(
+    illegal_transitions_are_refused_and_change_nothing,
+    |store| {
+        let lib = store.library();
+        lib.receive(original("I1", "1.00"), "inbox", 1)
+            .await
+            .unwrap();
+        let k = key("I1");
+        let before = lib.status(&k, Leg::Original).await.unwrap().unwrap();
+        // Not read yet: it cannot be signed for.
+        is_illegal(
+            lib.acknowledge(&k, Leg::Original, "clerk", 2).await,
+            "unread",
+            "Acknowledge",
+        );
+        // A received voucher is not this node's to send or void.
+        assert!(matches!(
+            lib.send(&k, Leg::Original, "clerk", 2).await,
+            Err(LibraryError::WrongDirection { .. })
+        ));
+        assert!(matches!(
+            lib.void(&k, Leg::Original, None, "clerk", 2).await,
+            Err(LibraryError::WrongDirection { .. })
+        ));
+        lib.read(1, "clerk", 3).await.unwrap();
+        // Not acknowledged: it cannot be returned (退回 follows 签收), nor validated.
+        is_illegal(
+            lib.return_voucher(&k, Leg::Original, "原因", "clerk", 4)
+                .await,
+            "read",
+            "Return",
+        );
+        is_illegal(
+            lib.process(
+                &k,
+                Leg::Original,
+                ProcessingEvent::StartValidation,
+                None,
+                "x",
+                4,
+            )
+            .await,
+            "read",
+            "StartValidation",
+        );
+        // Read twice? No.
+        let after_read = lib.status(&k, Leg::Original).await.unwrap().unwrap();
+        assert_eq!(after_read.exchange, before.exchange);
+        assert_eq!(after_read.updated_at, 3);
+        assert_eq!(
+            events(store, "I1", Leg::Original).await,
+            ["receive", "read"]
+        );
+
+        // Sender side.
+        lib.write(original("I2", "1.00"), "maker", 10)
+            .await
+            .unwrap();
+        let k2 = key("I2");
+        is_illegal(
+            lib.receipt_arrives(&k2, "bank", 11).await,
+            "not sent",
+            "ReceiptArrives",
+        );
+        is_illegal(
+            lib.acknowledge(&k2, Leg::Original, "bank", 11).await,
+            "not sent",
+            "Acknowledge",
+        );
+        lib.send(&k2, Leg::Original, "signer", 12).await.unwrap();
+        is_illegal(
+            lib.send(&k2, Leg::Original, "signer", 13).await,
+            "not yet received",
+            "Send",
+        );
+        let r = lib.status(&k2, Leg::Original).await.unwrap().unwrap();
+        assert_eq!((r.exchange, r.updated_at), (Exchange::NotReceived, 12));
+        assert_eq!(events(store, "I2", Leg::Original).await, ["write", "send"]);
+        // The outbox row is untouched by the refused resend.
+        let due = lib.due(100, 10).await.unwrap();
+        assert_eq!((due.len(), due[0].attempts, due[0].next_at), (1, 0, 12));
+        // Unknown vouchers.
+        assert!(matches!(
+            lib.send(&key("none"), Leg::Original, "signer", 13).await,
+            Err(LibraryError::NotFound { .. })
+        ));
+    }
+);
+
+both_backends!(void_after_acknowledgement_is_refused, |store| {
+    let lib = store.library();
+    let k = key("V1");
+    lib.write(original("V1", "1.00"), "maker", 1).await.unwrap();
+    lib.send(&k, Leg::Original, "signer", 2).await.unwrap();
+    lib.delivered(&k, Leg::Original, "outbox", 3).await.unwrap();
+    lib.acknowledge(&k, Leg::Original, "bank", 4).await.unwrap();
+    is_illegal(
+        lib.void(&k, Leg::Original, Some("晚了"), "maker", 5).await,
+        "acknowledged",
+        "Void",
+    );
+    let r = lib.status(&k, Leg::Original).await.unwrap().unwrap();
+    assert_eq!(
+        (r.exchange, r.reason, r.updated_at),
+        (Exchange::Acknowledged, None, 4)
+    );
+    assert_eq!(events(store, "V1", Leg::Original).await.len(), 4);
+    // Before acknowledgement (even unsent) it can be voided, and nothing follows a void.
+    lib.write(original("V2", "1.00"), "maker", 6).await.unwrap();
+    lib.void(&key("V2"), Leg::Original, None, "maker", 7)
+        .await
+        .unwrap();
+    is_illegal(
+        lib.send(&key("V2"), Leg::Original, "signer", 8).await,
+        "voided",
+        "Send",
+    );
+});
+
+both_backends!(read_returns_at_most_100_unread_oldest_first, |store| {
+    let lib = store.library();
+    for i in 0..150 {
+        lib.receive(original(&format!("N{i:03}"), "1.00"), "inbox", 1000 + i)
+            .await
+            .unwrap();
+    }
+    // Vouchers this node wrote are never "unread".
+    lib.write(original("W1", "1.00"), "maker", 999)
+        .await
+        .unwrap();
+    assert!(matches!(
+        lib.read(READ_MAX + 1, "clerk", 2000).await,
+        Err(LibraryError::InvalidArgument(_))
+    ));
+    let first = lib.read(READ_MAX, "clerk", 2000).await.unwrap();
+    assert_eq!(first.len(), 100);
+    let nos: Vec<String> = first.iter().map(|r| r.key.voucher_no.clone()).collect();
+    let expected: Vec<String> = (0..100).map(|i| format!("N{i:03}")).collect();
+    assert_eq!(nos, expected);
+    assert!(first.iter().all(|r| r.processing == Some(Processing::Read)));
+    let second = lib.read(READ_MAX, "clerk", 2001).await.unwrap();
+    assert_eq!(second.len(), 50);
+    assert_eq!(second[0].key.voucher_no, "N100");
+    assert!(lib.read(READ_MAX, "clerk", 2002).await.unwrap().is_empty());
+    assert_eq!(
+        events(store, "N000", Leg::Original).await,
+        ["receive", "read"]
+    );
+    // A newly received one is unread again, and only it.
+    lib.receive(original("N150", "1.00"), "inbox", 3000)
+        .await
+        .unwrap();
+    let third = lib.read(READ_MAX, "clerk", 3001).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].key.voucher_no, "N150");
+});
+
+both_backends!(outbox_backs_off_and_clears_on_delivery, |store| {
+    let lib = store.library();
+    for no in ["O1", "O2", "O3"] {
+        lib.write(original(no, "1.00"), "maker", 1).await.unwrap();
+        lib.send(&key(no), Leg::Original, "signer", 1000)
+            .await
+            .unwrap();
+    }
+    assert_eq!(lib.due(999, 100).await.unwrap().len(), 0);
+    assert_eq!(lib.due(1000, 100).await.unwrap().len(), 3);
+    assert_eq!(lib.due(1000, 2).await.unwrap().len(), 2);
+    assert!(matches!(
+        lib.due(1000, 101).await,
+        Err(LibraryError::InvalidArgument(_))
+    ));
+
+    let backoff = Backoff { base: 10, cap: 60 };
+    let k = key("O1");
+    let mut now = 1000;
+    let mut schedule = Vec::new();
+    for _ in 0..6 {
+        let e = lib
+            .record_attempt(&k, Leg::Original, now, backoff)
+            .await
+            .unwrap();
+        schedule.push((e.attempts, e.next_at - now));
+        // Not due before its time, due at it.
+        let due_nos = |d: Vec<guoku_store::library::OutboxEntry>| {
+            d.into_iter().map(|e| e.key.voucher_no).collect::<Vec<_>>()
+        };
+        assert!(!due_nos(lib.due(e.next_at - 1, 100).await.unwrap()).contains(&"O1".into()));
+        assert!(due_nos(lib.due(e.next_at, 100).await.unwrap()).contains(&"O1".into()));
+        now = e.next_at;
+    }
+    assert_eq!(
+        schedule,
+        [(1, 10), (2, 20), (3, 40), (4, 60), (5, 60), (6, 60)]
+    );
+    // Earliest first: the two never retried come before O1.
+    let due = lib.due(now, 100).await.unwrap();
+    let nos: Vec<&str> = due.iter().map(|e| e.key.voucher_no.as_str()).collect();
+    assert_eq!(nos, ["O2", "O3", "O1"]);
+    assert_eq!(due[2].attempts, 6);
+
+    // Delivered: gone from the outbox; attempts are not state changes (no events).
+    lib.delivered(&k, Leg::Original, "outbox", now)
+        .await
+        .unwrap();
+    let nos: Vec<String> = lib
+        .due(u64::MAX >> 1, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key.voucher_no)
+        .collect();
+    assert_eq!(nos, ["O2", "O3"]);
+    assert!(matches!(
+        lib.record_attempt(&k, Leg::Original, now, backoff).await,
+        Err(LibraryError::NotInOutbox { .. })
+    ));
+    assert_eq!(
+        events(store, "O1", Leg::Original).await,
+        ["write", "send", "delivered"]
+    );
+    // The backoff itself saturates instead of overflowing.
+    assert_eq!(Backoff { base: 10, cap: 60 }.delay(1_000), 60);
+    assert_eq!(
+        Backoff {
+            base: u64::MAX,
+            cap: u64::MAX
+        }
+        .delay(3),
+        u64::MAX
+    );
+});
+
+both_backends!(status_queries_page_by_type_and_state, |store| {
+    let lib = store.library();
+    for i in 0..5 {
+        lib.write(original(&format!("P{i}"), "1.00"), "maker", i)
+            .await
+            .unwrap();
+    }
+    lib.send(&key("P2"), Leg::Original, "signer", 10)
+        .await
+        .unwrap();
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = lib
+            .by_status("5201", Leg::Original, Exchange::NotSent, after, 2)
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| r.key.voucher_no.clone()));
+        match page.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["P0", "P1", "P3", "P4"]);
+    let sent = lib
+        .by_status("5201", Leg::Original, Exchange::NotReceived, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(sent.items.len(), 1);
+    assert_eq!(sent.items[0].key.voucher_no, "P2");
+    assert!(
+        lib.by_status("5106", Leg::Original, Exchange::NotSent, 0, 100)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(matches!(
+        lib.by_status("5201", Leg::Original, Exchange::NotSent, 0, 101)
+            .await,
+        Err(LibraryError::InvalidArgument(_))
+    ));
+});
+
+/// The event log refuses to be rewritten (checked on the SQLite file directly; the
+/// PostgreSQL trigger is the same rule).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_is_append_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guoku.db");
+    let store = Store::open_sqlite(guoku_store::SqliteConfig::new(&path))
+        .await
+        .unwrap();
+    store
+        .library()
+        .write(original("A1", "1.00"), "maker", 1)
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let count = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM library_events", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&conn), 1);
+    assert!(
+        conn.execute("UPDATE library_events SET actor = 'x'", [])
+            .is_err()
+    );
+    assert!(conn.execute("DELETE FROM library_events", []).is_err());
+    assert_eq!(count(&conn), 1);
+}
