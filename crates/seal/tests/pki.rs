@@ -20,21 +20,7 @@ fn opts(crls: &[Crl]) -> ValidationOptions<'_> {
 }
 
 fn crls_for(d: &Deployment, revoked_by_sub: &[Serial]) -> Vec<Crl> {
-    let revs: Vec<Revocation> = revoked_by_sub
-        .iter()
-        .map(|s| Revocation {
-            serial: s.clone(),
-            revoked_at: ISSUED + Duration::days(30),
-        })
-        .collect();
-    vec![
-        d.root
-            .issue_crl(&[], 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-        d.sub
-            .issue_crl(&revs, 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-    ]
+    common::crls(d, revoked_by_sub, ISSUED + Duration::days(30))
 }
 
 #[test]

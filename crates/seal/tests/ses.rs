@@ -92,21 +92,8 @@ fn fixture(suite: Suite, seed: u64) -> Fixture {
 }
 
 fn crls(d: &Deployment, revoked: &[&Certificate]) -> Vec<Crl> {
-    let revs: Vec<Revocation> = revoked
-        .iter()
-        .map(|c| Revocation {
-            serial: c.serial(),
-            revoked_at: ISSUED + Duration::days(2),
-        })
-        .collect();
-    vec![
-        d.root
-            .issue_crl(&[], 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-        d.sub
-            .issue_crl(&revs, 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-    ]
+    let serials: Vec<_> = revoked.iter().map(|c| c.serial()).collect();
+    common::crls(d, &serials, ISSUED + Duration::days(2))
 }
 
 impl Fixture {

@@ -4,7 +4,7 @@ mod common;
 
 use common::{Deployment, ISSUED, NOW, rng};
 use guoku_seal::pki::Certificate;
-use guoku_seal::pki::{Crl, OrgRole, Post, Revocation, RevocationPolicy};
+use guoku_seal::pki::{Crl, OrgRole, Post, RevocationPolicy};
 use guoku_seal::voucher::{
     PathStatus, SignaturePosition, TrustContext, VoucherSignature, sign_voucher, verify_voucher,
 };
@@ -44,21 +44,8 @@ fn fixture(suite: Suite, seed: u64) -> Fixture {
 }
 
 fn crls(d: &Deployment, revoked: &[&Certificate]) -> Vec<Crl> {
-    let revs: Vec<Revocation> = revoked
-        .iter()
-        .map(|c| Revocation {
-            serial: c.serial(),
-            revoked_at: ISSUED + Duration::days(2),
-        })
-        .collect();
-    vec![
-        d.root
-            .issue_crl(&[], 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-        d.sub
-            .issue_crl(&revs, 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-    ]
+    let serials: Vec<_> = revoked.iter().map(|c| c.serial()).collect();
+    common::crls(d, &serials, ISSUED + Duration::days(2))
 }
 
 fn sign_all(f: &Fixture, suite: Suite, upto: usize) -> Vec<VoucherSignature> {

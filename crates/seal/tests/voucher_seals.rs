@@ -5,8 +5,8 @@ mod common;
 
 use common::{Deployment, ISSUED, NOW, agent_bank, finance, rng};
 use guoku_seal::pki::{
-    Certificate, CertificateAuthority, Crl, OrgRole, Organisation, Person, Post, Revocation,
-    RevocationPolicy, Serial, Validity,
+    Certificate, CertificateAuthority, Crl, OrgRole, Organisation, Person, Post, RevocationPolicy,
+    Serial, Validity,
 };
 use guoku_seal::ses::{
     CertListForm, Seal, SealPicture, SealProblem, SealSignature, SealSpec, make_seal,
@@ -206,21 +206,8 @@ fn fixture(suite: Suite, seed: u64) -> Fixture {
 }
 
 fn crls(d: &Deployment, revoked: &[&Certificate]) -> Vec<Crl> {
-    let revs: Vec<Revocation> = revoked
-        .iter()
-        .map(|c| Revocation {
-            serial: c.serial(),
-            revoked_at: ISSUED + Duration::days(2),
-        })
-        .collect();
-    vec![
-        d.root
-            .issue_crl(&[], 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-        d.sub
-            .issue_crl(&revs, 1, ISSUED, ISSUED + Duration::days(365))
-            .unwrap(),
-    ]
+    let serials: Vec<_> = revoked.iter().map(|c| c.serial()).collect();
+    common::crls(d, &serials, ISSUED + Duration::days(2))
 }
 
 const SIGNED_AT: time::OffsetDateTime = time::macros::datetime!(2026-05-31 09:30 UTC);

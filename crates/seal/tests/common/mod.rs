@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use guoku_seal::pki::{
-    CaSubject, Certificate, CertificateAuthority, OrgRole, Organisation, Person, Post, Serial,
-    Sm2CertId, TlsNode, Validity, make_root_ca,
+    CaSubject, Certificate, CertificateAuthority, Crl, OrgRole, Organisation, Person, Post,
+    Revocation, Serial, Sm2CertId, TlsNode, Validity, make_root_ca,
 };
 use guoku_seal::{KeyAlgorithm, SigningKey, Suite};
 use rand::SeedableRng;
@@ -154,4 +154,21 @@ impl Deployment {
             .unwrap();
         (key, cert)
     }
+}
+
+/// Current CRLs of a deployment: the root's (empty) and the sub-CA's, which revokes
+/// `revoked` as of `revoked_at`. Both valid for a year from [`ISSUED`].
+pub fn crls(d: &Deployment, revoked: &[Serial], revoked_at: OffsetDateTime) -> Vec<Crl> {
+    let revocations: Vec<Revocation> = revoked
+        .iter()
+        .map(|serial| Revocation {
+            serial: serial.clone(),
+            revoked_at,
+        })
+        .collect();
+    let next = ISSUED + time::Duration::days(365);
+    vec![
+        d.root.issue_crl(&[], 1, ISSUED, next).unwrap(),
+        d.sub.issue_crl(&revocations, 1, ISSUED, next).unwrap(),
+    ]
 }
