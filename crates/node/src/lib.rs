@@ -5,6 +5,10 @@
 //!   type asks for — the bridge between the voucher standard and the security support
 //!   control (安全支撑控件).
 //!
+//! - [`exchange`]: the exchange protocol between libraries, in memory and over HTTPS with
+//!   mutual TLS; every received voucher is verified before it is stored.
+//!
 //! `node` sits above `voucher`, `seal`, `ledger` and `store`; the binary sits above it.
 
+pub mod exchange;
 pub mod stamping;

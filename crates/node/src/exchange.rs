@@ -1,0 +1,863 @@
+//! The exchange protocol between voucher libraries: one node delivers a `<MOF>` envelope to
+//! another, which verifies every voucher before it has any effect and answers, per voucher,
+//! whether it took it, already had it, or refused it (with a reason).
+//!
+//! - [`app`] is the receiving side: `POST /exchange/v1/envelopes` and `GET /healthz`. The
+//!   sending party ([`Peer`]) is a request extension: [`serve_tls`] puts there the identity
+//!   read from the client's certificate after the mutual-TLS handshake; [`InMemory`] puts
+//!   there the identity its caller states.
+//! - [`Transport`] is the sending side, with [`InMemory`] (nodes of one process, as in
+//!   `guoku demo`) and [`Https`] (mutual TLS from the deployment PKI, HTTP/1.1).
+//!
+//! For each voucher the receiver: finds its type; checks every stamp with
+//! [`stamping::verify`] against the deployment trust (incomplete or invalid: refused, nothing
+//! stored); checks that the organisation that stamped the part being sent (the original's
+//! stamps, or the receipt's for a receipt) is the peer; then stores it with
+//! [`Library::receive`](guoku_store::library::Library::receive), once: an identical resend
+//! is "already had", other content under the same key is refused.
+//!
+//! Errors about the request as a whole answer with an HTTP status and a stable error code
+//! (`{"error":"envelope_unreadable"}`); details go to the log only.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, Response, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use guoku_seal::Suite;
+use guoku_seal::pki::{Certificate, Crl, OrgRole, RevocationPolicy};
+use guoku_seal::transport::PeerIdentity;
+use guoku_seal::voucher::{PositionReport, StampReport, TrustContext};
+use guoku_store::Store;
+use guoku_store::library::{LibraryError, NewVoucher};
+use guoku_voucher::lifecycle::Leg;
+use guoku_voucher::{
+    DecodeError, Envelope, EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope,
+    write_envelope,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+use crate::stamping::{self, Verification};
+
+/// The path envelopes are posted to.
+pub const ENVELOPES_PATH: &str = "/exchange/v1/envelopes";
+/// Largest envelope accepted by default, in bytes.
+pub const DEFAULT_BODY_MAX_BYTES: usize = 16 << 20;
+/// Most vouchers in one envelope by default.
+pub const DEFAULT_VOUCHERS_MAX: usize = 1_000;
+/// Largest answer a sender reads, in bytes.
+const ANSWER_MAX_BYTES: usize = 4 << 20;
+/// Longest reason sent back, in characters.
+const REASON_MAX_CHARS: usize = 200;
+
+// ----- who is at the other end -------------------------------------------------------------
+
+/// An organisation at one end of an exchange: its role and organisation code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub role: OrgRole,
+    pub org_code: String,
+}
+
+impl Peer {
+    /// The organisation a validated TLS client certificate names, if it names one (role in
+    /// `OU`, organisation code in `serialNumber`).
+    pub fn from_identity(identity: &PeerIdentity) -> Option<Peer> {
+        Some(Peer {
+            role: identity.role()?,
+            org_code: identity.org_code()?.to_owned(),
+        })
+    }
+}
+
+// ----- what a delivery answers -------------------------------------------------------------
+
+/// Which leg of a voucher, on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireLeg {
+    Original,
+    Receipt,
+}
+
+impl From<Leg> for WireLeg {
+    fn from(leg: Leg) -> Self {
+        match leg {
+            Leg::Original => WireLeg::Original,
+            Leg::Receipt => WireLeg::Receipt,
+        }
+    }
+}
+
+impl From<WireLeg> for Leg {
+    fn from(leg: WireLeg) -> Self {
+        match leg {
+            WireLeg::Original => Leg::Original,
+            WireLeg::Receipt => Leg::Receipt,
+        }
+    }
+}
+
+/// Why a voucher was refused, as a stable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// The voucher type is not in the registry.
+    UnknownType,
+    /// A stamp is missing, invalid, or cannot be read.
+    BadStamps,
+    /// The stamps name another organisation than the peer.
+    WrongSender,
+    /// The key is stored with other content.
+    Conflict,
+    /// The library refused it (an illegal state, a field out of limits).
+    NotAccepted,
+}
+
+/// What the receiver did with one voucher.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Received {
+    /// Stored now.
+    Taken,
+    /// Stored before with the same content; nothing changed.
+    AlreadyHad,
+    /// Not stored.
+    Refused { code: RefusalCode, reason: String },
+}
+
+/// One voucher's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherResult {
+    pub adm_div_code: String,
+    pub st_year: String,
+    pub vt_code: String,
+    pub voucher_no: String,
+    pub leg: WireLeg,
+    #[serde(flatten)]
+    pub received: Received,
+}
+
+impl VoucherResult {
+    fn new(key: VoucherKey, leg: Leg, received: Received) -> Self {
+        Self {
+            adm_div_code: key.adm_div_code,
+            st_year: key.st_year,
+            vt_code: key.vt_code,
+            voucher_no: key.voucher_no,
+            leg: leg.into(),
+            received,
+        }
+    }
+
+    /// The voucher's key.
+    pub fn key(&self) -> VoucherKey {
+        VoucherKey {
+            adm_div_code: self.adm_div_code.clone(),
+            st_year: self.st_year.clone(),
+            vt_code: self.vt_code.clone(),
+            voucher_no: self.voucher_no.clone(),
+        }
+    }
+}
+
+/// The receiver's answer to an envelope it accepted for checking: one result per voucher,
+/// in envelope order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryOutcome {
+    pub results: Vec<VoucherResult>,
+}
+
+// ----- errors ------------------------------------------------------------------------------
+
+/// Why a delivery failed as a whole (per-voucher refusals are in [`DeliveryOutcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The connection carries no organisation identity.
+    #[error("the peer is not identified as an organisation")]
+    PeerUnidentified,
+    /// The envelope is larger than the receiver takes.
+    #[error("the envelope exceeds {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The envelope cannot be read.
+    #[error("the envelope cannot be read: {0}")]
+    Envelope(#[from] DecodeError),
+    /// The receiver's store failed.
+    #[error("the store failed: {0}")]
+    Store(LibraryError),
+    /// The request took too long.
+    #[error("timed out")]
+    Timeout,
+    /// No route to the destination organisation.
+    #[error("no known node for organisation {0}")]
+    UnknownDestination(String),
+    /// The connection or the TLS handshake failed.
+    #[error("connection failed: {0}")]
+    Connect(#[source] std::io::Error),
+    /// HTTP failed on the connection.
+    #[error("HTTP failed: {0}")]
+    Http(#[from] hyper::Error),
+    /// The receiver answered with an error.
+    #[error("the receiver answered {status} {code}")]
+    Rejected { status: u16, code: String },
+    /// The receiver's answer cannot be read.
+    #[error("unreadable answer: {0}")]
+    BadAnswer(String),
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ExchangeError {
+    /// Whether sending the same envelope again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Timeout | Self::Connect(_) | Self::Http(_) => true,
+            Self::Rejected { status, .. } => *status >= 500 || *status == 408,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status and the stable error code the receiver answers with.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::PeerUnidentified => (StatusCode::UNAUTHORIZED, "peer_unidentified"),
+            Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "envelope_too_large"),
+            Self::Envelope(_) => (StatusCode::BAD_REQUEST, "envelope_unreadable"),
+            Self::Store(e) if e.is_retryable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+            Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for ExchangeError {
+    fn into_response(self) -> axum::response::Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code, "exchange request failed");
+        } else {
+            tracing::warn!(error = %self, code, "exchange request refused");
+        }
+        (
+            status,
+            axum::Json(ErrorBody {
+                error: code.to_owned(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+// ----- the receiving side ------------------------------------------------------------------
+
+/// What a node trusts in the vouchers it receives: the deployment root, sub-CAs and CRLs.
+#[derive(Clone, Debug)]
+pub struct VoucherTrust {
+    pub anchor: Certificate,
+    pub intermediates: Vec<Certificate>,
+    pub crls: Vec<Crl>,
+    pub revocation: RevocationPolicy,
+}
+
+impl VoucherTrust {
+    fn at(&self, now: OffsetDateTime) -> TrustContext<'_> {
+        TrustContext {
+            anchor: &self.anchor,
+            intermediates: &self.intermediates,
+            crls: &self.crls,
+            revocation: self.revocation,
+            now,
+        }
+    }
+}
+
+/// The clock the receiver checks stamps and stamps its records with.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The receiver's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceiveLimits {
+    /// Largest envelope, in bytes.
+    pub body_max_bytes: usize,
+    /// Most vouchers in one envelope.
+    pub vouchers_max: usize,
+}
+
+impl Default for ReceiveLimits {
+    fn default() -> Self {
+        Self {
+            body_max_bytes: DEFAULT_BODY_MAX_BYTES,
+            vouchers_max: DEFAULT_VOUCHERS_MAX,
+        }
+    }
+}
+
+/// Everything the receiving side needs. Cheap to clone.
+#[derive(Clone)]
+pub struct ExchangeState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: Peer,
+    suite: Suite,
+    registry: Registry,
+    trust: VoucherTrust,
+    store: Store,
+    clock: Clock,
+    limits: ReceiveLimits,
+}
+
+impl ExchangeState {
+    /// The receiving side of node `me`, storing into `store`'s library.
+    pub fn new(
+        me: Peer,
+        suite: Suite,
+        registry: Registry,
+        trust: VoucherTrust,
+        store: Store,
+        clock: Clock,
+        limits: ReceiveLimits,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                me,
+                suite,
+                registry,
+                trust,
+                store,
+                clock,
+                limits,
+            }),
+        }
+    }
+}
+
+/// The receiving side's routes: `POST /exchange/v1/envelopes` and `GET /healthz`. The
+/// sender must be a [`Peer`] request extension (put there by [`serve_tls`] or [`InMemory`]).
+pub fn app(state: ExchangeState) -> Router {
+    Router::new()
+        .route(ENVELOPES_PATH, post(receive_envelope))
+        .route("/healthz", get(healthz))
+        // The handler reads the body itself, within the limit, into a stable error code.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn receive_envelope(
+    State(state): State<ExchangeState>,
+    request: Request<Body>,
+) -> Result<axum::Json<DeliveryOutcome>, ExchangeError> {
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .ok_or(ExchangeError::PeerUnidentified)?;
+    let limit = state.inner.limits.body_max_bytes;
+    let bytes = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ExchangeError::TooLarge { limit }
+            } else {
+                ExchangeError::Envelope(DecodeError::Envelope(format!("body: {e}")))
+            }
+        })?
+        .to_bytes();
+    let checker = state.clone();
+    let checked =
+        tokio::task::spawn_blocking(move || check_envelope(&checker.inner, &peer, &bytes))
+            .await
+            .map_err(|e| ExchangeError::Internal(e.to_string()))??;
+    let inner = &state.inner;
+    let now = unix_seconds((inner.clock)());
+    let library = inner.store.library();
+    let mut results = Vec::with_capacity(checked.len());
+    for item in checked {
+        let received = match item.verdict {
+            Err((code, reason)) => Received::Refused { code, reason },
+            Ok(new) => match library.receive(new, &item.sender, now).await {
+                Ok(stored) if stored.created => Received::Taken,
+                Ok(_) => Received::AlreadyHad,
+                Err(e @ LibraryError::Store(_)) => return Err(ExchangeError::Store(e)),
+                Err(e @ LibraryError::Conflict { .. }) => Received::Refused {
+                    code: RefusalCode::Conflict,
+                    reason: short(&e.to_string()),
+                },
+                Err(e) => Received::Refused {
+                    code: RefusalCode::NotAccepted,
+                    reason: short(&e.to_string()),
+                },
+            },
+        };
+        if let Received::Refused { code, reason } = &received {
+            tracing::warn!(key = %item.key, ?code, reason, "voucher refused");
+        }
+        results.push(VoucherResult::new(item.key, item.leg, received));
+    }
+    Ok(axum::Json(DeliveryOutcome { results }))
+}
+
+fn unix_seconds(t: OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp()).unwrap_or(0)
+}
+
+fn short(reason: &str) -> String {
+    reason.chars().take(REASON_MAX_CHARS).collect()
+}
+
+/// One voucher after the checks: ready to store, or refused.
+struct Checked {
+    key: VoucherKey,
+    leg: Leg,
+    sender: String,
+    verdict: Result<NewVoucher, (RefusalCode, String)>,
+}
+
+/// Parses the envelope and checks every voucher in it (CPU work: signatures).
+fn check_envelope(inner: &Inner, peer: &Peer, bytes: &[u8]) -> Result<Vec<Checked>, ExchangeError> {
+    let limits = Limits {
+        max_input_bytes: inner.limits.body_max_bytes,
+        max_vouchers: inner.limits.vouchers_max,
+        ..Limits::default()
+    };
+    let (envelope, encoding) = parse_envelope(bytes, &limits)?;
+    let now = (inner.clock)();
+    Ok(envelope
+        .bodies
+        .into_iter()
+        .map(|body| {
+            let key = body.voucher.key();
+            let leg = match body.flag {
+                VoucherFlag::Original => Leg::Original,
+                VoucherFlag::Receipt => Leg::Receipt,
+            };
+            let verdict = check_body(inner, peer, &body, now).map(|()| {
+                let one = write_envelope(
+                    &Envelope {
+                        bodies: vec![body.clone()],
+                    },
+                    encoding,
+                );
+                NewVoucher::new(&body.voucher, leg, &peer.org_code, &inner.me.org_code, one)
+            });
+            Checked {
+                key,
+                leg,
+                sender: peer.org_code.clone(),
+                verdict,
+            }
+        })
+        .collect())
+}
+
+fn check_body(
+    inner: &Inner,
+    peer: &Peer,
+    body: &EnvelopeBody,
+    now: OffsetDateTime,
+) -> Result<(), (RefusalCode, String)> {
+    let ty = stamping::type_of(&inner.registry, &body.voucher)
+        .map_err(|e| (RefusalCode::UnknownType, short(&e.to_string())))?;
+    let verification = stamping::verify(inner.suite, ty, body, &inner.trust.at(now))
+        .map_err(|e| (RefusalCode::BadStamps, short(&e.to_string())))?;
+    if !verification.is_complete_and_valid() {
+        return Err((RefusalCode::BadStamps, stamp_problems(&verification)));
+    }
+    let sending_part = match &verification {
+        Verification::Original(r) => r,
+        Verification::Receipt(r) => &r.receipt,
+    };
+    check_sender(peer, sending_part)
+}
+
+/// The organisation that stamped the part being sent (the signer of its last stamp) is the
+/// peer, and no stamp of that part in the peer's role names another organisation.
+fn check_sender(peer: &Peer, part: &StampReport) -> Result<(), (RefusalCode, String)> {
+    let wrong = |what: String| Err((RefusalCode::WrongSender, short(&what)));
+    let Some(last) = part.positions.last() else {
+        return wrong("no stamp names the sender".into());
+    };
+    let claims = |p: &PositionReport| {
+        p.signer.role == Some(peer.role)
+            && p.signer.org_code.as_deref() == Some(peer.org_code.as_str())
+    };
+    if !claims(last) {
+        return wrong(format!(
+            "the voucher is stamped by {} {}, not by the peer {} {}",
+            last.signer.role.map_or("(no role)", OrgRole::code),
+            last.signer.org_code.as_deref().unwrap_or("(no code)"),
+            peer.role.code(),
+            peer.org_code
+        ));
+    }
+    if let Some(other) = part
+        .positions
+        .iter()
+        .find(|p| p.signer.role == Some(peer.role) && !claims(p))
+    {
+        return wrong(format!(
+            "position {} is stamped by another organisation",
+            other.position
+        ));
+    }
+    Ok(())
+}
+
+/// A short account of what is wrong with the stamps.
+fn stamp_problems(verification: &Verification) -> String {
+    let reports: Vec<&StampReport> = match verification {
+        Verification::Original(r) => vec![r],
+        Verification::Receipt(r) => vec![&r.original, &r.receipt],
+    };
+    let mut missing = Vec::new();
+    let mut invalid = Vec::new();
+    for r in reports {
+        missing.extend(r.missing_positions.iter().cloned());
+        invalid.extend(
+            r.positions
+                .iter()
+                .filter(|p| !p.is_valid())
+                .map(|p| p.position.clone()),
+        );
+    }
+    let mut out = String::from("stamps incomplete or invalid");
+    if !missing.is_empty() {
+        out.push_str(&format!("; missing positions {}", missing.join(",")));
+    }
+    if !invalid.is_empty() {
+        out.push_str(&format!("; invalid at positions {}", invalid.join(",")));
+    }
+    short(&out)
+}
+
+// ----- the sending side --------------------------------------------------------------------
+
+/// Delivers envelopes to other nodes' libraries.
+pub trait Transport: Send + Sync {
+    /// Delivers `envelope` (a `<MOF>` document) to the node of organisation `destination`.
+    fn deliver(
+        &self,
+        destination: &str,
+        envelope: Bytes,
+    ) -> impl Future<Output = Result<DeliveryOutcome, ExchangeError>> + Send;
+}
+
+/// Reads a receiver's answer: the outcome, or its stable error code.
+async fn read_answer<B>(response: Response<B>) -> Result<DeliveryOutcome, ExchangeError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let status = response.status();
+    let bytes = Limited::new(response.into_body(), ANSWER_MAX_BYTES)
+        .collect()
+        .await
+        .map_err(|e| ExchangeError::BadAnswer(e.to_string()))?
+        .to_bytes();
+    if status == StatusCode::OK {
+        return serde_json::from_slice(&bytes).map_err(|e| ExchangeError::BadAnswer(e.to_string()));
+    }
+    let code = serde_json::from_slice::<ErrorBody>(&bytes)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| String::from("unknown"));
+    Err(ExchangeError::Rejected {
+        status: status.as_u16(),
+        code,
+    })
+}
+
+fn envelope_request(host: &str, envelope: Bytes) -> Result<Request<Full<Bytes>>, ExchangeError> {
+    Request::post(ENVELOPES_PATH)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/xml")
+        .body(Full::new(envelope))
+        .map_err(|e| ExchangeError::Internal(e.to_string()))
+}
+
+/// The nodes of one process, by organisation code: what [`InMemory`] delivers to.
+#[derive(Clone, Default)]
+pub struct InMemoryNetwork {
+    nodes: Arc<RwLock<HashMap<String, Router>>>,
+}
+
+impl InMemoryNetwork {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the receiving side `app` reachable as organisation `org_code`.
+    pub fn register(&self, org_code: impl Into<String>, app: Router) {
+        self.nodes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(org_code.into(), app);
+    }
+
+    fn node(&self, org_code: &str) -> Option<Router> {
+        self.nodes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(org_code)
+            .cloned()
+    }
+}
+
+/// The exchange protocol in memory: the receiver's [`app`] called directly, with the sender
+/// identity the caller states (there is no certificate to read it from).
+#[derive(Clone)]
+pub struct InMemory {
+    network: InMemoryNetwork,
+    me: Peer,
+}
+
+impl InMemory {
+    /// Delivers into `network` as `me`.
+    pub fn new(network: InMemoryNetwork, me: Peer) -> Self {
+        Self { network, me }
+    }
+}
+
+impl Transport for InMemory {
+    async fn deliver(
+        &self,
+        destination: &str,
+        envelope: Bytes,
+    ) -> Result<DeliveryOutcome, ExchangeError> {
+        let router = self
+            .network
+            .node(destination)
+            .ok_or_else(|| ExchangeError::UnknownDestination(destination.to_owned()))?;
+        let mut request = envelope_request(destination, envelope)?.map(Body::new);
+        request.extensions_mut().insert(self.me.clone());
+        let response = router
+            .oneshot(request)
+            .await
+            .map_err(|e| ExchangeError::Internal(e.to_string()))?;
+        read_answer(response).await
+    }
+}
+
+/// Where a node listens.
+#[derive(Clone, Debug)]
+pub struct NodeAddress {
+    pub addr: SocketAddr,
+    /// The name its certificate must carry (DNS name or IP address).
+    pub server_name: ServerName<'static>,
+}
+
+/// The exchange protocol over HTTPS with mutual TLS: one connection per delivery,
+/// HTTP/1.1, the whole delivery within `timeout`.
+#[derive(Clone)]
+pub struct Https {
+    connector: tokio_rustls::TlsConnector,
+    nodes: Arc<HashMap<String, NodeAddress>>,
+    timeout: Duration,
+}
+
+impl Https {
+    /// A client presenting the identity in `tls` (from
+    /// [`guoku_seal::transport::client_config`]), reaching organisations at `nodes`.
+    pub fn new(
+        tls: rustls::ClientConfig,
+        nodes: HashMap<String, NodeAddress>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+            nodes: Arc::new(nodes),
+            timeout,
+        }
+    }
+
+    async fn deliver_to(
+        &self,
+        node: &NodeAddress,
+        envelope: Bytes,
+    ) -> Result<DeliveryOutcome, ExchangeError> {
+        let tcp = TcpStream::connect(node.addr)
+            .await
+            .map_err(ExchangeError::Connect)?;
+        tcp.set_nodelay(true).map_err(ExchangeError::Connect)?;
+        let tls = self
+            .connector
+            .connect(node.server_name.clone(), tcp)
+            .await
+            .map_err(ExchangeError::Connect)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        let driver = tokio::spawn(connection);
+        let host = node.server_name.to_str().into_owned();
+        let response = sender
+            .send_request(envelope_request(&host, envelope)?)
+            .await?;
+        let outcome = read_answer(response).await;
+        drop(sender);
+        driver.abort();
+        outcome
+    }
+}
+
+impl Transport for Https {
+    async fn deliver(
+        &self,
+        destination: &str,
+        envelope: Bytes,
+    ) -> Result<DeliveryOutcome, ExchangeError> {
+        let node = self
+            .nodes
+            .get(destination)
+            .ok_or_else(|| ExchangeError::UnknownDestination(destination.to_owned()))?;
+        tokio::time::timeout(self.timeout, self.deliver_to(node, envelope))
+            .await
+            .map_err(|_| ExchangeError::Timeout)?
+    }
+}
+
+// ----- serving over TLS --------------------------------------------------------------------
+
+/// Bounds of [`serve_tls`].
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest TLS handshake, and longest wait for a request's headers.
+    pub handshake_timeout: Duration,
+    /// Longest time to answer one request (reading its body included).
+    pub request_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            handshake_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves `app` on `listener` over mutual TLS (`tls` from
+/// [`guoku_seal::transport::server_config`]) and HTTP/1.1 until `shutdown` completes. Each
+/// request carries the client's organisation as a [`Peer`] extension; a client whose
+/// certificate names none is refused by the app. Connections in progress when `shutdown`
+/// completes are dropped.
+///
+/// # Errors
+/// An error accepting connections.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => {
+                permit.map_err(|e| std::io::Error::other(e.to_string()))?
+            }
+        };
+        let (tcp, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            serve_connection(tcp, remote, acceptor, app, limits).await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    limits: ServeLimits,
+) {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%remote, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "TLS handshake timed out");
+            return;
+        }
+    };
+    let peer = PeerIdentity::of(tls.get_ref().1)
+        .ok()
+        .and_then(|id| Peer::from_identity(&id));
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let peer = peer.clone();
+        async move {
+            let mut request = request.map(Body::new);
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(peer);
+            }
+            let response =
+                match tokio::time::timeout(limits.request_timeout, app.oneshot(request)).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => ExchangeError::Timeout.into_response(),
+                };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+    if let Err(e) = result {
+        tracing::info!(%remote, error = %e, "connection ended with an error");
+    }
+}

@@ -1,0 +1,588 @@
+//! The exchange protocol: finance delivers a signed 5201 to an agent bank's library, in
+//! memory and over HTTPS with mutual TLS on loopback; the bank stores it once, refuses
+//! tampered vouchers and vouchers from another party than the one on the connection.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use guoku_domain::BizDate;
+use guoku_node::exchange::{
+    DeliveryOutcome, ExchangeError, ExchangeState, Https, InMemory, InMemoryNetwork, NodeAddress,
+    Peer, ReceiveLimits, Received, RefusalCode, ServeLimits, Transport, VoucherTrust, app,
+    serve_tls,
+};
+use guoku_node::stamping::{stamp_next, type_of};
+use guoku_seal::pki::{
+    CaSubject, Certificate, CertificateAuthority, OrgRole, Organisation, Person, Post,
+    RevocationPolicy, Serial, Sm2CertId, TlsNode, Validity, make_root_ca,
+};
+use guoku_seal::ses::{CertListForm, Seal, SealPicture, SealSpec, make_seal};
+use guoku_seal::transport::{FixedClock, PeerTrust, TlsIdentity, client_config, server_config};
+use guoku_seal::voucher::{Signer, StampKind};
+use guoku_seal::{KeyAlgorithm, SigningKey, Suite};
+use guoku_store::SqliteConfig;
+use guoku_store::Store;
+use guoku_voucher::lifecycle::Leg;
+use guoku_voucher::sample::{Style, sample};
+use guoku_voucher::{Encoding, Envelope, EnvelopeBody, Registry, VoucherFlag, write_envelope};
+use rustls::pki_types::ServerName;
+use time::OffsetDateTime;
+
+const FINANCE_CODE: &str = "11430000006";
+const BANK_CODE: &str = "102551000015";
+const BANK_HOST: &str = "bank.guoku.test";
+
+struct Holder {
+    key: SigningKey,
+    cert: Certificate,
+}
+
+fn org(role: OrgRole, code: &str, name: &str) -> Organisation {
+    Organisation {
+        role,
+        code: code.into(),
+        name: name.into(),
+    }
+}
+
+fn finance() -> Organisation {
+    org(OrgRole::Finance, FINANCE_CODE, "湖南省财政厅")
+}
+
+fn bank() -> Organisation {
+    org(OrgRole::AgentBank, BANK_CODE, "工商银行长沙分行")
+}
+
+fn finance_peer() -> Peer {
+    Peer {
+        role: OrgRole::Finance,
+        org_code: FINANCE_CODE.into(),
+    }
+}
+
+fn bank_peer() -> Peer {
+    Peer {
+        role: OrgRole::AgentBank,
+        org_code: BANK_CODE.into(),
+    }
+}
+
+/// A root CA (SM2) issuing people, seals and TLS node certificates (P-256).
+struct Pki {
+    ca: CertificateAuthority,
+    root: Certificate,
+    now: OffsetDateTime,
+}
+
+impl Pki {
+    fn new(name: &str) -> Self {
+        let mut rng = rand::rng();
+        let now = OffsetDateTime::now_utc();
+        let root_key = SigningKey::generate(KeyAlgorithm::Sm2, &mut rng).unwrap();
+        let subject = CaSubject {
+            organisation: "湖南省财政厅".into(),
+            common_name: name.into(),
+        };
+        let root = make_root_ca(
+            &root_key,
+            &subject,
+            &Serial::random(&mut rng),
+            Validity::days_from(now - time::Duration::days(2), 400),
+            Sm2CertId::default(),
+        )
+        .unwrap();
+        let ca = CertificateAuthority::new(root.clone(), root_key).unwrap();
+        Self { ca, root, now }
+    }
+
+    fn validity(&self) -> Validity {
+        Validity::days_from(self.now - time::Duration::days(1), 365)
+    }
+
+    fn person(&self, o: &Organisation, post: Post, name: &str) -> Holder {
+        let mut rng = rand::rng();
+        let key = SigningKey::generate(KeyAlgorithm::Sm2, &mut rng).unwrap();
+        let p = Person {
+            organisation: o.clone(),
+            post,
+            name: name.into(),
+            staff_id: "001".into(),
+        };
+        let cert = self
+            .ca
+            .issue_person(
+                key.verifying_key(),
+                &p,
+                &Serial::random(&mut rng),
+                self.validity(),
+            )
+            .unwrap();
+        Holder { key, cert }
+    }
+
+    fn seal(&self, o: &Organisation, kind: StampKind, name: &str, holder: &Holder) -> Seal {
+        let mut rng = rand::rng();
+        let key = SigningKey::generate(KeyAlgorithm::Sm2, &mut rng).unwrap();
+        let cert = self
+            .ca
+            .issue_organisation(
+                key.verifying_key(),
+                o,
+                &Serial::random(&mut rng),
+                self.validity(),
+            )
+            .unwrap();
+        let spec = SealSpec {
+            es_id: format!("{}-{}", o.code, kind.code()),
+            kind,
+            name: name.into(),
+            holders: vec![holder.cert.clone()],
+            list_form: CertListForm::Certificates,
+            picture: SealPicture::demo(&o.name, name, 40),
+            created: self.now,
+            validity: self.validity(),
+        };
+        make_seal(Suite::Sm, &spec, &key, &cert).unwrap()
+    }
+
+    fn tls(&self, o: &Organisation, dns: &str) -> TlsIdentity {
+        let mut rng = rand::rng();
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256, &mut rng).unwrap();
+        let node = TlsNode {
+            organisation: o.name.clone(),
+            common_name: format!("{}-node", o.code),
+            dns_names: vec![dns.into()],
+            ip_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        };
+        let cert = self
+            .ca
+            .issue_tls_for_organisation(
+                key.verifying_key(),
+                o,
+                &node,
+                &Serial::random(&mut rng),
+                self.validity(),
+            )
+            .unwrap();
+        TlsIdentity::new(&[cert], &key).unwrap()
+    }
+
+    fn peer_trust(&self) -> PeerTrust {
+        PeerTrust::new(
+            self.root.clone(),
+            Vec::new(),
+            RevocationPolicy::CheckIfPresent,
+        )
+        .unwrap()
+    }
+
+    fn voucher_trust(&self) -> VoucherTrust {
+        VoucherTrust {
+            anchor: self.root.clone(),
+            intermediates: Vec::new(),
+            crls: Vec::new(),
+            revocation: RevocationPolicy::CheckIfPresent,
+        }
+    }
+}
+
+fn sign(h: &Holder) -> Signer<'_> {
+    Signer::Signature {
+        key: &h.key,
+        certificate: &h.cert,
+    }
+}
+
+/// A 5201 from finance, stamped at every original position.
+fn signed_5201(pki: &Pki, registry: &Registry, n: u64) -> EnvelopeBody {
+    signed_5201_with(pki, registry, n, |_| {})
+}
+
+/// As [`signed_5201`], with `edit` applied to the voucher before it is stamped.
+fn signed_5201_with(
+    pki: &Pki,
+    registry: &Registry,
+    n: u64,
+    edit: impl FnOnce(&mut guoku_voucher::Voucher),
+) -> EnvelopeBody {
+    let finance = finance();
+    let maker = pki.person(&finance, Post::Maker, "张三");
+    let checker = pki.person(&finance, Post::Checker, "李四");
+    let signer = pki.person(&finance, Post::Signer, "王五");
+    let seal = pki.seal(&finance, StampKind::Ywzyz, "财政业务专用章", &signer);
+    let ty = registry.get("5201").unwrap();
+    let today: BizDate = "20250115".parse().unwrap();
+    let mut body = EnvelopeBody {
+        flag: VoucherFlag::Original,
+        attach: "SUCCESS".into(),
+        voucher: sample(ty, today, VoucherFlag::Original, Style::Plain, n),
+        signatures: Vec::new(),
+    };
+    edit(&mut body.voucher);
+    stamp_next(Suite::Sm, ty, &mut body, &sign(&maker)).unwrap();
+    stamp_next(Suite::Sm, ty, &mut body, &sign(&checker)).unwrap();
+    let sealer = Signer::Seal {
+        seal: &seal,
+        key: &signer.key,
+        certificate: &signer.cert,
+        time: pki.now,
+    };
+    stamp_next(Suite::Sm, ty, &mut body, &sealer).unwrap();
+    assert!(type_of(registry, &body.voucher).is_ok());
+    body
+}
+
+fn envelope(bodies: Vec<EnvelopeBody>) -> Bytes {
+    Bytes::from(write_envelope(&Envelope { bodies }, Encoding::Gbk))
+}
+
+/// The bank's receiving side, on SQLite in `dir`.
+async fn bank_node(pki: &Pki, dir: &tempfile::TempDir) -> (ExchangeState, Store) {
+    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("bank.db")))
+        .await
+        .unwrap();
+    let now = pki.now;
+    let state = ExchangeState::new(
+        bank_peer(),
+        Suite::Sm,
+        Registry::builtin(),
+        pki.voucher_trust(),
+        store.clone(),
+        Arc::new(move || now),
+        ReceiveLimits::default(),
+    );
+    (state, store)
+}
+
+fn only(outcome: &DeliveryOutcome) -> &Received {
+    assert_eq!(outcome.results.len(), 1, "{outcome:?}");
+    &outcome.results[0].received
+}
+
+#[tokio::test]
+async fn in_memory_delivery_stores_once_and_refuses_tampering_and_impostors() {
+    let pki = Pki::new("测试根CA");
+    let registry = Registry::builtin();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = bank_node(&pki, &dir).await;
+    let network = InMemoryNetwork::new();
+    network.register(BANK_CODE, app(state));
+    let finance = InMemory::new(network.clone(), finance_peer());
+    let library = store.library();
+
+    // Delivered once: taken and stored as received from finance.
+    let body = signed_5201(&pki, &registry, 1);
+    let key = body.voucher.key();
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![body.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(only(&outcome), &Received::Taken);
+    assert_eq!(outcome.results[0].key(), key);
+    let record = library.status(&key, Leg::Original).await.unwrap().unwrap();
+    assert_eq!(record.sender, FINANCE_CODE);
+    assert_eq!(record.receiver, BANK_CODE);
+    let events = library.events(&key, Leg::Original).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+
+    // The same envelope again: already had it, nothing new.
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![body.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(only(&outcome), &Received::AlreadyHad);
+    assert_eq!(library.events(&key, Leg::Original).await.unwrap().len(), 1);
+
+    // Other content under the same key, properly signed: refused as a conflict.
+    let changed = signed_5201_with(&pki, &registry, 1, |v| {
+        v.header.set("PayeeAcctName", "另一个收款人");
+    });
+    assert_eq!(changed.voucher.key(), key);
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![changed]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            only(&outcome),
+            Received::Refused {
+                code: RefusalCode::Conflict,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let record = library.status(&key, Leg::Original).await.unwrap().unwrap();
+    assert_eq!(
+        record.content_sha256,
+        guoku_store::library::content_hash(&body.voucher),
+        "the first content stays"
+    );
+
+    // A changed payee on another voucher: the stamps no longer hold; refused, not stored.
+    let mut tampered = signed_5201(&pki, &registry, 2);
+    tampered.voucher.header.set("PayeeAcctName", "别人的公司");
+    let tampered_key = tampered.voucher.key();
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![tampered]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            only(&outcome),
+            Received::Refused {
+                code: RefusalCode::BadStamps,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        library
+            .status(&tampered_key, Leg::Original)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Stamps removed: incomplete, refused.
+    let mut unsigned = signed_5201(&pki, &registry, 3);
+    unsigned.signatures.pop();
+    let unsigned_key = unsigned.voucher.key();
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![unsigned]))
+        .await
+        .unwrap();
+    match only(&outcome) {
+        Received::Refused {
+            code: RefusalCode::BadStamps,
+            reason,
+        } => assert!(reason.contains("missing positions 3"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        library
+            .status(&unsigned_key, Leg::Original)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Finance's voucher delivered by another party (here: a second agent bank).
+    let impostor = InMemory::new(
+        network.clone(),
+        Peer {
+            role: OrgRole::AgentBank,
+            org_code: "103551000016".into(),
+        },
+    );
+    let other = signed_5201(&pki, &registry, 4);
+    let other_key = other.voucher.key();
+    let outcome = impostor
+        .deliver(BANK_CODE, envelope(vec![other.clone()]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            only(&outcome),
+            Received::Refused {
+                code: RefusalCode::WrongSender,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        library
+            .status(&other_key, Leg::Original)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A finance node with another organisation code is refused too.
+    let other_finance = InMemory::new(
+        network.clone(),
+        Peer {
+            role: OrgRole::Finance,
+            org_code: "11430100001".into(),
+        },
+    );
+    let outcome = other_finance
+        .deliver(BANK_CODE, envelope(vec![other]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            only(&outcome),
+            Received::Refused {
+                code: RefusalCode::WrongSender,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+
+    // Garbage is an error for the envelope as a whole, with a stable code.
+    let err = finance
+        .deliver(BANK_CODE, Bytes::from_static(b"<MOF><oops/></MOF>"))
+        .await
+        .unwrap_err();
+    match err {
+        ExchangeError::Rejected { status, code } => {
+            assert_eq!((status, code.as_str()), (400, "envelope_unreadable"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = finance
+        .deliver("000000000", envelope(Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExchangeError::UnknownDestination(_)), "{err}");
+}
+
+#[tokio::test]
+async fn in_memory_envelopes_beyond_the_size_limit_are_refused_whole() {
+    let pki = Pki::new("测试根CA");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("bank.db")))
+        .await
+        .unwrap();
+    let now = pki.now;
+    let state = ExchangeState::new(
+        bank_peer(),
+        Suite::Sm,
+        Registry::builtin(),
+        pki.voucher_trust(),
+        store,
+        Arc::new(move || now),
+        ReceiveLimits {
+            body_max_bytes: 1024,
+            ..ReceiveLimits::default()
+        },
+    );
+    let network = InMemoryNetwork::new();
+    network.register(BANK_CODE, app(state));
+    let finance = InMemory::new(network, finance_peer());
+    let err = finance
+        .deliver(BANK_CODE, Bytes::from(vec![b' '; 4096]))
+        .await
+        .unwrap_err();
+    match err {
+        ExchangeError::Rejected { status, code } => {
+            assert_eq!((status, code.as_str()), (413, "envelope_too_large"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn over_https_a_delivery_succeeds_and_a_foreign_client_cannot_connect() {
+    let pki = Pki::new("测试根CA");
+    let registry = Registry::builtin();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = bank_node(&pki, &dir).await;
+    let clock = Arc::new(FixedClock(pki.now));
+
+    let bank_tls = pki.tls(&bank(), BANK_HOST);
+    let server = server_config(&bank_tls, &pki.peer_trust(), clock.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(serve_tls(
+        listener,
+        Arc::new(server),
+        app(state),
+        ServeLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let nodes = HashMap::from([(
+        BANK_CODE.to_owned(),
+        NodeAddress {
+            addr,
+            server_name: ServerName::try_from(BANK_HOST).unwrap().to_owned(),
+        },
+    )]);
+    let finance_tls = pki.tls(&finance(), "finance.guoku.test");
+    let client = client_config(&finance_tls, &pki.peer_trust(), clock.clone()).unwrap();
+    let finance = Https::new(client, nodes.clone(), Duration::from_secs(30));
+
+    let body = signed_5201(&pki, &registry, 1);
+    let key = body.voucher.key();
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![body.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(only(&outcome), &Received::Taken);
+    let record = store
+        .library()
+        .status(&key, Leg::Original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.sender, FINANCE_CODE);
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![body.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(only(&outcome), &Received::AlreadyHad);
+
+    // A node of the same deployment that is not the voucher's sender: connects, refused.
+    let other_bank = org(OrgRole::AgentBank, "103551000016", "建设银行长沙分行");
+    let other_tls = pki.tls(&other_bank, "ccb.guoku.test");
+    let other_client = client_config(&other_tls, &pki.peer_trust(), clock.clone()).unwrap();
+    let impostor = Https::new(other_client, nodes.clone(), Duration::from_secs(30));
+    let other = signed_5201(&pki, &registry, 2);
+    let outcome = impostor
+        .deliver(BANK_CODE, envelope(vec![other]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            only(&outcome),
+            Received::Refused {
+                code: RefusalCode::WrongSender,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+
+    // A client whose certificate comes from a foreign root: the handshake fails.
+    let foreign = Pki::new("外来根CA");
+    let foreign_tls = foreign.tls(
+        &org(OrgRole::Finance, FINANCE_CODE, "湖南省财政厅"),
+        "finance.guoku.test",
+    );
+    // It trusts our root for the server, so only the server's check of it can fail.
+    let foreign_client = client_config(&foreign_tls, &pki.peer_trust(), clock.clone()).unwrap();
+    let foreign = Https::new(foreign_client, nodes, Duration::from_secs(30));
+    let err = foreign
+        .deliver(BANK_CODE, envelope(vec![body]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExchangeError::Connect(_) | ExchangeError::Http(_) | ExchangeError::BadAnswer(_)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        store
+            .library()
+            .events(&key, Leg::Original)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    stop.send(()).unwrap();
+    server_task.await.unwrap().unwrap();
+}
