@@ -11,4 +11,5 @@
 //! `node` sits above `voucher`, `seal`, `ledger` and `store`; the binary sits above it.
 
 pub mod exchange;
+pub mod outbox;
 pub mod stamping;

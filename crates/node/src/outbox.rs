@@ -1,0 +1,261 @@
+//! The sender's outbox worker: delivers the vouchers this node sent until the receiver's
+//! library answers for each of them (issue 5).
+//!
+//! [`deliver_due`] is one pass: it takes the outbox entries due at `now`, groups them by
+//! destination, delivers one `<MOF>` envelope per destination (built from the stored
+//! bodies) over a [`Transport`], and records each voucher's fate:
+//!
+//! - taken, or already had → [`Library::delivered`] (接收成功; leaves the outbox);
+//! - refused by the receiver → [`Library::delivery_refused`] with its reason (接收失败;
+//!   leaves the outbox, not retried: the receiver said no);
+//! - the delivery failed as a whole (no route, connection, timeout, an error answer), or
+//!   the answer says nothing about the voucher → [`Library::record_attempt`], due again
+//!   after the [`Backoff`].
+//!
+//! The clock is passed in and nothing sleeps here: the caller (a timer task) decides when
+//! to run a pass.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use guoku_store::Store;
+use guoku_store::library::{Backoff, Library, LibraryError, OutboxEntry};
+use guoku_voucher::lifecycle::Leg;
+use guoku_voucher::{
+    Encoding, Envelope, EnvelopeBody, Limits, VoucherFlag, VoucherKey, parse_envelope,
+    write_envelope,
+};
+
+use crate::exchange::{DeliveryOutcome, Received, RefusalCode, Transport};
+
+/// The actor the outbox worker records its events as.
+pub const OUTBOX_ACTOR: &str = "outbox";
+
+/// What one pass did, in vouchers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxReport {
+    /// Taken (or already had) by the receiver: now received (接收成功).
+    pub delivered: usize,
+    /// Refused by the receiver, or unreadable in the outbox: now receive-failed (接收失败).
+    pub refused: usize,
+    /// Not answered for: one more attempt recorded, due again after the backoff.
+    pub retried: usize,
+    /// Changed by someone else meanwhile (e.g. voided): left as they are.
+    pub skipped: usize,
+}
+
+/// Why a pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The library failed (a store error, or a bad limit or backoff).
+    #[error("the library failed: {0}")]
+    Library(#[from] LibraryError),
+}
+
+/// One pass of the outbox: delivers up to `limit` (1..=[`OUTBOX_BATCH_MAX`]) entries due at
+/// `now`, one envelope per destination, and records each voucher's outcome (see the module
+/// documentation).
+///
+/// A failure of the store stops the pass; what was recorded before it stays, and the rest
+/// is still due (a repeated delivery is answered "already had", so nothing is taken twice).
+///
+/// [`OUTBOX_BATCH_MAX`]: guoku_store::library::OUTBOX_BATCH_MAX
+///
+/// # Errors
+/// [`OutboxError::Library`] for a store error, a `limit` out of range or a bad `backoff`.
+pub async fn deliver_due<T: Transport>(
+    store: &Store,
+    transport: &T,
+    now: u64,
+    limit: u32,
+    backoff: Backoff,
+) -> Result<OutboxReport, OutboxError> {
+    if backoff.base == 0 || backoff.cap < backoff.base {
+        return Err(LibraryError::InvalidArgument("backoff needs 0 < base <= cap").into());
+    }
+    let library = store.library();
+    let due = library.due(now, limit).await?;
+    let mut by_destination: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
+    for entry in due {
+        by_destination
+            .entry(entry.destination.clone())
+            .or_default()
+            .push(entry);
+    }
+    let mut report = OutboxReport::default();
+    for (destination, entries) in by_destination {
+        deliver_to(
+            &library,
+            transport,
+            &destination,
+            entries,
+            now,
+            backoff,
+            &mut report,
+        )
+        .await?;
+    }
+    Ok(report)
+}
+
+/// Delivers the entries due for one destination and records their outcomes.
+async fn deliver_to<T: Transport>(
+    library: &Library,
+    transport: &T,
+    destination: &str,
+    entries: Vec<OutboxEntry>,
+    now: u64,
+    backoff: Backoff,
+    report: &mut OutboxReport,
+) -> Result<(), OutboxError> {
+    let mut bodies = Vec::with_capacity(entries.len());
+    let mut sending = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match stored_body(&entry) {
+            Ok(body) => {
+                bodies.push(body);
+                sending.push(entry);
+            }
+            Err(reason) => {
+                tracing::error!(key = %entry.key, reason, "outbox entry unreadable");
+                let fate = library
+                    .delivery_refused(&entry.key, entry.leg, &reason, OUTBOX_ACTOR, now)
+                    .await;
+                tally(fate, Kind::Refused, report)?;
+            }
+        }
+    }
+    if sending.is_empty() {
+        return Ok(());
+    }
+    let envelope = Bytes::from(write_envelope(&Envelope { bodies }, Encoding::Gbk));
+    let outcome = match transport.deliver(destination, envelope).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(
+                destination,
+                error = %e,
+                retryable = e.is_retryable(),
+                vouchers = sending.len(),
+                "delivery failed; retrying later"
+            );
+            for entry in &sending {
+                retry(library, entry, now, backoff, report).await?;
+            }
+            return Ok(());
+        }
+    };
+    for entry in &sending {
+        match answer_for(&outcome, &entry.key, entry.leg) {
+            Some(Received::Taken | Received::AlreadyHad) => {
+                let fate = library
+                    .delivered(&entry.key, entry.leg, OUTBOX_ACTOR, now)
+                    .await;
+                tally(fate, Kind::Delivered, report)?;
+            }
+            Some(Received::Refused { code, reason }) => {
+                let reason = format!("{}: {reason}", code_name(*code));
+                tracing::warn!(key = %entry.key, destination, reason, "voucher refused");
+                let fate = library
+                    .delivery_refused(&entry.key, entry.leg, &reason, OUTBOX_ACTOR, now)
+                    .await;
+                tally(fate, Kind::Refused, report)?;
+            }
+            None => {
+                tracing::warn!(key = %entry.key, destination, "no answer for the voucher");
+                retry(library, entry, now, backoff, report).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records one more attempt at `entry`.
+async fn retry(
+    library: &Library,
+    entry: &OutboxEntry,
+    now: u64,
+    backoff: Backoff,
+    report: &mut OutboxReport,
+) -> Result<(), OutboxError> {
+    let fate = library
+        .record_attempt(&entry.key, entry.leg, now, backoff)
+        .await;
+    tally(fate, Kind::Retried, report)
+}
+
+/// Counts a recorded outcome in `counter`; a voucher someone else moved meanwhile (voided,
+/// no longer in the outbox) is skipped; a store failure stops the pass.
+fn tally<R>(
+    fate: Result<R, LibraryError>,
+    kind: Kind,
+    report: &mut OutboxReport,
+) -> Result<(), OutboxError> {
+    match fate {
+        Ok(_) => {
+            *match kind {
+                Kind::Delivered => &mut report.delivered,
+                Kind::Refused => &mut report.refused,
+                Kind::Retried => &mut report.retried,
+            } += 1;
+            Ok(())
+        }
+        Err(e @ LibraryError::Store(_)) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox entry changed meanwhile; skipped");
+            report.skipped += 1;
+            Ok(())
+        }
+    }
+}
+
+/// Which count an outcome goes to.
+#[derive(Clone, Copy)]
+enum Kind {
+    Delivered,
+    Refused,
+    Retried,
+}
+
+/// The stored envelope's body for `entry`'s voucher and leg.
+fn stored_body(entry: &OutboxEntry) -> Result<EnvelopeBody, String> {
+    let limits = Limits {
+        max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
+        ..Limits::default()
+    };
+    let (envelope, _) = parse_envelope(&entry.body, &limits)
+        .map_err(|e| format!("stored envelope unreadable: {e}"))?;
+    let flag = match entry.leg {
+        Leg::Original => VoucherFlag::Original,
+        Leg::Receipt => VoucherFlag::Receipt,
+    };
+    envelope
+        .bodies
+        .into_iter()
+        .find(|b| b.flag == flag && b.voucher.key() == entry.key)
+        .ok_or_else(|| String::from("stored envelope does not hold the voucher"))
+}
+
+/// The receiver's answer about one voucher leg, if it gave one.
+fn answer_for<'a>(
+    outcome: &'a DeliveryOutcome,
+    key: &VoucherKey,
+    leg: Leg,
+) -> Option<&'a Received> {
+    outcome
+        .results
+        .iter()
+        .find(|r| Leg::from(r.leg) == leg && r.key() == *key)
+        .map(|r| &r.received)
+}
+
+/// The stable name of a refusal code, as on the wire.
+fn code_name(code: RefusalCode) -> &'static str {
+    match code {
+        RefusalCode::UnknownType => "unknown_type",
+        RefusalCode::BadStamps => "bad_stamps",
+        RefusalCode::WrongSender => "wrong_sender",
+        RefusalCode::Conflict => "conflict",
+        RefusalCode::NotAccepted => "not_accepted",
+    }
+}
