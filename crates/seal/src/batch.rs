@@ -645,7 +645,7 @@ pub fn batch_sign<M: AsRef<[u8]> + Sync>(
         ));
     }
     check_batch_len(canonicals.len())?;
-    crate::keys::check_signing_key(suite, key.verifying_key(), certificate, "signer")?;
+    crate::pki::check_signing_key(suite, key.verifying_key(), certificate, "signer")?;
     let leaves = try_map_parallel(canonicals, parallelism, progress, |c| {
         Ok(batch_leaf_hash(suite, c.as_ref()))
     })?;

@@ -115,7 +115,7 @@ pub enum Error {
     /// An electronic seal may not be used as asked (its maker's signature is broken, it is
     /// not valid at the signing time, the signer is not on its certificate list, …).
     #[error("seal refused: {0}")]
-    SealRefused(crate::ses::SealProblem),
+    SealRefused(SealProblem),
     /// An envelope is addressed to another receiver than the one trying to open it.
     #[error("the envelope is addressed to {addressed_to}, not to this receiver")]
     WrongRecipient {
@@ -194,3 +194,60 @@ impl Error {
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Something wrong with a seal or a seal signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SealProblem {
+    /// A signature algorithm other than the suite's (the OID found).
+    UnexpectedAlgorithm(String),
+    /// The sealmaker's signature over `SES_SealInfo` does not verify: the seal was forged or
+    /// changed after it was made.
+    MakerSignatureInvalid,
+    /// The seal was not valid (validStart..validEnd) at the signing time.
+    NotValidAtSigning,
+    /// The seal is not valid at the time of the check.
+    NotValidNow,
+    /// The signer's certificate is not on the seal's certList.
+    SignerNotListed,
+    /// The signer's signature over `TBS_Sign` does not verify.
+    SignatureInvalid,
+    /// `dataHash` is not the hash of the bytes given: they were changed after sealing.
+    DataHashMismatch,
+    /// The signer's certificate was not valid at the signing time.
+    SignerNotValidAtSigning,
+    /// The signing time lies after the time of the check (beyond [`MAX_CLOCK_SKEW`]).
+    SignedInFuture,
+    /// `propertyInfo` is not what the caller expected (for a voucher: another position or
+    /// other earlier signatures).
+    PropertyInfoMismatch,
+}
+
+impl fmt::Display for SealProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SealProblem::UnexpectedAlgorithm(oid) => {
+                write!(f, "signature algorithm {oid} is not the suite's")
+            }
+            SealProblem::MakerSignatureInvalid => {
+                f.write_str("the sealmaker's signature over the seal does not verify")
+            }
+            SealProblem::NotValidAtSigning => f.write_str("the seal was not valid when used"),
+            SealProblem::NotValidNow => f.write_str("the seal is expired or not yet valid"),
+            SealProblem::SignerNotListed => {
+                f.write_str("the signer's certificate is not on the seal's list")
+            }
+            SealProblem::SignatureInvalid => f.write_str("the seal signature does not verify"),
+            SealProblem::DataHashMismatch => {
+                f.write_str("the signed data hash does not match: the data was changed")
+            }
+            SealProblem::SignerNotValidAtSigning => {
+                f.write_str("the signer's certificate was not valid at the signing time")
+            }
+            SealProblem::SignedInFuture => f.write_str("the signing time is in the future"),
+            SealProblem::PropertyInfoMismatch => {
+                f.write_str("the seal signature belongs to another position or order")
+            }
+        }
+    }
+}

@@ -809,30 +809,6 @@ impl DynSignatureAlgorithmIdentifier for SigningKey {
     }
 }
 
-/// Refuses a signing key that is not the suite's algorithm or does not match the
-/// certificate it signs under: every signing path (voucher signatures, seals, batches)
-/// checks this first. `who` names the key in the error ("signer", "sealmaker").
-pub(crate) fn check_signing_key(
-    suite: crate::suite::Suite,
-    key: &VerifyingKey,
-    certificate: &crate::pki::Certificate,
-    who: &str,
-) -> Result<()> {
-    if key.algorithm() != suite.signature_algorithm() {
-        return Err(Error::InvalidArgument(format!(
-            "the {suite} suite signs with {}, not {}",
-            suite.signature_algorithm(),
-            key.algorithm()
-        )));
-    }
-    if certificate.public_key()? != *key {
-        return Err(Error::InvalidArgument(format!(
-            "the {who}'s key does not match the certificate"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1493,3 +1493,88 @@ pub fn validate_path(
         path_serials: path.iter().map(|c| c.serial()).collect(),
     })
 }
+
+/// Refuses a signing key that is not the suite's algorithm or does not match the
+/// certificate it signs under: every signing path (voucher signatures, seals, batches)
+/// checks this first. `who` names the key in the error ("signer", "sealmaker").
+pub(crate) fn check_signing_key(
+    suite: crate::suite::Suite,
+    key: &crate::keys::VerifyingKey,
+    certificate: &Certificate,
+    who: &str,
+) -> Result<()> {
+    if key.algorithm() != suite.signature_algorithm() {
+        return Err(Error::InvalidArgument(format!(
+            "the {suite} suite signs with {}, not {}",
+            suite.signature_algorithm(),
+            key.algorithm()
+        )));
+    }
+    if certificate.public_key()? != *key {
+        return Err(Error::InvalidArgument(format!(
+            "the {who}'s key does not match the certificate"
+        )));
+    }
+    Ok(())
+}
+
+// ----- trust in certificate paths, for signatures and seals ------------------------------
+
+/// What the verifier trusts, and when it checks.
+#[derive(Clone, Copy, Debug)]
+pub struct TrustContext<'a> {
+    /// The deployment's root certificate.
+    pub anchor: &'a Certificate,
+    /// Sub-CA certificates that may appear in paths.
+    pub intermediates: &'a [Certificate],
+    /// CRLs to check revocation against.
+    pub crls: &'a [Crl],
+    /// Whether every issuer must have a current CRL.
+    pub revocation: RevocationPolicy,
+    /// The time of the check.
+    pub now: OffsetDateTime,
+}
+
+/// The outcome of checking one certificate path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathStatus {
+    /// The path is valid at the time of the check and nothing in it is revoked.
+    Valid,
+    /// A certificate in the path is revoked.
+    Revoked,
+    /// A certificate in the path is expired or not yet valid.
+    NotValidAtTime,
+    /// No current CRL was available where one is required.
+    NoCurrentCrl,
+    /// Any other refusal (untrusted issuer, bad certificate signature, wrong key usage, …).
+    Refused(String),
+}
+
+impl fmt::Display for PathStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathStatus::Valid => f.write_str("valid"),
+            PathStatus::Revoked => f.write_str("revoked"),
+            PathStatus::NotValidAtTime => f.write_str("expired or not yet valid"),
+            PathStatus::NoCurrentCrl => f.write_str("no current CRL"),
+            PathStatus::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Validate `cert`'s path for signing vouchers and seals, as `trust` says.
+pub(crate) fn path_status(cert: &Certificate, trust: &TrustContext<'_>) -> PathStatus {
+    let options = ValidationOptions {
+        now: trust.now,
+        purpose: Purpose::VoucherSigning,
+        crls: trust.crls,
+        revocation: trust.revocation,
+    };
+    match validate_path(cert, trust.intermediates, trust.anchor, &options) {
+        Ok(_) => PathStatus::Valid,
+        Err(Error::Revoked { .. }) => PathStatus::Revoked,
+        Err(Error::NotValidAtTime { .. }) => PathStatus::NotValidAtTime,
+        Err(Error::NoCurrentCrl { .. }) => PathStatus::NoCurrentCrl,
+        Err(e) => PathStatus::Refused(e.to_string()),
+    }
+}

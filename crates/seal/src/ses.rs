@@ -59,6 +59,7 @@
 //! Known limit: `der` reads `GeneralizedTime` only as `YYYYMMDDHHMMSSZ`; seals written with
 //! fractional seconds (some Java implementations do) are refused as malformed.
 
+pub use crate::error::SealProblem;
 use std::fmt;
 use std::time::Duration;
 
@@ -70,8 +71,8 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 use crate::keys::{KeyAlgorithm, Signature, SigningKey};
 use crate::pki::{Certificate, Serial, SubjectInfo, Validity};
+use crate::pki::{PathStatus, TrustContext, path_status};
 use crate::suite::{Suite, hash};
-use crate::voucher::{PathStatus, StampKind, TrustContext, path_status};
 
 /// `SES_Header.id`: always `"ES"`.
 pub const SES_ID: &str = "ES";
@@ -628,7 +629,7 @@ fn check_algorithm(suite: Suite, oid: &ObjectIdentifier) -> std::result::Result<
 }
 
 fn check_key(suite: Suite, key: &SigningKey, certificate: &Certificate, who: &str) -> Result<()> {
-    crate::keys::check_signing_key(suite, key.verifying_key(), certificate, who)
+    crate::pki::check_signing_key(suite, key.verifying_key(), certificate, who)
 }
 
 /// Make an electronic seal: the sealmaker (`maker_key`, `maker_certificate`) signs the DER of
@@ -882,63 +883,6 @@ pub fn sign_with_seal(
 
 // ----- verification -------------------------------------------------------------------------
 
-/// Something wrong with a seal or a seal signature.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SealProblem {
-    /// A signature algorithm other than the suite's (the OID found).
-    UnexpectedAlgorithm(String),
-    /// The sealmaker's signature over `SES_SealInfo` does not verify: the seal was forged or
-    /// changed after it was made.
-    MakerSignatureInvalid,
-    /// The seal was not valid (validStart..validEnd) at the signing time.
-    NotValidAtSigning,
-    /// The seal is not valid at the time of the check.
-    NotValidNow,
-    /// The signer's certificate is not on the seal's certList.
-    SignerNotListed,
-    /// The signer's signature over `TBS_Sign` does not verify.
-    SignatureInvalid,
-    /// `dataHash` is not the hash of the bytes given: they were changed after sealing.
-    DataHashMismatch,
-    /// The signer's certificate was not valid at the signing time.
-    SignerNotValidAtSigning,
-    /// The signing time lies after the time of the check (beyond [`MAX_CLOCK_SKEW`]).
-    SignedInFuture,
-    /// `propertyInfo` is not what the caller expected (for a voucher: another position or
-    /// other earlier signatures).
-    PropertyInfoMismatch,
-}
-
-impl fmt::Display for SealProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SealProblem::UnexpectedAlgorithm(oid) => {
-                write!(f, "signature algorithm {oid} is not the suite's")
-            }
-            SealProblem::MakerSignatureInvalid => {
-                f.write_str("the sealmaker's signature over the seal does not verify")
-            }
-            SealProblem::NotValidAtSigning => f.write_str("the seal was not valid when used"),
-            SealProblem::NotValidNow => f.write_str("the seal is expired or not yet valid"),
-            SealProblem::SignerNotListed => {
-                f.write_str("the signer's certificate is not on the seal's list")
-            }
-            SealProblem::SignatureInvalid => f.write_str("the seal signature does not verify"),
-            SealProblem::DataHashMismatch => {
-                f.write_str("the signed data hash does not match: the data was changed")
-            }
-            SealProblem::SignerNotValidAtSigning => {
-                f.write_str("the signer's certificate was not valid at the signing time")
-            }
-            SealProblem::SignedInFuture => f.write_str("the signing time is in the future"),
-            SealProblem::PropertyInfoMismatch => {
-                f.write_str("the seal signature belongs to another position or order")
-            }
-        }
-    }
-}
-
 /// What was found about a seal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealReport {
@@ -1084,4 +1028,124 @@ fn signer_signature_ok(suite: Suite, signature: &SealSignature) -> bool {
     };
     key.verify(&signature.inner.tbs_der, &Signature::from_bytes(sig))
         .is_ok()
+}
+
+// ----- kinds of stamp ------------------------------------------------------------------------
+
+/// The kind of a position: the seal type codes of the standard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StampKind {
+    /// `qm` 签名: a signature.
+    Qm,
+    /// `ywzyz` 业务专用章: business seal.
+    Ywzyz,
+    /// `zqz` 转讫章: "paid" seal.
+    Zqz,
+    /// `gz` 公章: official seal.
+    Gz,
+    /// `fjz` 附件章: attachment seal.
+    Fjz,
+    /// `sz` 私章: personal seal.
+    Sz,
+    /// `jzysz` 记账员私章: book-keeper's personal seal.
+    Jzysz,
+    /// `fhysz` 复核员私章: reviewer's personal seal.
+    Fhysz,
+    /// `jzyqm` 记账员签名: book-keeper's signature.
+    Jzyqm,
+    /// `fhyqm` 复核员签名: reviewer's signature.
+    Fhyqm,
+}
+
+impl StampKind {
+    /// Every kind.
+    pub const ALL: [StampKind; 10] = [
+        StampKind::Qm,
+        StampKind::Ywzyz,
+        StampKind::Zqz,
+        StampKind::Gz,
+        StampKind::Fjz,
+        StampKind::Sz,
+        StampKind::Jzysz,
+        StampKind::Fhysz,
+        StampKind::Jzyqm,
+        StampKind::Fhyqm,
+    ];
+
+    /// The standard's code (`qm`, `ywzyz`, …).
+    pub fn code(self) -> &'static str {
+        match self {
+            StampKind::Qm => "qm",
+            StampKind::Ywzyz => "ywzyz",
+            StampKind::Zqz => "zqz",
+            StampKind::Gz => "gz",
+            StampKind::Fjz => "fjz",
+            StampKind::Sz => "sz",
+            StampKind::Jzysz => "jzysz",
+            StampKind::Fhysz => "fhysz",
+            StampKind::Jzyqm => "jzyqm",
+            StampKind::Fhyqm => "fhyqm",
+        }
+    }
+
+    /// The Chinese name.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            StampKind::Qm => "签名",
+            StampKind::Ywzyz => "业务专用章",
+            StampKind::Zqz => "转讫章",
+            StampKind::Gz => "公章",
+            StampKind::Fjz => "附件章",
+            StampKind::Sz => "私章",
+            StampKind::Jzysz => "记账员私章",
+            StampKind::Fhysz => "复核员私章",
+            StampKind::Jzyqm => "记账员签名",
+            StampKind::Fhyqm => "复核员签名",
+        }
+    }
+
+    /// Whether the position takes an electronic seal (`true`) or a plain signature.
+    pub fn is_seal(self) -> bool {
+        self.seal_type_code().is_some()
+    }
+
+    /// The `type` guoku writes in a seal of this kind (`None` for signature kinds): 1 `gz`,
+    /// 2 `ywzyz`, 3 `zqz`, 4 `fjz`, 5 `sz`, 6 `jzysz`, 7 `fhysz`. This numbering is guoku's
+    /// convention; it lets a verifier refuse a seal of the wrong kind at a position.
+    pub fn seal_type_code(self) -> Option<u32> {
+        match self {
+            StampKind::Gz => Some(1),
+            StampKind::Ywzyz => Some(2),
+            StampKind::Zqz => Some(3),
+            StampKind::Fjz => Some(4),
+            StampKind::Sz => Some(5),
+            StampKind::Jzysz => Some(6),
+            StampKind::Fhysz => Some(7),
+            StampKind::Qm | StampKind::Jzyqm | StampKind::Fhyqm => None,
+        }
+    }
+
+    /// The seal kind with this `type` code, if any.
+    pub fn from_seal_type_code(code: u32) -> Option<Self> {
+        StampKind::ALL
+            .into_iter()
+            .find(|k| k.seal_type_code() == Some(code))
+    }
+}
+
+impl fmt::Display for StampKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::str::FromStr for StampKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        StampKind::ALL
+            .into_iter()
+            .find(|k| k.code() == s)
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown seal kind {s:?}")))
+    }
 }

@@ -46,20 +46,20 @@
 //! whose original stamps were dropped or changed, fails.
 
 use std::fmt;
-use std::str::FromStr;
 
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::keys::{Signature, SigningKey};
-use crate::pki::{
-    Certificate, Crl, OrgRole, Post, Purpose, RevocationPolicy, Serial, SubjectInfo,
-    ValidationOptions, validate_path,
-};
+use crate::pki::{Certificate, OrgRole, Post, Serial, SubjectInfo};
 use crate::ses::{
     Seal, SealProblem, SealSignature, SealSignatureReport, sign_with_seal, verify_seal_signature,
 };
 use crate::suite::{Digest, Suite, hash};
+
+pub(crate) use crate::pki::path_status;
+pub use crate::pki::{PathStatus, TrustContext};
+pub use crate::ses::StampKind;
 
 const DOMAIN: &[u8] = b"guoku-voucher-signature/1";
 const SEAL_DOMAIN: &str = "guoku-voucher-seal/1";
@@ -286,7 +286,7 @@ pub fn voucher_to_be_signed(
             )));
         }
     }
-    crate::keys::check_signing_key(suite, key, certificate, "signer")?;
+    crate::pki::check_signing_key(suite, key, certificate, "signer")?;
     if !holder_matches(next, &certificate.subject_info()) {
         return Err(Error::InvalidArgument(format!(
             "the certificate's holder may not sign at {position:?}"
@@ -295,36 +295,6 @@ pub fn voucher_to_be_signed(
     let digest = hash(suite, canonical);
     let prior = prior_of_signatures(suite, existing)?;
     to_be_signed(suite, &digest, existing.len(), position, &prior)
-}
-
-/// What the verifier trusts, and when it checks.
-#[derive(Clone, Copy, Debug)]
-pub struct TrustContext<'a> {
-    /// The deployment's root certificate.
-    pub anchor: &'a Certificate,
-    /// Sub-CA certificates that may appear in paths.
-    pub intermediates: &'a [Certificate],
-    /// CRLs to check revocation against.
-    pub crls: &'a [Crl],
-    /// Whether every issuer must have a current CRL.
-    pub revocation: RevocationPolicy,
-    /// The time of the check.
-    pub now: OffsetDateTime,
-}
-
-/// The outcome of checking one certificate path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathStatus {
-    /// The path is valid at the time of the check and nothing in it is revoked.
-    Valid,
-    /// A certificate in the path is revoked.
-    Revoked,
-    /// A certificate in the path is expired or not yet valid.
-    NotValidAtTime,
-    /// No current CRL was available where one is required.
-    NoCurrentCrl,
-    /// Any other refusal (untrusted issuer, bad certificate signature, wrong key usage, …).
-    Refused(String),
 }
 
 /// What was found about one signature.
@@ -396,35 +366,6 @@ impl fmt::Display for VerificationReport {
     }
 }
 
-impl fmt::Display for PathStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PathStatus::Valid => f.write_str("valid"),
-            PathStatus::Revoked => f.write_str("revoked"),
-            PathStatus::NotValidAtTime => f.write_str("expired or not yet valid"),
-            PathStatus::NoCurrentCrl => f.write_str("no current CRL"),
-            PathStatus::Refused(why) => f.write_str(why),
-        }
-    }
-}
-
-/// Validate `cert`'s path for signing vouchers and seals, as `trust` says.
-pub(crate) fn path_status(cert: &Certificate, trust: &TrustContext<'_>) -> PathStatus {
-    let options = ValidationOptions {
-        now: trust.now,
-        purpose: Purpose::VoucherSigning,
-        crls: trust.crls,
-        revocation: trust.revocation,
-    };
-    match validate_path(cert, trust.intermediates, trust.anchor, &options) {
-        Ok(_) => PathStatus::Valid,
-        Err(Error::Revoked { .. }) => PathStatus::Revoked,
-        Err(Error::NotValidAtTime { .. }) => PathStatus::NotValidAtTime,
-        Err(Error::NoCurrentCrl { .. }) => PathStatus::NoCurrentCrl,
-        Err(e) => PathStatus::Refused(e.to_string()),
-    }
-}
-
 /// Check every signature on a voucher against its positions, and report; never fails on a
 /// bad signature (that is in the report), only on unusable arguments.
 pub fn verify_voucher(
@@ -482,124 +423,6 @@ pub fn verify_voucher(
 }
 
 // ----- stamps: signatures and seals at positions --------------------------------------------
-
-/// The kind of a position: the seal type codes of the standard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StampKind {
-    /// `qm` 签名: a signature.
-    Qm,
-    /// `ywzyz` 业务专用章: business seal.
-    Ywzyz,
-    /// `zqz` 转讫章: "paid" seal.
-    Zqz,
-    /// `gz` 公章: official seal.
-    Gz,
-    /// `fjz` 附件章: attachment seal.
-    Fjz,
-    /// `sz` 私章: personal seal.
-    Sz,
-    /// `jzysz` 记账员私章: book-keeper's personal seal.
-    Jzysz,
-    /// `fhysz` 复核员私章: reviewer's personal seal.
-    Fhysz,
-    /// `jzyqm` 记账员签名: book-keeper's signature.
-    Jzyqm,
-    /// `fhyqm` 复核员签名: reviewer's signature.
-    Fhyqm,
-}
-
-impl StampKind {
-    /// Every kind.
-    pub const ALL: [StampKind; 10] = [
-        StampKind::Qm,
-        StampKind::Ywzyz,
-        StampKind::Zqz,
-        StampKind::Gz,
-        StampKind::Fjz,
-        StampKind::Sz,
-        StampKind::Jzysz,
-        StampKind::Fhysz,
-        StampKind::Jzyqm,
-        StampKind::Fhyqm,
-    ];
-
-    /// The standard's code (`qm`, `ywzyz`, …).
-    pub fn code(self) -> &'static str {
-        match self {
-            StampKind::Qm => "qm",
-            StampKind::Ywzyz => "ywzyz",
-            StampKind::Zqz => "zqz",
-            StampKind::Gz => "gz",
-            StampKind::Fjz => "fjz",
-            StampKind::Sz => "sz",
-            StampKind::Jzysz => "jzysz",
-            StampKind::Fhysz => "fhysz",
-            StampKind::Jzyqm => "jzyqm",
-            StampKind::Fhyqm => "fhyqm",
-        }
-    }
-
-    /// The Chinese name.
-    pub fn name_zh(self) -> &'static str {
-        match self {
-            StampKind::Qm => "签名",
-            StampKind::Ywzyz => "业务专用章",
-            StampKind::Zqz => "转讫章",
-            StampKind::Gz => "公章",
-            StampKind::Fjz => "附件章",
-            StampKind::Sz => "私章",
-            StampKind::Jzysz => "记账员私章",
-            StampKind::Fhysz => "复核员私章",
-            StampKind::Jzyqm => "记账员签名",
-            StampKind::Fhyqm => "复核员签名",
-        }
-    }
-
-    /// Whether the position takes an electronic seal (`true`) or a plain signature.
-    pub fn is_seal(self) -> bool {
-        self.seal_type_code().is_some()
-    }
-
-    /// The `type` guoku writes in a seal of this kind (`None` for signature kinds): 1 `gz`,
-    /// 2 `ywzyz`, 3 `zqz`, 4 `fjz`, 5 `sz`, 6 `jzysz`, 7 `fhysz`. This numbering is guoku's
-    /// convention; it lets a verifier refuse a seal of the wrong kind at a position.
-    pub fn seal_type_code(self) -> Option<u32> {
-        match self {
-            StampKind::Gz => Some(1),
-            StampKind::Ywzyz => Some(2),
-            StampKind::Zqz => Some(3),
-            StampKind::Fjz => Some(4),
-            StampKind::Sz => Some(5),
-            StampKind::Jzysz => Some(6),
-            StampKind::Fhysz => Some(7),
-            StampKind::Qm | StampKind::Jzyqm | StampKind::Fhyqm => None,
-        }
-    }
-
-    /// The seal kind with this `type` code, if any.
-    pub fn from_seal_type_code(code: u32) -> Option<Self> {
-        StampKind::ALL
-            .into_iter()
-            .find(|k| k.seal_type_code() == Some(code))
-    }
-}
-
-impl fmt::Display for StampKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl FromStr for StampKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        StampKind::ALL
-            .into_iter()
-            .find(|k| k.code() == s)
-            .ok_or_else(|| Error::InvalidArgument(format!("unknown seal kind {s:?}")))
-    }
-}
 
 /// A place on a voucher where a signature or a seal is expected, and who may apply it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -763,7 +586,7 @@ fn stamp_next(
         }
     }
     let (key, certificate) = signer.key_and_certificate();
-    crate::keys::check_signing_key(suite, key.verifying_key(), certificate, "signer")?;
+    crate::pki::check_signing_key(suite, key.verifying_key(), certificate, "signer")?;
     if !holder_fits(next.role, next.post, &certificate.subject_info()) {
         return Err(Error::InvalidArgument(format!(
             "the certificate's holder may not stamp at {position:?}"
