@@ -11,5 +11,6 @@
 //! `node` sits above `voucher`, `seal`, `ledger` and `store`; the binary sits above it.
 
 pub mod exchange;
+pub mod flows;
 pub mod outbox;
 pub mod stamping;

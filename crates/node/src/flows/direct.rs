@@ -1,0 +1,660 @@
+//! Direct payment (财政直接支付, DOMAIN §3.2), first version: single 5201s, no 8207 batch.
+//!
+//! 1. [`issue`]: finance consumes the direct quota of a monthly plan (plan → used, refused
+//!    with the books' reason when short: then nothing is written), writes the stamped 5201
+//!    into its library and sends it; the outbox ([`crate::outbox::deliver_due`]) delivers it.
+//! 2. [`pay_received`]: the agent bank reads its unread vouchers, acknowledges each 5201,
+//!    moves it through validation, check and approval, books the payment (advance → finance
+//!    zero-balance account → payees), fills the receipt fields, stamps the receipt with its
+//!    转讫章, writes and sends it back to finance, up to ReceiptSent (回单成功).
+//! 3. [`book_receipts`]: finance reads the receipts its library received (the exchange
+//!    verified their stamps), records that the bank acknowledged and returned the original
+//!    (已收到对方回单, 12) and marks the receipt processed (处理成功): the payment is done.
+//!
+//! The decisions (what a 5201 must say, the amount, the receipt's fields, the operation
+//! ids) are pure functions; the I/O goes through the [`Store`] passed in. Every book
+//! operation's id is derived from the voucher key, so a repeated step is not booked twice.
+
+use guoku_domain::{Amount, BizDate, FuncClass, FundType, PayType};
+use guoku_seal::Suite;
+use guoku_seal::voucher::Signer;
+use guoku_store::books::{Applied, BookOp, IndicatorKey, Refusal, Tenant};
+use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord, content_hash};
+use guoku_store::{Store, StoreError};
+use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
+use guoku_voucher::{
+    Encoding, Envelope, EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, VoucherKey,
+    parse_envelope, write_envelope,
+};
+
+use crate::stamping::{self, Positions, StampingError};
+
+/// The direct payment voucher's type code.
+pub const VT_5201: &str = "5201";
+
+/// Why a step of the flow stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    /// The voucher is not a direct payment this flow can issue or pay.
+    #[error("{0}")]
+    Invalid(String),
+    /// The books refused (e.g. not enough quota); nothing was booked.
+    #[error("refused by the books: {0}")]
+    Refused(#[from] Refusal),
+    /// The voucher's stamps are missing or cannot be applied.
+    #[error("stamping: {0}")]
+    Stamping(#[from] StampingError),
+    /// The library refused or failed.
+    #[error("library: {0}")]
+    Library(#[from] LibraryError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn invalid(what: impl Into<String>) -> DirectError {
+    DirectError::Invalid(what.into())
+}
+
+// ---------------------------------------------------------------------------------------
+// Pure decisions
+// ---------------------------------------------------------------------------------------
+
+/// FNV-1a, 128-bit: a stable operation id from a purpose and a voucher key.
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes.iter().fold(OFFSET, |hash, &b| {
+        (hash ^ u128::from(b)).wrapping_mul(PRIME)
+    })
+}
+
+/// The id of the book operation `purpose` for the voucher `key`: the same for a repeated
+/// step, so the books apply it once.
+#[must_use]
+pub fn op_id(purpose: &str, key: &VoucherKey) -> u128 {
+    fnv1a_128(format!("direct/{purpose}/{key}").as_bytes())
+}
+
+/// The books' tenant of a voucher: its division and budget year.
+///
+/// # Errors
+/// [`DirectError::Invalid`] for a key whose division or year does not parse.
+pub fn tenant_of(key: &VoucherKey) -> Result<Tenant, DirectError> {
+    Ok(Tenant {
+        adm_div: key
+            .adm_div_code
+            .parse()
+            .map_err(|_| invalid(format!("bad AdmDivCode {}", key.adm_div_code)))?,
+        year: key
+            .st_year
+            .parse()
+            .map_err(|_| invalid(format!("bad StYear {}", key.st_year)))?,
+    })
+}
+
+fn field<'v>(voucher: &'v Voucher, name: &str) -> Result<&'v str, DirectError> {
+    voucher
+        .header
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid(format!("{name} is missing")))
+}
+
+/// A field's amount.
+fn amount_of(value: &str, name: &str) -> Result<Amount, DirectError> {
+    value
+        .parse::<Amount>()
+        .map_err(|_| invalid(format!("{name} is not an amount: {value}")))
+}
+
+/// The payment's amount (`PayAmt`), which must be positive.
+///
+/// # Errors
+/// [`DirectError::Invalid`].
+pub fn payment_amount(voucher: &Voucher) -> Result<Amount, DirectError> {
+    let amount = amount_of(field(voucher, "PayAmt")?, "PayAmt")?;
+    if !amount.is_positive() {
+        return Err(invalid(format!("PayAmt must be positive, got {amount}")));
+    }
+    Ok(amount)
+}
+
+/// What finance checks before issuing: an original 5201 of direct payment, of the
+/// indicator's division, year, unit, function class and fund type, stamped at every
+/// original position; its amount.
+///
+/// # Errors
+/// [`DirectError::Invalid`], [`DirectError::Stamping`] for an unknown type.
+pub fn check_issue(
+    registry: &Registry,
+    indicator: &IndicatorKey,
+    body: &EnvelopeBody,
+) -> Result<Amount, DirectError> {
+    let voucher = &body.voucher;
+    if voucher.vt_code() != VT_5201 || body.flag != VoucherFlag::Original {
+        return Err(invalid(format!(
+            "not an original 5201: {} flag {:?}",
+            voucher.vt_code(),
+            body.flag
+        )));
+    }
+    let key = voucher.key();
+    if tenant_of(&key)? != indicator.tenant {
+        return Err(invalid(format!(
+            "{key} is not in the indicator's division and year"
+        )));
+    }
+    let pay: PayType = field(voucher, "PayTypeCode")?
+        .parse()
+        .map_err(|_| invalid("bad PayTypeCode"))?;
+    if pay != PayType::Direct || indicator.pay != PayType::Direct {
+        return Err(invalid(
+            "a direct payment needs PayTypeCode 11 and a direct indicator",
+        ));
+    }
+    if field(voucher, "AgencyCode")? != indicator.unit.as_str() {
+        return Err(invalid("AgencyCode is not the indicator's unit"));
+    }
+    let func: FuncClass = field(voucher, "ExpFuncCode")?
+        .parse()
+        .map_err(|_| invalid("bad ExpFuncCode"))?;
+    let fund: FundType = field(voucher, "FundTypeCode")?
+        .parse()
+        .map_err(|_| invalid("bad FundTypeCode"))?;
+    if func != indicator.func || fund != indicator.fund {
+        return Err(invalid(
+            "ExpFuncCode or FundTypeCode is not the indicator's",
+        ));
+    }
+    let ty = stamping::type_of(registry, voucher)?;
+    let positions = Positions::of(ty)?;
+    if let Some(missing) = positions
+        .original
+        .iter()
+        .find(|p| !body.signatures.iter().any(|b| b.no.to_string() == p.name))
+    {
+        return Err(invalid(format!(
+            "the 5201 is not stamped at position {}",
+            missing.name
+        )));
+    }
+    payment_amount(voucher)
+}
+
+/// What the bank puts on the receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// 实际支付日期.
+    pub date: BizDate,
+    /// 银行交易流水号.
+    pub serial: String,
+}
+
+/// The bank's serial for a payment: `prefix` and a stable number from the voucher key
+/// (at most 42 characters).
+#[must_use]
+pub fn serial_for(prefix: &str, key: &VoucherKey) -> String {
+    let n = op_id("serial", key) % 10u128.pow(16);
+    let mut serial = format!("{prefix}{n:016}");
+    serial.truncate(42);
+    serial
+}
+
+/// The receipt of a paid original: a copy with flag 回单 and its X fields filled
+/// (`XPayDate`, `XAgentBusinessNo`, `XPayAmt` on the header and on every detail), without
+/// any receipt stamp yet.
+///
+/// # Errors
+/// [`DirectError::Invalid`] for a detail without `PayAmt`.
+pub fn fill_receipt(
+    original: &EnvelopeBody,
+    payment: &Payment,
+) -> Result<EnvelopeBody, DirectError> {
+    let mut receipt = original.clone();
+    receipt.flag = VoucherFlag::Receipt;
+    let date = payment.date.to_string();
+    let voucher = &mut receipt.voucher;
+    let total = field(voucher, "PayAmt")?.to_owned();
+    voucher.header.set("XPayDate", date);
+    voucher
+        .header
+        .set("XAgentBusinessNo", payment.serial.clone());
+    voucher.header.set("XPayAmt", total);
+    for detail in &mut voucher.details {
+        let amount = detail
+            .get("PayAmt")
+            .ok_or_else(|| invalid("a detail has no PayAmt"))?
+            .to_owned();
+        detail.set("XPayAmt", amount);
+    }
+    Ok(receipt)
+}
+
+/// What finance checks on a receipt against its original: the same voucher, paid no more
+/// than ordered, with the bank's X fields; the amount paid.
+///
+/// # Errors
+/// [`DirectError::Invalid`].
+pub fn check_receipt(original: &Voucher, receipt: &Voucher) -> Result<Amount, DirectError> {
+    if original.key() != receipt.key() {
+        return Err(invalid("the receipt is for another voucher"));
+    }
+    field(receipt, "XPayDate")?;
+    field(receipt, "XAgentBusinessNo")?;
+    let ordered = payment_amount(original)?;
+    let paid = amount_of(field(receipt, "XPayAmt")?, "XPayAmt")?;
+    if paid.is_negative() || paid.fen() > ordered.fen() {
+        return Err(invalid(format!(
+            "XPayAmt {paid} is not within the ordered {ordered}"
+        )));
+    }
+    Ok(paid)
+}
+
+/// The body of `flag` in a stored one-voucher envelope.
+fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, DirectError> {
+    let limits = Limits {
+        max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
+        ..Limits::default()
+    };
+    let (envelope, _) = parse_envelope(bytes, &limits)
+        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
+    envelope
+        .bodies
+        .into_iter()
+        .find(|b| b.flag == flag)
+        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+}
+
+fn envelope_bytes(body: &EnvelopeBody) -> Vec<u8> {
+    write_envelope(
+        &Envelope {
+            bodies: vec![body.clone()],
+        },
+        Encoding::Gbk,
+    )
+}
+
+fn first(outcomes: Vec<Result<Applied, Refusal>>) -> Result<Applied, DirectError> {
+    outcomes
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("the books answered nothing"))?
+        .map_err(DirectError::from)
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Finance issues the 5201
+// ---------------------------------------------------------------------------------------
+
+/// Who sends a voucher to whom, and who does it.
+#[derive(Clone, Copy, Debug)]
+pub struct Route<'a> {
+    /// This node's organisation code.
+    pub me: &'a str,
+    /// The receiver's organisation code.
+    pub to: &'a str,
+    /// The user or worker recorded on every event.
+    pub actor: &'a str,
+}
+
+/// Finance issues a stamped 5201 against the indicator's monthly plan: the quota is
+/// consumed first (refused with the books' reason when short, and then nothing is
+/// written), the voucher is written and sent. The outbox delivers it.
+///
+/// Repeating a completed issue changes nothing (the books answer "already done", the
+/// library "already stored"); a different voucher under the same key is refused before
+/// the books.
+///
+/// # Errors
+/// [`DirectError::Refused`] (e.g. `NotEnough` on the plan), [`DirectError::Invalid`],
+/// [`DirectError::Library`], [`DirectError::Store`].
+pub async fn issue(
+    store: &Store,
+    registry: &Registry,
+    indicator: &IndicatorKey,
+    month: u8,
+    body: &EnvelopeBody,
+    route: Route<'_>,
+    now: u64,
+) -> Result<VoucherRecord, DirectError> {
+    let amount = check_issue(registry, indicator, body)?;
+    let key = body.voucher.key();
+    let library = store.library();
+    let existing = library.status(&key, Leg::Original).await?;
+    if let Some(record) = &existing
+        && record.content_sha256 != content_hash(&body.voucher)
+    {
+        return Err(invalid(format!("{key} is stored with other content")));
+    }
+    let op = BookOp::pay_from_plan(op_id("quota", &key), indicator, month, amount)?;
+    first(store.apply_book_ops(now, &[op]).await?)?;
+    let new = NewVoucher::new(
+        &body.voucher,
+        Leg::Original,
+        route.me,
+        route.to,
+        envelope_bytes(body),
+    );
+    let stored = library.write(new, route.actor, now).await?;
+    if stored.record.exchange != Exchange::NotSent {
+        return Ok(stored.record);
+    }
+    Ok(library.send(&key, Leg::Original, route.actor, now).await?)
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. The bank pays
+// ---------------------------------------------------------------------------------------
+
+/// The bank's side of a payment run.
+pub struct Bank<'a> {
+    /// The bank's organisation code.
+    pub me: &'a str,
+    /// The user or worker recorded on every event.
+    pub actor: &'a str,
+    /// The date paid (XPayDate).
+    pub pay_date: BizDate,
+    /// The prefix of the bank's serials (XAgentBusinessNo).
+    pub serial_prefix: &'a str,
+    /// The signature suite.
+    pub suite: Suite,
+    /// The bank's signer with its 转讫章 (a [`Signer::Seal`]).
+    pub sealer: &'a Signer<'a>,
+}
+
+/// What became of one received voucher in a payment run.
+#[derive(Debug)]
+pub enum PayOutcome {
+    /// Paid; the sealed receipt is written and sent (ReceiptSent, 回单成功).
+    Paid {
+        /// The voucher.
+        key: VoucherKey,
+        /// The amount paid.
+        amount: Amount,
+    },
+    /// Refused or returned before any money moved, or booking failed; the reason.
+    Failed {
+        /// The voucher.
+        key: VoucherKey,
+        /// Why.
+        reason: String,
+    },
+    /// Not a direct-payment original: read and left for its own flow.
+    NotMine {
+        /// The voucher.
+        key: VoucherKey,
+        /// Its leg.
+        leg: Leg,
+    },
+}
+
+/// One payment run at the bank: reads up to `limit` unread vouchers and pays each 5201
+/// among them (see the module documentation). A 5201 that does not parse is refused
+/// (签收失败); one the books refuse is left at BookingFailed (核算失败) with the reason.
+///
+/// # Errors
+/// [`DirectError::Library`] or [`DirectError::Store`] for a store failure (the run stops;
+/// what was recorded stays), [`DirectError::Stamping`] if the bank's seal cannot stamp.
+pub async fn pay_received(
+    store: &Store,
+    registry: &Registry,
+    bank: &Bank<'_>,
+    limit: u32,
+    now: u64,
+) -> Result<Vec<PayOutcome>, DirectError> {
+    let library = store.library();
+    let mut outcomes = Vec::new();
+    for record in library.read(limit, bank.actor, now).await? {
+        if record.key.vt_code != VT_5201 || record.leg != Leg::Original {
+            outcomes.push(PayOutcome::NotMine {
+                key: record.key,
+                leg: record.leg,
+            });
+            continue;
+        }
+        outcomes.push(pay_one(store, registry, bank, &record, now).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn pay_one(
+    store: &Store,
+    registry: &Registry,
+    bank: &Bank<'_>,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
+    let library = store.library();
+    let key = &record.key;
+    let decided = stored_body(&record.body, VoucherFlag::Original).and_then(|body| {
+        let amount = payment_amount(&body.voucher)?;
+        let tenant = tenant_of(key)?;
+        let ty = stamping::type_of(registry, &body.voucher)?;
+        Ok((body, amount, tenant, ty))
+    });
+    let (original, amount, tenant, ty) = match decided {
+        Ok(decided) => decided,
+        Err(e) => {
+            let reason = e.to_string();
+            library
+                .refuse(key, Leg::Original, &reason, bank.actor, now)
+                .await?;
+            return Ok(PayOutcome::Failed {
+                key: key.clone(),
+                reason,
+            });
+        }
+    };
+    library
+        .acknowledge(key, Leg::Original, bank.actor, now)
+        .await?;
+    for event in [
+        ProcessingEvent::StartValidation,
+        ProcessingEvent::PassValidation,
+        ProcessingEvent::Check,
+        ProcessingEvent::Approve,
+    ] {
+        library
+            .process(key, Leg::Original, event, None, bank.actor, now)
+            .await?;
+    }
+    // Pay first (垫付): advance → finance ZBA → payees, all or nothing.
+    let op = BookOp::pay_direct(op_id("pay", key), tenant, amount)?;
+    if let Err(e) = first(store.apply_book_ops(now, &[op]).await?) {
+        let reason = e.to_string();
+        library
+            .process(
+                key,
+                Leg::Original,
+                ProcessingEvent::FailBooking,
+                Some(&reason),
+                bank.actor,
+                now,
+            )
+            .await?;
+        return Ok(PayOutcome::Failed {
+            key: key.clone(),
+            reason,
+        });
+    }
+    library
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::Book,
+            None,
+            bank.actor,
+            now,
+        )
+        .await?;
+    let payment = Payment {
+        date: bank.pay_date,
+        serial: serial_for(bank.serial_prefix, key),
+    };
+    let mut receipt = fill_receipt(&original, &payment)?;
+    stamping::stamp_next(bank.suite, ty, &mut receipt, bank.sealer)?;
+    library
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::Seal,
+            None,
+            bank.actor,
+            now,
+        )
+        .await?;
+    let new = NewVoucher::new(
+        &receipt.voucher,
+        Leg::Receipt,
+        bank.me,
+        record.sender.as_str(),
+        envelope_bytes(&receipt),
+    );
+    library.write(new, bank.actor, now).await?;
+    library.send(key, Leg::Receipt, bank.actor, now).await?;
+    library
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::SendReceipt,
+            None,
+            bank.actor,
+            now,
+        )
+        .await?;
+    Ok(PayOutcome::Paid {
+        key: key.clone(),
+        amount,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Finance books the receipt
+// ---------------------------------------------------------------------------------------
+
+/// What became of one received voucher at finance.
+#[derive(Debug)]
+pub enum ReceiptOutcome {
+    /// The payment is done: the original is 已收到对方回单 (12), the receipt processed.
+    Done {
+        /// The voucher.
+        key: VoucherKey,
+        /// The amount the bank paid.
+        paid: Amount,
+    },
+    /// The receipt does not match the original; it is left ValidationFailed with the
+    /// reason.
+    Failed {
+        /// The voucher.
+        key: VoucherKey,
+        /// Why.
+        reason: String,
+    },
+    /// Not a direct-payment receipt: read and left for its own flow.
+    NotMine {
+        /// The voucher.
+        key: VoucherKey,
+        /// Its leg.
+        leg: Leg,
+    },
+}
+
+/// Finance reads up to `limit` unread vouchers and books each 5201 receipt: checked against
+/// the original it sent, the original marked acknowledged (the receipt proves it) and
+/// 已收到对方回单, the receipt signed for and processed (处理成功).
+///
+/// # Errors
+/// [`DirectError::Library`] or [`DirectError::Store`] for a store failure.
+pub async fn book_receipts(
+    store: &Store,
+    actor: &str,
+    limit: u32,
+    now: u64,
+) -> Result<Vec<ReceiptOutcome>, DirectError> {
+    let library = store.library();
+    let mut outcomes = Vec::new();
+    for record in library.read(limit, actor, now).await? {
+        if record.key.vt_code != VT_5201 || record.leg != Leg::Receipt {
+            outcomes.push(ReceiptOutcome::NotMine {
+                key: record.key,
+                leg: record.leg,
+            });
+            continue;
+        }
+        outcomes.push(book_one(store, actor, &record, now).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn book_one(
+    store: &Store,
+    actor: &str,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<ReceiptOutcome, DirectError> {
+    let library = store.library();
+    let key = &record.key;
+    let original = library.status(key, Leg::Original).await?;
+    let checked = match &original {
+        None => Err(invalid("no original of ours for the receipt")),
+        Some(sent) if sent.sender != record.receiver || sent.receiver != record.sender => {
+            Err(invalid("the receipt's parties are not the original's"))
+        }
+        Some(sent) => stored_body(&sent.body, VoucherFlag::Original).and_then(|o| {
+            let r = stored_body(&record.body, VoucherFlag::Receipt)?;
+            check_receipt(&o.voucher, &r.voucher)
+        }),
+    };
+    library.acknowledge(key, Leg::Receipt, actor, now).await?;
+    library
+        .process(
+            key,
+            Leg::Receipt,
+            ProcessingEvent::StartValidation,
+            None,
+            actor,
+            now,
+        )
+        .await?;
+    let paid = match checked {
+        Ok(paid) => paid,
+        Err(e) => {
+            let reason = e.to_string();
+            library
+                .process(
+                    key,
+                    Leg::Receipt,
+                    ProcessingEvent::FailValidation,
+                    Some(&reason),
+                    actor,
+                    now,
+                )
+                .await?;
+            return Ok(ReceiptOutcome::Failed {
+                key: key.clone(),
+                reason,
+            });
+        }
+    };
+    // The receipt proves the bank signed for the original: record it, then the receipt.
+    if original.is_some_and(|o| o.exchange == Exchange::Received) {
+        library.acknowledge(key, Leg::Original, actor, now).await?;
+    }
+    library.receipt_arrives(key, actor, now).await?;
+    for event in [
+        ProcessingEvent::PassValidation,
+        ProcessingEvent::Check,
+        ProcessingEvent::Approve,
+        ProcessingEvent::Book,
+    ] {
+        library
+            .process(key, Leg::Receipt, event, None, actor, now)
+            .await?;
+    }
+    Ok(ReceiptOutcome::Done {
+        key: key.clone(),
+        paid,
+    })
+}
