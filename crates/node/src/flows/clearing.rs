@@ -1,0 +1,1094 @@
+//! Clearing (清算, DOMAIN §3.2 step 5 and §3.3 step 4), first version: the agent bank asks
+//! PBOC to clear the payments it fronted (2301 申请划款凭证), PBOC checks the request and
+//! deducts its clearing quota, then returns a sealed receipt or returns (退回) the request.
+//!
+//! DESIGN invariant 3, **no clearing before payment** (防止先清算后支付), lives in the pure
+//! [`check_clearing_request`]: every detail names a 5201/8202 this bank paid and receipted
+//! (回单成功), of the request's PayTypeCode, not cleared before nor listed twice, and the
+//! details add up to the master `PayAmt`.
+//!
+//! 1. [`build_request`]: the bank lists its paid, receipted, not-yet-claimed 5201s, writes
+//!    the 2301 ([`request_voucher`]), stamps it with its maker's signature and 业务专用章 and
+//!    sends it to PBOC ([`send_request`]); the outbox delivers it.
+//! 2. [`clear_received`]: PBOC reads its unread vouchers and, for each 2301, runs the check,
+//!    deducts the clearing quota and pays TSA → the bank's clearing account in one
+//!    all-or-nothing operation (refused: 超出清算范围), fills the X fields, seals the receipt
+//!    with its 国库转讫章 and sends it back; a refused 2301 is returned (退回) with the
+//!    reasons and nothing is booked.
+//!
+//! Not yet here: the bank booking PBOC's receipt (`BookOp::clearing_settled`), the finance
+//! copy of the 2301, 8202/authorized clearing end to end (the check already handles it).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use guoku_domain::{Amount, BankNo, BizDate, FuncClass, FundType, PayType};
+use guoku_seal::Suite;
+use guoku_seal::voucher::Signer;
+use guoku_store::books::{BookOp, ClearingKey, Refusal, Tenant};
+use guoku_store::library::{BODY_MAX_BYTES, LIST_MAX, LibraryError, NewVoucher, VoucherRecord};
+use guoku_store::{Store, StoreError};
+use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
+use guoku_voucher::{
+    Encoding, Envelope, EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey,
+    parse_envelope, write_envelope,
+};
+
+use super::direct::{VT_5201, op_id, tenant_of};
+use crate::stamping::{self, StampingError};
+
+/// The clearing request's type code (申请划款凭证).
+pub const VT_2301: &str = "2301";
+/// The authorized payment voucher's type code.
+pub const VT_8202: &str = "8202";
+
+// ---------------------------------------------------------------------------------------
+// The pure check (DESIGN invariant 3)
+// ---------------------------------------------------------------------------------------
+
+/// What is known about a payment voucher a 2301 lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaidState {
+    /// No such voucher is known to have reached this bank.
+    Unknown,
+    /// Received but not (yet) paid and receipted: no 回单 was sent.
+    NotReceipted,
+    /// Paid, and its sealed receipt sent (回单成功, `ReceiptSent`): may be cleared.
+    ReceiptSent,
+    /// Already listed in an accepted 2301.
+    Cleared,
+}
+
+/// Why a 2301 is refused; each names the detail (1-based, as a person reads the list).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClearingRefusal {
+    /// The voucher is not a 2301.
+    #[error("not a clearing request (2301): VtCode {0}")]
+    NotAClearingRequest(String),
+    /// A header field is missing or wrong (PayAmt, PayTypeCode).
+    #[error("{0}")]
+    BadHeader(String),
+    /// A 2301 lists at least one voucher.
+    #[error("the clearing request lists no voucher")]
+    NoDetails,
+    /// A detail lacks a field or holds a bad one.
+    #[error("detail {detail}: {reason}")]
+    BadDetail {
+        /// The detail (1-based).
+        detail: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// 防止先清算后支付: the listed voucher was not paid and receipted by this bank.
+    #[error(
+        "detail {detail}: voucher {voucher_no} was not paid and receipted (回单) by the bank: {state:?}"
+    )]
+    NotPaid {
+        /// The detail (1-based).
+        detail: usize,
+        /// The listed VoucherNo.
+        voucher_no: String,
+        /// What is known of it.
+        state: PaidState,
+    },
+    /// The voucher was cleared by an earlier accepted 2301.
+    #[error("detail {detail}: voucher {voucher_no} is already cleared")]
+    AlreadyCleared {
+        /// The detail (1-based).
+        detail: usize,
+        /// The listed VoucherNo.
+        voucher_no: String,
+    },
+    /// The voucher is listed twice in this 2301.
+    #[error("detail {detail}: voucher {voucher_no} is already listed in detail {first}")]
+    ListedTwice {
+        /// The detail (1-based).
+        detail: usize,
+        /// The listed VoucherNo.
+        voucher_no: String,
+        /// Where it was listed first.
+        first: usize,
+    },
+    /// The voucher is a paid voucher of the other pay type (5201 vs 8202).
+    #[error(
+        "detail {detail}: voucher {voucher_no} is a paid {vt_code}, not of PayTypeCode {pay_type}"
+    )]
+    PayTypeMismatch {
+        /// The detail (1-based).
+        detail: usize,
+        /// The listed VoucherNo.
+        voucher_no: String,
+        /// The paid voucher's type.
+        vt_code: String,
+        /// The 2301's PayTypeCode.
+        pay_type: String,
+    },
+    /// Σ Detail.PayAmt ≠ master PayAmt.
+    #[error("the details add up to {details}, not the master PayAmt {master}")]
+    SumMismatch {
+        /// The details' sum (`None`: it overflows).
+        details: Sum,
+        /// The master PayAmt.
+        master: Amount,
+    },
+}
+
+/// A sum of amounts, or an overflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sum(pub Option<Amount>);
+
+impl fmt::Display for Sum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("(overflow)"),
+        }
+    }
+}
+
+/// The payment voucher type a pay type clears: 5201 for direct, 8202 for authorized.
+#[must_use]
+pub fn paid_vt_code(pay: PayType) -> Option<&'static str> {
+    match pay {
+        PayType::Direct => Some(VT_5201),
+        PayType::Authorized => Some(VT_8202),
+        PayType::Allocation => None,
+    }
+}
+
+/// The key of a listed voucher of type `vt_code`: the 2301's division and year.
+fn listed_key(request: &Voucher, vt_code: &str, voucher_no: &str) -> VoucherKey {
+    let key = request.key();
+    VoucherKey {
+        adm_div_code: key.adm_div_code,
+        st_year: key.st_year,
+        vt_code: vt_code.to_owned(),
+        voucher_no: voucher_no.to_owned(),
+    }
+}
+
+/// DESIGN invariant 3 on a clearing request: refuses, naming the detail, every listed
+/// VoucherNo that is not a voucher of the request's pay type (5201 for 11, 8202 for 12) in
+/// state [`PaidState::ReceiptSent`] by `paid`, every one already cleared or listed twice,
+/// a paid voucher of the other pay type, and details that do not add up to the master
+/// `PayAmt`. `paid` answers for keys in the 2301's division and year.
+///
+/// # Errors
+/// Every refusal found (all of them, not just the first).
+pub fn check_clearing_request(
+    request: &Voucher,
+    paid: &impl Fn(&VoucherKey) -> PaidState,
+) -> Result<(), Vec<ClearingRefusal>> {
+    if request.vt_code() != VT_2301 {
+        return Err(vec![ClearingRefusal::NotAClearingRequest(
+            request.vt_code().to_owned(),
+        )]);
+    }
+    let mut refusals = Vec::new();
+    let master = match request.header.get("PayAmt").map(str::parse::<Amount>) {
+        Some(Ok(a)) if a.is_positive() => Some(a),
+        Some(Ok(a)) => {
+            refusals.push(ClearingRefusal::BadHeader(format!(
+                "PayAmt must be positive, got {a}"
+            )));
+            None
+        }
+        _ => {
+            refusals.push(ClearingRefusal::BadHeader(
+                "PayAmt is missing or not an amount".into(),
+            ));
+            None
+        }
+    };
+    let pay_code = request.header.get("PayTypeCode").unwrap_or("");
+    let wanted = pay_code.parse::<PayType>().ok().and_then(paid_vt_code);
+    if wanted.is_none() {
+        refusals.push(ClearingRefusal::BadHeader(format!(
+            "PayTypeCode {pay_code:?} is not direct (11) or authorized (12)"
+        )));
+    }
+    if request.details.is_empty() {
+        refusals.push(ClearingRefusal::NoDetails);
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut sum = Some(Amount::ZERO);
+    let mut amount_bad = false;
+    for (i, detail) in request.details.iter().enumerate() {
+        let n = i + 1;
+        let bad = |reason: &str| ClearingRefusal::BadDetail {
+            detail: n,
+            reason: reason.to_owned(),
+        };
+        match detail.get("PayAmt").map(str::parse::<Amount>) {
+            Some(Ok(a)) if a.is_positive() => sum = sum.and_then(|s| s.checked_add(a)),
+            _ => {
+                refusals.push(bad("PayAmt is missing, not an amount or not positive"));
+                amount_bad = true;
+            }
+        }
+        let Some(no) = detail.get("VoucherNo").filter(|v| !v.is_empty()) else {
+            refusals.push(bad("VoucherNo is missing"));
+            continue;
+        };
+        if let Some(&first) = seen.get(no) {
+            refusals.push(ClearingRefusal::ListedTwice {
+                detail: n,
+                voucher_no: no.to_owned(),
+                first,
+            });
+            continue;
+        }
+        seen.insert(no, n);
+        let Some(wanted) = wanted else { continue };
+        let state = paid(&listed_key(request, wanted, no));
+        match state {
+            PaidState::ReceiptSent => {}
+            PaidState::Cleared => refusals.push(ClearingRefusal::AlreadyCleared {
+                detail: n,
+                voucher_no: no.to_owned(),
+            }),
+            PaidState::Unknown | PaidState::NotReceipted => {
+                let other = if wanted == VT_5201 { VT_8202 } else { VT_5201 };
+                let refusal = if paid(&listed_key(request, other, no)) == PaidState::ReceiptSent {
+                    ClearingRefusal::PayTypeMismatch {
+                        detail: n,
+                        voucher_no: no.to_owned(),
+                        vt_code: other.to_owned(),
+                        pay_type: pay_code.to_owned(),
+                    }
+                } else {
+                    ClearingRefusal::NotPaid {
+                        detail: n,
+                        voucher_no: no.to_owned(),
+                        state,
+                    }
+                };
+                refusals.push(refusal);
+            }
+        }
+    }
+    if let Some(master) = master
+        && !request.details.is_empty()
+        && !amount_bad
+        && sum != Some(master)
+    {
+        refusals.push(ClearingRefusal::SumMismatch {
+            details: Sum(sum),
+            master,
+        });
+    }
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(refusals)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors and helpers
+// ---------------------------------------------------------------------------------------
+
+/// Why a step of the clearing flow stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClearingError {
+    /// The voucher cannot be written or read as a clearing request.
+    #[error("{0}")]
+    Invalid(String),
+    /// The stamps cannot be applied.
+    #[error("stamping: {0}")]
+    Stamping(#[from] StampingError),
+    /// The library refused or failed.
+    #[error("library: {0}")]
+    Library(#[from] LibraryError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn invalid(what: impl Into<String>) -> ClearingError {
+    ClearingError::Invalid(what.into())
+}
+
+/// The reason PBOC gives for a refusal of its books on a clearing: no quota row or not
+/// enough left is "超出清算范围".
+#[must_use]
+pub fn quota_reason(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::NoSuchAccount { .. } => {
+            format!("超出清算范围 (因为没有额度，不能出现清算信息): {refusal}")
+        }
+        Refusal::NotEnough { .. } => format!("超出清算范围: {refusal}"),
+        other => format!("clearing refused by the books: {other}"),
+    }
+}
+
+fn header<'v>(voucher: &'v Voucher, name: &str) -> Result<&'v str, ClearingError> {
+    voucher
+        .header
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid(format!("{name} is missing")))
+}
+
+fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, ClearingError> {
+    let limits = Limits {
+        max_input_bytes: BODY_MAX_BYTES,
+        ..Limits::default()
+    };
+    let (envelope, _) = parse_envelope(bytes, &limits)
+        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
+    envelope
+        .bodies
+        .into_iter()
+        .find(|b| b.flag == flag)
+        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+}
+
+fn envelope_bytes(body: &EnvelopeBody) -> Vec<u8> {
+    write_envelope(
+        &Envelope {
+            bodies: vec![body.clone()],
+        },
+        Encoding::Gbk,
+    )
+}
+
+/// Every stored leg of `vt_code` in `state`, all pages.
+async fn all_in(
+    store: &Store,
+    vt_code: &str,
+    leg: Leg,
+    state: Exchange,
+) -> Result<Vec<VoucherRecord>, ClearingError> {
+    let library = store.library();
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = library
+            .by_status(vt_code, leg, state, after, LIST_MAX)
+            .await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = next,
+            None => return Ok(all),
+        }
+    }
+}
+
+/// The VoucherNos listed by the stored 2301s among `records`.
+fn listed_in(records: &[VoucherRecord]) -> Result<HashSet<(Tenant, String)>, ClearingError> {
+    let mut listed = HashSet::new();
+    for record in records {
+        let tenant = tenant_of(&record.key).map_err(|e| invalid(e.to_string()))?;
+        let body = stored_body(&record.body, VoucherFlag::Original)?;
+        for detail in &body.voucher.details {
+            if let Some(no) = detail.get("VoucherNo") {
+                listed.insert((tenant, no.to_owned()));
+            }
+        }
+    }
+    Ok(listed)
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. The bank builds and sends the 2301
+// ---------------------------------------------------------------------------------------
+
+/// One payment a 2301 lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The payment voucher's VoucherNo (支付凭证单号).
+    pub voucher_no: String,
+    /// The budget unit (AgencyCode).
+    pub agency: String,
+    /// The function class (ExpFuncCode).
+    pub func: String,
+    /// The amount paid.
+    pub amount: Amount,
+    /// The payment summary, if any.
+    pub summary: Option<String>,
+}
+
+/// The 2301 listing `listed`: the template's header (the bank's and the treasury's
+/// accounts, TreCode, AdmDivCode, StYear…; its X fields dropped) with VtCode 2301,
+/// `voucher_no`, `date`, the pay type, and PayAmt the sum of the details.
+///
+/// # Errors
+/// [`ClearingError::Invalid`] for nothing listed or a sum that overflows.
+pub fn request_voucher(
+    template: &Fields,
+    voucher_no: &str,
+    date: BizDate,
+    pay: PayType,
+    listed: &[Listed],
+) -> Result<Voucher, ClearingError> {
+    if listed.is_empty() {
+        return Err(invalid("a clearing request lists at least one voucher"));
+    }
+    let total = listed
+        .iter()
+        .try_fold(Amount::ZERO, |sum, l| sum.checked_add(l.amount))
+        .ok_or_else(|| invalid("the details' sum overflows"))?;
+    let mut header = Fields::new();
+    for (name, value) in template.iter() {
+        if !name.starts_with('X') {
+            header.set(name, value);
+        }
+    }
+    header.set("Id", voucher_no);
+    header.set("VtCode", VT_2301);
+    header.set("VouDate", date.to_string());
+    header.set("VoucherNo", voucher_no);
+    header.set("PayTypeCode", pay.code());
+    header.set("PayAmt", total.to_string());
+    let details = listed
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut d = Fields::new();
+            d.set("Id", (i + 1).to_string());
+            d.set("VoucherNo", l.voucher_no.clone());
+            d.set("AgencyCode", l.agency.clone());
+            d.set("ExpFuncCode", l.func.clone());
+            d.set("PayAmt", l.amount.to_string());
+            if let Some(s) = &l.summary {
+                d.set("PaySummaryName", s.clone());
+            }
+            d
+        })
+        .collect();
+    Ok(Voucher { header, details })
+}
+
+/// The bank's clearing clerk.
+pub struct Clearer<'a> {
+    /// The bank's organisation code.
+    pub me: &'a str,
+    /// PBOC's organisation code.
+    pub pboc: &'a str,
+    /// The user or worker recorded on every event.
+    pub actor: &'a str,
+    /// The signature suite.
+    pub suite: Suite,
+    /// Position 1: the maker's signature (经办人签名).
+    pub maker: &'a Signer<'a>,
+    /// Position 2: the bank's 业务专用章 (a [`Signer::Seal`]).
+    pub sealer: &'a Signer<'a>,
+}
+
+/// Stamps a 2301 at its original positions (maker, then the bank's seal), writes it and
+/// sends it to PBOC; the outbox delivers it.
+///
+/// # Errors
+/// [`ClearingError::Stamping`], [`ClearingError::Library`].
+pub async fn send_request(
+    store: &Store,
+    registry: &Registry,
+    clearer: &Clearer<'_>,
+    voucher: Voucher,
+    now: u64,
+) -> Result<VoucherRecord, ClearingError> {
+    if voucher.vt_code() != VT_2301 {
+        return Err(invalid("not a 2301"));
+    }
+    let ty = stamping::type_of(registry, &voucher)?;
+    let mut body = EnvelopeBody {
+        flag: VoucherFlag::Original,
+        attach: "SUCCESS".into(),
+        voucher,
+        signatures: Vec::new(),
+    };
+    stamping::stamp_next(clearer.suite, ty, &mut body, clearer.maker)?;
+    stamping::stamp_next(clearer.suite, ty, &mut body, clearer.sealer)?;
+    let key = body.voucher.key();
+    let library = store.library();
+    let new = NewVoucher::new(
+        &body.voucher,
+        Leg::Original,
+        clearer.me,
+        clearer.pboc,
+        envelope_bytes(&body),
+    );
+    let stored = library.write(new, clearer.actor, now).await?;
+    if stored.record.exchange != Exchange::NotSent {
+        return Ok(stored.record);
+    }
+    Ok(library
+        .send(&key, Leg::Original, clearer.actor, now)
+        .await?)
+}
+
+/// The exchange states of a 2301 the bank sent that still claims its vouchers: everything
+/// but refused, returned or voided.
+const CLAIMING: [Exchange; 5] = [
+    Exchange::NotSent,
+    Exchange::NotReceived,
+    Exchange::Received,
+    Exchange::Acknowledged,
+    Exchange::ReceiptReceived,
+];
+
+/// The bank's 5201s that may be cleared: paid and receipted (回单成功), of the template's
+/// division, year and fund type, and not listed in a 2301 of its own that still claims
+/// them (see [`CLAIMING`]).
+///
+/// # Errors
+/// [`ClearingError::Library`], [`ClearingError::Invalid`] for a stored voucher unreadable.
+pub async fn clearable(store: &Store, template: &Fields) -> Result<Vec<Listed>, ClearingError> {
+    let tenant_key = VoucherKey {
+        adm_div_code: template.get("AdmDivCode").unwrap_or("").to_owned(),
+        st_year: template.get("StYear").unwrap_or("").to_owned(),
+        ..VoucherKey::default()
+    };
+    let tenant = tenant_of(&tenant_key).map_err(|e| invalid(e.to_string()))?;
+    let fund = template.get("FundTypeCode").unwrap_or("");
+    let mut claiming = Vec::new();
+    for state in CLAIMING {
+        claiming.extend(all_in(store, VT_2301, Leg::Original, state).await?);
+    }
+    let claimed = listed_in(&claiming)?;
+    let mut listed = Vec::new();
+    for record in all_in(store, VT_5201, Leg::Original, Exchange::Acknowledged).await? {
+        if record.processing != Some(Processing::ReceiptSent)
+            || tenant_of(&record.key).ok() != Some(tenant)
+            || claimed.contains(&(tenant, record.key.voucher_no.clone()))
+        {
+            continue;
+        }
+        let body = stored_body(&record.body, VoucherFlag::Original)?;
+        let v = &body.voucher;
+        if v.header.get("FundTypeCode") != Some(fund) {
+            continue;
+        }
+        let amount = header(v, "PayAmt")?
+            .parse::<Amount>()
+            .map_err(|_| invalid("PayAmt is not an amount"))?;
+        listed.push(Listed {
+            voucher_no: record.key.voucher_no.clone(),
+            agency: header(v, "AgencyCode")?.to_owned(),
+            func: header(v, "ExpFuncCode")?.to_owned(),
+            amount,
+            summary: v.header.get("PaySummaryName").map(str::to_owned),
+        });
+    }
+    Ok(listed)
+}
+
+/// The bank builds a 2301 (PayTypeCode 11) from its [`clearable`] 5201s and sends it to
+/// PBOC, stamped; `None` when there is nothing to clear.
+///
+/// # Errors
+/// As [`clearable`] and [`send_request`].
+pub async fn build_request(
+    store: &Store,
+    registry: &Registry,
+    clearer: &Clearer<'_>,
+    template: &Fields,
+    voucher_no: &str,
+    date: BizDate,
+    now: u64,
+) -> Result<Option<VoucherRecord>, ClearingError> {
+    let listed = clearable(store, template).await?;
+    if listed.is_empty() {
+        return Ok(None);
+    }
+    let voucher = request_voucher(template, voucher_no, date, PayType::Direct, &listed)?;
+    send_request(store, registry, clearer, voucher, now)
+        .await
+        .map(Some)
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. PBOC clears or returns
+// ---------------------------------------------------------------------------------------
+
+/// PBOC's side of a clearing run.
+pub struct Pboc<'a> {
+    /// PBOC's organisation code.
+    pub me: &'a str,
+    /// PBOC's bank number, filled as XPaySndBnkNo.
+    pub bank_no: &'a str,
+    /// The user or worker recorded on every event.
+    pub actor: &'a str,
+    /// The clearing date (XClearDate).
+    pub clear_date: BizDate,
+    /// The signature suite.
+    pub suite: Suite,
+    /// PBOC's signer with its 国库转讫章 (a [`Signer::Seal`]).
+    pub sealer: &'a Signer<'a>,
+}
+
+/// What became of one received voucher in a clearing run.
+#[derive(Debug)]
+pub enum ClearOutcome {
+    /// Cleared: quota deducted, TSA paid the bank, the sealed receipt written and sent.
+    Cleared {
+        /// The 2301.
+        key: VoucherKey,
+        /// The amount cleared.
+        amount: Amount,
+    },
+    /// Returned (退回) with the reasons; nothing booked.
+    Returned {
+        /// The 2301.
+        key: VoucherKey,
+        /// Why, one line per refusal.
+        reasons: Vec<String>,
+    },
+    /// Not a 2301 original: read and left for its own flow.
+    NotMine {
+        /// The voucher.
+        key: VoucherKey,
+        /// Its leg.
+        leg: Leg,
+    },
+}
+
+/// The clearing quota operation for a checked 2301: one all-or-nothing operation whose
+/// legs deduct the quota of each (unit, function class) and pay TSA → the bank, keyed by
+/// the 2301 so that a resend is not booked twice.
+///
+/// # Errors
+/// [`ClearingError::Invalid`] for a field that does not parse.
+pub fn clearing_op(request: &Voucher) -> Result<(BookOp, Amount), ClearingError> {
+    let key = request.key();
+    let tenant = tenant_of(&key).map_err(|e| invalid(e.to_string()))?;
+    let bank: BankNo = header(request, "PayBankNo")?
+        .parse()
+        .map_err(|_| invalid("bad PayBankNo"))?;
+    let fund: FundType = header(request, "FundTypeCode")?
+        .parse()
+        .map_err(|_| invalid("bad FundTypeCode"))?;
+    let pay: PayType = header(request, "PayTypeCode")?
+        .parse()
+        .map_err(|_| invalid("bad PayTypeCode"))?;
+    let mut groups: BTreeMap<(String, String), Amount> = BTreeMap::new();
+    for (i, d) in request.details.iter().enumerate() {
+        let get = |name: &str| {
+            d.get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| invalid(format!("detail {}: {name} is missing", i + 1)))
+        };
+        let amount = get("PayAmt")?
+            .parse::<Amount>()
+            .map_err(|_| invalid(format!("detail {}: bad PayAmt", i + 1)))?;
+        let slot = groups
+            .entry((
+                get("AgencyCode")?.to_owned(),
+                get("ExpFuncCode")?.to_owned(),
+            ))
+            .or_insert(Amount::ZERO);
+        *slot = slot
+            .checked_add(amount)
+            .ok_or_else(|| invalid("amount overflow"))?;
+    }
+    let mut op = BookOp {
+        id: op_id("clearing", &key),
+        legs: Vec::new(),
+    };
+    let mut total = Amount::ZERO;
+    for ((unit, func), amount) in groups {
+        let ck = ClearingKey {
+            tenant,
+            bank: bank.clone(),
+            unit: unit
+                .parse()
+                .map_err(|_| invalid(format!("bad AgencyCode {unit}")))?,
+            func: func
+                .parse::<FuncClass>()
+                .map_err(|_| invalid(format!("bad ExpFuncCode {func}")))?,
+            fund: fund.clone(),
+            pay,
+        };
+        let part = BookOp::clear(op.id, &ck, amount).map_err(|e| invalid(e.to_string()))?;
+        op.legs.extend(part.legs);
+        total = total
+            .checked_add(amount)
+            .ok_or_else(|| invalid("amount overflow"))?;
+    }
+    Ok((op, total))
+}
+
+/// The VoucherNos PBOC has cleared: listed in 2301s it received and booked.
+async fn cleared_at_pboc(store: &Store) -> Result<HashSet<(Tenant, String)>, ClearingError> {
+    let booked: Vec<VoucherRecord> = all_in(store, VT_2301, Leg::Original, Exchange::Acknowledged)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                r.processing,
+                Some(Processing::Processed | Processing::Sealed | Processing::ReceiptSent)
+            )
+        })
+        .collect();
+    listed_in(&booked)
+}
+
+/// One clearing run at PBOC: reads up to `limit` unread vouchers and, for each 2301, runs
+/// [`check_clearing_request`], deducts the clearing quota ([`clearing_op`]; refused:
+/// 超出清算范围) and returns the sealed receipt, or returns (退回) the 2301 with the
+/// reasons, nothing booked.
+///
+/// What PBOC knows: the vouchers listed by the 2301s it already booked count as
+/// [`PaidState::Cleared`] whatever `paid` says. Whether the bank paid and receipted a
+/// listed voucher PBOC cannot see in the bank's library; this first version takes `paid`
+/// from the caller. The real check needs the evidence at PBOC: the 5201/8202 receipts (回单)
+/// copied to PBOC, or finance's copy of the 2301 matched against finance's booked receipts.
+///
+/// The check against earlier 2301s assumes one clearing worker per PBOC store (the run
+/// reads and books its 2301s one after another).
+///
+/// # Errors
+/// [`ClearingError::Library`], [`ClearingError::Store`], [`ClearingError::Stamping`] if
+/// PBOC's seal cannot stamp.
+pub async fn clear_received<F>(
+    store: &Store,
+    registry: &Registry,
+    pboc: &Pboc<'_>,
+    paid: &F,
+    limit: u32,
+    now: u64,
+) -> Result<Vec<ClearOutcome>, ClearingError>
+where
+    F: Fn(&VoucherKey) -> PaidState,
+{
+    let library = store.library();
+    let mut outcomes = Vec::new();
+    for record in library.read(limit, pboc.actor, now).await? {
+        if record.key.vt_code != VT_2301 || record.leg != Leg::Original {
+            outcomes.push(ClearOutcome::NotMine {
+                key: record.key,
+                leg: record.leg,
+            });
+            continue;
+        }
+        outcomes.push(clear_one(store, registry, pboc, paid, &record, now).await?);
+    }
+    Ok(outcomes)
+}
+
+async fn give_back(
+    store: &Store,
+    pboc: &Pboc<'_>,
+    key: &VoucherKey,
+    reasons: Vec<String>,
+    now: u64,
+) -> Result<ClearOutcome, ClearingError> {
+    store
+        .library()
+        .return_voucher(key, Leg::Original, &reasons.join("; "), pboc.actor, now)
+        .await?;
+    Ok(ClearOutcome::Returned {
+        key: key.clone(),
+        reasons,
+    })
+}
+
+async fn clear_one<F>(
+    store: &Store,
+    registry: &Registry,
+    pboc: &Pboc<'_>,
+    paid: &F,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<ClearOutcome, ClearingError>
+where
+    F: Fn(&VoucherKey) -> PaidState,
+{
+    let library = store.library();
+    let key = &record.key;
+    let body = match stored_body(&record.body, VoucherFlag::Original) {
+        Ok(body) => body,
+        Err(e) => {
+            let reason = e.to_string();
+            library
+                .refuse(key, Leg::Original, &reason, pboc.actor, now)
+                .await?;
+            return Ok(ClearOutcome::Returned {
+                key: key.clone(),
+                reasons: vec![reason],
+            });
+        }
+    };
+    library
+        .acknowledge(key, Leg::Original, pboc.actor, now)
+        .await?;
+    let cleared = cleared_at_pboc(store).await?;
+    let tenant = tenant_of(key).ok();
+    let known = |k: &VoucherKey| {
+        if tenant.is_some_and(|t| cleared.contains(&(t, k.voucher_no.clone()))) {
+            PaidState::Cleared
+        } else {
+            paid(k)
+        }
+    };
+    let checked = check_clearing_request(&body.voucher, &known)
+        .map_err(|refusals| refusals.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .and_then(|()| clearing_op(&body.voucher).map_err(|e| vec![e.to_string()]));
+    let (op, amount) = match checked {
+        Ok(checked) => checked,
+        Err(reasons) => return give_back(store, pboc, key, reasons, now).await,
+    };
+    for event in [
+        ProcessingEvent::StartValidation,
+        ProcessingEvent::PassValidation,
+        ProcessingEvent::Check,
+        ProcessingEvent::Approve,
+    ] {
+        library
+            .process(key, Leg::Original, event, None, pboc.actor, now)
+            .await?;
+    }
+    let booked = store
+        .apply_book_ops(now, &[op])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| invalid("the books answered nothing"))?;
+    if let Err(refusal) = booked {
+        let reason = quota_reason(&refusal);
+        library
+            .process(
+                key,
+                Leg::Original,
+                ProcessingEvent::FailBooking,
+                Some(&reason),
+                pboc.actor,
+                now,
+            )
+            .await?;
+        return give_back(store, pboc, key, vec![reason], now).await;
+    }
+    library
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::Book,
+            None,
+            pboc.actor,
+            now,
+        )
+        .await?;
+    let mut receipt = body.clone();
+    receipt.flag = VoucherFlag::Receipt;
+    let h = &mut receipt.voucher.header;
+    h.set("XPaySndBnkNo", pboc.bank_no);
+    h.set("XClearDate", pboc.clear_date.to_string());
+    h.set("XPayAmt", amount.to_string());
+    let ty = stamping::type_of(registry, &receipt.voucher)?;
+    stamping::stamp_next(pboc.suite, ty, &mut receipt, pboc.sealer)?;
+    library
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::Seal,
+            None,
+            pboc.actor,
+            now,
+        )
+        .await?;
+    let new = NewVoucher::new(
+        &receipt.voucher,
+        Leg::Receipt,
+        pboc.me,
+        record.sender.as_str(),
+        envelope_bytes(&receipt),
+    );
+    library.write(new, pboc.actor, now).await?;
+    library.send(key, Leg::Receipt, pboc.actor, now).await?;
+    library
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::SendReceipt,
+            None,
+            pboc.actor,
+            now,
+        )
+        .await?;
+    Ok(ClearOutcome::Cleared {
+        key: key.clone(),
+        amount,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(pay: &str, master: &str, details: &[(&str, &str)]) -> Voucher {
+        let mut header = Fields::new();
+        for (n, v) in [
+            ("AdmDivCode", "430000"),
+            ("StYear", "2025"),
+            ("VtCode", VT_2301),
+            ("VoucherNo", "QS0001"),
+            ("PayTypeCode", pay),
+            ("PayAmt", master),
+        ] {
+            header.set(n, v);
+        }
+        let details = details
+            .iter()
+            .map(|(no, amt)| {
+                let mut d = Fields::new();
+                d.set("VoucherNo", *no);
+                d.set("PayAmt", *amt);
+                d
+            })
+            .collect();
+        Voucher { header, details }
+    }
+
+    /// 5201 "P1", "P2" paid and receipted; "P3" received, not paid; "C1" cleared before;
+    /// 8202 "A1" paid and receipted.
+    fn paid(k: &VoucherKey) -> PaidState {
+        assert_eq!(
+            (k.adm_div_code.as_str(), k.st_year.as_str()),
+            ("430000", "2025")
+        );
+        match (k.vt_code.as_str(), k.voucher_no.as_str()) {
+            ("5201", "P1" | "P2") | ("8202", "A1") => PaidState::ReceiptSent,
+            ("5201", "P3") => PaidState::NotReceipted,
+            ("5201", "C1") => PaidState::Cleared,
+            _ => PaidState::Unknown,
+        }
+    }
+
+    fn refusals(v: &Voucher) -> Vec<ClearingRefusal> {
+        check_clearing_request(v, &paid).unwrap_err()
+    }
+
+    #[test]
+    fn a_request_listing_paid_receipted_vouchers_that_add_up_passes() {
+        let v = request("11", "300.00", &[("P1", "100.00"), ("P2", "200.00")]);
+        assert_eq!(check_clearing_request(&v, &paid), Ok(()));
+        let a = request("12", "5.00", &[("A1", "5.00")]);
+        assert_eq!(check_clearing_request(&a, &paid), Ok(()));
+    }
+
+    #[test]
+    fn an_unpaid_or_unknown_voucher_is_refused_naming_the_detail() {
+        let v = request(
+            "11",
+            "300.00",
+            &[("P1", "100.00"), ("P3", "100.00"), ("ZZ", "100.00")],
+        );
+        let r = refusals(&v);
+        assert_eq!(
+            r,
+            vec![
+                ClearingRefusal::NotPaid {
+                    detail: 2,
+                    voucher_no: "P3".into(),
+                    state: PaidState::NotReceipted
+                },
+                ClearingRefusal::NotPaid {
+                    detail: 3,
+                    voucher_no: "ZZ".into(),
+                    state: PaidState::Unknown
+                },
+            ]
+        );
+        assert!(r[0].to_string().contains("detail 2"), "{}", r[0]);
+        assert!(r[0].to_string().contains("P3"), "{}", r[0]);
+    }
+
+    #[test]
+    fn a_voucher_cleared_before_is_refused() {
+        let v = request("11", "150.00", &[("P1", "100.00"), ("C1", "50.00")]);
+        assert_eq!(
+            refusals(&v),
+            vec![ClearingRefusal::AlreadyCleared {
+                detail: 2,
+                voucher_no: "C1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_voucher_listed_twice_is_refused() {
+        let v = request("11", "200.00", &[("P1", "100.00"), ("P1", "100.00")]);
+        let r = refusals(&v);
+        assert_eq!(
+            r,
+            vec![ClearingRefusal::ListedTwice {
+                detail: 2,
+                voucher_no: "P1".into(),
+                first: 1
+            }]
+        );
+        assert!(r[0].to_string().contains("detail 2"));
+    }
+
+    #[test]
+    fn details_not_adding_up_to_the_master_are_refused() {
+        let v = request("11", "300.01", &[("P1", "100.00"), ("P2", "200.00")]);
+        let r = refusals(&v);
+        assert!(
+            matches!(&r[..], [ClearingRefusal::SumMismatch { master, .. }] if master.to_string() == "300.01"),
+            "{r:?}"
+        );
+        assert!(r[0].to_string().contains("300.00"), "{}", r[0]);
+        // Details whose sum overflows never pass.
+        let max = Amount::MAX.to_string();
+        let v = request("11", "1.00", &[("P1", max.as_str()), ("P2", max.as_str())]);
+        let r = check_clearing_request(&v, &paid).unwrap_err();
+        assert!(
+            matches!(
+                &r[..],
+                [ClearingRefusal::SumMismatch {
+                    details: Sum(None),
+                    ..
+                }]
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_pay_type_that_does_not_match_the_listed_vouchers_is_refused() {
+        // A paid 8202 listed under direct payment, and a paid 5201 under authorized.
+        let v = request("11", "5.00", &[("A1", "5.00")]);
+        assert_eq!(
+            refusals(&v),
+            vec![ClearingRefusal::PayTypeMismatch {
+                detail: 1,
+                voucher_no: "A1".into(),
+                vt_code: "8202".into(),
+                pay_type: "11".into()
+            }]
+        );
+        let a = request("12", "100.00", &[("P1", "100.00")]);
+        assert!(matches!(
+            &refusals(&a)[..],
+            [ClearingRefusal::PayTypeMismatch { detail: 1, .. }]
+        ));
+        let bad = request("91", "100.00", &[("P1", "100.00")]);
+        assert!(matches!(
+            &refusals(&bad)[..],
+            [ClearingRefusal::BadHeader(_)]
+        ));
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        let mut not = request("11", "100.00", &[("P1", "100.00")]);
+        not.header.set("VtCode", "2302");
+        assert!(matches!(
+            &refusals(&not)[..],
+            [ClearingRefusal::NotAClearingRequest(_)]
+        ));
+        assert_eq!(
+            refusals(&request("11", "100.00", &[])),
+            vec![ClearingRefusal::NoDetails]
+        );
+        let r = refusals(&request("11", "100.00", &[("P1", "-100.00")]));
+        assert!(
+            matches!(&r[..], [ClearingRefusal::BadDetail { detail: 1, .. }]),
+            "{r:?}"
+        );
+        let r = refusals(&request("11", "0.00", &[("P1", "100.00")]));
+        assert!(matches!(&r[..], [ClearingRefusal::BadHeader(_)]), "{r:?}");
+    }
+}

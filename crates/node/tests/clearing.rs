@@ -1,0 +1,665 @@
+//! Clearing end to end (DOMAIN §3.2 step 5, DESIGN invariant 3): the bank pays a direct
+//! payment (the direct flow), builds a 2301 from its paid and receipted 5201s and sends it
+//! to PBOC; PBOC checks it, deducts the clearing quota and returns a sealed receipt. A 2301
+//! listing an unpaid voucher, one listing a voucher already cleared and one beyond the
+//! quota are returned (退回) with the reason, nothing deducted. In-memory network, SQLite in
+//! temporary directories, no sleeping.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use guoku_domain::{Amount, BankNo, BizDate, PayType};
+use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
+use guoku_node::flows::clearing::{
+    ClearOutcome, Clearer, Listed, PaidState, Pboc, build_request, clear_received, clearable,
+    request_voucher, send_request,
+};
+use guoku_node::flows::direct::{
+    Bank, PayOutcome, Route, issue, pay_received, payment_amount, tenant_of,
+};
+use guoku_node::outbox::deliver_due;
+use guoku_node::stamping::{Verification, type_of, verify};
+use guoku_seal::Suite;
+use guoku_seal::pki::{OrgRole, Post, RevocationPolicy};
+use guoku_seal::voucher::{Signer, StampKind, TrustContext};
+use guoku_store::books::{
+    AccountKind, BookAccount, BookFilter, BookOp, ClearingKey, IndicatorKey, Tenant,
+};
+use guoku_store::library::Backoff;
+use guoku_store::{SqliteConfig, Store};
+use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
+use guoku_voucher::sample::{Style, sample};
+use guoku_voucher::{
+    EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
+};
+
+mod common;
+use common::*;
+
+const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
+const MONTH: u8 = 1;
+const PBOC_CODE: &str = "011430000001";
+const PBOC_BANK_NO: &str = "001551000017";
+
+fn today() -> BizDate {
+    "20250115".parse().unwrap()
+}
+
+fn fen(n: i64) -> Amount {
+    Amount::from_fen(n).unwrap()
+}
+
+fn fen_of(amount: Amount) -> u128 {
+    u128::from(amount.fen().unsigned_abs())
+}
+
+fn pboc_peer() -> Peer {
+    Peer {
+        role: OrgRole::Pboc,
+        org_code: PBOC_CODE.into(),
+    }
+}
+
+async fn node(
+    pki: &Pki,
+    dir: &tempfile::TempDir,
+    file: &str,
+    peer: Peer,
+    network: &InMemoryNetwork,
+) -> (Store, InMemory) {
+    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join(file)))
+        .await
+        .unwrap();
+    let now = pki.now;
+    let state = ExchangeState::new(
+        peer.clone(),
+        Suite::Sm,
+        Registry::builtin(),
+        pki.voucher_trust(),
+        store.clone(),
+        Arc::new(move || now),
+        ReceiveLimits::default(),
+    );
+    network.register(&peer.org_code, app(state));
+    (store, InMemory::new(network.clone(), peer))
+}
+
+async fn create(store: &Store, accounts: Vec<BookAccount>) {
+    let results = store.create_book_accounts(accounts).await.unwrap();
+    assert!(
+        results.iter().all(|r| format!("{r:?}") == "Ok"),
+        "{results:?}"
+    );
+}
+
+async fn apply(store: &Store, now: u64, ops: &[BookOp]) {
+    for outcome in store.apply_book_ops(now, ops).await.unwrap() {
+        outcome.unwrap();
+    }
+}
+
+fn indicator_of(voucher: &Voucher) -> IndicatorKey {
+    let h = &voucher.header;
+    IndicatorKey {
+        tenant: tenant_of(&voucher.key()).unwrap(),
+        unit: h.get("AgencyCode").unwrap().parse().unwrap(),
+        func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
+        eco: "30201".parse().unwrap(),
+        fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
+        pay: PayType::Direct,
+    }
+}
+
+fn clearing_key(voucher: &Voucher) -> ClearingKey {
+    let h = &voucher.header;
+    ClearingKey {
+        tenant: tenant_of(&voucher.key()).unwrap(),
+        bank: BANK_CODE.parse::<BankNo>().unwrap(),
+        unit: h.get("AgencyCode").unwrap().parse().unwrap(),
+        func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
+        fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
+        pay: PayType::Direct,
+    }
+}
+
+/// Quota (granted, remaining) over the accounts of `kind`.
+async fn quota(store: &Store, kind: AccountKind, tenant: Tenant) -> (u128, u128) {
+    let s = store
+        .quota_summary(BookFilter::all(kind, tenant))
+        .await
+        .unwrap();
+    (s.granted, s.remaining)
+}
+
+fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
+    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
+    envelope
+        .bodies
+        .into_iter()
+        .find(|b| b.flag == flag)
+        .unwrap()
+}
+
+/// Finance, the bank and PBOC on one in-memory network, each on SQLite.
+struct World {
+    pki: Pki,
+    registry: Registry,
+    _dir: tempfile::TempDir,
+    finance: Store,
+    finance_net: InMemory,
+    bank: Store,
+    bank_net: InMemory,
+    pboc: Store,
+    pboc_net: InMemory,
+    now: u64,
+}
+
+impl World {
+    async fn new() -> Self {
+        let pki = Pki::new("测试根CA");
+        let dir = tempfile::tempdir().unwrap();
+        let network = InMemoryNetwork::new();
+        let (finance, finance_net) = node(&pki, &dir, "finance.db", finance_peer(), &network).await;
+        let (bank, bank_net) = node(&pki, &dir, "bank.db", bank_peer(), &network).await;
+        let (pboc, pboc_net) = node(&pki, &dir, "pboc.db", pboc_peer(), &network).await;
+        let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
+        Self {
+            pki,
+            registry: Registry::builtin(),
+            _dir: dir,
+            finance,
+            finance_net,
+            bank,
+            bank_net,
+            pboc,
+            pboc_net,
+            now,
+        }
+    }
+
+    /// Finance issues the 5201 `n` (with plan quota for it) and delivers it to the bank.
+    async fn issue_5201(&self, n: u64) -> EnvelopeBody {
+        let body = signed_5201(&self.pki, &self.registry, n);
+        let amount = payment_amount(&body.voucher).unwrap();
+        let indicator = indicator_of(&body.voucher);
+        let tenant = indicator.tenant;
+        let base = u128::from(n) * 10;
+        create(
+            &self.finance,
+            vec![
+                BookAccount::budget_source(tenant),
+                BookAccount::indicator(&indicator),
+                BookAccount::plan(&indicator, MONTH).unwrap(),
+                BookAccount::plan_used(&indicator, MONTH).unwrap(),
+            ],
+        )
+        .await;
+        apply(
+            &self.finance,
+            self.now,
+            &[
+                BookOp::approve_indicator(base + 1, &indicator, amount).unwrap(),
+                BookOp::approve_plan(base + 2, &indicator, MONTH, amount).unwrap(),
+            ],
+        )
+        .await;
+        let route = Route {
+            me: FINANCE_CODE,
+            to: BANK_CODE,
+            actor: "clerk",
+        };
+        issue(
+            &self.finance,
+            &self.registry,
+            &indicator,
+            MONTH,
+            &body,
+            route,
+            self.now,
+        )
+        .await
+        .unwrap();
+        let sent = deliver_due(&self.finance, &self.finance_net, self.now, 10, BACKOFF)
+            .await
+            .unwrap();
+        assert_eq!(sent.delivered, 1, "{sent:?}");
+        body
+    }
+
+    /// The bank pays every 5201 it has received and returns the receipts.
+    async fn bank_pays(&self) -> Vec<PayOutcome> {
+        let tenant_accounts = |t: Tenant| {
+            vec![
+                BookAccount::advance(t),
+                BookAccount::finance_zba(t),
+                BookAccount::payees(t),
+            ]
+        };
+        let bank_org = bank();
+        let signer = self.pki.person(&bank_org, Post::Signer, "赵六");
+        let seal = self.pki.seal(&bank_org, StampKind::Zqz, "转讫章", &signer);
+        let sealer = Signer::Seal {
+            seal: &seal,
+            key: &signer.key,
+            certificate: &signer.cert,
+            time: self.pki.now,
+        };
+        let teller = Bank {
+            me: BANK_CODE,
+            actor: "teller",
+            pay_date: today(),
+            serial_prefix: "ICBC",
+            suite: Suite::Sm,
+            sealer: &sealer,
+        };
+        // The money books are per tenant; all test vouchers share one.
+        let probe = signed_5201(&self.pki, &self.registry, 1);
+        let tenant = tenant_of(&probe.voucher.key()).unwrap();
+        if self
+            .bank
+            .account(BookAccount::advance(tenant).id())
+            .await
+            .unwrap()
+            .is_none()
+        {
+            create(&self.bank, tenant_accounts(tenant)).await;
+        }
+        let paid = pay_received(&self.bank, &self.registry, &teller, 100, self.now)
+            .await
+            .unwrap();
+        deliver_due(&self.bank, &self.bank_net, self.now, 10, BACKOFF)
+            .await
+            .unwrap();
+        paid
+    }
+
+    /// PBOC's books: a clearing quota of `quota` for the voucher's (bank, unit, function
+    /// class, fund type, direct), and money in the TSA.
+    async fn pboc_books(&self, voucher: &Voucher, quota: Amount) {
+        let key = clearing_key(voucher);
+        let t = key.tenant;
+        create(
+            &self.pboc,
+            vec![
+                BookAccount::clearing_notice_source(t),
+                BookAccount::clearing_quota(&key),
+                BookAccount::cleared(&key),
+                BookAccount::revenue(t),
+                BookAccount::tsa(t),
+                BookAccount::bank_clearing(t, &key.bank),
+            ],
+        )
+        .await;
+        apply(
+            &self.pboc,
+            self.now,
+            &[
+                BookOp::clearing_quota_notice(1, &key, quota).unwrap(),
+                BookOp::fund_tsa(2, t, fen(100_000_000)).unwrap(),
+            ],
+        )
+        .await;
+    }
+
+    /// The 2301 template: the registry's sample header in the vouchers' division and year,
+    /// fund type and with this bank's number.
+    fn template(&self, like: &Voucher) -> Fields {
+        let ty = self.registry.get("2301").unwrap();
+        let mut header = sample(ty, today(), VoucherFlag::Original, Style::Plain, 7).header;
+        for name in ["AdmDivCode", "StYear", "FundTypeCode"] {
+            header.set(name, like.header.get(name).unwrap());
+        }
+        header.set("PayBankNo", BANK_CODE);
+        header
+    }
+
+    /// The paid state the bank's library reports for each of `keys` (what PBOC is told).
+    async fn paid_states(&self, keys: &[VoucherKey]) -> HashMap<VoucherKey, PaidState> {
+        let mut states = HashMap::new();
+        for key in keys {
+            let state = match self
+                .bank
+                .library()
+                .status(key, Leg::Original)
+                .await
+                .unwrap()
+            {
+                None => PaidState::Unknown,
+                Some(r) if r.processing == Some(Processing::ReceiptSent) => PaidState::ReceiptSent,
+                Some(_) => PaidState::NotReceipted,
+            };
+            states.insert(key.clone(), state);
+        }
+        states
+    }
+
+    /// The bank sends `voucher` stamped (maker, 业务专用章) and the outbox delivers it.
+    async fn bank_sends(
+        &self,
+        voucher: Option<Voucher>,
+        template: &Fields,
+        no: &str,
+    ) -> VoucherKey {
+        let bank_org = bank();
+        let maker = self.pki.person(&bank_org, Post::Maker, "钱七");
+        let signer = self.pki.person(&bank_org, Post::Signer, "孙八");
+        let seal = self
+            .pki
+            .seal(&bank_org, StampKind::Ywzyz, "代理银行业务专用章", &signer);
+        let maker = sign(&maker);
+        let sealer = Signer::Seal {
+            seal: &seal,
+            key: &signer.key,
+            certificate: &signer.cert,
+            time: self.pki.now,
+        };
+        let clearer = Clearer {
+            me: BANK_CODE,
+            pboc: PBOC_CODE,
+            actor: "clearing-clerk",
+            suite: Suite::Sm,
+            maker: &maker,
+            sealer: &sealer,
+        };
+        let record = match voucher {
+            None => build_request(
+                &self.bank,
+                &self.registry,
+                &clearer,
+                template,
+                no,
+                today(),
+                self.now,
+            )
+            .await
+            .unwrap()
+            .expect("something to clear"),
+            Some(v) => send_request(&self.bank, &self.registry, &clearer, v, self.now)
+                .await
+                .unwrap(),
+        };
+        assert_eq!(record.exchange, Exchange::NotReceived);
+        let sent = deliver_due(&self.bank, &self.bank_net, self.now, 10, BACKOFF)
+            .await
+            .unwrap();
+        assert_eq!(sent.delivered, 1, "{sent:?}");
+        record.key
+    }
+
+    async fn pboc_clears(&self, states: &HashMap<VoucherKey, PaidState>) -> Vec<ClearOutcome> {
+        let pboc_org = org(OrgRole::Pboc, PBOC_CODE, "中国人民银行长沙中心支行");
+        let signer = self.pki.person(&pboc_org, Post::Signer, "周九");
+        let seal = self
+            .pki
+            .seal(&pboc_org, StampKind::Zqz, "国库转讫章", &signer);
+        let sealer = Signer::Seal {
+            seal: &seal,
+            key: &signer.key,
+            certificate: &signer.cert,
+            time: self.pki.now,
+        };
+        let pboc = Pboc {
+            me: PBOC_CODE,
+            bank_no: PBOC_BANK_NO,
+            actor: "treasury",
+            clear_date: today(),
+            suite: Suite::Sm,
+            sealer: &sealer,
+        };
+        let paid = |k: &VoucherKey| states.get(k).copied().unwrap_or(PaidState::Unknown);
+        clear_received(&self.pboc, &self.registry, &pboc, &paid, 100, self.now)
+            .await
+            .unwrap()
+    }
+}
+
+fn listed(body: &EnvelopeBody) -> Listed {
+    let h = &body.voucher.header;
+    Listed {
+        voucher_no: body.voucher.key().voucher_no,
+        agency: h.get("AgencyCode").unwrap().into(),
+        func: h.get("ExpFuncCode").unwrap().into(),
+        amount: payment_amount(&body.voucher).unwrap(),
+        summary: None,
+    }
+}
+
+fn returned(outcomes: &[ClearOutcome], key: &VoucherKey) -> Vec<String> {
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    match &outcomes[0] {
+        ClearOutcome::Returned { key: k, reasons } => {
+            assert_eq!(k, key);
+            reasons.clone()
+        }
+        other => panic!("not returned: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_paid_payment_is_cleared_once_and_not_again() {
+    let w = World::new().await;
+    let body = w.issue_5201(1).await;
+    let key = body.voucher.key();
+    let amount = payment_amount(&body.voucher).unwrap();
+    let tenant = tenant_of(&key).unwrap();
+    let paid = w.bank_pays().await;
+    assert!(matches!(&paid[..], [PayOutcome::Paid { .. }]), "{paid:?}");
+    let quota_fen = fen_of(amount) + 50_000;
+    w.pboc_books(
+        &body.voucher,
+        Amount::from_fen(i64::try_from(quota_fen).unwrap()).unwrap(),
+    )
+    .await;
+    let template = w.template(&body.voucher);
+
+    // The bank lists its paid, receipted 5201 and sends the 2301.
+    let request = w.bank_sends(None, &template, "QS20250115001").await;
+    let sent = body_of(
+        &w.bank
+            .library()
+            .status(&request, Leg::Original)
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        VoucherFlag::Original,
+    );
+    assert_eq!(sent.voucher.details.len(), 1);
+    assert_eq!(
+        sent.voucher.details[0].get("VoucherNo"),
+        Some(key.voucher_no.as_str())
+    );
+    assert_eq!(
+        sent.voucher.header.get("PayAmt"),
+        Some(amount.to_string().as_str())
+    );
+    assert_eq!(sent.voucher.header.get("PayTypeCode"), Some("11"));
+    // Claimed by the pending 2301: nothing more to clear.
+    assert!(clearable(&w.bank, &template).await.unwrap().is_empty());
+
+    // PBOC checks, deducts the quota, pays the bank and returns the sealed receipt.
+    let states = w.paid_states(std::slice::from_ref(&key)).await;
+    assert_eq!(states[&key], PaidState::ReceiptSent);
+    let outcomes = w.pboc_clears(&states).await;
+    match &outcomes[..] {
+        [ClearOutcome::Cleared { key: k, amount: a }] => {
+            assert_eq!(k, &request);
+            assert_eq!(*a, amount);
+        }
+        other => panic!("not cleared: {other:?}"),
+    }
+    assert_eq!(
+        quota(&w.pboc, AccountKind::ClearingQuota, tenant).await,
+        (quota_fen, 50_000),
+        "the clearing quota is deducted by the amount"
+    );
+    let ck = clearing_key(&body.voucher);
+    let cleared = w
+        .pboc
+        .account(BookAccount::cleared(&ck).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cleared.credits_posted, fen_of(amount));
+    let to_bank = w
+        .pboc
+        .account(BookAccount::bank_clearing(tenant, &ck.bank).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(to_bank.credits_posted, fen_of(amount));
+    let at_pboc = w
+        .pboc
+        .library()
+        .status(&request, Leg::Original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(at_pboc.processing, Some(Processing::ReceiptSent));
+
+    // The receipt reaches the bank, sealed by PBOC, X fields filled.
+    let back = deliver_due(&w.pboc, &w.pboc_net, w.now, 10, BACKOFF)
+        .await
+        .unwrap();
+    assert_eq!(back.delivered, 1, "{back:?}");
+    let receipt = w
+        .bank
+        .library()
+        .status(&request, Leg::Receipt)
+        .await
+        .unwrap()
+        .unwrap();
+    let receipt = body_of(&receipt.body, VoucherFlag::Receipt);
+    let h = &receipt.voucher.header;
+    assert_eq!(h.get("XPayAmt"), Some(amount.to_string().as_str()));
+    assert_eq!(h.get("XClearDate"), Some("20250115"));
+    assert_eq!(h.get("XPaySndBnkNo"), Some(PBOC_BANK_NO));
+    let trust = TrustContext {
+        anchor: &w.pki.root,
+        intermediates: &[],
+        crls: &[],
+        revocation: RevocationPolicy::CheckIfPresent,
+        now: w.pki.now,
+    };
+    let ty = type_of(&w.registry, &receipt.voucher).unwrap();
+    let verification = verify(Suite::Sm, ty, &receipt, &trust).unwrap();
+    assert!(matches!(verification, Verification::Receipt(_)));
+    assert!(verification.is_complete_and_valid(), "{verification}");
+
+    // A second 2301 listing the same voucher: refused as already cleared, nothing deducted,
+    // even though the bank's library still says it was paid and receipted.
+    let again = request_voucher(
+        &template,
+        "QS20250115002",
+        today(),
+        PayType::Direct,
+        &[listed(&body)],
+    )
+    .unwrap();
+    let second = w.bank_sends(Some(again), &template, "").await;
+    let outcomes = w.pboc_clears(&states).await;
+    let reasons = returned(&outcomes, &second);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("already cleared"), "{reasons:?}");
+    assert!(reasons[0].contains(&key.voucher_no), "{reasons:?}");
+    assert!(reasons[0].contains("detail 1"), "{reasons:?}");
+    assert_eq!(
+        quota(&w.pboc, AccountKind::ClearingQuota, tenant).await,
+        (quota_fen, 50_000)
+    );
+    let at_pboc = w
+        .pboc
+        .library()
+        .status(&second, Leg::Original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(at_pboc.exchange, Exchange::Returned);
+}
+
+#[tokio::test]
+async fn a_request_listing_an_unpaid_voucher_is_returned_and_nothing_deducted() {
+    let w = World::new().await;
+    let body = w.issue_5201(1).await;
+    let key = body.voucher.key();
+    let amount = payment_amount(&body.voucher).unwrap();
+    let tenant = tenant_of(&key).unwrap();
+    // Received by the bank, not paid.
+    w.pboc_books(&body.voucher, amount.checked_add(fen(50_000)).unwrap())
+        .await;
+    let template = w.template(&body.voucher);
+    // The bank's own builder does not list it.
+    assert!(clearable(&w.bank, &template).await.unwrap().is_empty());
+
+    let v = request_voucher(
+        &template,
+        "QS20250115009",
+        today(),
+        PayType::Direct,
+        &[listed(&body)],
+    )
+    .unwrap();
+    let request = w.bank_sends(Some(v), &template, "").await;
+    let states = w.paid_states(std::slice::from_ref(&key)).await;
+    assert_eq!(states[&key], PaidState::NotReceipted);
+    let outcomes = w.pboc_clears(&states).await;
+    let reasons = returned(&outcomes, &request);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("not paid and receipted"), "{reasons:?}");
+    assert!(reasons[0].contains(&key.voucher_no), "{reasons:?}");
+    let granted = fen_of(amount) + 50_000;
+    assert_eq!(
+        quota(&w.pboc, AccountKind::ClearingQuota, tenant).await,
+        (granted, granted),
+        "nothing deducted"
+    );
+    let at_pboc = w
+        .pboc
+        .library()
+        .status(&request, Leg::Original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(at_pboc.exchange, Exchange::Returned);
+    assert!(
+        w.pboc
+            .library()
+            .status(&request, Leg::Receipt)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_request_beyond_the_clearing_quota_is_returned() {
+    let w = World::new().await;
+    let body = w.issue_5201(1).await;
+    let key = body.voucher.key();
+    let amount = payment_amount(&body.voucher).unwrap();
+    let tenant = tenant_of(&key).unwrap();
+    assert!(matches!(
+        &w.bank_pays().await[..],
+        [PayOutcome::Paid { .. }]
+    ));
+    let short = amount.checked_sub(fen(1)).unwrap();
+    w.pboc_books(&body.voucher, short).await;
+    let template = w.template(&body.voucher);
+    let request = w.bank_sends(None, &template, "QS20250115003").await;
+    let states = w.paid_states(std::slice::from_ref(&key)).await;
+    let outcomes = w.pboc_clears(&states).await;
+    let reasons = returned(&outcomes, &request);
+    assert!(reasons[0].contains("超出清算范围"), "{reasons:?}");
+    assert_eq!(
+        quota(&w.pboc, AccountKind::ClearingQuota, tenant).await,
+        (fen_of(short), fen_of(short)),
+        "nothing deducted"
+    );
+    let tsa = w
+        .pboc
+        .account(BookAccount::tsa(tenant).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tsa.debits_posted, 0, "no money moved");
+}
