@@ -30,12 +30,13 @@ use guoku_store::library::{BODY_MAX_BYTES, LIST_MAX, LibraryError, NewVoucher, V
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
 use guoku_voucher::{
-    Encoding, Envelope, EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey,
-    parse_envelope, write_envelope,
+    EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
 };
 
 use super::direct::{VT_5201, op_id, tenant_of};
 use crate::stamping::{self, StampingError};
+
+use super::common::{Returner, envelope_bytes, seal_and_return};
 
 /// The clearing request's type code (申请划款凭证).
 pub const VT_2301: &str = "2301";
@@ -342,15 +343,6 @@ fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, Clearing
         .into_iter()
         .find(|b| b.flag == flag)
         .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
-}
-
-fn envelope_bytes(body: &EnvelopeBody) -> Vec<u8> {
-    write_envelope(
-        &Envelope {
-            bodies: vec![body.clone()],
-        },
-        Encoding::Gbk,
-    )
 }
 
 /// Every stored leg of `vt_code` in `state`, all pages.
@@ -876,36 +868,13 @@ where
     h.set("XClearDate", pboc.clear_date.to_string());
     h.set("XPayAmt", amount.to_string());
     let ty = stamping::type_of(registry, &receipt.voucher)?;
-    stamping::stamp_next(pboc.suite, ty, &mut receipt, pboc.sealer)?;
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::Seal,
-            None,
-            pboc.actor,
-            now,
-        )
-        .await?;
-    let new = NewVoucher::new(
-        &receipt.voucher,
-        Leg::Receipt,
-        pboc.me,
-        record.sender.as_str(),
-        envelope_bytes(&receipt),
-    );
-    library.write(new, pboc.actor, now).await?;
-    library.send(key, Leg::Receipt, pboc.actor, now).await?;
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::SendReceipt,
-            None,
-            pboc.actor,
-            now,
-        )
-        .await?;
+    let returner = Returner {
+        suite: pboc.suite,
+        sealer: pboc.sealer,
+        me: pboc.me,
+        actor: pboc.actor,
+    };
+    seal_and_return::<ClearingError>(store, ty, record, &mut receipt, &returner, now).await?;
     Ok(ClearOutcome::Cleared {
         key: key.clone(),
         amount,

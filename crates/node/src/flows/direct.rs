@@ -23,11 +23,12 @@ use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord, content_hash
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
 use guoku_voucher::{
-    Encoding, Envelope, EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, VoucherKey,
-    parse_envelope, write_envelope,
+    EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
 };
 
 use crate::stamping::{self, Positions, StampingError};
+
+use super::common::{Returner, envelope_bytes, seal_and_return};
 
 /// The direct payment voucher's type code.
 pub const VT_5201: &str = "5201";
@@ -52,7 +53,7 @@ pub enum DirectError {
     Store(#[from] StoreError),
 }
 
-fn invalid(what: impl Into<String>) -> DirectError {
+pub(crate) fn invalid(what: impl Into<String>) -> DirectError {
     DirectError::Invalid(what.into())
 }
 
@@ -93,7 +94,7 @@ pub fn tenant_of(key: &VoucherKey) -> Result<Tenant, DirectError> {
     })
 }
 
-fn field<'v>(voucher: &'v Voucher, name: &str) -> Result<&'v str, DirectError> {
+pub(crate) fn field<'v>(voucher: &'v Voucher, name: &str) -> Result<&'v str, DirectError> {
     voucher
         .header
         .get(name)
@@ -253,7 +254,7 @@ pub fn check_receipt(original: &Voucher, receipt: &Voucher) -> Result<Amount, Di
 }
 
 /// The body of `flag` in a stored one-voucher envelope.
-fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, DirectError> {
+pub(crate) fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, DirectError> {
     let limits = Limits {
         max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
         ..Limits::default()
@@ -265,15 +266,6 @@ fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, DirectEr
         .into_iter()
         .find(|b| b.flag == flag)
         .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
-}
-
-fn envelope_bytes(body: &EnvelopeBody) -> Vec<u8> {
-    write_envelope(
-        &Envelope {
-            bodies: vec![body.clone()],
-        },
-        Encoding::Gbk,
-    )
 }
 
 fn first(outcomes: Vec<Result<Applied, Refusal>>) -> Result<Applied, DirectError> {
@@ -494,36 +486,13 @@ async fn pay_one(
         serial: serial_for(bank.serial_prefix, key),
     };
     let mut receipt = fill_receipt(&original, &payment)?;
-    stamping::stamp_next(bank.suite, ty, &mut receipt, bank.sealer)?;
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::Seal,
-            None,
-            bank.actor,
-            now,
-        )
-        .await?;
-    let new = NewVoucher::new(
-        &receipt.voucher,
-        Leg::Receipt,
-        bank.me,
-        record.sender.as_str(),
-        envelope_bytes(&receipt),
-    );
-    library.write(new, bank.actor, now).await?;
-    library.send(key, Leg::Receipt, bank.actor, now).await?;
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::SendReceipt,
-            None,
-            bank.actor,
-            now,
-        )
-        .await?;
+    let returner = Returner {
+        suite: bank.suite,
+        sealer: bank.sealer,
+        me: bank.me,
+        actor: bank.actor,
+    };
+    seal_and_return::<DirectError>(store, ty, record, &mut receipt, &returner, now).await?;
     Ok(PayOutcome::Paid {
         key: key.clone(),
         amount,
@@ -573,10 +542,21 @@ pub async fn book_receipts(
     limit: u32,
     now: u64,
 ) -> Result<Vec<ReceiptOutcome>, DirectError> {
+    book_receipts_of(VT_5201, store, actor, limit, now).await
+}
+
+/// [`book_receipts`] for the receipts of payment vouchers of type `vt_code` (5201, 8202).
+pub(crate) async fn book_receipts_of(
+    vt_code: &str,
+    store: &Store,
+    actor: &str,
+    limit: u32,
+    now: u64,
+) -> Result<Vec<ReceiptOutcome>, DirectError> {
     let library = store.library();
     let mut outcomes = Vec::new();
     for record in library.read(limit, actor, now).await? {
-        if record.key.vt_code != VT_5201 || record.leg != Leg::Receipt {
+        if record.key.vt_code != vt_code || record.leg != Leg::Receipt {
             outcomes.push(ReceiptOutcome::NotMine {
                 key: record.key,
                 leg: record.leg,

@@ -3,9 +3,13 @@
 //! - [`direct`]: direct payment (财政直接支付, DOMAIN §3.2): finance issues a 5201 against
 //!   its direct quota, the agent bank pays first and returns a sealed receipt, finance
 //!   books the receipt.
+//! - [`authorized`]: authorized payment (财政授权支付, DOMAIN §3.3): a unit's 8202, paid by the bank against the unit's plan quota.
 //! - [`clearing`]: the agent bank's clearing request (申请划款, 2301) and PBOC's check —
 //!   only paid and receipted vouchers, each cleared once, details adding up to the master
 //!   (防止先清算后支付) — against the clearing quota, answered by a sealed receipt or a return.
 
+mod common;
+
+pub mod authorized;
 pub mod clearing;
 pub mod direct;
