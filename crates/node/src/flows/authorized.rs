@@ -30,7 +30,7 @@ use super::direct::{
 };
 use crate::stamping::{self, Positions};
 
-use super::common::{Returner, envelope_bytes, seal_and_return};
+use super::common::{Returner, envelope_bytes, record_booking, seal_and_return};
 use super::direct::{self, field, invalid, stored_body};
 
 /// The authorized payment voucher's type code.
@@ -293,32 +293,14 @@ async fn pay_one(
         },
         Err(e) => Some(e.to_string()),
     };
-    if let Some(reason) = refusal {
-        library
-            .process(
-                key,
-                Leg::Original,
-                ProcessingEvent::FailBooking,
-                Some(&reason),
-                bank.actor,
-                now,
-            )
-            .await?;
+    if let Some(reason) =
+        record_booking::<DirectError>(store, record, refusal, bank.actor, now).await?
+    {
         return Ok(PayOutcome::Failed {
             key: key.clone(),
             reason,
         });
     }
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::Book,
-            None,
-            bank.actor,
-            now,
-        )
-        .await?;
     let payment = Payment {
         date: bank.pay_date,
         serial: serial_for(bank.serial_prefix, key),

@@ -78,3 +78,26 @@ where
         .await?;
     Ok(())
 }
+
+/// Records the outcome of booking a processed voucher: 处理成功 when `refusal` is `None`,
+/// else 核算失败 with the refusal as the reason. Returns the refusal back.
+pub(crate) async fn record_booking<E>(
+    store: &Store,
+    record: &VoucherRecord,
+    refusal: Option<String>,
+    actor: &str,
+    now: u64,
+) -> Result<Option<String>, E>
+where
+    E: From<LibraryError>,
+{
+    let (event, reason) = match &refusal {
+        Some(reason) => (ProcessingEvent::FailBooking, Some(reason.as_str())),
+        None => (ProcessingEvent::Book, None),
+    };
+    store
+        .library()
+        .process(&record.key, Leg::Original, event, reason, actor, now)
+        .await?;
+    Ok(refusal)
+}

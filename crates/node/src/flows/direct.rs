@@ -28,7 +28,7 @@ use guoku_voucher::{
 
 use crate::stamping::{self, Positions, StampingError};
 
-use super::common::{Returner, envelope_bytes, seal_and_return};
+use super::common::{Returner, envelope_bytes, record_booking, seal_and_return};
 
 /// The direct payment voucher's type code.
 pub const VT_5201: &str = "5201";
@@ -454,33 +454,17 @@ async fn pay_one(
     }
     // Pay first (垫付): advance → finance ZBA → payees, all or nothing.
     let op = BookOp::pay_direct(op_id("pay", key), tenant, amount)?;
-    if let Err(e) = first(store.apply_book_ops(now, &[op]).await?) {
-        let reason = e.to_string();
-        library
-            .process(
-                key,
-                Leg::Original,
-                ProcessingEvent::FailBooking,
-                Some(&reason),
-                bank.actor,
-                now,
-            )
-            .await?;
+    let refusal = first(store.apply_book_ops(now, &[op]).await?)
+        .err()
+        .map(|e| e.to_string());
+    if let Some(reason) =
+        record_booking::<DirectError>(store, record, refusal, bank.actor, now).await?
+    {
         return Ok(PayOutcome::Failed {
             key: key.clone(),
             reason,
         });
     }
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::Book,
-            None,
-            bank.actor,
-            now,
-        )
-        .await?;
     let payment = Payment {
         date: bank.pay_date,
         serial: serial_for(bank.serial_prefix, key),
