@@ -119,7 +119,9 @@ async fn unit_node(
 async fn create(store: &Store, accounts: Vec<BookAccount>) {
     let results = store.create_book_accounts(accounts).await.unwrap();
     assert!(
-        results.iter().all(|r| format!("{r:?}") == "Ok"),
+        results
+            .iter()
+            .all(|r| *r == guoku_ledger::CreateAccountResult::Ok),
         "{results:?}"
     );
 }

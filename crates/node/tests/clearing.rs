@@ -87,7 +87,9 @@ async fn node(
 async fn create(store: &Store, accounts: Vec<BookAccount>) {
     let results = store.create_book_accounts(accounts).await.unwrap();
     assert!(
-        results.iter().all(|r| format!("{r:?}") == "Ok"),
+        results
+            .iter()
+            .all(|r| *r == guoku_ledger::CreateAccountResult::Ok),
         "{results:?}"
     );
 }

@@ -7,9 +7,11 @@
 //! - [`clearing`]: the agent bank's clearing request (申请划款, 2301) and PBOC's check —
 //!   only paid and receipted vouchers, each cleared once, details adding up to the master
 //!   (防止先清算后支付) — against the clearing quota, answered by a sealed receipt or a return.
+//! - [`quota`]: finance's clearing-quota notices (5106/5108, DOMAIN §3.1 step 2): PBOC checks and books them on its clearing quota (never below zero) and returns a sealed receipt.
 
 mod common;
 
 pub mod authorized;
 pub mod clearing;
 pub mod direct;
+pub mod quota;
