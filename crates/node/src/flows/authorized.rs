@@ -21,7 +21,7 @@ use guoku_domain::{Amount, BizDate, PayType};
 use guoku_store::Store;
 use guoku_store::books::{BookOp, Tenant, UnitCode};
 use guoku_store::library::{NewVoucher, VoucherRecord, content_hash};
-use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
+use guoku_voucher::lifecycle::{Exchange, Leg};
 use guoku_voucher::{EnvelopeBody, Registry, Voucher, VoucherFlag};
 
 use super::direct::{
@@ -30,7 +30,9 @@ use super::direct::{
 };
 use crate::stamping::{self, Positions};
 
-use super::common::{Returner, envelope_bytes, record_booking, seal_and_return};
+use super::common::{
+    Returner, accept_for_processing, envelope_bytes, record_booking, seal_and_return,
+};
 use super::direct::{self, field, invalid, stored_body};
 
 /// The authorized payment voucher's type code.
@@ -263,19 +265,7 @@ async fn pay_one(
             });
         }
     };
-    library
-        .acknowledge(key, Leg::Original, bank.actor, now)
-        .await?;
-    for event in [
-        ProcessingEvent::StartValidation,
-        ProcessingEvent::PassValidation,
-        ProcessingEvent::Check,
-        ProcessingEvent::Approve,
-    ] {
-        library
-            .process(key, Leg::Original, event, None, bank.actor, now)
-            .await?;
-    }
+    accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
     // Plan quota used and money fronted (advance → unit ZBA → payees), all or nothing.
     let booked = BookOp::pay_authorized(
         op_id("authorized-pay", key),

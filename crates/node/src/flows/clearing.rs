@@ -26,7 +26,7 @@ use guoku_domain::{Amount, BankNo, BizDate, FuncClass, FundType, PayType};
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::books::{BookOp, ClearingKey, Refusal, Tenant};
-use guoku_store::library::{BODY_MAX_BYTES, LIST_MAX, LibraryError, NewVoucher, VoucherRecord};
+use guoku_store::library::{BODY_MAX_BYTES, LIST_MAX, LibraryError, VoucherRecord};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
 use guoku_voucher::{
@@ -36,7 +36,7 @@ use guoku_voucher::{
 use super::direct::{VT_5201, op_id, tenant_of};
 use crate::stamping::{self, StampingError};
 
-use super::common::{Returner, envelope_bytes, seal_and_return};
+use super::common::{Returner, seal_and_return, stamp_write_send};
 
 /// The clearing request's type code (申请划款凭证).
 pub const VT_2301: &str = "2301";
@@ -484,30 +484,17 @@ pub async fn send_request(
         return Err(invalid("not a 2301"));
     }
     let ty = stamping::type_of(registry, &voucher)?;
-    let mut body = EnvelopeBody {
-        flag: VoucherFlag::Original,
-        attach: "SUCCESS".into(),
+    stamp_write_send::<ClearingError>(
+        store,
+        ty,
         voucher,
-        signatures: Vec::new(),
-    };
-    stamping::stamp_next(clearer.suite, ty, &mut body, clearer.maker)?;
-    stamping::stamp_next(clearer.suite, ty, &mut body, clearer.sealer)?;
-    let key = body.voucher.key();
-    let library = store.library();
-    let new = NewVoucher::new(
-        &body.voucher,
-        Leg::Original,
-        clearer.me,
-        clearer.pboc,
-        envelope_bytes(&body),
-    );
-    let stored = library.write(new, clearer.actor, now).await?;
-    if stored.record.exchange != Exchange::NotSent {
-        return Ok(stored.record);
-    }
-    Ok(library
-        .send(&key, Leg::Original, clearer.actor, now)
-        .await?)
+        clearer.suite,
+        &[clearer.maker, clearer.sealer],
+        (clearer.me, clearer.pboc),
+        clearer.actor,
+        now,
+    )
+    .await
 }
 
 /// The exchange states of a 2301 the bank sent that still claims its vouchers: everything

@@ -5,9 +5,11 @@ use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::Store;
 use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord};
+use guoku_voucher::lifecycle::Exchange;
 use guoku_voucher::lifecycle::{Leg, ProcessingEvent};
 use guoku_voucher::registry::VoucherType;
 use guoku_voucher::{Encoding, Envelope, EnvelopeBody, write_envelope};
+use guoku_voucher::{Voucher, VoucherFlag, VoucherKey};
 
 use crate::stamping::{self, StampingError};
 
@@ -100,4 +102,65 @@ where
         .process(&record.key, Leg::Original, event, reason, actor, now)
         .await?;
     Ok(refusal)
+}
+
+/// Stamps a new original at its positions with `signers` in order, writes it into this
+/// node's library and sends it to `to` (the outbox delivers it). Writing the same voucher
+/// again returns the stored record without sending twice.
+#[allow(clippy::too_many_arguments, reason = "one step of every sending flow")]
+pub(crate) async fn stamp_write_send<E>(
+    store: &Store,
+    ty: &VoucherType,
+    voucher: Voucher,
+    suite: Suite,
+    signers: &[&Signer<'_>],
+    (me, to): (&str, &str),
+    actor: &str,
+    now: u64,
+) -> Result<VoucherRecord, E>
+where
+    E: From<LibraryError> + From<StampingError>,
+{
+    let mut body = EnvelopeBody {
+        flag: VoucherFlag::Original,
+        attach: "SUCCESS".into(),
+        voucher,
+        signatures: Vec::new(),
+    };
+    for signer in signers {
+        stamping::stamp_next(suite, ty, &mut body, signer)?;
+    }
+    let key = body.voucher.key();
+    let library = store.library();
+    let new = NewVoucher::new(&body.voucher, Leg::Original, me, to, envelope_bytes(&body));
+    let stored = library.write(new, actor, now).await?;
+    if stored.record.exchange != Exchange::NotSent {
+        return Ok(stored.record);
+    }
+    Ok(library.send(&key, Leg::Original, actor, now).await?)
+}
+
+/// A receiver takes a read voucher into processing: 签收, then 校验 and 审核/复核 passed.
+pub(crate) async fn accept_for_processing<E>(
+    store: &Store,
+    key: &VoucherKey,
+    actor: &str,
+    now: u64,
+) -> Result<(), E>
+where
+    E: From<LibraryError>,
+{
+    let library = store.library();
+    library.acknowledge(key, Leg::Original, actor, now).await?;
+    for event in [
+        ProcessingEvent::StartValidation,
+        ProcessingEvent::PassValidation,
+        ProcessingEvent::Check,
+        ProcessingEvent::Approve,
+    ] {
+        library
+            .process(key, Leg::Original, event, None, actor, now)
+            .await?;
+    }
+    Ok(())
 }

@@ -28,7 +28,9 @@ use guoku_voucher::{
 
 use crate::stamping::{self, Positions, StampingError};
 
-use super::common::{Returner, envelope_bytes, record_booking, seal_and_return};
+use super::common::{
+    Returner, accept_for_processing, envelope_bytes, record_booking, seal_and_return,
+};
 
 /// The direct payment voucher's type code.
 pub const VT_5201: &str = "5201";
@@ -439,19 +441,7 @@ async fn pay_one(
             });
         }
     };
-    library
-        .acknowledge(key, Leg::Original, bank.actor, now)
-        .await?;
-    for event in [
-        ProcessingEvent::StartValidation,
-        ProcessingEvent::PassValidation,
-        ProcessingEvent::Check,
-        ProcessingEvent::Approve,
-    ] {
-        library
-            .process(key, Leg::Original, event, None, bank.actor, now)
-            .await?;
-    }
+    accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
     // Pay first (垫付): advance → finance ZBA → payees, all or nothing.
     let op = BookOp::pay_direct(op_id("pay", key), tenant, amount)?;
     let refusal = first(store.apply_book_ops(now, &[op]).await?)

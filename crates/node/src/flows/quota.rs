@@ -19,14 +19,14 @@ use guoku_domain::{Amount, BizDate, FuncClass, PayType};
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::books::{BookAccount, BookOp, ClearingKey, Refusal};
-use guoku_store::library::{BODY_MAX_BYTES, LibraryError, NewVoucher, VoucherRecord};
+use guoku_store::library::{BODY_MAX_BYTES, LibraryError, VoucherRecord};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
 use guoku_voucher::{
     EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
 };
 
-use super::common::{Returner, envelope_bytes, record_booking, seal_and_return};
+use super::common::{Returner, record_booking, seal_and_return, stamp_write_send};
 use super::direct::{op_id, tenant_of};
 use crate::stamping::{self, StampingError};
 
@@ -326,30 +326,17 @@ pub async fn send_notice(
         return Err(invalid("not a 5106/5108"));
     }
     let ty = stamping::type_of(registry, &voucher)?;
-    let mut body = EnvelopeBody {
-        flag: VoucherFlag::Original,
-        attach: "SUCCESS".into(),
+    stamp_write_send::<QuotaError>(
+        store,
+        ty,
         voucher,
-        signatures: Vec::new(),
-    };
-    stamping::stamp_next(notifier.suite, ty, &mut body, notifier.maker)?;
-    stamping::stamp_next(notifier.suite, ty, &mut body, notifier.sealer)?;
-    let key = body.voucher.key();
-    let library = store.library();
-    let new = NewVoucher::new(
-        &body.voucher,
-        Leg::Original,
-        notifier.me,
-        notifier.pboc,
-        envelope_bytes(&body),
-    );
-    let stored = library.write(new, notifier.actor, now).await?;
-    if stored.record.exchange != Exchange::NotSent {
-        return Ok(stored.record);
-    }
-    Ok(library
-        .send(&key, Leg::Original, notifier.actor, now)
-        .await?)
+        notifier.suite,
+        &[notifier.maker, notifier.sealer],
+        (notifier.me, notifier.pboc),
+        notifier.actor,
+        now,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
