@@ -2,10 +2,10 @@
 //! another, which verifies every voucher before it has any effect and answers, per voucher,
 //! whether it took it, already had it, or refused it (with a reason).
 //!
-//! - [`app`] is the receiving side: `POST /exchange/v1/envelopes` and `GET /healthz`. The
-//!   sending party ([`Peer`]) is a request extension: [`serve_tls`] puts there the identity
-//!   read from the client's certificate after the mutual-TLS handshake; [`InMemory`] puts
-//!   there the identity its caller states.
+//! - [`app`] is the receiving side: `POST /exchange/v1/envelopes`, `POST /exchange/v1/status`
+//!   and `GET /healthz`. The calling party ([`Peer`]) is a request extension: [`serve_tls`]
+//!   puts there the identity read from the client's certificate after the mutual-TLS
+//!   handshake; [`InMemory`] puts there the identity its caller states.
 //! - [`Transport`] is the sending side, with [`InMemory`] (nodes of one process, as in
 //!   `guoku demo`) and [`Https`] (mutual TLS from the deployment PKI, HTTP/1.1).
 //!
@@ -15,6 +15,14 @@
 //! stamps, or the receipt's for a receipt) is the peer; then stores it with
 //! [`Library::receive`](guoku_store::library::Library::receive), once: an identical resend
 //! is "already had", other content under the same key is refused.
+//!
+//! The status query (状态查询, the libraries' `batchQuerySentVoucherStatus`) lets a sender
+//! learn what the receiver did with the vouchers it delivered: for up to
+//! [`STATUS_KEYS_MAX`] keys (with their leg) the receiver answers its exchange status code,
+//! its processing code and the reason it gave ([`VoucherStatus`]), but only for vouchers it
+//! received from the caller; any other key answers -1 (未找到), exactly as a key it does not
+//! hold, so nobody learns about other parties' vouchers. The sender records the answers with
+//! [`crate::status_sync`].
 //!
 //! Errors about the request as a whole answer with an HTTP status and a stable error code
 //! (`{"error":"envelope_unreadable"}`); details go to the log only.
@@ -37,8 +45,8 @@ use guoku_seal::pki::{Certificate, Crl, OrgRole, RevocationPolicy};
 use guoku_seal::transport::PeerIdentity;
 use guoku_seal::voucher::{PositionReport, StampReport, TrustContext};
 use guoku_store::Store;
-use guoku_store::library::{LibraryError, NewVoucher};
-use guoku_voucher::lifecycle::Leg;
+use guoku_store::library::{Direction, LibraryError, NAME_MAX_BYTES, NewVoucher, VoucherRecord};
+use guoku_voucher::lifecycle::{Exchange, Leg};
 use guoku_voucher::{
     DecodeError, Envelope, EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope,
     write_envelope,
@@ -46,6 +54,7 @@ use guoku_voucher::{
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpStream};
@@ -64,6 +73,15 @@ pub const DEFAULT_VOUCHERS_MAX: usize = 1_000;
 const ANSWER_MAX_BYTES: usize = 4 << 20;
 /// Longest reason sent back, in characters.
 const REASON_MAX_CHARS: usize = 200;
+/// The path status queries are posted to.
+pub const STATUS_PATH: &str = "/exchange/v1/status";
+/// Most keys in one status query (the libraries' 100 per call).
+pub const STATUS_KEYS_MAX: usize = 100;
+/// Largest status query accepted, in bytes: [`STATUS_KEYS_MAX`] keys of the longest fields
+/// the library stores fit well within it.
+pub const STATUS_BODY_MAX_BYTES: usize = 64 << 10;
+/// The status code of a voucher the receiver does not hold for the caller (未找到).
+pub const STATUS_NOT_FOUND: i8 = -1;
 
 // ----- who is at the other end -------------------------------------------------------------
 
@@ -88,7 +106,7 @@ impl Peer {
 // ----- what a delivery answers -------------------------------------------------------------
 
 /// Which leg of a voucher, on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireLeg {
     Original,
@@ -183,6 +201,126 @@ pub struct DeliveryOutcome {
     pub results: Vec<VoucherResult>,
 }
 
+// ----- what a status query asks and answers ------------------------------------------------
+
+/// A voucher leg a status query asks about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StatusKey {
+    pub adm_div_code: String,
+    pub st_year: String,
+    pub vt_code: String,
+    pub voucher_no: String,
+    pub leg: WireLeg,
+}
+
+impl StatusKey {
+    /// The key of `key` on `leg`.
+    pub fn new(key: &VoucherKey, leg: Leg) -> Self {
+        Self {
+            adm_div_code: key.adm_div_code.clone(),
+            st_year: key.st_year.clone(),
+            vt_code: key.vt_code.clone(),
+            voucher_no: key.voucher_no.clone(),
+            leg: leg.into(),
+        }
+    }
+
+    /// The voucher's key.
+    pub fn key(&self) -> VoucherKey {
+        VoucherKey {
+            adm_div_code: self.adm_div_code.clone(),
+            st_year: self.st_year.clone(),
+            vt_code: self.vt_code.clone(),
+            voucher_no: self.voucher_no.clone(),
+        }
+    }
+
+    /// Every field out of the library's limits, as `field: rule (value)`.
+    fn problems(&self) -> Vec<String> {
+        [
+            ("adm_div_code", &self.adm_div_code),
+            ("st_year", &self.st_year),
+            ("vt_code", &self.vt_code),
+            ("voucher_no", &self.voucher_no),
+        ]
+        .into_iter()
+        .filter(|(_, value)| {
+            value.is_empty() || value.len() > NAME_MAX_BYTES || value.chars().any(char::is_control)
+        })
+        .map(|(field, value)| {
+            format!(
+                "{field}: must be 1..={NAME_MAX_BYTES} bytes without control characters ({:?})",
+                short(value)
+            )
+        })
+        .collect()
+    }
+}
+
+/// A status query: the voucher legs the caller sent and asks about, at most
+/// [`STATUS_KEYS_MAX`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusQuery {
+    pub keys: Vec<StatusKey>,
+}
+
+/// The same, borrowed, as the sender writes it.
+#[derive(Serialize)]
+struct StatusQueryRef<'a> {
+    keys: &'a [StatusKey],
+}
+
+/// What the receiver holds of one voucher leg it received from the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherStatus {
+    #[serde(flatten)]
+    pub key: StatusKey,
+    /// The standard's status code of the leg in the receiver's library (1 接收成功,
+    /// 3 签收成功, 4 签收失败, 5 已退回; 7, 9, 10, 11 on a receipt), or
+    /// [`STATUS_NOT_FOUND`] (-1) when the receiver holds no such leg from the caller.
+    pub status: i8,
+    /// The receiver's processing code (10 已读取 … 90 退回成功), `None` while unread.
+    pub processing: Option<u8>,
+    /// The receiver's latest reason (why it refused or returned the voucher).
+    pub reason: Option<String>,
+}
+
+impl VoucherStatus {
+    fn of(key: StatusKey, record: &VoucherRecord) -> Self {
+        Self {
+            key,
+            status: record.status_code(),
+            processing: record.processing.map(|p| p.code()),
+            reason: record.reason.clone(),
+        }
+    }
+
+    fn not_found(key: StatusKey) -> Self {
+        Self {
+            key,
+            status: STATUS_NOT_FOUND,
+            processing: None,
+            reason: None,
+        }
+    }
+
+    /// The exchange state the status code stands for on the asked leg; `None` for -1 and
+    /// for a code of the other leg or of no state.
+    pub fn exchange(&self) -> Option<Exchange> {
+        let leg = Leg::from(self.key.leg);
+        Exchange::ALL
+            .into_iter()
+            .filter(|s| *s != Exchange::Voided)
+            .find(|s| s.code(leg) == Some(self.status))
+    }
+}
+
+/// The receiver's answer to a status query: one status per key, in query order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusAnswer {
+    pub statuses: Vec<VoucherStatus>,
+}
+
 // ----- errors ------------------------------------------------------------------------------
 
 /// Why a delivery failed as a whole (per-voucher refusals are in [`DeliveryOutcome`]).
@@ -197,6 +335,18 @@ pub enum ExchangeError {
     /// The envelope cannot be read.
     #[error("the envelope cannot be read: {0}")]
     Envelope(#[from] DecodeError),
+    /// The status query is larger than the receiver takes.
+    #[error("the status query exceeds {limit} bytes")]
+    StatusQueryTooLarge { limit: usize },
+    /// The status query asks about more keys than the receiver answers at once.
+    #[error("the status query has {count} keys, more than {limit}")]
+    TooManyKeys { count: usize, limit: usize },
+    /// The status query cannot be read, or a key is out of limits (every problem listed).
+    #[error("bad status query: {0}")]
+    BadStatusQuery(String),
+    /// The transport cannot do this (e.g. a test double that only delivers).
+    #[error("the transport does not support {0}")]
+    Unsupported(&'static str),
     /// The receiver's store failed.
     #[error("the store failed: {0}")]
     Store(LibraryError),
@@ -240,6 +390,11 @@ impl ExchangeError {
             Self::PeerUnidentified => (StatusCode::UNAUTHORIZED, "peer_unidentified"),
             Self::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "envelope_too_large"),
             Self::Envelope(_) => (StatusCode::BAD_REQUEST, "envelope_unreadable"),
+            Self::StatusQueryTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "status_query_too_large")
+            }
+            Self::TooManyKeys { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_keys"),
+            Self::BadStatusQuery(_) => (StatusCode::BAD_REQUEST, "status_query_invalid"),
             Self::Store(e) if e.is_retryable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
@@ -357,11 +512,13 @@ impl ExchangeState {
     }
 }
 
-/// The receiving side's routes: `POST /exchange/v1/envelopes` and `GET /healthz`. The
-/// sender must be a [`Peer`] request extension (put there by [`serve_tls`] or [`InMemory`]).
+/// The receiving side's routes: `POST /exchange/v1/envelopes`, `POST /exchange/v1/status`
+/// and `GET /healthz`. The caller must be a [`Peer`] request extension (put there by
+/// [`serve_tls`] or [`InMemory`]).
 pub fn app(state: ExchangeState) -> Router {
     Router::new()
         .route(ENVELOPES_PATH, post(receive_envelope))
+        .route(STATUS_PATH, post(answer_status))
         .route("/healthz", get(healthz))
         // The handler reads the body itself, within the limit, into a stable error code.
         .layer(DefaultBodyLimit::disable())
@@ -372,27 +529,48 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The calling organisation, as the connection (or the in-memory caller) established it.
+fn peer_of(request: &Request<Body>) -> Result<Peer, ExchangeError> {
+    request
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .ok_or(ExchangeError::PeerUnidentified)
+}
+
+/// Why a request body could not be read.
+enum BodyError {
+    TooLarge,
+    Unreadable(String),
+}
+
+/// The request's body, if it is at most `limit` bytes.
+async fn read_body(request: Request<Body>, limit: usize) -> Result<Bytes, BodyError> {
+    Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                BodyError::TooLarge
+            } else {
+                BodyError::Unreadable(e.to_string())
+            }
+        })
+}
+
 async fn receive_envelope(
     State(state): State<ExchangeState>,
     request: Request<Body>,
 ) -> Result<axum::Json<DeliveryOutcome>, ExchangeError> {
-    let peer = request
-        .extensions()
-        .get::<Peer>()
-        .cloned()
-        .ok_or(ExchangeError::PeerUnidentified)?;
+    let peer = peer_of(&request)?;
     let limit = state.inner.limits.body_max_bytes;
-    let bytes = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ExchangeError::TooLarge { limit }
-            } else {
-                ExchangeError::Envelope(DecodeError::Envelope(format!("body: {e}")))
-            }
-        })?
-        .to_bytes();
+    let bytes = read_body(request, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => ExchangeError::TooLarge { limit },
+        BodyError::Unreadable(e) => {
+            ExchangeError::Envelope(DecodeError::Envelope(format!("body: {e}")))
+        }
+    })?;
     let checker = state.clone();
     let checked =
         tokio::task::spawn_blocking(move || check_envelope(&checker.inner, &peer, &bytes))
@@ -425,6 +603,61 @@ async fn receive_envelope(
         results.push(VoucherResult::new(item.key, item.leg, received));
     }
     Ok(axum::Json(DeliveryOutcome { results }))
+}
+
+/// Answers a status query: for each key, the leg's status in this library if the caller
+/// sent it here, else -1 (未找到). A query too large, with too many keys or with a key out
+/// of limits is refused whole and reads nothing.
+async fn answer_status(
+    State(state): State<ExchangeState>,
+    request: Request<Body>,
+) -> Result<axum::Json<StatusAnswer>, ExchangeError> {
+    let peer = peer_of(&request)?;
+    let limit = STATUS_BODY_MAX_BYTES;
+    let bytes = read_body(request, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => ExchangeError::StatusQueryTooLarge { limit },
+        BodyError::Unreadable(e) => ExchangeError::BadStatusQuery(format!("body: {e}")),
+    })?;
+    let query: StatusQuery = serde_json::from_slice(&bytes)
+        .map_err(|e| ExchangeError::BadStatusQuery(short(&e.to_string())))?;
+    if query.keys.len() > STATUS_KEYS_MAX {
+        return Err(ExchangeError::TooManyKeys {
+            count: query.keys.len(),
+            limit: STATUS_KEYS_MAX,
+        });
+    }
+    let problems: Vec<String> = query
+        .keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, key)| {
+            key.problems()
+                .into_iter()
+                .map(move |p| format!("keys[{i}].{p}"))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(ExchangeError::BadStatusQuery(problems.join("; ")));
+    }
+    let library = state.inner.store.library();
+    let mut statuses = Vec::with_capacity(query.keys.len());
+    for key in query.keys {
+        let found = library
+            .status(&key.key(), key.leg.into())
+            .await
+            .map_err(ExchangeError::Store)?;
+        // Only what the caller itself sent here: anything else looks absent.
+        let status = match found {
+            Some(record)
+                if record.direction == Direction::Received && record.sender == peer.org_code =>
+            {
+                VoucherStatus::of(key, &record)
+            }
+            _ => VoucherStatus::not_found(key),
+        };
+        statuses.push(status);
+    }
+    Ok(axum::Json(StatusAnswer { statuses }))
 }
 
 fn unix_seconds(t: OffsetDateTime) -> u64 {
@@ -562,7 +795,7 @@ fn stamp_problems(verification: &Verification) -> String {
 
 // ----- the sending side --------------------------------------------------------------------
 
-/// Delivers envelopes to other nodes' libraries.
+/// Delivers envelopes to other nodes' libraries, and asks them what became of them.
 pub trait Transport: Send + Sync {
     /// Delivers `envelope` (a `<MOF>` document) to the node of organisation `destination`.
     fn deliver(
@@ -570,11 +803,26 @@ pub trait Transport: Send + Sync {
         destination: &str,
         envelope: Bytes,
     ) -> impl Future<Output = Result<DeliveryOutcome, ExchangeError>> + Send;
+
+    /// Asks the node of organisation `destination` the status of the voucher legs `keys`
+    /// (at most [`STATUS_KEYS_MAX`]) that this node sent it (状态查询).
+    ///
+    /// The default answers [`ExchangeError::Unsupported`], for transports that only
+    /// deliver; [`InMemory`] and [`Https`] ask the receiver.
+    fn query_status(
+        &self,
+        destination: &str,
+        keys: &[StatusKey],
+    ) -> impl Future<Output = Result<StatusAnswer, ExchangeError>> + Send {
+        let _ = (destination, keys);
+        std::future::ready(Err(ExchangeError::Unsupported("status queries")))
+    }
 }
 
 /// Reads a receiver's answer: the outcome, or its stable error code.
-async fn read_answer<B>(response: Response<B>) -> Result<DeliveryOutcome, ExchangeError>
+async fn read_answer<T, B>(response: Response<B>) -> Result<T, ExchangeError>
 where
+    T: DeserializeOwned,
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -601,6 +849,16 @@ fn envelope_request(host: &str, envelope: Bytes) -> Result<Request<Full<Bytes>>,
         .header(header::HOST, host)
         .header(header::CONTENT_TYPE, "application/xml")
         .body(Full::new(envelope))
+        .map_err(|e| ExchangeError::Internal(e.to_string()))
+}
+
+fn status_request(host: &str, keys: &[StatusKey]) -> Result<Request<Full<Bytes>>, ExchangeError> {
+    let body = serde_json::to_vec(&StatusQueryRef { keys })
+        .map_err(|e| ExchangeError::Internal(e.to_string()))?;
+    Request::post(STATUS_PATH)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| ExchangeError::Internal(e.to_string()))
 }
 
@@ -645,6 +903,25 @@ impl InMemory {
     pub fn new(network: InMemoryNetwork, me: Peer) -> Self {
         Self { network, me }
     }
+
+    /// Calls `destination`'s app with `request`, as `me`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        destination: &str,
+        request: Request<Full<Bytes>>,
+    ) -> Result<T, ExchangeError> {
+        let router = self
+            .network
+            .node(destination)
+            .ok_or_else(|| ExchangeError::UnknownDestination(destination.to_owned()))?;
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(self.me.clone());
+        let response = router
+            .oneshot(request)
+            .await
+            .map_err(|e| ExchangeError::Internal(e.to_string()))?;
+        read_answer(response).await
+    }
 }
 
 impl Transport for InMemory {
@@ -653,17 +930,17 @@ impl Transport for InMemory {
         destination: &str,
         envelope: Bytes,
     ) -> Result<DeliveryOutcome, ExchangeError> {
-        let router = self
-            .network
-            .node(destination)
-            .ok_or_else(|| ExchangeError::UnknownDestination(destination.to_owned()))?;
-        let mut request = envelope_request(destination, envelope)?.map(Body::new);
-        request.extensions_mut().insert(self.me.clone());
-        let response = router
-            .oneshot(request)
+        self.call(destination, envelope_request(destination, envelope)?)
             .await
-            .map_err(|e| ExchangeError::Internal(e.to_string()))?;
-        read_answer(response).await
+    }
+
+    async fn query_status(
+        &self,
+        destination: &str,
+        keys: &[StatusKey],
+    ) -> Result<StatusAnswer, ExchangeError> {
+        self.call(destination, status_request(destination, keys)?)
+            .await
     }
 }
 
@@ -675,8 +952,8 @@ pub struct NodeAddress {
     pub server_name: ServerName<'static>,
 }
 
-/// The exchange protocol over HTTPS with mutual TLS: one connection per delivery,
-/// HTTP/1.1, the whole delivery within `timeout`.
+/// The exchange protocol over HTTPS with mutual TLS: one connection per delivery or status
+/// query, HTTP/1.1, the whole exchange within `timeout`.
 #[derive(Clone)]
 pub struct Https {
     connector: tokio_rustls::TlsConnector,
@@ -699,11 +976,28 @@ impl Https {
         }
     }
 
-    async fn deliver_to(
+    /// Sends the request `make` builds (given the host name) to `destination` on a new
+    /// connection, within the timeout, and reads its answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        destination: &str,
+        make: impl FnOnce(&str) -> Result<Request<Full<Bytes>>, ExchangeError>,
+    ) -> Result<T, ExchangeError> {
+        let node = self
+            .nodes
+            .get(destination)
+            .ok_or_else(|| ExchangeError::UnknownDestination(destination.to_owned()))?;
+        let request = make(&node.server_name.to_str())?;
+        tokio::time::timeout(self.timeout, self.call_node(node, request))
+            .await
+            .map_err(|_| ExchangeError::Timeout)?
+    }
+
+    async fn call_node<T: DeserializeOwned>(
         &self,
         node: &NodeAddress,
-        envelope: Bytes,
-    ) -> Result<DeliveryOutcome, ExchangeError> {
+        request: Request<Full<Bytes>>,
+    ) -> Result<T, ExchangeError> {
         let tcp = TcpStream::connect(node.addr)
             .await
             .map_err(ExchangeError::Connect)?;
@@ -716,14 +1010,11 @@ impl Https {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         let driver = tokio::spawn(connection);
-        let host = node.server_name.to_str().into_owned();
-        let response = sender
-            .send_request(envelope_request(&host, envelope)?)
-            .await?;
-        let outcome = read_answer(response).await;
+        let response = sender.send_request(request).await?;
+        let answer = read_answer(response).await;
         drop(sender);
         driver.abort();
-        outcome
+        answer
     }
 }
 
@@ -733,13 +1024,17 @@ impl Transport for Https {
         destination: &str,
         envelope: Bytes,
     ) -> Result<DeliveryOutcome, ExchangeError> {
-        let node = self
-            .nodes
-            .get(destination)
-            .ok_or_else(|| ExchangeError::UnknownDestination(destination.to_owned()))?;
-        tokio::time::timeout(self.timeout, self.deliver_to(node, envelope))
+        self.call(destination, |host| envelope_request(host, envelope))
             .await
-            .map_err(|_| ExchangeError::Timeout)?
+    }
+
+    async fn query_status(
+        &self,
+        destination: &str,
+        keys: &[StatusKey],
+    ) -> Result<StatusAnswer, ExchangeError> {
+        self.call(destination, |host| status_request(host, keys))
+            .await
     }
 }
 

@@ -10,7 +10,13 @@
 //!
 //! `node` sits above `voucher`, `seal`, `ledger` and `store`; the binary sits above it.
 
+pub mod access;
+pub mod api;
+pub mod bench;
+pub mod demo;
 pub mod exchange;
 pub mod flows;
 pub mod outbox;
+pub mod party;
 pub mod stamping;
+pub mod status_sync;

@@ -6,6 +6,9 @@
 //! part covers (a receipt's original stamps cover the voucher without its receipt fields,
 //! the receiver's cover all of it), and moves stamps in and out of an envelope body.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use guoku_seal::Suite;
 use guoku_seal::pki::{OrgRole, Post};
 use guoku_seal::voucher::{
@@ -16,6 +19,22 @@ use guoku_voucher::registry::{self, Role, SealPosition, VoucherType};
 use guoku_voucher::{
     EnvelopeBody, SignatureBlob, Voucher, VoucherFlag, canonical_bytes, canonical_bytes_without,
 };
+
+/// Time spent signing and verifying in this process, in nanoseconds (for `guoku bench e2e`
+/// and `/metrics`); the work is CPU-bound, so it is close to the CPU time it takes.
+static CRYPTO_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Time spent in [`stamp_next`] and [`verify`] since the process started.
+#[must_use]
+pub fn crypto_time() -> Duration {
+    Duration::from_nanos(CRYPTO_NANOS.load(Ordering::Relaxed))
+}
+
+/// Adds the time since `start` to [`crypto_time`].
+fn count_crypto(start: Instant) {
+    let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    CRYPTO_NANOS.fetch_add(nanos, Ordering::Relaxed);
+}
 
 /// Why a voucher could not be stamped or checked.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +158,18 @@ pub fn stamp_next(
     body: &mut EnvelopeBody,
     signer: &Signer<'_>,
 ) -> Result<u32, StampingError> {
+    let start = Instant::now();
+    let stamped = stamp_next_timed(suite, ty, body, signer);
+    count_crypto(start);
+    stamped
+}
+
+fn stamp_next_timed(
+    suite: Suite,
+    ty: &VoucherType,
+    body: &mut EnvelopeBody,
+    signer: &Signer<'_>,
+) -> Result<u32, StampingError> {
     let positions = Positions::of(ty)?;
     let original_bytes = original_bytes(ty, &body.voucher);
     let original_stamps = read_stamps(&body.signatures, &positions.original)?;
@@ -224,6 +255,18 @@ impl std::fmt::Display for Verification {
 /// body could not be checked at all. A stamp at a position the type does not have is an
 /// error too: nothing unexpected rides along unverified.
 pub fn verify(
+    suite: Suite,
+    ty: &VoucherType,
+    body: &EnvelopeBody,
+    trust: &TrustContext<'_>,
+) -> Result<Verification, StampingError> {
+    let start = Instant::now();
+    let verified = verify_timed(suite, ty, body, trust);
+    count_crypto(start);
+    verified
+}
+
+fn verify_timed(
     suite: Suite,
     ty: &VoucherType,
     body: &EnvelopeBody,

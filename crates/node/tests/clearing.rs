@@ -235,6 +235,8 @@ impl World {
                 BookAccount::advance(t),
                 BookAccount::finance_zba(t),
                 BookAccount::payees(t),
+                BookAccount::receivable_pboc(t),
+                BookAccount::pboc_reserve(t),
             ]
         };
         let bank_org = bank();

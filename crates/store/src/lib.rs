@@ -31,8 +31,11 @@
 //! books (budget indicators, plans and quotas, zero-balance accounts, clearing quotas) onto
 //! engine accounts and transfers.
 
+pub mod access;
 pub mod bench;
 pub mod books;
+pub mod daybook;
+pub mod idempotency;
 pub mod library;
 
 mod batch;
@@ -134,6 +137,53 @@ impl Store {
     /// See [`PgStore::connect`].
     pub async fn connect_postgres(config: PgConfig) -> Result<Self, StoreError> {
         Ok(Self::Postgres(PgStore::connect(config).await?))
+    }
+
+    /// Makes sure PostgreSQL schema `schema` exists at `url`, emptied first when `fresh`
+    /// (everything in it is dropped): for deployments that keep several parties in one
+    /// database, and for benchmarks. `schema` must be a plain lower-case identifier.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidArgument`] for a bad name; [`StoreError::Unavailable`] when the
+    /// server cannot be reached; [`StoreError::Database`] when a statement fails.
+    pub async fn prepare_postgres_schema(
+        url: &str,
+        schema: &str,
+        fresh: bool,
+    ) -> Result<(), StoreError> {
+        let plain = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(StoreError::InvalidArgument(
+                "a schema name is 1-63 of a-z, 0-9 and _, starting with a letter",
+            ));
+        }
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                backend: "postgres",
+                detail: e.to_string(),
+            })?;
+        let connection = tokio::spawn(connection);
+        let mut sql = String::new();
+        if fresh {
+            sql.push_str(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; "));
+        }
+        sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};"));
+        let done = client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| StoreError::Database {
+                backend: "postgres",
+                detail: e.to_string(),
+            });
+        drop(client);
+        let _ = connection.await;
+        done
     }
 
     /// `"sqlite"` or `"postgres"`.

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "library",
         include_str!("../migrations/postgres/0002_library.sql"),
     ),
+    (
+        3,
+        "access",
+        include_str!("../migrations/postgres/0003_access.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "library",
         include_str!("../migrations/sqlite/0002_library.sql"),
     ),
+    (
+        3,
+        "access",
+        include_str!("../migrations/sqlite/0003_access.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.

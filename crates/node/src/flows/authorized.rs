@@ -222,12 +222,16 @@ pub async fn pay_received(
             });
             continue;
         }
-        outcomes.push(pay_one(store, registry, bank, accounts, &record, now).await?);
+        outcomes.push(pay_record(store, registry, bank, accounts, &record, now).await?);
     }
     Ok(outcomes)
 }
 
-async fn pay_one(
+/// Pays one read 8202 original (the body of [`pay_received`]).
+///
+/// # Errors
+/// As [`pay_received`].
+pub async fn pay_record(
     store: &Store,
     registry: &Registry,
     bank: &Bank<'_>,

@@ -16,8 +16,9 @@
 //!    with its 国库转讫章 and sends it back; a refused 2301 is returned (退回) with the
 //!    reasons and nothing is booked.
 //!
-//! Not yet here: the bank booking PBOC's receipt (`BookOp::clearing_settled`), the finance
-//! copy of the 2301, 8202/authorized clearing end to end (the check already handles it).
+//! 3. [`settle_receipt`]: the bank books PBOC's receipt (`BookOp::clearing_settled`).
+//!
+//! Not yet here: the finance copy of the 2301, 8202/authorized clearing end to end (the check already handles it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -572,9 +573,139 @@ pub async fn build_request(
         return Ok(None);
     }
     let voucher = request_voucher(template, voucher_no, date, PayType::Direct, &listed)?;
+    let key = voucher.key();
+    let tenant = tenant_of(&key).map_err(|e| invalid(e.to_string()))?;
+    let total = listed
+        .iter()
+        .try_fold(Amount::ZERO, |sum, l| sum.checked_add(l.amount))
+        .ok_or_else(|| invalid("amount overflow"))?;
+    // What was fronted becomes a receivable from PBOC, once per 2301 (the id is its key).
+    let op = BookOp::request_clearing(op_id("clearing-request", &key), tenant, total)
+        .map_err(|e| invalid(e.to_string()))?;
+    if let Some(Err(refusal)) = store.apply_book_ops(now, &[op]).await?.into_iter().next() {
+        return Err(invalid(format!("the books refused the request: {refusal}")));
+    }
     send_request(store, registry, clearer, voucher, now)
         .await
         .map(Some)
+}
+
+/// What became of one PBOC receipt at the bank.
+#[derive(Debug)]
+pub enum SettleOutcome {
+    /// The receivable is settled (PBOC reserve → receivable); the 2301 is 已收到对方回单.
+    Settled {
+        /// The 2301.
+        key: VoucherKey,
+        /// The amount PBOC paid (XPayAmt, else the master PayAmt).
+        amount: Amount,
+    },
+    /// The receipt does not answer a 2301 of ours; refused (签收失败) with the reason.
+    Failed {
+        /// The 2301.
+        key: VoucherKey,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The bank takes one read 2301 receipt from PBOC: checked against the 2301 it sent,
+/// the receivable settled once, the receipt signed for and processed, the original
+/// 已收到对方回单.
+///
+/// # Errors
+/// [`ClearingError::Library`], [`ClearingError::Store`].
+pub async fn settle_receipt(
+    store: &Store,
+    actor: &str,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<SettleOutcome, ClearingError> {
+    let library = store.library();
+    let key = record.key.clone();
+    let original = library.status(&key, Leg::Original).await?;
+    let checked = match &original {
+        Some(sent) if sent.sender == record.receiver && sent.receiver == record.sender => {
+            stored_body(&record.body, VoucherFlag::Receipt).and_then(|r| {
+                let paid = r
+                    .voucher
+                    .header
+                    .get("XPayAmt")
+                    .filter(|v| !v.is_empty())
+                    .or_else(|| r.voucher.header.get("PayAmt"))
+                    .ok_or_else(|| invalid("the receipt has no amount"))?;
+                let paid: Amount = paid.parse().map_err(|_| invalid("bad XPayAmt"))?;
+                let o = stored_body(&sent.body, VoucherFlag::Original)?;
+                let asked: Amount = header(&o.voucher, "PayAmt")?
+                    .parse()
+                    .map_err(|_| invalid("bad PayAmt"))?;
+                if paid != asked {
+                    return Err(invalid(format!("PBOC paid {paid}, the request asked {asked}")));
+                }
+                Ok(paid)
+            })
+        }
+        _ => Err(invalid("no 2301 of ours to the receipt's sender")),
+    };
+    let amount = match checked {
+        Ok(amount) => amount,
+        Err(e) => {
+            let reason = e.to_string();
+            library
+                .refuse(&key, Leg::Receipt, &reason, actor, now)
+                .await?;
+            return Ok(SettleOutcome::Failed { key, reason });
+        }
+    };
+    library.acknowledge(&key, Leg::Receipt, actor, now).await?;
+    let tenant = tenant_of(&key).map_err(|e| invalid(e.to_string()))?;
+    let op = BookOp::clearing_settled(op_id("clearing-settled", &key), tenant, amount)
+        .map_err(|e| invalid(e.to_string()))?;
+    let refusal = store
+        .apply_book_ops(now, &[op])
+        .await?
+        .into_iter()
+        .next()
+        .and_then(Result::err);
+    library
+        .process(
+            &key,
+            Leg::Receipt,
+            ProcessingEvent::StartValidation,
+            None,
+            actor,
+            now,
+        )
+        .await?;
+    if let Some(refusal) = refusal {
+        let reason = format!("the books refused the settlement: {refusal}");
+        library
+            .process(
+                &key,
+                Leg::Receipt,
+                ProcessingEvent::FailValidation,
+                Some(&reason),
+                actor,
+                now,
+            )
+            .await?;
+        return Ok(SettleOutcome::Failed { key, reason });
+    }
+    if original.is_some_and(|o| o.exchange == Exchange::Received) {
+        library.acknowledge(&key, Leg::Original, actor, now).await?;
+    }
+    library.receipt_arrives(&key, actor, now).await?;
+    for event in [
+        ProcessingEvent::PassValidation,
+        ProcessingEvent::Check,
+        ProcessingEvent::Approve,
+        ProcessingEvent::Book,
+    ] {
+        library
+            .process(&key, Leg::Receipt, event, None, actor, now)
+            .await?;
+    }
+    Ok(SettleOutcome::Settled { key, amount })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -741,7 +872,7 @@ where
             });
             continue;
         }
-        outcomes.push(clear_one(store, registry, pboc, paid, &record, now).await?);
+        outcomes.push(clear_record(store, registry, pboc, paid, &record, now).await?);
     }
     Ok(outcomes)
 }
@@ -763,7 +894,11 @@ async fn give_back(
     })
 }
 
-async fn clear_one<F>(
+/// Clears or returns one read 2301 original (the body of [`clear_received`]).
+///
+/// # Errors
+/// As [`clear_received`].
+pub async fn clear_record<F>(
     store: &Store,
     registry: &Registry,
     pboc: &Pboc<'_>,

@@ -408,12 +408,17 @@ pub async fn pay_received(
             });
             continue;
         }
-        outcomes.push(pay_one(store, registry, bank, &record, now).await?);
+        outcomes.push(pay_record(store, registry, bank, &record, now).await?);
     }
     Ok(outcomes)
 }
 
-async fn pay_one(
+/// Pays one read 5201 original (the body of [`pay_received`], for a runtime that reads
+/// and dispatches itself).
+///
+/// # Errors
+/// As [`pay_received`].
+pub async fn pay_record(
     store: &Store,
     registry: &Registry,
     bank: &Bank<'_>,
@@ -537,12 +542,17 @@ pub(crate) async fn book_receipts_of(
             });
             continue;
         }
-        outcomes.push(book_one(store, actor, &record, now).await?);
+        outcomes.push(book_receipt(store, actor, &record, now).await?);
     }
     Ok(outcomes)
 }
 
-async fn book_one(
+/// Books one read payment receipt (5201 or 8202) against the original this node sent (the
+/// body of [`book_receipts`]).
+///
+/// # Errors
+/// As [`book_receipts`].
+pub async fn book_receipt(
     store: &Store,
     actor: &str,
     record: &VoucherRecord,

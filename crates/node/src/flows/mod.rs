@@ -15,3 +15,6 @@ pub mod authorized;
 pub mod clearing;
 pub mod direct;
 pub mod quota;
+pub mod reconcile;
+pub mod refund;
+pub mod returns;

@@ -409,7 +409,7 @@ pub async fn book_notices(
             });
             continue;
         }
-        outcomes.push(book_one(store, registry, treasury, &record, now).await?);
+        outcomes.push(book_record(store, registry, treasury, &record, now).await?);
     }
     Ok(outcomes)
 }
@@ -445,7 +445,11 @@ async fn open_accounts(store: &Store, deltas: &[(ClearingKey, Amount)]) -> Resul
     Ok(())
 }
 
-async fn book_one(
+/// Books one read 5106/5108 original (the body of [`book_notices`]).
+///
+/// # Errors
+/// As [`book_notices`].
+pub async fn book_record(
     store: &Store,
     registry: &Registry,
     treasury: &Treasury<'_>,
@@ -568,37 +572,49 @@ pub async fn receive_receipts(
     limit: u32,
     now: u64,
 ) -> Result<Vec<ReceiptOutcome>, QuotaError> {
-    let library = store.library();
     let mut outcomes = Vec::new();
-    for record in library.read(limit, actor, now).await? {
-        let key = record.key.clone();
-        if notice_kind(&key.vt_code).is_none() || record.leg != Leg::Receipt {
+    for record in store.library().read(limit, actor, now).await? {
+        if notice_kind(&record.key.vt_code).is_none() || record.leg != Leg::Receipt {
             outcomes.push(ReceiptOutcome::NotMine {
-                key,
+                key: record.key,
                 leg: record.leg,
             });
             continue;
         }
-        let original = library.status(&key, Leg::Original).await?;
-        let matches = original
-            .as_ref()
-            .is_some_and(|sent| sent.sender == record.receiver && sent.receiver == record.sender);
-        if !matches {
-            let reason = "no notice of ours to the receipt's sender".to_owned();
-            library
-                .refuse(&key, Leg::Receipt, &reason, actor, now)
-                .await?;
-            outcomes.push(ReceiptOutcome::Failed { key, reason });
-            continue;
-        }
-        library.acknowledge(&key, Leg::Receipt, actor, now).await?;
-        if original.is_some_and(|o| o.exchange == Exchange::Received) {
-            library.acknowledge(&key, Leg::Original, actor, now).await?;
-        }
-        library.receipt_arrives(&key, actor, now).await?;
-        outcomes.push(ReceiptOutcome::Received { key });
+        outcomes.push(take_receipt(store, actor, &record, now).await?);
     }
     Ok(outcomes)
+}
+
+/// Takes one read 5106/5108 receipt (the body of [`receive_receipts`]).
+///
+/// # Errors
+/// [`QuotaError::Library`].
+pub async fn take_receipt(
+    store: &Store,
+    actor: &str,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<ReceiptOutcome, QuotaError> {
+    let library = store.library();
+    let key = record.key.clone();
+    let original = library.status(&key, Leg::Original).await?;
+    let matches = original
+        .as_ref()
+        .is_some_and(|sent| sent.sender == record.receiver && sent.receiver == record.sender);
+    if !matches {
+        let reason = "no notice of ours to the receipt's sender".to_owned();
+        library
+            .refuse(&key, Leg::Receipt, &reason, actor, now)
+            .await?;
+        return Ok(ReceiptOutcome::Failed { key, reason });
+    }
+    library.acknowledge(&key, Leg::Receipt, actor, now).await?;
+    if original.is_some_and(|o| o.exchange == Exchange::Received) {
+        library.acknowledge(&key, Leg::Original, actor, now).await?;
+    }
+    library.receipt_arrives(&key, actor, now).await?;
+    Ok(ReceiptOutcome::Received { key })
 }
 
 #[cfg(test)]

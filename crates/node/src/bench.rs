@@ -1,0 +1,304 @@
+//! `guoku bench e2e`: the full payment life cycle in the all-in-one process (issue 5).
+//!
+//! A fresh demo province is created (not timed), then `payments` direct payments are
+//! driven through every step: finance makes and stamps each 5201 (maker, checker, seal)
+//! and consumes its plan quota, the outbox delivers it, the bank verifies, acknowledges,
+//! pays and returns a sealed receipt, finance verifies and books the receipt; then the
+//! bank sends its clearing requests (2301) and PBOC verifies, checks and clears them and
+//! the bank settles PBOC's receipts. Each party's worker runs in its own task, as in
+//! `guoku demo`.
+//!
+//! Figures: payments per second over the whole run (up to the last clearing settled),
+//! latency per payment from "finance starts making it" to "finance booked its receipt"
+//! (p50, p99), and where the CPU time went: signing and verifying (timed around every
+//! stamp and check), the SQLite writer threads (their CPU time from
+//! `/proc/self/task/*/stat`), and the rest.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use guoku_domain::Amount;
+use guoku_seal::Suite;
+use guoku_voucher::VoucherKey;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::demo::{Demo, DemoError, DemoOptions, Payee};
+use crate::exchange::{Clock, InMemory};
+use crate::party::{Party, PartyError};
+use crate::stamping;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct E2eOptions {
+    /// Direct payments to drive.
+    pub payments: usize,
+    /// Payments finance makes at once.
+    pub concurrency: usize,
+    /// The signature suite.
+    pub suite: Suite,
+    /// A directory for the demo's data (deleted and recreated).
+    pub dir: PathBuf,
+    /// PostgreSQL instead of SQLite (the parties' schemas are dropped and recreated).
+    pub postgres: Option<crate::demo::DemoPostgres>,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct E2eReport {
+    pub payments: usize,
+    /// Creating and seeding the province (not in the figures).
+    pub setup: Duration,
+    /// From the first payment made to the last clearing settled.
+    pub elapsed: Duration,
+    /// Until the last receipt was booked at finance.
+    pub receipted: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    /// Process CPU time during the run.
+    pub cpu_total: Duration,
+    /// Signing and verifying.
+    pub cpu_crypto: Duration,
+    /// The SQLite writer threads.
+    pub cpu_storage: Duration,
+    /// Clearing requests PBOC cleared.
+    pub clearing_requests: usize,
+}
+
+impl E2eReport {
+    /// Payments per second over the whole run.
+    #[must_use]
+    pub fn per_second(&self) -> f64 {
+        self.payments as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    #[error(transparent)]
+    Party(#[from] PartyError),
+    #[error("the run stalled: {0}")]
+    Stalled(String),
+}
+
+/// CPU time of this process's threads, split: (all, SQLite writers). Linux only; elsewhere
+/// zero.
+fn thread_cpu() -> (Duration, Duration) {
+    let ticks_per_second = 100.0; // USER_HZ, fixed at 100 on Linux.
+    let mut all = 0.0;
+    let mut storage = 0.0;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (Duration::ZERO, Duration::ZERO);
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the ")" that closes the command name: utime is the 12th, stime 13th.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields
+            .get(11)
+            .and_then(|u| u.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        all += ticks;
+        if comm.starts_with("guoku-sqlite") {
+            storage += ticks;
+        }
+    }
+    (
+        Duration::from_secs_f64(all / ticks_per_second),
+        Duration::from_secs_f64(storage / ticks_per_second),
+    )
+}
+
+/// Runs the benchmark; `progress(done, total)` is called as receipts come back.
+///
+/// # Errors
+/// [`BenchError`]: the demo could not be created, a party failed, or nothing moved for
+/// 60 seconds.
+pub async fn e2e(
+    options: &E2eOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<E2eReport, BenchError> {
+    let clock: Clock = Arc::new(OffsetDateTime::now_utc);
+    let setup_start = Instant::now();
+    let demo = Demo::open(
+        &DemoOptions {
+            dir: options.dir.clone(),
+            fresh: true,
+            suite: options.suite,
+            postgres: options.postgres.clone(),
+        },
+        clock.clone(),
+    )
+    .await?;
+    let setup = setup_start.elapsed();
+    let demo = Arc::new(demo);
+    let total = options.payments;
+    let started: Arc<Mutex<HashMap<VoucherKey, Instant>>> = Arc::default();
+    let mut latencies = Vec::with_capacity(total);
+
+    // The workers: every party but finance runs its loop; finance's ticks are watched
+    // for completed payments here.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    for party in demo.parties() {
+        if Arc::ptr_eq(&party, &demo.finance) {
+            continue;
+        }
+        workers.push(tokio::spawn(
+            party.run(Duration::from_millis(2), stop_rx.clone()),
+        ));
+    }
+
+    let (t0, cpu0, crypto0) = (Instant::now(), thread_cpu(), stamping::crypto_time());
+    // The makers: `concurrency` tasks issuing payments round-robin over the units.
+    let mut makers = Vec::new();
+    let per_task = total.div_ceil(options.concurrency.max(1));
+    for task in 0..options.concurrency.max(1) {
+        let demo = demo.clone();
+        let started = started.clone();
+        let from = task * per_task;
+        let to = ((task + 1) * per_task).min(total);
+        makers.push(tokio::spawn(async move {
+            for n in from..to {
+                let units = &demo.province.units;
+                let unit = &units[n % units.len()];
+                let today = Party::<InMemory>::business_date((demo.finance.clock)());
+                let amount = Amount::from_fen(10_000 + (n as i64 % 9_000)).expect("an amount");
+                let voucher =
+                    demo.direct_voucher(&unit.code, amount, &Payee::demo(n as u64), today)?;
+                let key = voucher.key();
+                let indicator = demo.indicator(&unit.code)?;
+                let month = u8::from(today_month(&demo));
+                started
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key, Instant::now());
+                demo.finance
+                    .issue_direct(
+                        voucher,
+                        &indicator,
+                        month,
+                        demo.province.direct_bank().code,
+                        "bench",
+                    )
+                    .await?;
+            }
+            Ok::<(), BenchError>(())
+        }));
+    }
+
+    // Finance's worker, here: books receipts and records each payment's latency.
+    let mut last_progress = Instant::now();
+    while latencies.len() < total {
+        let report = demo.finance.tick().await?;
+        let now = Instant::now();
+        if !report.completed.is_empty() {
+            last_progress = now;
+            let started = started
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for key in &report.completed {
+                if let Some(t) = started.get(key) {
+                    latencies.push(now - *t);
+                }
+            }
+            progress(latencies.len(), total);
+        } else if now - last_progress > Duration::from_secs(60) {
+            return Err(BenchError::Stalled(format!(
+                "{} of {total} receipts after 60 s without progress",
+                latencies.len()
+            )));
+        } else if report.is_idle() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for maker in makers {
+        maker
+            .await
+            .map_err(|e| BenchError::Stalled(e.to_string()))??;
+    }
+    let receipted = t0.elapsed();
+
+    // Clearing: every bank asks now, PBOC clears, the banks settle.
+    let mut requests = 0;
+    for bank in &demo.banks {
+        requests += bank.request_clearing("bench").await?.len();
+    }
+    let settled_start = Instant::now();
+    loop {
+        let mut settled = 0;
+        for bank in &demo.banks {
+            settled += bank
+                .store
+                .library()
+                .by_status(
+                    crate::flows::clearing::VT_2301,
+                    guoku_voucher::lifecycle::Leg::Original,
+                    guoku_voucher::lifecycle::Exchange::ReceiptReceived,
+                    0,
+                    guoku_store::library::LIST_MAX,
+                )
+                .await
+                .map_err(PartyError::from)?
+                .items
+                .len();
+        }
+        if settled >= requests {
+            break;
+        }
+        if settled_start.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError::Stalled(format!(
+                "{settled} of {requests} clearing requests settled after 60 s"
+            )));
+        }
+        demo.finance.tick().await?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = t0.elapsed();
+    let (cpu1, crypto1) = (thread_cpu(), stamping::crypto_time());
+    let _ = stop_tx.send(true);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    latencies.sort();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok(E2eReport {
+        payments: total,
+        setup,
+        elapsed,
+        receipted,
+        p50: pick(0.50),
+        p99: pick(0.99),
+        cpu_total: cpu1.0.saturating_sub(cpu0.0),
+        cpu_crypto: crypto1.saturating_sub(crypto0),
+        cpu_storage: cpu1.1.saturating_sub(cpu0.1),
+        clearing_requests: requests,
+    })
+}
+
+fn today_month(demo: &Demo) -> time::Month {
+    let t = (demo.finance.clock)();
+    t.to_offset(
+        time::UtcOffset::from_hms(crate::party::BUSINESS_OFFSET_HOURS, 0, 0).expect("offset"),
+    )
+    .month()
+}

@@ -1,0 +1,952 @@
+//! The demo province: finance, PBOC, two agent banks and the budget units' counter in one
+//! process, on SQLite, talking through the exchange protocol in memory (issue 5).
+//!
+//! [`Demo::open`] creates a data directory on first use — a deployment PKI (an SM2 or
+//! Ed25519 root), three people and the seals of every party, each key in a PIN key store,
+//! one SQLite store per party, and the seeded books — and resumes it on every later start.
+//! The province ([`province`]) is Hunan with two cities and two counties under them as
+//! administrative divisions (the tenants of one provincial finance deployment), two budget
+//! units in each, banks, indicators and monthly plans.
+//!
+//! Seeding runs the real flows where they exist: finance's clearing-quota notices
+//! (5108/5106) go to PBOC as signed vouchers and PBOC books them on receipt. The bank's
+//! plan quota for authorized payments is written straight into the bank's books, because
+//! the authorized quota notice (5105) flow does not exist yet.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use guoku_domain::{AdmDivCode, Amount, BizDate, PayType, StYear};
+use guoku_ledger::CreateAccountResult;
+use guoku_seal::keystore::{KdfParams, KeyStoreFile, Pin};
+use guoku_seal::pki::{
+    CaSubject, Certificate, CertificateAuthority, OrgRole, Organisation, Person, Post,
+    RevocationPolicy, Serial, Sm2CertId, Validity, make_root_ca,
+};
+use guoku_seal::ses::{CertListForm, Seal, SealPicture, SealSpec, make_seal};
+use guoku_seal::voucher::StampKind;
+use guoku_seal::{KeyAlgorithm, SigningKey, Suite};
+use guoku_store::books::{BookAccount, BookOp, ClearingKey, IndicatorKey, Tenant, UnitCode};
+use guoku_store::library::Backoff;
+use guoku_store::{PgConfig, SqliteConfig, Store, StoreError};
+use guoku_voucher::sample::{Style, sample};
+use guoku_voucher::{Fields, Registry, Voucher, VoucherFlag};
+use time::OffsetDateTime;
+
+use crate::exchange::{
+    Clock, ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, VoucherTrust, app,
+};
+use crate::flows::quota::notice_voucher;
+use crate::party::{Holder, Party, PartyConfig, PartyError, Staff};
+
+/// The demo's key-store PIN. Demo only: a real deployment's people choose their own.
+pub const DEMO_PIN: &str = "123456";
+/// The file that marks a directory as a guoku demo (and is the only thing `--fresh` trusts
+/// before deleting).
+const MARKER: &str = "guoku-demo.txt";
+/// The function class every demo indicator pays (2050201 行政运行, education).
+const FUNC: &str = "2050201";
+/// The economic class of the demo indicators.
+const ECO: &str = "30201";
+/// The fund type (1 一般公共预算资金).
+const FUND: &str = "1";
+/// Each unit's monthly direct plan and authorized plan quota, in fen (5,000,000.00 yuan).
+const MONTHLY_PLAN_FEN: i64 = 500_000_000;
+/// What the TSA is funded with per division, in fen.
+const TSA_FUNDING_FEN: i64 = 1_000_000_000_000;
+
+/// An administrative division of the demo province.
+#[derive(Clone, Debug)]
+pub struct Division {
+    pub code: &'static str,
+    pub name: &'static str,
+}
+
+/// A budget unit: its code, name, division and the bank keeping its zero-balance account.
+#[derive(Clone, Debug)]
+pub struct Unit {
+    pub code: String,
+    pub name: String,
+    pub division: &'static str,
+    /// Index into [`Province::banks`].
+    pub bank: usize,
+    /// Its zero-balance account (零余额账户) at that bank.
+    pub zba: String,
+}
+
+/// One organisation of the demo.
+#[derive(Clone, Debug)]
+pub struct Org {
+    pub role: OrgRole,
+    pub code: &'static str,
+    pub name: &'static str,
+    /// Its bank number (banks and PBOC).
+    pub bank_no: &'static str,
+}
+
+impl Org {
+    fn organisation(&self) -> Organisation {
+        Organisation {
+            role: self.role,
+            code: self.code.into(),
+            name: self.name.into(),
+        }
+    }
+
+    /// The exchange identity.
+    #[must_use]
+    pub fn peer(&self) -> Peer {
+        Peer {
+            role: self.role,
+            org_code: self.code.into(),
+        }
+    }
+}
+
+/// The demo province.
+#[derive(Clone, Debug)]
+pub struct Province {
+    pub divisions: Vec<Division>,
+    pub finance: Org,
+    pub pboc: Org,
+    pub banks: Vec<Org>,
+    pub counter: Org,
+    pub units: Vec<Unit>,
+}
+
+impl Province {
+    /// Finance's direct-payment bank (holding finance's zero-balance accounts).
+    #[must_use]
+    pub fn direct_bank(&self) -> &Org {
+        &self.banks[0]
+    }
+
+    /// Every organisation.
+    pub fn orgs(&self) -> impl Iterator<Item = &Org> {
+        [&self.finance, &self.pboc, &self.counter]
+            .into_iter()
+            .chain(self.banks.iter())
+    }
+}
+
+/// Hunan: the province, two cities and a county (district) under each; two units in each
+/// division; ICBC holds finance's accounts and half the units', CCB the other half.
+#[must_use]
+pub fn province() -> Province {
+    let divisions = vec![
+        Division {
+            code: "430000",
+            name: "湖南省",
+        },
+        Division {
+            code: "430100",
+            name: "长沙市",
+        },
+        Division {
+            code: "430102",
+            name: "长沙市芙蓉区",
+        },
+        Division {
+            code: "430200",
+            name: "株洲市",
+        },
+        Division {
+            code: "430202",
+            name: "株洲市荷塘区",
+        },
+    ];
+    let unit_names = [
+        ["教育厅", "卫生健康委员会"],
+        ["教育局", "交通运输局"],
+        ["教育局", "城市管理局"],
+        ["教育局", "农业农村局"],
+        ["教育局", "民政局"],
+    ];
+    let mut units = Vec::new();
+    for (d, division) in divisions.iter().enumerate() {
+        for (i, name) in unit_names[d].iter().enumerate() {
+            let n = d * 2 + i;
+            units.push(Unit {
+                code: format!("A{}{:02}", division.code, i + 1),
+                name: format!("{}{name}", division.name),
+                division: division.code,
+                bank: n % 2,
+                zba: format!("1901-{}{:04}", division.code, i + 1),
+            });
+        }
+    }
+    Province {
+        divisions,
+        finance: Org {
+            role: OrgRole::Finance,
+            code: "11430000006",
+            name: "湖南省财政厅",
+            bank_no: "",
+        },
+        pboc: Org {
+            role: OrgRole::Pboc,
+            code: "001430000001",
+            name: "中国人民银行湖南省分行国库",
+            bank_no: "001551000010",
+        },
+        banks: vec![
+            Org {
+                role: OrgRole::AgentBank,
+                code: "102551000015",
+                name: "中国工商银行长沙分行",
+                bank_no: "102551000015",
+            },
+            Org {
+                role: OrgRole::AgentBank,
+                code: "105551000011",
+                name: "中国建设银行长沙分行",
+                bank_no: "105551000011",
+            },
+        ],
+        counter: Org {
+            role: OrgRole::BudgetUnit,
+            code: "DW4300000001",
+            name: "湖南省预算单位自助柜面",
+            bank_no: "",
+        },
+        units,
+    }
+}
+
+/// The demo's people: three per organisation.
+const PEOPLE: [(Post, &str); 3] = [
+    (Post::Maker, "maker"),
+    (Post::Checker, "checker"),
+    (Post::Signer, "signer"),
+];
+
+/// A demo user, as printed at start.
+#[derive(Clone, Debug)]
+pub struct DemoUser {
+    pub login: String,
+    pub name: String,
+    pub organisation: String,
+    pub post: Post,
+}
+
+/// Why the demo cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} exists and is not a guoku demo directory; refusing to use or delete it")]
+    NotADemo(PathBuf),
+    #[error("the key or certificate material failed: {0}")]
+    Seal(#[from] guoku_seal::Error),
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("seeding failed: {0}")]
+    Seed(String),
+    #[error(transparent)]
+    Party(#[from] PartyError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+    move |source| DemoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Options of [`Demo::open`].
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Delete the directory's demo data first.
+    pub fresh: bool,
+    /// The signature suite of a new deployment (a resumed one keeps its own).
+    pub suite: Suite,
+    /// PostgreSQL instead of SQLite: every party in its own schema of one database.
+    pub postgres: Option<DemoPostgres>,
+}
+
+/// Where a demo keeps its parties on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct DemoPostgres {
+    /// The database URL.
+    pub url: String,
+    /// Each party's schema is this prefix and its organisation code (e.g. `guoku_demo_`).
+    pub schema_prefix: String,
+}
+
+/// The running demo: every party, on one in-memory network.
+pub struct Demo {
+    pub province: Province,
+    pub finance: Arc<Party<InMemory>>,
+    pub pboc: Arc<Party<InMemory>>,
+    pub banks: Vec<Arc<Party<InMemory>>>,
+    pub counter: Arc<Party<InMemory>>,
+    pub users: Vec<DemoUser>,
+    pub year: StYear,
+    /// Whether this start created the data (false: resumed).
+    pub created: bool,
+    next_voucher: AtomicU64,
+}
+
+impl Demo {
+    /// Opens (creating on first use) the demo in `options.dir` (see the module
+    /// documentation), with the clock `clock`.
+    ///
+    /// # Errors
+    /// [`DemoError`]: a directory that is not a demo's, I/O, keys, stores, seeding.
+    pub async fn open(options: &DemoOptions, clock: Clock) -> Result<Demo, DemoError> {
+        let dir = &options.dir;
+        let marker = dir.join(MARKER);
+        if options.fresh && dir.exists() {
+            if !marker.exists() && fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+                return Err(DemoError::NotADemo(dir.clone()));
+            }
+            fs::remove_dir_all(dir).map_err(io(dir))?;
+        }
+        if dir.exists() && !marker.exists() && fs::read_dir(dir).map_err(io(dir))?.next().is_some()
+        {
+            return Err(DemoError::NotADemo(dir.clone()));
+        }
+        let province = province();
+        let now = clock();
+        let created = !marker.exists();
+        if created {
+            fs::create_dir_all(dir).map_err(io(dir))?;
+            create_pki(dir, &province, options.suite, now)?;
+        }
+        let suite = read_suite(dir)?;
+        let root = Certificate::from_der(&read(&dir.join("pki").join("root.der"))?)?;
+        let trust = VoucherTrust {
+            anchor: root,
+            intermediates: Vec::new(),
+            crls: Vec::new(),
+            revocation: RevocationPolicy::CheckIfPresent,
+        };
+        let registry = Arc::new(Registry::builtin());
+        let network = InMemoryNetwork::new();
+        let year: StYear = Party::<InMemory>::business_date(now)
+            .to_string()
+            .get(..4)
+            .and_then(|y| y.parse().ok())
+            .ok_or_else(|| DemoError::Seed("no budget year for today".into()))?;
+        let pin = Pin::new(DEMO_PIN)?;
+        let open_party = async |org: &Org,
+                                config: PartyConfig|
+               -> Result<Arc<Party<InMemory>>, DemoError> {
+            let org_dir = dir.join(org.code);
+            let store = match &options.postgres {
+                None => Store::open_sqlite(SqliteConfig::new(org_dir.join("guoku.db"))).await?,
+                Some(pg) => {
+                    let schema = format!("{}{}", pg.schema_prefix, org.code.to_ascii_lowercase());
+                    Store::prepare_postgres_schema(&pg.url, &schema, created).await?;
+                    let mut config = PgConfig::new(pg.url.clone());
+                    config.schema = Some(schema);
+                    Store::connect_postgres(config).await?
+                }
+            };
+            let staff = load_staff(&org_dir, &pin)?;
+            let state = ExchangeState::new(
+                org.peer(),
+                suite,
+                (*registry).clone(),
+                trust.clone(),
+                store.clone(),
+                clock.clone(),
+                ReceiveLimits::default(),
+            );
+            network.register(org.code, app(state));
+            let transport = InMemory::new(network.clone(), org.peer());
+            Ok(Arc::new(Party::new(
+                config,
+                registry.clone(),
+                store,
+                staff,
+                transport,
+                clock.clone(),
+            )))
+        };
+        let base = |org: &Org| PartyConfig {
+            me: org.peer(),
+            name: org.name.into(),
+            suite,
+            finance: province.finance.code.into(),
+            pboc: province.pboc.code.into(),
+            bank_no: org.bank_no.into(),
+            unit_accounts: Vec::new(),
+            clearing_templates: Vec::new(),
+            backoff: Backoff { base: 2, cap: 60 },
+            clearing_every_secs: 0,
+        };
+        let finance = open_party(&province.finance, base(&province.finance)).await?;
+        let pboc = open_party(&province.pboc, base(&province.pboc)).await?;
+        let counter = open_party(&province.counter, base(&province.counter)).await?;
+        let mut banks = Vec::new();
+        for (b, org) in province.banks.iter().enumerate() {
+            let mut config = base(org);
+            config.unit_accounts = province
+                .units
+                .iter()
+                .filter(|u| u.bank == b)
+                .map(|u| (u.code.clone(), u.zba.clone()))
+                .collect();
+            config.clearing_templates = province
+                .divisions
+                .iter()
+                .map(|d| clearing_template(&registry, d.code, year, org, now))
+                .collect();
+            config.clearing_every_secs = 10;
+            banks.push(open_party(org, config).await?);
+        }
+        let users = province
+            .orgs()
+            .flat_map(|org| {
+                PEOPLE.iter().map(move |(post, login)| DemoUser {
+                    login: format!("{}-{login}", org.code),
+                    name: person_name(org, *post),
+                    organisation: org.name.into(),
+                    post: *post,
+                })
+            })
+            .collect();
+        let demo = Demo {
+            province,
+            finance,
+            pboc,
+            banks,
+            counter,
+            users,
+            year,
+            created,
+            next_voucher: AtomicU64::new(0),
+        };
+        if created {
+            demo.seed().await?;
+            fs::write(
+                &marker,
+                "guoku demo data directory: `guoku demo --fresh` deletes and recreates it.\n",
+            )
+            .map_err(io(&marker))?;
+        }
+        Ok(demo)
+    }
+
+    /// Every party, for a loop that ticks them all.
+    #[must_use]
+    pub fn parties(&self) -> Vec<Arc<Party<InMemory>>> {
+        let mut all = vec![
+            self.finance.clone(),
+            self.pboc.clone(),
+            self.counter.clone(),
+        ];
+        all.extend(self.banks.iter().cloned());
+        all
+    }
+
+    /// Ticks every party until a whole round does nothing (at most `rounds` rounds); the
+    /// rounds run.
+    ///
+    /// # Errors
+    /// The first party's failure.
+    pub async fn settle(&self, rounds: usize) -> Result<usize, PartyError> {
+        for round in 0..rounds {
+            let mut idle = true;
+            for party in self.parties() {
+                idle &= party.tick().await?.is_idle();
+            }
+            if idle {
+                return Ok(round + 1);
+            }
+        }
+        Ok(rounds)
+    }
+
+    /// A fresh voucher number: unique in this process and across restarts (time-based),
+    /// at most 20 characters.
+    pub fn voucher_no(&self, prefix: &str) -> String {
+        let (_, now) = self.finance.now();
+        let n = self.next_voucher.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}{now}{:06}", n % 1_000_000)
+    }
+
+    /// The direct indicator of `unit`.
+    ///
+    /// # Errors
+    /// [`DemoError::Seed`] for an unknown unit.
+    pub fn indicator(&self, unit: &str) -> Result<IndicatorKey, DemoError> {
+        let u = self
+            .province
+            .units
+            .iter()
+            .find(|u| u.code == unit)
+            .ok_or_else(|| DemoError::Seed(format!("no unit {unit}")))?;
+        indicator_of(u, self.year)
+    }
+
+    /// A direct payment (5201) of `amount` from `unit` to a payee, unstamped, for
+    /// [`Party::issue_direct`].
+    ///
+    /// # Errors
+    /// [`DemoError::Seed`] for an unknown unit.
+    pub fn direct_voucher(
+        &self,
+        unit: &str,
+        amount: Amount,
+        payee: &Payee,
+        date: BizDate,
+    ) -> Result<Voucher, DemoError> {
+        let u = self.unit(unit)?;
+        let ty = self
+            .finance
+            .registry
+            .get("5201")
+            .ok_or_else(|| DemoError::Seed("the registry has no 5201".into()))?;
+        let mut v = sample(ty, date, VoucherFlag::Original, Style::Plain, 1);
+        let no = self.voucher_no("ZF");
+        let bank = self.province.direct_bank();
+        for (name, value) in [
+            ("Id", no.as_str()),
+            ("VoucherNo", no.as_str()),
+            ("AdmDivCode", u.division),
+            ("StYear", &self.year.get().to_string()),
+            ("VouDate", &date.to_string()),
+            ("FundTypeCode", FUND),
+            ("PayTypeCode", "11"),
+            ("AgencyCode", &u.code),
+            ("AgencyName", &u.name),
+            ("ExpFuncCode", FUNC),
+            ("ExpEcoCode", ECO),
+            ("PayeeAcctNo", &payee.account),
+            ("PayeeAcctName", &payee.name),
+            ("PayeeAcctBankName", &payee.bank_name),
+            ("PayAcctNo", &format!("1901-{}0000", u.division)),
+            (
+                "PayAcctName",
+                &format!("{}零余额账户", self.province.finance.name),
+            ),
+            ("PayAcctBankName", bank.name),
+            ("PayAmt", &amount.to_string()),
+            ("PaySummaryName", &payee.summary),
+            ("BusinessTypeCode", "1"),
+        ] {
+            v.header.set(name, value);
+        }
+        Ok(v)
+    }
+
+    /// An authorized payment (8202) of `amount` from `unit`'s zero-balance account,
+    /// unstamped, for [`Party::issue_authorized`]; the bank it goes to.
+    ///
+    /// # Errors
+    /// [`DemoError::Seed`] for an unknown unit.
+    pub fn authorized_voucher(
+        &self,
+        unit: &str,
+        amount: Amount,
+        payee: &Payee,
+        date: BizDate,
+    ) -> Result<(Voucher, &'static str), DemoError> {
+        let u = self.unit(unit)?;
+        let ty = self
+            .counter
+            .registry
+            .get("8202")
+            .ok_or_else(|| DemoError::Seed("the registry has no 8202".into()))?;
+        let mut v = sample(ty, date, VoucherFlag::Original, Style::Plain, 1);
+        let no = self.voucher_no("SQ");
+        let bank = &self.province.banks[u.bank];
+        for (name, value) in [
+            ("Id", no.as_str()),
+            ("VoucherNo", no.as_str()),
+            ("AdmDivCode", u.division),
+            ("StYear", &self.year.get().to_string()),
+            ("VouDate", &date.to_string()),
+            ("FundTypeCode", FUND),
+            ("PayTypeCode", "12"),
+            ("AgencyCode", &u.code),
+            ("AgencyName", &u.name),
+            ("ExpFuncCode", FUNC),
+            ("ExpEcoCode", ECO),
+            ("PayeeAcctNo", &payee.account),
+            ("PayeeAcctName", &payee.name),
+            ("PayeeAcctBankName", &payee.bank_name),
+            ("PayAcctNo", &u.zba),
+            ("PayAcctName", &format!("{}零余额账户", u.name)),
+            ("PayAcctBankName", bank.name),
+            ("PayAmt", &amount.to_string()),
+            ("PaySummaryName", &payee.summary),
+        ] {
+            v.header.set(name, value);
+        }
+        Ok((v, bank.code))
+    }
+
+    fn unit(&self, code: &str) -> Result<&Unit, DemoError> {
+        self.province
+            .units
+            .iter()
+            .find(|u| u.code == code)
+            .ok_or_else(|| DemoError::Seed(format!("no unit {code}")))
+    }
+
+    /// Seeds a new demo's books and sends finance's clearing-quota notices to PBOC.
+    async fn seed(&self) -> Result<(), DemoError> {
+        let p = &self.province;
+        let year = self.year;
+        let plan =
+            Amount::from_fen(MONTHLY_PLAN_FEN).map_err(|e| DemoError::Seed(e.to_string()))?;
+        let yearly =
+            Amount::from_fen(MONTHLY_PLAN_FEN * 12).map_err(|e| DemoError::Seed(e.to_string()))?;
+        let (_, now) = self.finance.now();
+        let mut ids = 1_000_u128..;
+        let mut next = || ids.next().expect("ids");
+        // Finance: an indicator per unit, with a plan in every month.
+        let mut accounts = Vec::new();
+        let mut ops = Vec::new();
+        let mut tenants = Vec::new();
+        for u in &p.units {
+            let key = indicator_of(u, year)?;
+            if !tenants.contains(&key.tenant) {
+                tenants.push(key.tenant);
+                accounts.push(BookAccount::budget_source(key.tenant));
+            }
+            accounts.push(BookAccount::indicator(&key));
+            ops.push(BookOp::approve_indicator(next(), &key, yearly).map_err(seed)?);
+            for month in 1..=12 {
+                accounts.push(BookAccount::plan(&key, month).map_err(seed)?);
+                accounts.push(BookAccount::plan_used(&key, month).map_err(seed)?);
+                ops.push(BookOp::approve_plan(next(), &key, month, plan).map_err(seed)?);
+            }
+        }
+        book(&self.finance.store, accounts, &ops, now).await?;
+        // Banks: money books per division, and each unit's plan quota (see the module doc).
+        for (b, bank) in self.banks.iter().enumerate() {
+            let mut accounts = Vec::new();
+            let mut ops = Vec::new();
+            for d in &p.divisions {
+                let t = tenant(d.code, year)?;
+                accounts.extend([
+                    BookAccount::advance(t),
+                    BookAccount::finance_zba(t),
+                    BookAccount::payees(t),
+                    BookAccount::receivable_pboc(t),
+                    BookAccount::pboc_reserve(t),
+                    BookAccount::quota_notice_source(t),
+                ]);
+            }
+            for u in p.units.iter().filter(|u| u.bank == b) {
+                let t = tenant(u.division, year)?;
+                let code: UnitCode = u.code.parse().map_err(seed)?;
+                accounts.push(BookAccount::unit_zba(t, &code));
+                for month in 1..=12 {
+                    accounts.push(BookAccount::unit_quota(t, &code, month).map_err(seed)?);
+                    accounts.push(BookAccount::unit_quota_used(t, &code, month).map_err(seed)?);
+                    ops.push(
+                        BookOp::notice_unit_quota(next(), t, &code, month, plan).map_err(seed)?,
+                    );
+                }
+            }
+            book(&bank.store, accounts, &ops, now).await?;
+        }
+        // PBOC: the TSA funded, each bank's clearing account.
+        let mut accounts = Vec::new();
+        let mut ops = Vec::new();
+        let funding =
+            Amount::from_fen(TSA_FUNDING_FEN).map_err(|e| DemoError::Seed(e.to_string()))?;
+        for d in &p.divisions {
+            let t = tenant(d.code, year)?;
+            accounts.extend([BookAccount::revenue(t), BookAccount::tsa(t)]);
+            for bank in &p.banks {
+                accounts.push(BookAccount::bank_clearing(
+                    t,
+                    &bank
+                        .bank_no
+                        .parse()
+                        .map_err(|_| DemoError::Seed("bank no".into()))?,
+                ));
+            }
+            ops.push(BookOp::fund_tsa(next(), t, funding).map_err(seed)?);
+        }
+        book(&self.pboc.store, accounts, &ops, now).await?;
+        // Finance → PBOC: a year's clearing quota per unit, direct (5108, through finance's
+        // bank) and authorized (5106, through the unit's bank), as signed notices.
+        let template_ty = self
+            .finance
+            .registry
+            .get("5108")
+            .ok_or_else(|| DemoError::Seed("the registry has no 5108".into()))?;
+        let date = Party::<InMemory>::business_date(self.finance.now().0);
+        let template = sample(template_ty, date, VoucherFlag::Original, Style::Plain, 1);
+        for u in &p.units {
+            for (pay, bank) in [
+                (PayType::Direct, p.direct_bank()),
+                (PayType::Authorized, &p.banks[u.bank]),
+            ] {
+                let key = ClearingKey {
+                    tenant: tenant(u.division, year)?,
+                    bank: bank
+                        .bank_no
+                        .parse()
+                        .map_err(|_| DemoError::Seed("bank no".into()))?,
+                    unit: u.code.parse().map_err(seed)?,
+                    func: FUNC.parse().map_err(|_| DemoError::Seed("func".into()))?,
+                    fund: FUND.parse().map_err(|_| DemoError::Seed("fund".into()))?,
+                    pay,
+                };
+                let no = self.voucher_no("ED");
+                let voucher = notice_voucher(&template, &key, yearly, &no, date)
+                    .map_err(|e| DemoError::Seed(e.to_string()))?;
+                self.finance.send_quota_notice(voucher, "seed").await?;
+            }
+        }
+        self.settle(20).await?;
+        Ok(())
+    }
+}
+
+/// A payee of a demo payment.
+#[derive(Clone, Debug)]
+pub struct Payee {
+    pub name: String,
+    pub account: String,
+    pub bank_name: String,
+    pub summary: String,
+}
+
+impl Payee {
+    /// The demo's usual payee.
+    #[must_use]
+    pub fn demo(n: u64) -> Payee {
+        Payee {
+            name: "长沙市芙蓉建筑工程有限公司".into(),
+            account: format!("6222-{:012}", n % 1_000_000_000_000),
+            bank_name: "中国建设银行长沙芙蓉支行".into(),
+            summary: "采购办公设备".into(),
+        }
+    }
+}
+
+fn seed(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Seed(e.to_string())
+}
+
+fn tenant(division: &str, year: StYear) -> Result<Tenant, DemoError> {
+    Ok(Tenant {
+        adm_div: division.parse::<AdmDivCode>().map_err(seed)?,
+        year,
+    })
+}
+
+fn indicator_of(u: &Unit, year: StYear) -> Result<IndicatorKey, DemoError> {
+    Ok(IndicatorKey {
+        tenant: tenant(u.division, year)?,
+        unit: u.code.parse().map_err(seed)?,
+        func: FUNC.parse().map_err(|_| DemoError::Seed("func".into()))?,
+        eco: ECO.parse().map_err(|_| DemoError::Seed("eco".into()))?,
+        fund: FUND.parse().map_err(|_| DemoError::Seed("fund".into()))?,
+        pay: PayType::Direct,
+    })
+}
+
+/// A bank's 2301 header template for one division.
+fn clearing_template(
+    registry: &Registry,
+    division: &str,
+    year: StYear,
+    bank: &Org,
+    now: OffsetDateTime,
+) -> Fields {
+    let date = Party::<InMemory>::business_date(now);
+    let ty = registry
+        .get("2301")
+        .expect("the built-in registry has 2301");
+    let mut header = sample(ty, date, VoucherFlag::Original, Style::Plain, 7).header;
+    header.set("AdmDivCode", division);
+    header.set("StYear", year.get().to_string());
+    header.set("FundTypeCode", FUND);
+    header.set("PayBankNo", bank.bank_no);
+    header
+}
+
+/// Creates accounts (existing ones are fine) and applies `ops`, all of which must succeed.
+async fn book(
+    store: &Store,
+    accounts: Vec<BookAccount>,
+    ops: &[BookOp],
+    now: u64,
+) -> Result<(), DemoError> {
+    for chunk in accounts.chunks(1_000) {
+        for r in store.create_book_accounts(chunk.to_vec()).await? {
+            if !matches!(r, CreateAccountResult::Ok | CreateAccountResult::Exists) {
+                return Err(DemoError::Seed(format!("account refused: {r:?}")));
+            }
+        }
+    }
+    for chunk in ops.chunks(1_000) {
+        for r in store.apply_book_ops(now, chunk).await? {
+            r.map_err(seed)?;
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, DemoError> {
+    fs::read(path).map_err(io(path))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
+    fs::write(path, bytes).map_err(io(path))
+}
+
+fn read_suite(dir: &Path) -> Result<Suite, DemoError> {
+    let path = dir.join("pki").join("suite");
+    match String::from_utf8_lossy(&read(&path)?).trim() {
+        "sm" => Ok(Suite::Sm),
+        "intl" => Ok(Suite::Intl),
+        other => Err(DemoError::Seed(format!(
+            "unknown suite {other:?} in {}",
+            path.display()
+        ))),
+    }
+}
+
+fn person_name(org: &Org, post: Post) -> String {
+    let who = match post {
+        Post::Maker => "经办员",
+        Post::Checker => "复核员",
+        Post::Signer => "签章员",
+    };
+    format!("{}{who}", org.name)
+}
+
+/// The deployment PKI: a root, and for every organisation three people, a business seal
+/// and (banks and PBOC) a paid seal, keys in PIN key stores.
+fn create_pki(
+    dir: &Path,
+    province: &Province,
+    suite: Suite,
+    now: OffsetDateTime,
+) -> Result<(), DemoError> {
+    let mut rng = rand::rng();
+    let algorithm = match suite {
+        Suite::Sm => KeyAlgorithm::Sm2,
+        Suite::Intl => KeyAlgorithm::Ed25519,
+    };
+    let pki = dir.join("pki");
+    fs::create_dir_all(&pki).map_err(io(&pki))?;
+    write(
+        &pki.join("suite"),
+        match suite {
+            Suite::Sm => b"sm",
+            Suite::Intl => b"intl",
+        },
+    )?;
+    let root_validity = Validity::days_from(now - time::Duration::days(2), 10 * 365);
+    let validity = Validity::days_from(now - time::Duration::days(1), 3 * 365);
+    let root_key = SigningKey::generate(algorithm, &mut rng)?;
+    let root = make_root_ca(
+        &root_key,
+        &CaSubject {
+            organisation: province.finance.name.into(),
+            common_name: "guoku demo root CA".into(),
+        },
+        &Serial::random(&mut rng),
+        root_validity,
+        Sm2CertId::default(),
+    )?;
+    write(&pki.join("root.der"), root.to_der())?;
+    let ca = CertificateAuthority::new(root, root_key)?;
+    let pin = Pin::new(DEMO_PIN)?;
+    for org in province.orgs() {
+        let org_dir = dir.join(org.code);
+        fs::create_dir_all(&org_dir).map_err(io(&org_dir))?;
+        let organisation = org.organisation();
+        let mut signer = None;
+        for (i, (post, file)) in PEOPLE.iter().enumerate() {
+            let key = SigningKey::generate(algorithm, &mut rng)?;
+            let person = Person {
+                organisation: organisation.clone(),
+                post: *post,
+                name: person_name(org, *post),
+                staff_id: format!("{:03}", i + 1),
+            };
+            let cert = ca.issue_person(
+                key.verifying_key(),
+                &person,
+                &Serial::random(&mut rng),
+                validity,
+            )?;
+            write(&org_dir.join(format!("{file}.der")), cert.to_der())?;
+            KeyStoreFile::create(
+                org_dir.join(format!("{file}.key")),
+                &key,
+                &pin,
+                suite,
+                KdfParams::default(),
+                5,
+                &mut rng,
+            )?;
+            if *post == Post::Signer {
+                signer = Some((key, cert));
+            }
+        }
+        let (signer_key, signer_cert) = signer.expect("a signer");
+        let mut kinds = vec![(StampKind::Ywzyz, "business_seal", "业务专用章")];
+        if matches!(org.role, OrgRole::AgentBank | OrgRole::Pboc) {
+            kinds.push((StampKind::Zqz, "paid_seal", "转讫章"));
+        }
+        for (kind, file, caption) in kinds {
+            let seal_key = SigningKey::generate(algorithm, &mut rng)?;
+            let seal_cert = ca.issue_organisation(
+                seal_key.verifying_key(),
+                &organisation,
+                &Serial::random(&mut rng),
+                validity,
+            )?;
+            let spec = SealSpec {
+                es_id: format!("{}-{}", org.code, kind.code()),
+                kind,
+                name: format!("{}{caption}", org.name),
+                holders: vec![signer_cert.clone()],
+                list_form: CertListForm::Certificates,
+                picture: SealPicture::demo(org.name, caption, 40),
+                created: now,
+                validity,
+            };
+            let seal = make_seal(suite, &spec, &seal_key, &seal_cert)?;
+            write(&org_dir.join(format!("{file}.der")), seal.to_der())?;
+        }
+        drop(signer_key);
+    }
+    Ok(())
+}
+
+/// An organisation's staff from its directory, keys unlocked with `pin`.
+fn load_staff(org_dir: &Path, pin: &Pin) -> Result<Staff, DemoError> {
+    let holder = |file: &str| -> Result<Holder, DemoError> {
+        let certificate = Certificate::from_der(&read(&org_dir.join(format!("{file}.der")))?)?;
+        let key = KeyStoreFile::open(org_dir.join(format!("{file}.key"))).unlock(pin)?;
+        Ok(Holder {
+            name: certificate.subject_info().common_name.unwrap_or_default(),
+            key,
+            certificate,
+        })
+    };
+    let paid = org_dir.join("paid_seal.der");
+    Ok(Staff {
+        maker: holder("maker")?,
+        checker: holder("checker")?,
+        signer: holder("signer")?,
+        business_seal: Seal::from_der(&read(&org_dir.join("business_seal.der"))?)?,
+        paid_seal: if paid.exists() {
+            Some(Seal::from_der(&read(&paid)?)?)
+        } else {
+            None
+        },
+    })
+}

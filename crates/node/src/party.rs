@@ -1,0 +1,684 @@
+//! One party at work: its store, its staff's keys and seals, its link to the other parties,
+//! and the loop that moves its vouchers (issue 5).
+//!
+//! A [`Party`] is what `guoku serve --role …` runs, and what `guoku demo` runs four times in
+//! one process. Each [`Party::tick`]:
+//!
+//! 1. delivers what the outbox has due ([`crate::outbox::deliver_due`]);
+//! 2. reads the library's unread vouchers, up to [`READ_BATCH`] at a time, and hands each to
+//!    the one flow step this party's role has for its type and leg ([`Party::dispatch`]); a
+//!    voucher no flow of this role takes is refused (签收失败) with the reason, so the
+//!    sender's status shows it;
+//! 3. for an agent bank, sends a clearing request (2301) for what it paid and receipted.
+//!
+//! The originating steps (a 5201 from finance, an 8202 from a unit's counter, a quota
+//! notice) are methods the API calls. Every step takes its time from the party's clock,
+//! which is passed in, and every book operation's id comes from the voucher key, so a step
+//! repeated after a crash is not booked twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use guoku_domain::BizDate;
+use guoku_seal::SigningKey;
+use guoku_seal::Suite;
+use guoku_seal::pki::{Certificate, OrgRole};
+use guoku_seal::ses::Seal;
+use guoku_seal::voucher::Signer;
+use guoku_store::Store;
+use guoku_store::books::IndicatorKey;
+use guoku_store::library::{Backoff, LibraryError, VoucherRecord};
+use guoku_voucher::lifecycle::Leg;
+use guoku_voucher::{EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, VoucherKey};
+use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::watch;
+
+use crate::exchange::{Clock, Peer, Transport};
+use crate::flows::authorized::{self, UnitAccount};
+use crate::flows::clearing::{self, ClearOutcome, Clearer, PaidState, Pboc, SettleOutcome};
+use crate::flows::direct::{self, Bank, DirectError, PayOutcome, ReceiptOutcome, Route};
+use crate::flows::quota::{self, NoticeOutcome, Notifier, Treasury};
+use crate::outbox::{OutboxError, OutboxReport, deliver_due};
+use crate::stamping::{self, StampingError};
+
+/// Most vouchers read from the library at a time (the standard's limit).
+pub const READ_BATCH: u32 = 100;
+/// Most outbox entries one pass delivers.
+pub const OUTBOX_BATCH: u32 = guoku_store::library::OUTBOX_BATCH_MAX;
+/// The actor the party's own worker records its events as.
+pub const WORKER_ACTOR: &str = "worker";
+
+/// The business day's time zone (China Standard Time, UTC+8).
+pub const BUSINESS_OFFSET_HOURS: i8 = 8;
+
+/// A person holding a key and its certificate.
+pub struct Holder {
+    /// The person's name.
+    pub name: String,
+    /// The key (zeroized on drop).
+    pub key: SigningKey,
+    /// The certificate naming them, their organisation and post.
+    pub certificate: Certificate,
+}
+
+impl Holder {
+    /// A plain signature by this person.
+    #[must_use]
+    pub fn signer(&self) -> Signer<'_> {
+        Signer::Signature {
+            key: &self.key,
+            certificate: &self.certificate,
+        }
+    }
+}
+
+/// The people and seals a party stamps with: maker (经办), checker (复核) and signer (签章),
+/// the organisation's business seal (业务专用章) and, for banks and PBOC, its paid seal
+/// (转讫章). The signer holds the seals.
+pub struct Staff {
+    pub maker: Holder,
+    pub checker: Holder,
+    pub signer: Holder,
+    pub business_seal: Seal,
+    pub paid_seal: Option<Seal>,
+}
+
+impl Staff {
+    /// The signer applying `seal` at `time`.
+    fn sealer<'a>(&'a self, seal: &'a Seal, time: OffsetDateTime) -> Signer<'a> {
+        Signer::Seal {
+            seal,
+            key: &self.signer.key,
+            certificate: &self.signer.certificate,
+            time,
+        }
+    }
+}
+
+/// What a party is: who it is and whom it deals with.
+#[derive(Clone, Debug)]
+pub struct PartyConfig {
+    /// This party's role and organisation code.
+    pub me: Peer,
+    /// Its name.
+    pub name: String,
+    /// The deployment's signature suite.
+    pub suite: Suite,
+    /// Finance's organisation code.
+    pub finance: String,
+    /// PBOC's organisation code.
+    pub pboc: String,
+    /// This party's bank number (a bank's PayBankNo; PBOC's XPaySndBnkNo).
+    pub bank_no: String,
+    /// A bank: the unit zero-balance accounts it keeps, (unit code, account number).
+    pub unit_accounts: Vec<(String, String)>,
+    /// A bank: the 2301 templates' headers (TreCode, accounts, names…), one per division
+    /// and year it clears for.
+    pub clearing_templates: Vec<Fields>,
+    /// The outbox's retry schedule.
+    pub backoff: Backoff,
+    /// A bank: how often the worker sends clearing requests, in seconds (0: never; the
+    /// API or a bench asks instead).
+    pub clearing_every_secs: u64,
+}
+
+/// Why a party's step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PartyError {
+    /// A payment flow refused or failed.
+    #[error(transparent)]
+    Direct(#[from] DirectError),
+    /// A clearing flow refused or failed.
+    #[error(transparent)]
+    Clearing(#[from] clearing::ClearingError),
+    /// A quota flow refused or failed.
+    #[error(transparent)]
+    Quota(#[from] quota::QuotaError),
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The library failed.
+    #[error(transparent)]
+    Library(#[from] LibraryError),
+    /// A stamp cannot be applied.
+    #[error(transparent)]
+    Stamping(#[from] StampingError),
+    /// This party's role does not do that.
+    #[error("a {role:?} party does not {what}")]
+    WrongRole { role: OrgRole, what: &'static str },
+}
+
+impl PartyError {
+    /// Whether the same step may succeed later (a store or network failure).
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Library(e) => e.is_retryable(),
+            Self::Outbox(OutboxError::Library(e)) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// The outbox pass.
+    pub outbox: OutboxReport,
+    /// Vouchers read and handed to a flow.
+    pub handled: usize,
+    /// Of those, refused, returned or failed (with a reason on the voucher).
+    pub failed: usize,
+    /// Clearing requests sent.
+    pub clearing_requests: usize,
+    /// Payments whose receipt this party booked in this tick (finance: 5201; a unit's
+    /// counter: 8202): their life cycle up to the receipt is complete.
+    pub completed: Vec<VoucherKey>,
+}
+
+impl TickReport {
+    /// Whether the tick did nothing (nothing delivered, read or sent).
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.outbox.delivered + self.outbox.refused + self.outbox.retried == 0
+            && self.handled == 0
+            && self.clearing_requests == 0
+    }
+}
+
+/// What became of one dispatched voucher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Its step went through.
+    Done,
+    /// Its step went through and completed a payment (the payment's receipt was booked).
+    Completed,
+    /// Refused, returned or failed; the reason is on the voucher.
+    Failed,
+}
+
+impl Handled {
+    fn of(ok: bool) -> Self {
+        if ok { Self::Done } else { Self::Failed }
+    }
+}
+
+/// Counters a party keeps for `/metrics`.
+#[derive(Debug, Default)]
+pub struct PartyCounters {
+    pub ticks: AtomicU64,
+    pub handled: AtomicU64,
+    pub failed: AtomicU64,
+    pub delivered: AtomicU64,
+    pub delivery_retries: AtomicU64,
+    pub clearing_requests: AtomicU64,
+}
+
+/// One party: its configuration, registry, store, staff, link and clock.
+pub struct Party<T> {
+    pub config: PartyConfig,
+    pub registry: Arc<Registry>,
+    pub store: Store,
+    pub staff: Staff,
+    pub transport: T,
+    pub clock: Clock,
+    pub counters: PartyCounters,
+    clearing_serial: AtomicU64,
+    last_clearing: AtomicU64,
+}
+
+impl<T: Transport> Party<T> {
+    /// A party; nothing runs until [`Party::tick`] is called.
+    pub fn new(
+        config: PartyConfig,
+        registry: Arc<Registry>,
+        store: Store,
+        staff: Staff,
+        transport: T,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            config,
+            registry,
+            store,
+            staff,
+            transport,
+            clock,
+            counters: PartyCounters::default(),
+            clearing_serial: AtomicU64::new(0),
+            last_clearing: AtomicU64::new(0),
+        }
+    }
+
+    /// The organisation code.
+    pub fn org_code(&self) -> &str {
+        &self.config.me.org_code
+    }
+
+    /// The role.
+    pub fn role(&self) -> OrgRole {
+        self.config.me.role
+    }
+
+    /// Now, from the party's clock: the time and its unix seconds.
+    pub fn now(&self) -> (OffsetDateTime, u64) {
+        let t = (self.clock)();
+        (t, u64::try_from(t.unix_timestamp()).unwrap_or(0))
+    }
+
+    /// The business date of `t` (China Standard Time).
+    #[must_use]
+    pub fn business_date(t: OffsetDateTime) -> BizDate {
+        let offset = UtcOffset::from_hms(BUSINESS_OFFSET_HOURS, 0, 0).expect("a valid offset");
+        let local = t.to_offset(offset);
+        format!(
+            "{:04}{:02}{:02}",
+            local.year(),
+            u8::from(local.month()),
+            local.day()
+        )
+        .parse()
+        .expect("a calendar date is a business date")
+    }
+
+    fn wrong_role(&self, what: &'static str) -> PartyError {
+        PartyError::WrongRole {
+            role: self.role(),
+            what,
+        }
+    }
+
+    // ----- originating steps -------------------------------------------------------------
+
+    /// Finance issues a direct payment: `voucher` (a 5201, unstamped) is stamped by the
+    /// maker, the checker and the business seal, the indicator's monthly plan is consumed,
+    /// and it is written and sent to the bank `to`.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off finance; the flow's refusals (quota short, invalid).
+    pub async fn issue_direct(
+        &self,
+        voucher: Voucher,
+        indicator: &IndicatorKey,
+        month: u8,
+        to: &str,
+        actor: &str,
+    ) -> Result<VoucherRecord, PartyError> {
+        if self.role() != OrgRole::Finance {
+            return Err(self.wrong_role("issue direct payments"));
+        }
+        let (t, now) = self.now();
+        let body = self.stamp_original(voucher, t)?;
+        let route = Route {
+            me: self.org_code(),
+            to,
+            actor,
+        };
+        Ok(direct::issue(
+            &self.store,
+            &self.registry,
+            indicator,
+            month,
+            &body,
+            route,
+            now,
+        )
+        .await?)
+    }
+
+    /// A budget unit's counter sends an authorized payment: `voucher` (an 8202, unstamped)
+    /// is stamped by the unit's maker, checker and seal and sent to its bank `to`.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off a unit's counter; the flow's refusals.
+    pub async fn issue_authorized(
+        &self,
+        voucher: Voucher,
+        to: &str,
+        actor: &str,
+    ) -> Result<VoucherRecord, PartyError> {
+        if self.role() != OrgRole::BudgetUnit {
+            return Err(self.wrong_role("issue authorized payments"));
+        }
+        let (t, now) = self.now();
+        let unit = voucher.header.get("AgencyCode").unwrap_or("").to_owned();
+        let acct_no = voucher.header.get("PayAcctNo").unwrap_or("").to_owned();
+        let body = self.stamp_original(voucher, t)?;
+        let route = Route {
+            me: self.org_code(),
+            to,
+            actor,
+        };
+        let account = UnitAccount {
+            unit: &unit,
+            acct_no: &acct_no,
+        };
+        Ok(authorized::issue(&self.store, &self.registry, account, &body, route, now).await?)
+    }
+
+    /// Finance sends a clearing-quota notice (5106/5108) to PBOC.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off finance; the flow's refusals.
+    pub async fn send_quota_notice(
+        &self,
+        voucher: Voucher,
+        actor: &str,
+    ) -> Result<VoucherRecord, PartyError> {
+        if self.role() != OrgRole::Finance {
+            return Err(self.wrong_role("send quota notices"));
+        }
+        let (t, now) = self.now();
+        let maker = self.staff.maker.signer();
+        let sealer = self.staff.sealer(&self.staff.business_seal, t);
+        let notifier = Notifier {
+            me: self.org_code(),
+            pboc: &self.config.pboc,
+            actor,
+            suite: self.config.suite,
+            maker: &maker,
+            sealer: &sealer,
+        };
+        Ok(quota::send_notice(&self.store, &self.registry, &notifier, voucher, now).await?)
+    }
+
+    /// An agent bank sends PBOC a clearing request (2301) for every paid and receipted
+    /// 5201 of each template's division, year and fund type not yet claimed; the requests
+    /// sent.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off a bank; the flow's failures.
+    pub async fn request_clearing(&self, actor: &str) -> Result<Vec<VoucherRecord>, PartyError> {
+        if self.role() != OrgRole::AgentBank {
+            return Err(self.wrong_role("send clearing requests"));
+        }
+        let (t, now) = self.now();
+        let maker = self.staff.maker.signer();
+        let sealer = self.staff.sealer(&self.staff.business_seal, t);
+        let clearer = Clearer {
+            me: self.org_code(),
+            pboc: &self.config.pboc,
+            actor,
+            suite: self.config.suite,
+            maker: &maker,
+            sealer: &sealer,
+        };
+        let mut sent = Vec::new();
+        for template in &self.config.clearing_templates {
+            // Unique per bank and second, for up to 1,000 requests a second.
+            let serial = self.clearing_serial.fetch_add(1, Ordering::Relaxed);
+            let voucher_no = format!("QS{now}{:03}", serial % 1000);
+            if let Some(record) = clearing::build_request(
+                &self.store,
+                &self.registry,
+                &clearer,
+                template,
+                &voucher_no,
+                Self::business_date(t),
+                now,
+            )
+            .await?
+            {
+                sent.push(record);
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Stamps an original at every original position: maker, checker (where asked) and the
+    /// business seal, in the type's order.
+    fn stamp_original(
+        &self,
+        voucher: Voucher,
+        t: OffsetDateTime,
+    ) -> Result<EnvelopeBody, PartyError> {
+        let ty = stamping::type_of(&self.registry, &voucher)?;
+        let positions = stamping::Positions::of(ty)?;
+        let mut body = EnvelopeBody {
+            flag: VoucherFlag::Original,
+            attach: "SUCCESS".into(),
+            voucher,
+            signatures: Vec::new(),
+        };
+        let count = positions.original.len();
+        for i in 0..count {
+            // Signatures first (maker, then checker), the seal last.
+            let signer = if i + 1 == count {
+                self.staff.sealer(&self.staff.business_seal, t)
+            } else if i == 0 {
+                self.staff.maker.signer()
+            } else {
+                self.staff.checker.signer()
+            };
+            stamping::stamp_next(self.config.suite, ty, &mut body, &signer)?;
+        }
+        Ok(body)
+    }
+
+    // ----- the worker --------------------------------------------------------------------
+
+    /// One pass of the worker (see the module documentation).
+    ///
+    /// # Errors
+    /// A store failure stops the pass; what was recorded stays and the rest is picked up
+    /// by the next tick.
+    pub async fn tick(&self) -> Result<TickReport, PartyError> {
+        let mut report = TickReport::default();
+        self.deliver(&mut report).await?;
+        loop {
+            let (_, now) = self.now();
+            let records = self
+                .store
+                .library()
+                .read(READ_BATCH, WORKER_ACTOR, now)
+                .await?;
+            let n = records.len();
+            for record in &records {
+                report.handled += 1;
+                match self.dispatch(record).await? {
+                    Handled::Done => {}
+                    Handled::Completed => report.completed.push(record.key.clone()),
+                    Handled::Failed => report.failed += 1,
+                }
+            }
+            if n < READ_BATCH as usize {
+                break;
+            }
+        }
+        let every = self.config.clearing_every_secs;
+        let (_, now) = self.now();
+        if self.role() == OrgRole::AgentBank
+            && every > 0
+            && now >= self.last_clearing.load(Ordering::Relaxed) + every
+        {
+            self.last_clearing.store(now, Ordering::Relaxed);
+            report.clearing_requests += self.request_clearing(WORKER_ACTOR).await?.len();
+        }
+        if report.clearing_requests > 0 || report.handled > 0 {
+            // What this tick wrote may be due now: deliver it without waiting for the next.
+            self.deliver(&mut report).await?;
+        }
+        let c = &self.counters;
+        c.ticks.fetch_add(1, Ordering::Relaxed);
+        c.handled
+            .fetch_add(report.handled as u64, Ordering::Relaxed);
+        c.failed.fetch_add(report.failed as u64, Ordering::Relaxed);
+        c.delivered
+            .fetch_add(report.outbox.delivered as u64, Ordering::Relaxed);
+        c.delivery_retries
+            .fetch_add(report.outbox.retried as u64, Ordering::Relaxed);
+        c.clearing_requests
+            .fetch_add(report.clearing_requests as u64, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// The worker: ticks until `stop` turns true; right away again while there is work,
+    /// else every `idle` (the outbox's retries and the bank's clearing rounds come due with
+    /// time). A failed tick is logged and retried after `idle`: nothing it recorded is lost
+    /// and the rest is picked up again.
+    pub async fn run(self: Arc<Self>, idle: Duration, mut stop: watch::Receiver<bool>)
+    where
+        T: 'static,
+    {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let busy = match self.tick().await {
+                Ok(report) => !report.is_idle(),
+                Err(e) => {
+                    tracing::error!(org = %self.org_code(), error = %e, retryable = e.is_retryable(), "tick failed");
+                    false
+                }
+            };
+            if busy {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Delivers everything due, a batch at a time, until a batch comes back short.
+    async fn deliver(&self, report: &mut TickReport) -> Result<(), PartyError> {
+        loop {
+            let (_, now) = self.now();
+            let pass = deliver_due(
+                &self.store,
+                &self.transport,
+                now,
+                OUTBOX_BATCH,
+                self.config.backoff,
+            )
+            .await?;
+            report.outbox.delivered += pass.delivered;
+            report.outbox.refused += pass.refused;
+            report.outbox.retried += pass.retried;
+            report.outbox.skipped += pass.skipped;
+            let n = pass.delivered + pass.refused + pass.retried + pass.skipped;
+            if n < OUTBOX_BATCH as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hands one read voucher to the flow step this role has for its type and leg.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn dispatch(&self, record: &VoucherRecord) -> Result<Handled, PartyError> {
+        let (t, now) = self.now();
+        let vt = record.key.vt_code.as_str();
+        let store = &self.store;
+        let registry = &self.registry;
+        let actor = WORKER_ACTOR;
+        match (self.role(), vt, record.leg) {
+            (OrgRole::AgentBank, direct::VT_5201 | authorized::VT_8202, Leg::Original) => {
+                let Some(paid_seal) = self.staff.paid_seal.as_ref() else {
+                    return self
+                        .refuse(record, "this bank has no paid seal (转讫章)")
+                        .await;
+                };
+                let sealer = self.staff.sealer(paid_seal, t);
+                let serial_prefix = format!("{}-", self.config.bank_no);
+                let bank = Bank {
+                    me: self.org_code(),
+                    actor,
+                    pay_date: Self::business_date(t),
+                    serial_prefix: &serial_prefix,
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                };
+                let outcome = if vt == direct::VT_5201 {
+                    direct::pay_record(store, registry, &bank, record, now).await?
+                } else {
+                    let accounts: Vec<UnitAccount<'_>> = self
+                        .config
+                        .unit_accounts
+                        .iter()
+                        .map(|(unit, acct_no)| UnitAccount { unit, acct_no })
+                        .collect();
+                    authorized::pay_record(store, registry, &bank, &accounts, record, now).await?
+                };
+                Ok(Handled::of(matches!(outcome, PayOutcome::Paid { .. })))
+            }
+            (OrgRole::AgentBank, clearing::VT_2301, Leg::Receipt) => Ok(Handled::of(matches!(
+                clearing::settle_receipt(store, actor, record, now).await?,
+                SettleOutcome::Settled { .. }
+            ))),
+            (OrgRole::Finance, direct::VT_5201, Leg::Receipt)
+            | (OrgRole::BudgetUnit, authorized::VT_8202, Leg::Receipt) => Ok(
+                match direct::book_receipt(store, actor, record, now).await? {
+                    ReceiptOutcome::Done { .. } => Handled::Completed,
+                    _ => Handled::Failed,
+                },
+            ),
+            (OrgRole::Finance, _, Leg::Receipt) if quota::notice_kind(vt).is_some() => {
+                Ok(Handled::of(matches!(
+                    quota::take_receipt(store, actor, record, now).await?,
+                    quota::ReceiptOutcome::Received { .. }
+                )))
+            }
+            (OrgRole::Pboc, _, Leg::Original) if quota::notice_kind(vt).is_some() => {
+                let sealer = self.staff.sealer(&self.staff.business_seal, t);
+                let treasury = Treasury {
+                    me: self.org_code(),
+                    actor,
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                };
+                Ok(Handled::of(matches!(
+                    quota::book_record(store, registry, &treasury, record, now).await?,
+                    NoticeOutcome::Booked { .. }
+                )))
+            }
+            (OrgRole::Pboc, clearing::VT_2301, Leg::Original) => {
+                let Some(paid_seal) = self.staff.paid_seal.as_ref() else {
+                    return self.refuse(record, "PBOC has no paid seal (转讫章)").await;
+                };
+                let sealer = self.staff.sealer(paid_seal, t);
+                let pboc = Pboc {
+                    me: self.org_code(),
+                    bank_no: &self.config.bank_no,
+                    actor,
+                    clear_date: Self::business_date(t),
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                };
+                // What PBOC can know of a listed voucher is what the bank's sealed 2301
+                // attests: paid and receipted. Vouchers PBOC already cleared are found in
+                // its own library by the flow, whatever this says.
+                let paid = |_: &guoku_voucher::VoucherKey| PaidState::ReceiptSent;
+                Ok(Handled::of(matches!(
+                    clearing::clear_record(store, registry, &pboc, &paid, record, now).await?,
+                    ClearOutcome::Cleared { .. }
+                )))
+            }
+            _ => {
+                let reason = format!(
+                    "no flow takes a {vt} {} at a {:?} party",
+                    match record.leg {
+                        Leg::Original => "original",
+                        Leg::Receipt => "receipt",
+                    },
+                    self.role()
+                );
+                self.refuse(record, &reason).await
+            }
+        }
+    }
+
+    async fn refuse(&self, record: &VoucherRecord, reason: &str) -> Result<Handled, PartyError> {
+        let (_, now) = self.now();
+        tracing::warn!(key = %record.key, reason, "voucher refused");
+        self.store
+            .library()
+            .refuse(&record.key, record.leg, reason, WORKER_ACTOR, now)
+            .await?;
+        Ok(Handled::Failed)
+    }
+}
