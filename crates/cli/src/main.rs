@@ -24,6 +24,7 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
 }
 
 mod bench_cmd;
+mod node_cmd;
 mod pki_cmd;
 mod sign_cmd;
 mod voucher_cmd;
@@ -59,6 +60,11 @@ enum Command {
     Sign(sign_cmd::SignArgs),
     /// Check every signature and seal of signed vouchers; exit 0 only when complete and valid (验签).
     Verify(sign_cmd::VerifyArgs),
+    /// The demo province: finance, PBOC, two agent banks and the units' counter in one
+    /// process, with the portal and the API on localhost (演示).
+    Demo(node_cmd::DemoArgs),
+    /// Run one party (finance, PBOC, an agent bank, the units' counter) as its own node (服务).
+    Serve(node_cmd::ServeArgs),
     /// Benchmarks that print figures (性能测试).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -117,6 +123,8 @@ fn main() -> ExitCode {
         Command::Voucher(command) => voucher_cmd::run(command, &global),
         Command::Pki(command) => pki_cmd::run(command, &global),
         Command::Bench(command) => bench_cmd::run(command, &global),
+        Command::Demo(args) => node_cmd::demo(args, &global),
+        Command::Serve(args) => node_cmd::serve(args, &global),
         Command::Sign(args) => sign_cmd::sign(args, &global),
         Command::Verify(args) => sign_cmd::run_verify(args, &global),
     };

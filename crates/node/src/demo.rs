@@ -14,6 +14,7 @@
 //! the authorized quota notice (5105) flow does not exist yet.
 
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ use guoku_ledger::CreateAccountResult;
 use guoku_seal::keystore::{KdfParams, KeyStoreFile, Pin};
 use guoku_seal::pki::{
     CaSubject, Certificate, CertificateAuthority, OrgRole, Organisation, Person, Post,
-    RevocationPolicy, Serial, Sm2CertId, Validity, make_root_ca,
+    RevocationPolicy, Serial, Sm2CertId, TlsNode, Validity, make_root_ca,
 };
 use guoku_seal::ses::{CertListForm, Seal, SealPicture, SealSpec, make_seal};
 use guoku_seal::voucher::StampKind;
@@ -32,7 +33,7 @@ use guoku_store::books::{BookAccount, BookOp, ClearingKey, IndicatorKey, Tenant,
 use guoku_store::library::Backoff;
 use guoku_store::{PgConfig, SqliteConfig, Store, StoreError};
 use guoku_voucher::sample::{Style, sample};
-use guoku_voucher::{Fields, Registry, Voucher, VoucherFlag};
+use guoku_voucher::{Registry, Voucher, VoucherFlag};
 use time::OffsetDateTime;
 
 use crate::exchange::{
@@ -47,11 +48,17 @@ pub const DEMO_PIN: &str = "123456";
 /// before deleting).
 const MARKER: &str = "guoku-demo.txt";
 /// The function class every demo indicator pays (2050201 行政运行, education).
-const FUNC: &str = "2050201";
+pub const FUNC: &str = "2050201";
 /// The economic class of the demo indicators.
-const ECO: &str = "30201";
+pub const ECO: &str = "30201";
 /// The fund type (1 一般公共预算资金).
-const FUND: &str = "1";
+pub const FUND: &str = "1";
+
+/// Finance's zero-balance account in `division` (direct payments are paid from it).
+#[must_use]
+pub fn finance_zba(division: &str) -> String {
+    format!("1901-{division}0000")
+}
 /// Each unit's monthly direct plan and authorized plan quota, in fen (5,000,000.00 yuan).
 const MONTHLY_PLAN_FEN: i64 = 500_000_000;
 /// What the TSA is funded with per division, in fen.
@@ -382,6 +389,7 @@ impl Demo {
             clearing_templates: Vec::new(),
             backoff: Backoff { base: 2, cap: 60 },
             clearing_every_secs: 0,
+            status_every_secs: 5,
         };
         let finance = open_party(&province.finance, base(&province.finance)).await?;
         let pboc = open_party(&province.pboc, base(&province.pboc)).await?;
@@ -398,7 +406,15 @@ impl Demo {
             config.clearing_templates = province
                 .divisions
                 .iter()
-                .map(|d| clearing_template(&registry, d.code, year, org, now))
+                .map(|d| {
+                    crate::serve::clearing_template(
+                        &registry,
+                        d.code,
+                        &year.get().to_string(),
+                        org.bank_no,
+                        now,
+                    )
+                })
                 .collect();
             config.clearing_every_secs = 10;
             banks.push(open_party(org, config).await?);
@@ -524,7 +540,7 @@ impl Demo {
             ("PayeeAcctNo", &payee.account),
             ("PayeeAcctName", &payee.name),
             ("PayeeAcctBankName", &payee.bank_name),
-            ("PayAcctNo", &format!("1901-{}0000", u.division)),
+            ("PayAcctNo", &finance_zba(u.division)),
             (
                 "PayAcctName",
                 &format!("{}零余额账户", self.province.finance.name),
@@ -753,26 +769,6 @@ fn indicator_of(u: &Unit, year: StYear) -> Result<IndicatorKey, DemoError> {
     })
 }
 
-/// A bank's 2301 header template for one division.
-fn clearing_template(
-    registry: &Registry,
-    division: &str,
-    year: StYear,
-    bank: &Org,
-    now: OffsetDateTime,
-) -> Fields {
-    let date = Party::<InMemory>::business_date(now);
-    let ty = registry
-        .get("2301")
-        .expect("the built-in registry has 2301");
-    let mut header = sample(ty, date, VoucherFlag::Original, Style::Plain, 7).header;
-    header.set("AdmDivCode", division);
-    header.set("StYear", year.get().to_string());
-    header.set("FundTypeCode", FUND);
-    header.set("PayBankNo", bank.bank_no);
-    header
-}
-
 /// Creates accounts (existing ones are fine) and applies `ops`, all of which must succeed.
 async fn book(
     store: &Store,
@@ -922,12 +918,109 @@ fn create_pki(
             write(&org_dir.join(format!("{file}.der")), seal.to_der())?;
         }
         drop(signer_key);
+        let tls_key = SigningKey::generate(KeyAlgorithm::EcdsaP256, &mut rng)?;
+        let node = TlsNode {
+            organisation: org.name.into(),
+            common_name: format!("{}-node", org.code),
+            dns_names: vec!["localhost".into()],
+            ip_addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        };
+        let tls_cert = ca.issue_tls_for_organisation(
+            tls_key.verifying_key(),
+            &organisation,
+            &node,
+            &Serial::random(&mut rng),
+            validity,
+        )?;
+        write(&org_dir.join("tls.der"), tls_cert.to_der())?;
+        write_secret(&org_dir.join("tls.key"), tls_key.to_pkcs8_pem()?.as_bytes())?;
+    }
+    write_node_configs(dir, province, suite)?;
+    Ok(())
+}
+
+/// The first exchange port of the parties run as separate processes (`guoku serve`); the
+/// API ports start at [`API_PORT_BASE`]. Each party gets base + its index in
+/// [`Province::orgs`].
+pub const EXCHANGE_PORT_BASE: u16 = 7401;
+/// See [`EXCHANGE_PORT_BASE`].
+pub const API_PORT_BASE: u16 = 8401;
+
+/// Writes `<dir>/<code>/node.toml` for every party, for `guoku serve --config`.
+fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(), DemoError> {
+    let orgs: Vec<&Org> = province.orgs().collect();
+    let port = |base: u16, i: usize| base + u16::try_from(i).expect("a few parties");
+    for (i, org) in orgs.iter().enumerate() {
+        let bank = province.banks.iter().position(|b| b.code == org.code);
+        let config = crate::serve::NodeConfig {
+            role: crate::serve::role_name(org.role).into(),
+            org_code: org.code.into(),
+            name: org.name.into(),
+            suite: match suite {
+                Suite::Sm => "sm",
+                Suite::Intl => "intl",
+            }
+            .into(),
+            dir: PathBuf::from("."),
+            root: PathBuf::from("../pki/root.der"),
+            postgres: None,
+            postgres_schema: None,
+            exchange_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port(EXCHANGE_PORT_BASE, i))),
+            api_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port(API_PORT_BASE, i))),
+            finance: province.finance.code.into(),
+            pboc: province.pboc.code.into(),
+            bank_no: org.bank_no.into(),
+            unit_accounts: province
+                .units
+                .iter()
+                .filter(|u| Some(u.bank) == bank)
+                .map(|u| [u.code.clone(), u.zba.clone()])
+                .collect(),
+            clearing_divisions: if bank.is_some() {
+                province
+                    .divisions
+                    .iter()
+                    .map(|d| d.code.to_owned())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            clearing_every_secs: if bank.is_some() { 10 } else { 0 },
+            status_every_secs: 5,
+            backoff_secs: [2, 60],
+            api_tokens: None,
+            peers: orgs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, other)| crate::serve::PeerAddress {
+                    org_code: other.code.into(),
+                    addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port(EXCHANGE_PORT_BASE, j))),
+                    server_name: "localhost".into(),
+                })
+                .collect(),
+        };
+        let path = dir.join(org.code).join("node.toml");
+        write(&path, config.to_toml().as_bytes())?;
     }
     Ok(())
 }
 
+/// Writes a file only its owner can read.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))
+}
+
 /// An organisation's staff from its directory, keys unlocked with `pin`.
-fn load_staff(org_dir: &Path, pin: &Pin) -> Result<Staff, DemoError> {
+pub(crate) fn load_staff(org_dir: &Path, pin: &Pin) -> Result<Staff, DemoError> {
     let holder = |file: &str| -> Result<Holder, DemoError> {
         let certificate = Certificate::from_der(&read(&org_dir.join(format!("{file}.der")))?)?;
         let key = KeyStoreFile::open(org_dir.join(format!("{file}.key"))).unlock(pin)?;

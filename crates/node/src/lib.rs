@@ -18,5 +18,6 @@ pub mod exchange;
 pub mod flows;
 pub mod outbox;
 pub mod party;
+pub mod serve;
 pub mod stamping;
 pub mod status_sync;

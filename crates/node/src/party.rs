@@ -39,8 +39,10 @@ use crate::flows::authorized::{self, UnitAccount};
 use crate::flows::clearing::{self, ClearOutcome, Clearer, PaidState, Pboc, SettleOutcome};
 use crate::flows::direct::{self, Bank, DirectError, PayOutcome, ReceiptOutcome, Route};
 use crate::flows::quota::{self, NoticeOutcome, Notifier, Treasury};
+use crate::flows::{refund, returns};
 use crate::outbox::{OutboxError, OutboxReport, deliver_due};
 use crate::stamping::{self, StampingError};
+use crate::status_sync::{self, Sweep};
 
 /// Most vouchers read from the library at a time (the standard's limit).
 pub const READ_BATCH: u32 = 100;
@@ -121,6 +123,9 @@ pub struct PartyConfig {
     /// A bank: how often the worker sends clearing requests, in seconds (0: never; the
     /// API or a bench asks instead).
     pub clearing_every_secs: u64,
+    /// How often the worker asks receivers what became of the vouchers this party sent
+    /// (签收, 签收失败, 退回), in seconds (0: never).
+    pub status_every_secs: u64,
 }
 
 /// Why a party's step failed.
@@ -144,6 +149,15 @@ pub enum PartyError {
     /// A stamp cannot be applied.
     #[error(transparent)]
     Stamping(#[from] StampingError),
+    /// A refund refused or failed.
+    #[error(transparent)]
+    Refund(#[from] refund::RefundError),
+    /// A return or void refused or failed.
+    #[error(transparent)]
+    Return(#[from] returns::ReturnError),
+    /// The status sweep failed.
+    #[error(transparent)]
+    Sync(#[from] status_sync::SyncError),
     /// This party's role does not do that.
     #[error("a {role:?} party does not {what}")]
     WrongRole { role: OrgRole, what: &'static str },
@@ -156,6 +170,9 @@ impl PartyError {
         match self {
             Self::Library(e) => e.is_retryable(),
             Self::Outbox(OutboxError::Library(e)) => e.is_retryable(),
+            Self::Refund(e) => e.is_retryable(),
+            Self::Return(e) => e.is_retryable(),
+            Self::Sync(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -172,6 +189,8 @@ pub struct TickReport {
     pub failed: usize,
     /// Clearing requests sent.
     pub clearing_requests: usize,
+    /// Sent vouchers whose receiver's answer (签收, 签收失败, 退回) was recorded.
+    pub status_changes: usize,
     /// Payments whose receipt this party booked in this tick (finance: 5201; a unit's
     /// counter: 8202): their life cycle up to the receipt is complete.
     pub completed: Vec<VoucherKey>,
@@ -184,6 +203,7 @@ impl TickReport {
         self.outbox.delivered + self.outbox.refused + self.outbox.retried == 0
             && self.handled == 0
             && self.clearing_requests == 0
+            && self.status_changes == 0
     }
 }
 
@@ -226,6 +246,8 @@ pub struct Party<T> {
     pub counters: PartyCounters,
     clearing_serial: AtomicU64,
     last_clearing: AtomicU64,
+    last_sync: AtomicU64,
+    sweep: tokio::sync::Mutex<Sweep>,
 }
 
 impl<T: Transport> Party<T> {
@@ -240,7 +262,6 @@ impl<T: Transport> Party<T> {
     ) -> Self {
         Self {
             config,
-            registry,
             store,
             staff,
             transport,
@@ -248,6 +269,9 @@ impl<T: Transport> Party<T> {
             counters: PartyCounters::default(),
             clearing_serial: AtomicU64::new(0),
             last_clearing: AtomicU64::new(0),
+            last_sync: AtomicU64::new(0),
+            sweep: tokio::sync::Mutex::new(Sweep::for_registry(&registry)),
+            registry,
         }
     }
 
@@ -495,6 +519,11 @@ impl<T: Transport> Party<T> {
             self.last_clearing.store(now, Ordering::Relaxed);
             report.clearing_requests += self.request_clearing(WORKER_ACTOR).await?.len();
         }
+        let every = self.config.status_every_secs;
+        if every > 0 && now >= self.last_sync.load(Ordering::Relaxed) + every {
+            self.last_sync.store(now, Ordering::Relaxed);
+            report.status_changes = self.sync_statuses().await?;
+        }
         if report.clearing_requests > 0 || report.handled > 0 {
             // What this tick wrote may be due now: deliver it without waiting for the next.
             self.deliver(&mut report).await?;
@@ -541,6 +570,99 @@ impl<T: Transport> Party<T> {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// Asks receivers about the vouchers this party sent that wait on them and records
+    /// their answers; a returned voucher's quota is restored (once). The changes recorded.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn sync_statuses(&self) -> Result<usize, PartyError> {
+        let (_, now) = self.now();
+        let report = {
+            let mut sweep = self.sweep.lock().await;
+            status_sync::sync_sent(
+                &self.store,
+                &self.transport,
+                &mut sweep,
+                WORKER_ACTOR,
+                now,
+                status_sync::SYNC_LIMIT_MAX,
+            )
+            .await?
+        };
+        for change in &report.changes {
+            if change.status == guoku_voucher::lifecycle::Exchange::Returned
+                && change.leg == Leg::Original
+            {
+                let reason = change.reason.as_deref().unwrap_or("");
+                let ctx = returns::ReturnsCtx {
+                    actor: WORKER_ACTOR,
+                };
+                returns::on_returned(&self.store, &self.registry, &ctx, &change.key, reason, now)
+                    .await?;
+            }
+        }
+        Ok(report.changes.len())
+    }
+
+    /// The sender voids (作废) a voucher it has not had acknowledged; a 5201's quota is
+    /// restored.
+    ///
+    /// # Errors
+    /// The flow's refusals (acknowledged already, unknown).
+    pub async fn void(
+        &self,
+        key: &VoucherKey,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<returns::SenderOutcome, PartyError> {
+        let (_, now) = self.now();
+        let ctx = returns::ReturnsCtx { actor };
+        Ok(returns::void(&self.store, &self.registry, &ctx, key, reason, now).await?)
+    }
+
+    /// The receiver returns (退回) a voucher it received, with a reason.
+    ///
+    /// # Errors
+    /// The flow's refusals (paid already, no reason, unknown).
+    pub async fn return_received(
+        &self,
+        key: &VoucherKey,
+        reason: &str,
+        actor: &str,
+    ) -> Result<returns::ReturnedHere, PartyError> {
+        let (_, now) = self.now();
+        let ctx = returns::ReturnsCtx { actor };
+        Ok(returns::return_received(&self.store, &self.registry, &ctx, key, reason, now).await?)
+    }
+
+    /// An agent bank records a refund (退汇) of a payment it paid and had cleared: the
+    /// notice (2203/2204) to finance and the request (2302) to PBOC.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off a bank; the flow's refusals.
+    pub async fn record_refund(
+        &self,
+        request: &refund::RefundRequest,
+        actor: &str,
+    ) -> Result<refund::Refunded, PartyError> {
+        if self.role() != OrgRole::AgentBank {
+            return Err(self.wrong_role("record refunds"));
+        }
+        let (t, now) = self.now();
+        let maker = self.staff.maker.signer();
+        let sealer = self.staff.sealer(&self.staff.business_seal, t);
+        let desk = refund::RefundDesk {
+            me: self.org_code(),
+            finance: &self.config.finance,
+            pboc: &self.config.pboc,
+            actor,
+            suite: self.config.suite,
+            maker: &maker,
+            sealer: &sealer,
+        };
+        Ok(refund::record_refund(&self.store, &self.registry, &desk, request, now).await?)
     }
 
     /// Delivers everything due, a batch at a time, until a batch comes back short.
@@ -610,6 +732,43 @@ impl<T: Transport> Party<T> {
                 clearing::settle_receipt(store, actor, record, now).await?,
                 SettleOutcome::Settled { .. }
             ))),
+            (OrgRole::AgentBank, "2203" | "2204" | "2302", Leg::Receipt) => {
+                Ok(Handled::of(matches!(
+                    refund::on_refund_receipt(store, actor, record, now).await?,
+                    refund::ReceiptOutcome::Booked { .. }
+                )))
+            }
+            (OrgRole::Finance, "2203" | "2204", Leg::Original) => {
+                let sealer = self.staff.sealer(&self.staff.business_seal, t);
+                let desk = refund::NoticeDesk {
+                    me: self.org_code(),
+                    actor,
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                };
+                Ok(Handled::of(matches!(
+                    refund::on_refund_notice(store, registry, &desk, record, now).await?,
+                    refund::NoticeOutcome::Accepted { .. }
+                )))
+            }
+            (OrgRole::Pboc, "2302", Leg::Original) => {
+                let Some(paid_seal) = self.staff.paid_seal.as_ref() else {
+                    return self.refuse(record, "PBOC has no paid seal (转讫章)").await;
+                };
+                let sealer = self.staff.sealer(paid_seal, t);
+                let pboc = Pboc {
+                    me: self.org_code(),
+                    bank_no: &self.config.bank_no,
+                    actor,
+                    clear_date: Self::business_date(t),
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                };
+                Ok(Handled::of(matches!(
+                    refund::on_refund_request(store, registry, &pboc, record, now).await?,
+                    refund::RequestOutcome::Refunded { .. }
+                )))
+            }
             (OrgRole::Finance, direct::VT_5201, Leg::Receipt)
             | (OrgRole::BudgetUnit, authorized::VT_8202, Leg::Receipt) => Ok(
                 match direct::book_receipt(store, actor, record, now).await? {

@@ -29,7 +29,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use guoku_store::Store;
-use guoku_store::library::{LIST_MAX, Library, LibraryError, NAME_MAX_BYTES, VoucherRecord};
+use guoku_store::library::{
+    Direction, LIST_MAX, Library, LibraryError, NAME_MAX_BYTES, VoucherRecord,
+};
 use guoku_voucher::lifecycle::{Exchange, Leg};
 use guoku_voucher::{Registry, VoucherKey};
 
@@ -270,7 +272,12 @@ async fn waiting(
             if let Some(last) = page.items.last() {
                 stream.after = last.seq;
             }
-            picked.extend(page.items);
+            // The states are the same on both sides of a leg: keep the legs this node sent.
+            picked.extend(
+                page.items
+                    .into_iter()
+                    .filter(|r| r.direction == Direction::Sent),
+            );
             if page.next.is_none() {
                 // The end of this stream (a short page): start it over next time.
                 stream.after = 0;

@@ -467,7 +467,7 @@ async fn a_matching_day_agrees_and_the_receipt_reaches_pboc() {
 
     let outcomes = w.bank_answers().await;
     let (keys, summary) = answered(&outcomes);
-    assert_eq!(keys, [request.clone()]);
+    assert_eq!(keys, std::slice::from_ref(&request));
     assert!(summary.agrees(), "{summary:?}");
     assert_eq!(summary.matched, 3);
     assert_eq!(summary.ours.count, 3);
@@ -721,7 +721,7 @@ async fn clearing_information_is_answered_with_a_2507() {
 
     let outcomes = w.bank_answers().await;
     let (keys, summary) = answered(&outcomes);
-    assert_eq!(keys, [request.clone()]);
+    assert_eq!(keys, std::slice::from_ref(&request));
     let got: Vec<(&str, DiffKind)> = summary
         .differences
         .iter()
@@ -910,7 +910,7 @@ async fn a_request_listing_a_voucher_twice_is_returned_with_the_reason() {
     let outcomes = w.bank_answers().await;
     match &outcomes[..] {
         [CheckOutcome::Returned { keys, reasons }] => {
-            assert_eq!(keys, &[key.clone()]);
+            assert_eq!(keys, std::slice::from_ref(&key));
             assert!(
                 reasons
                     .iter()

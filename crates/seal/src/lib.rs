@@ -34,6 +34,8 @@ pub mod symmetric;
 pub mod transport;
 pub mod voucher;
 
+mod verified;
+
 pub use error::{Error, ErrorKind, PathProblem, Result};
 pub use keys::{KeyAlgorithm, SM2_DEFAULT_ID, Signature, SigningKey, VerifyingKey};
 pub use suite::{Digest, HashAlgorithm, Suite, hash};

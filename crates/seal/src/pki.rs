@@ -1434,9 +1434,7 @@ pub fn validate_path(
     options: &ValidationOptions<'_>,
 ) -> Result<ValidatedPath> {
     // The trust anchor: a self-signed CA, valid now.
-    let anchor_key = anchor.public_key()?;
-    if anchor.tbs().subject() != anchor.tbs().issuer()
-        || anchor.verify_signature(&anchor_key).is_err()
+    if anchor.tbs().subject() != anchor.tbs().issuer() || verify_issued_by(anchor, anchor).is_err()
     {
         return Err(untrusted(anchor, PathProblem::BadTrustAnchor));
     }
@@ -1472,8 +1470,7 @@ pub fn validate_path(
         let cas_below = i; // CA certificates below `issuer` in the path
         check_issuer(issuer, cas_below)?;
         check_critical_extensions(cert)?;
-        let issuer_key = issuer.public_key()?;
-        cert.verify_signature(&issuer_key)?;
+        verify_issued_by(cert, issuer)?;
         check_time(cert, options.now)?;
         if i > 0 {
             check_issuer(cert, i - 1)?;
@@ -1491,6 +1488,14 @@ pub fn validate_path(
         subject: leaf.subject_info(),
         serial: leaf.serial(),
         path_serials: path.iter().map(|c| c.serial()).collect(),
+    })
+}
+
+/// Verifies that `issuer`'s key signed `cert`, once per pair per process (see
+/// [`crate::verified`]).
+fn verify_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<()> {
+    crate::verified::once(&[b"certificate", &issuer.der, &cert.der], || {
+        cert.verify_signature(&issuer.public_key()?)
     })
 }
 

@@ -615,8 +615,10 @@ impl Seal {
             .signed_value
             .as_bytes()
             .ok_or(SealProblem::MakerSignatureInvalid)?;
-        key.verify(&self.info_der, &Signature::from_bytes(sig))
-            .map_err(|_| SealProblem::MakerSignatureInvalid)
+        crate::verified::once(&[b"seal", self.maker.to_der(), &self.info_der, sig], || {
+            key.verify(&self.info_der, &Signature::from_bytes(sig))
+        })
+        .map_err(|_| SealProblem::MakerSignatureInvalid)
     }
 }
 

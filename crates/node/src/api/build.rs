@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use guoku_domain::{Amount, BizDate, PayType, StYear};
 use guoku_store::books::{IndicatorKey, Tenant};
+use guoku_voucher::registry::DetailRule;
 use guoku_voucher::sample::{Style, sample};
 use guoku_voucher::{Registry, Voucher, VoucherFlag};
 
@@ -81,6 +82,47 @@ fn renumber(voucher: &mut Voucher, no: &str) {
     voucher.header.set("VoucherNo", no);
 }
 
+/// Header fields a single payment's one detail repeats.
+const MIRRORED: [&str; 8] = [
+    "AgencyCode",
+    "ExpFuncCode",
+    "ExpEcoCode",
+    "PayeeAcctNo",
+    "PayeeAcctName",
+    "PayeeAcctBankName",
+    "PayAmt",
+    "PaySummaryName",
+];
+
+/// A single payment: exactly one detail (where the type has details), repeating the
+/// header's unit, classes, payee and amount, so the details add up to the header.
+pub fn single_detail(registry: &Registry, voucher: &mut Voucher) {
+    let Some(ty) = registry.get(voucher.vt_code()) else {
+        return;
+    };
+    if ty.details == DetailRule::None
+        || (ty.details == DetailRule::Optional && voucher.details.is_empty())
+    {
+        return;
+    }
+    let mut detail = voucher.details.first().cloned().unwrap_or_default();
+    for name in MIRRORED {
+        if !ty.detail.iter().any(|spec| spec.name == name) {
+            continue;
+        }
+        match voucher.header.get(name).filter(|v| !v.is_empty()) {
+            Some(value) => detail.set(name, value),
+            None => {
+                detail.remove(name);
+            }
+        }
+    }
+    voucher.details = vec![detail];
+    if let Some(count) = &ty.count {
+        voucher.header.set(count, "1");
+    }
+}
+
 impl VoucherBuilder for Demo {
     fn knows_unit(&self, unit: &str) -> bool {
         self.province.units.iter().any(|u| u.code == unit)
@@ -94,6 +136,7 @@ impl VoucherBuilder for Demo {
             .direct_voucher(order.unit, order.amount, order.payee, order.date)
             .map_err(|e| BuildError::Misconfigured(e.to_string()))?;
         renumber(&mut voucher, order.voucher_no);
+        single_detail(&self.finance.registry, &mut voucher);
         let indicator = self
             .indicator(order.unit)
             .map_err(|e| BuildError::Misconfigured(e.to_string()))?;
@@ -112,6 +155,7 @@ impl VoucherBuilder for Demo {
             .authorized_voucher(order.unit, order.amount, order.payee, order.date)
             .map_err(|e| BuildError::Misconfigured(e.to_string()))?;
         renumber(&mut voucher, order.voucher_no);
+        single_detail(&self.counter.registry, &mut voucher);
         Ok(AuthorizedDraft {
             voucher,
             bank: bank.to_owned(),
@@ -244,6 +288,7 @@ impl VoucherBuilder for Catalogue {
         ] {
             voucher.header.set(name, value);
         }
+        single_detail(&self.registry, &mut voucher);
         let indicator = IndicatorKey {
             tenant: Tenant {
                 adm_div: unit
@@ -303,6 +348,7 @@ impl VoucherBuilder for Catalogue {
         ] {
             voucher.header.set(name, value);
         }
+        single_detail(&self.registry, &mut voucher);
         Ok(AuthorizedDraft {
             voucher,
             bank: bank.code.clone(),

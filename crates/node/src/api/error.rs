@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::flows::clearing::ClearingError;
 use crate::flows::direct::DirectError;
 use crate::flows::quota::QuotaError;
+use crate::flows::returns::{ReturnError, ReturnRefusal};
 use crate::party::PartyError;
 
 /// The stable error codes of the API (documented in the OpenAPI description).
@@ -415,6 +416,32 @@ impl From<IdempotencyError> for ApiError {
     }
 }
 
+impl From<ReturnError> for ApiError {
+    fn from(e: ReturnError) -> Self {
+        match e {
+            ReturnError::Refused(refusal) => match refusal {
+                ReturnRefusal::NotFound { .. } | ReturnRefusal::UnknownType(_) => {
+                    ApiError::new(ErrorCode::VoucherNotFound).with_message(refusal.to_string())
+                }
+                ReturnRefusal::NoReason => {
+                    ApiError::invalid(vec![FieldProblem::new("reason", "required", "required")])
+                }
+                ReturnRefusal::NotReturnable { .. }
+                | ReturnRefusal::NotVoidable { .. }
+                | ReturnRefusal::MoneyMoved { .. } => {
+                    ApiError::new(ErrorCode::IllegalTransition).with_message(refusal.to_string())
+                }
+                ReturnRefusal::QuotaUsed(_) | ReturnRefusal::Books(_) => {
+                    ApiError::new(ErrorCode::RefusedByBooks).with_message(refusal.to_string())
+                }
+            },
+            ReturnError::Invalid(why) => ApiError::internal(why),
+            ReturnError::Library(l) => l.into(),
+            ReturnError::Store(s) => Self::from_store(&s),
+        }
+    }
+}
+
 /// The response of an error body with `status`: the body is final unless the middleware
 /// adds the request id.
 pub(crate) fn error_response(
@@ -452,11 +479,11 @@ impl IntoResponse for ApiError {
         let code = self.code.as_str();
         let detail = self.detail.as_deref().unwrap_or("");
         if status.is_server_error() {
-            tracing::error!(code, message = %self.message, detail, "request failed");
+            tracing::error!(code, reason = %self.message, detail, "request failed");
         } else {
             tracing::warn!(
                 code,
-                message = %self.message,
+                reason = %self.message,
                 detail,
                 problems = self.problems.len(),
                 "request refused"

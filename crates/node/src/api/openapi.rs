@@ -197,26 +197,6 @@ fn voucher_step(operation_id: &str, summary: &str, description: &str, with_leg: 
 /// The whole description.
 #[must_use]
 pub fn document() -> Value {
-    use ErrorCode as E;
-    let payment_params = json!([param("Org"), param("IdempotencyKey"), param("RequestId")]);
-    let status = json!({
-        "type": "object",
-        "required": ["code", "zh", "en"],
-        "properties": {
-            "code": {"type": "integer", "description": "状态查询 code: 13/14 not sent, 0/6 not yet received, 1/7 received, 2/8 refused on receipt, 3/9 acknowledged, 4/10 not acknowledged, 5/11 returned, 12 receipt received, -1 voided (original/receipt leg)"},
-            "zh": {"type": "string"},
-            "en": {"type": "string"},
-        },
-    });
-    let processing = json!({
-        "type": "object",
-        "required": ["code", "zh", "en"],
-        "properties": {
-            "code": {"type": "integer", "description": "处理状态: 10 read, 15 acknowledged, 16 refused, 17 validating, 20 validated, 30 validation failed, 40 checked, 45 check failed, 50 approved, 74 awaiting completion, 71 processed, 72 booking failed, 73 sealed, 80 receipt sent, 90 returned, 75 bounced"},
-            "zh": {"type": "string"},
-            "en": {"type": "string"},
-        },
-    });
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -229,7 +209,16 @@ pub fn document() -> Value {
             {"name": "vouchers", "description": "The party's voucher library"},
             {"name": "operations", "description": "Health, metrics, this description"},
         ],
-        "paths": {
+        "paths": paths(),
+        "components": components(),
+    })
+}
+
+/// Every route, by path and method.
+fn paths() -> Value {
+    use ErrorCode as E;
+    let payment_params = json!([param("Org"), param("IdempotencyKey"), param("RequestId")]);
+    json!({
             "/healthz": {"get": {
                 "operationId": "health",
                 "tags": ["operations"],
@@ -334,8 +323,17 @@ pub fn document() -> Value {
                 "The library's step on a received voucher read but not acknowledged.",
                 true,
             )},
-        },
-        "components": {
+    })
+}
+
+/// Responses, security, parameters and schemas.
+fn components() -> Value {
+    use ErrorCode as E;
+    json!({
+            "responses": {
+                "NoSuchRoute": error("Any path not described here", &[E::NotFound]),
+                "MethodNotAllowed": error("A described path with a method it does not take", &[E::MethodNotAllowed]),
+            },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "An API token; the principal's login is recorded as the actor of every event."},
             },
@@ -349,148 +347,170 @@ pub fn document() -> Value {
                 "VtCode": {"name": "vt_code", "in": "path", "required": true, "schema": {"type": "string"}, "description": "VtCode"},
                 "VoucherNo": {"name": "voucher_no", "in": "path", "required": true, "schema": {"type": "string"}, "description": "VoucherNo"},
             },
-            "schemas": {
-                "Amount": {"type": "string", "pattern": "^-?(0|[1-9][0-9]{0,14})\\.[0-9]{2}$", "description": "Yuan with exactly two decimals, e.g. 1234.50"},
-                "Payee": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["name", "account", "bank_name"],
-                    "properties": {
-                        "name": {"type": "string", "description": "PayeeAcctName, at most 60 GBK bytes"},
-                        "account": {"type": "string", "pattern": "^[0-9A-Z-]{1,32}$", "description": "PayeeAcctNo"},
-                        "bank_name": {"type": "string", "description": "PayeeAcctBankName, at most 60 GBK bytes"},
-                    },
-                },
-                "DirectPaymentRequest": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["unit", "amount", "payee", "summary", "month"],
-                    "properties": {
-                        "unit": {"type": "string", "description": "The budget unit's code (AgencyCode)"},
-                        "amount": {"$ref": "#/components/schemas/Amount"},
-                        "payee": {"$ref": "#/components/schemas/Payee"},
-                        "summary": {"type": "string", "description": "PaySummaryName, at most 200 GBK bytes"},
-                        "month": {"type": "integer", "minimum": 1, "maximum": 12, "description": "The plan month drawn on"},
-                    },
-                },
-                "AuthorizedPaymentRequest": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["unit", "amount", "payee", "summary"],
-                    "properties": {
-                        "unit": {"type": "string"},
-                        "amount": {"$ref": "#/components/schemas/Amount"},
-                        "payee": {"$ref": "#/components/schemas/Payee"},
-                        "summary": {"type": "string"},
-                    },
-                },
-                "ReasonRequest": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["reason"],
-                    "properties": {"reason": {"type": "string", "description": "At most 200 GBK bytes"}},
-                },
-                "Empty": {"type": "object", "additionalProperties": false},
-                "Status": status,
-                "Processing": processing,
-                "Voucher": {
-                    "type": "object",
-                    "required": ["adm_div", "year", "vt_code", "voucher_no", "leg", "direction", "sender", "receiver", "status", "created_at", "updated_at", "href"],
-                    "properties": {
-                        "adm_div": {"type": "string"},
-                        "year": {"type": "string"},
-                        "vt_code": {"type": "string"},
-                        "voucher_no": {"type": "string"},
-                        "leg": {"type": "string", "enum": ["original", "receipt"]},
-                        "direction": {"type": "string", "enum": ["sent", "received"]},
-                        "sender": {"type": "string"},
-                        "receiver": {"type": "string"},
-                        "status": {"$ref": "#/components/schemas/Status"},
-                        "processing": {"oneOf": [{"$ref": "#/components/schemas/Processing"}, {"type": "null"}]},
-                        "reason": {"type": ["string", "null"]},
-                        "amount": {"oneOf": [{"$ref": "#/components/schemas/Amount"}, {"type": "null"}]},
-                        "created_at": {"type": "integer", "description": "Unix seconds"},
-                        "updated_at": {"type": "integer"},
-                        "href": {"type": "string"},
-                    },
-                },
-                "VoucherPage": {
-                    "type": "object",
-                    "required": ["items", "next"],
-                    "properties": {
-                        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Voucher"}},
-                        "next": {"type": ["integer", "null"], "description": "The cursor of the next page; null on the last"},
-                    },
-                },
-                "Event": {
-                    "type": "object",
-                    "required": ["id", "action", "actor", "to_status", "at"],
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "action": {"type": "string", "description": "write, receive, send, delivered, delivery_refused, read, acknowledge, refuse, return, void, receipt_arrives, process:<event>, conflict"},
-                        "actor": {"type": "string", "description": "A user's login, or worker"},
-                        "from_status": {"oneOf": [{"$ref": "#/components/schemas/Status"}, {"type": "null"}]},
-                        "to_status": {"$ref": "#/components/schemas/Status"},
-                        "from_processing": {"oneOf": [{"$ref": "#/components/schemas/Processing"}, {"type": "null"}]},
-                        "to_processing": {"oneOf": [{"$ref": "#/components/schemas/Processing"}, {"type": "null"}]},
-                        "reason": {"type": ["string", "null"]},
-                        "at": {"type": "integer"},
-                    },
-                },
-                "VoucherDetail": {
-                    "type": "object",
-                    "required": ["voucher", "fields", "events"],
-                    "properties": {
-                        "voucher": {"$ref": "#/components/schemas/Voucher"},
-                        "fields": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The voucher's header fields as stored"},
-                        "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                    },
-                },
-                "ClearingRequests": {
-                    "type": "object",
-                    "required": ["requests"],
-                    "properties": {"requests": {"type": "array", "items": {"$ref": "#/components/schemas/Voucher"}}},
-                },
-                "Health": {
-                    "type": "object",
-                    "required": ["status", "parties"],
-                    "properties": {
-                        "status": {"type": "string", "enum": ["ok", "unavailable"]},
-                        "parties": {"type": "array", "items": {
-                            "type": "object",
-                            "properties": {
-                                "org": {"type": "string"},
-                                "role": {"type": "string", "enum": ["finance", "pboc", "agent_bank", "budget_unit"]},
-                                "store": {"type": "string", "enum": ["ok", "unavailable"]},
-                            },
-                        }},
-                    },
-                },
-                "Problem": {
-                    "type": "object",
-                    "required": ["field", "rule", "message"],
-                    "properties": {
-                        "field": {"type": "string", "description": "A JSON path (payee.name) or a query parameter"},
-                        "rule": {"type": "string", "description": "required, type, unknown_field, format, positive, range, too_long, control_character, unknown_unit, duplicate, or a voucher rule of the registry"},
-                        "message": {"type": "string"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {
-                        "type": "object",
-                        "required": ["code", "message", "retryable", "request_id", "problems"],
-                        "properties": {
-                            "code": {"type": "string", "enum": error_codes()},
-                            "message": {"type": "string"},
-                            "retryable": {"type": "boolean"},
-                            "request_id": {"type": ["string", "null"]},
-                            "problems": {"type": "array", "items": {"$ref": "#/components/schemas/Problem"}},
-                        },
-                    }},
-                },
+        "schemas": schemas(),
+    })
+}
+
+/// The bodies' schemas.
+fn schemas() -> Value {
+    let status = json!({
+        "type": "object",
+        "required": ["code", "zh", "en"],
+        "properties": {
+            "code": {"type": "integer", "description": "状态查询 code: 13/14 not sent, 0/6 not yet received, 1/7 received, 2/8 refused on receipt, 3/9 acknowledged, 4/10 not acknowledged, 5/11 returned, 12 receipt received, -1 voided (original/receipt leg)"},
+            "zh": {"type": "string"},
+            "en": {"type": "string"},
+        },
+    });
+    let processing = json!({
+        "type": "object",
+        "required": ["code", "zh", "en"],
+        "properties": {
+            "code": {"type": "integer", "description": "处理状态: 10 read, 15 acknowledged, 16 refused, 17 validating, 20 validated, 30 validation failed, 40 checked, 45 check failed, 50 approved, 74 awaiting completion, 71 processed, 72 booking failed, 73 sealed, 80 receipt sent, 90 returned, 75 bounced"},
+            "zh": {"type": "string"},
+            "en": {"type": "string"},
+        },
+    });
+    json!({
+        "Amount": {"type": "string", "pattern": "^-?(0|[1-9][0-9]{0,14})\\.[0-9]{2}$", "description": "Yuan with exactly two decimals, e.g. 1234.50"},
+        "Payee": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "account", "bank_name"],
+            "properties": {
+                "name": {"type": "string", "description": "PayeeAcctName, at most 60 GBK bytes"},
+                "account": {"type": "string", "pattern": "^[0-9A-Z-]{1,32}$", "description": "PayeeAcctNo"},
+                "bank_name": {"type": "string", "description": "PayeeAcctBankName, at most 60 GBK bytes"},
             },
+        },
+        "DirectPaymentRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["unit", "amount", "payee", "summary", "month"],
+            "properties": {
+                "unit": {"type": "string", "description": "The budget unit's code (AgencyCode)"},
+                "amount": {"$ref": "#/components/schemas/Amount"},
+                "payee": {"$ref": "#/components/schemas/Payee"},
+                "summary": {"type": "string", "description": "PaySummaryName, at most 200 GBK bytes"},
+                "month": {"type": "integer", "minimum": 1, "maximum": 12, "description": "The plan month drawn on"},
+            },
+        },
+        "AuthorizedPaymentRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["unit", "amount", "payee", "summary"],
+            "properties": {
+                "unit": {"type": "string"},
+                "amount": {"$ref": "#/components/schemas/Amount"},
+                "payee": {"$ref": "#/components/schemas/Payee"},
+                "summary": {"type": "string"},
+            },
+        },
+        "ReasonRequest": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {"reason": {"type": "string", "description": "At most 200 GBK bytes"}},
+        },
+        "Empty": {"type": "object", "additionalProperties": false},
+        "Status": status,
+        "Processing": processing,
+        "Voucher": {
+            "type": "object",
+            "required": ["adm_div", "year", "vt_code", "voucher_no", "leg", "direction", "sender", "receiver", "status", "created_at", "updated_at", "href"],
+            "properties": {
+                "adm_div": {"type": "string"},
+                "year": {"type": "string"},
+                "vt_code": {"type": "string"},
+                "voucher_no": {"type": "string"},
+                "leg": {"type": "string", "enum": ["original", "receipt"]},
+                "direction": {"type": "string", "enum": ["sent", "received"]},
+                "sender": {"type": "string"},
+                "receiver": {"type": "string"},
+                "status": {"$ref": "#/components/schemas/Status"},
+                "processing": {"oneOf": [{"$ref": "#/components/schemas/Processing"}, {"type": "null"}]},
+                "reason": {"type": ["string", "null"]},
+                "amount": {"oneOf": [{"$ref": "#/components/schemas/Amount"}, {"type": "null"}]},
+                "created_at": {"type": "integer", "description": "Unix seconds"},
+                "updated_at": {"type": "integer"},
+                "href": {"type": "string"},
+            },
+        },
+        "VoucherPage": {
+            "type": "object",
+            "required": ["items", "next"],
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Voucher"}},
+                "next": {"type": ["integer", "null"], "description": "The cursor of the next page; null on the last"},
+            },
+        },
+        "Event": {
+            "type": "object",
+            "required": ["id", "action", "actor", "to_status", "at"],
+            "properties": {
+                "id": {"type": "integer"},
+                "action": {"type": "string", "description": "write, receive, send, delivered, delivery_refused, read, acknowledge, refuse, return, void, receipt_arrives, process:<event>, conflict"},
+                "actor": {"type": "string", "description": "A user's login, or worker"},
+                "from_status": {"oneOf": [{"$ref": "#/components/schemas/Status"}, {"type": "null"}]},
+                "to_status": {"$ref": "#/components/schemas/Status"},
+                "from_processing": {"oneOf": [{"$ref": "#/components/schemas/Processing"}, {"type": "null"}]},
+                "to_processing": {"oneOf": [{"$ref": "#/components/schemas/Processing"}, {"type": "null"}]},
+                "reason": {"type": ["string", "null"]},
+                "at": {"type": "integer"},
+            },
+        },
+        "VoucherDetail": {
+            "type": "object",
+            "required": ["voucher", "fields", "events"],
+            "properties": {
+                "voucher": {"$ref": "#/components/schemas/Voucher"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The voucher's header fields as stored"},
+                "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            },
+        },
+        "ClearingRequests": {
+            "type": "object",
+            "required": ["requests"],
+            "properties": {"requests": {"type": "array", "items": {"$ref": "#/components/schemas/Voucher"}}},
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "parties"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                "parties": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "org": {"type": "string"},
+                        "role": {"type": "string", "enum": ["finance", "pboc", "agent_bank", "budget_unit"]},
+                        "store": {"type": "string", "enum": ["ok", "unavailable"]},
+                    },
+                }},
+            },
+        },
+        "Problem": {
+            "type": "object",
+            "required": ["field", "rule", "message"],
+            "properties": {
+                "field": {"type": "string", "description": "A JSON path (payee.name) or a query parameter"},
+                "rule": {"type": "string", "description": "required, type, unknown_field, format, positive, range, too_long, control_character, unknown_unit, duplicate, or a voucher rule of the registry"},
+                "message": {"type": "string"},
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message", "retryable", "request_id", "problems"],
+                "properties": {
+                    "code": {"type": "string", "enum": error_codes()},
+                    "message": {"type": "string"},
+                    "retryable": {"type": "boolean"},
+                    "request_id": {"type": ["string", "null"]},
+                    "problems": {"type": "array", "items": {"$ref": "#/components/schemas/Problem"}},
+                },
+            }},
         },
     })
 }

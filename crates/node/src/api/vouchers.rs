@@ -16,7 +16,6 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use guoku_domain::check_text;
 use guoku_store::idempotency::request_fingerprint;
 use guoku_store::library::{
     BODY_MAX_BYTES, LIST_MAX, LibraryEvent, REASON_MAX_GBK_BYTES, VoucherRecord,
@@ -31,7 +30,7 @@ use super::idempotent::{self, Reply};
 use super::input::{self, Problems};
 use super::{Caller, Shared};
 use crate::exchange::Transport;
-use crate::flows::returns::{self, ReturnError, ReturnRefusal, ReturnsCtx};
+use crate::flows::returns::{self, ReturnsCtx};
 
 /// Page size when none is asked for.
 const DEFAULT_LIMIT: u64 = 20;
@@ -434,41 +433,6 @@ enum Step {
     Refuse,
 }
 
-impl From<ReturnError> for ApiError {
-    fn from(e: ReturnError) -> Self {
-        match e {
-            ReturnError::Refused(refusal) => match refusal {
-                ReturnRefusal::NotFound { .. } | ReturnRefusal::UnknownType(_) => {
-                    ApiError::new(ErrorCode::VoucherNotFound).with_message(refusal.to_string())
-                }
-                ReturnRefusal::NoReason => {
-                    ApiError::invalid(vec![super::error::FieldProblem::new(
-                        "reason", "required", "required",
-                    )])
-                }
-                ReturnRefusal::NotReturnable { .. }
-                | ReturnRefusal::NotVoidable { .. }
-                | ReturnRefusal::MoneyMoved { .. } => {
-                    ApiError::new(ErrorCode::IllegalTransition).with_message(refusal.to_string())
-                }
-                ReturnRefusal::QuotaUsed(_) | ReturnRefusal::Books(_) => {
-                    ApiError::new(ErrorCode::RefusedByBooks).with_message(refusal.to_string())
-                }
-            },
-            ReturnError::Invalid(why) => ApiError::internal(why),
-            ReturnError::Library(l) => l.into(),
-            ReturnError::Store(s) => {
-                let code = if s.is_retryable() {
-                    ErrorCode::Unavailable
-                } else {
-                    ErrorCode::Internal
-                };
-                ApiError::new(code).with_detail(s.to_string())
-            }
-        }
-    }
-}
-
 /// What a step's request carries, as extracted.
 struct StepRequest {
     uri: Uri,
@@ -505,16 +469,7 @@ async fn step<T: Transport>(
     let object = input::json_object(&bytes)?;
     let leg = parse_leg(q.get("leg"), &mut problems);
     problems.unknown_fields(&object, &["reason"], "");
-    let reason = problems.text(&object, "reason", "reason", usize::MAX);
-    if let Some(r) = &reason
-        && check_text(r, REASON_MAX_GBK_BYTES).is_err()
-    {
-        problems.push(
-            "reason",
-            "too_long",
-            format!("at most {REASON_MAX_GBK_BYTES} GBK bytes"),
-        );
-    }
+    let reason = problems.text(&object, "reason", "reason", REASON_MAX_GBK_BYTES);
     problems.finish()?;
     let (Some(leg), Some(reason)) = (leg, reason) else {
         return Err(ApiError::internal("a checked step is incomplete"));

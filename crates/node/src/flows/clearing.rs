@@ -640,7 +640,9 @@ pub async fn settle_receipt(
                     .parse()
                     .map_err(|_| invalid("bad PayAmt"))?;
                 if paid != asked {
-                    return Err(invalid(format!("PBOC paid {paid}, the request asked {asked}")));
+                    return Err(invalid(format!(
+                        "PBOC paid {paid}, the request asked {asked}"
+                    )));
                 }
                 Ok(paid)
             })

@@ -33,6 +33,9 @@
 //!   arrived, then compares the whole day once and answers every packet with the result.
 //! - **The day** is a [`Window`] of `now`s computed from a [`BizDate`] by the node's
 //!   [`Calendar`]; nothing here reads the clock.
+//! - **One reconciliation worker per store**: packets are gathered and answered one after
+//!   another. A packet whose siblings never come stays at 校验中 (an operator may return
+//!   it); the originator sends the day again under another `VoucherCheckNo`.
 //!
 //! # Limits of this version
 //! - 3507 compares only what both libraries hold: PayAmt (2301) and RefundAmt (2302).

@@ -1,0 +1,600 @@
+//! One party as its own process (`guoku serve --role … --config FILE`): its store, its
+//! staff's keys, the exchange endpoint over mutual TLS and an outbox that reaches the other
+//! parties over HTTPS (issue 5).
+//!
+//! The configuration is a TOML file ([`NodeConfig`]); paths in it are relative to the file.
+//! `guoku demo` writes one for every party of the demo province next to its keys
+//! (`<data dir>/<organisation code>/node.toml`), so the same province runs as separate
+//! processes, as separate organisations do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guoku_seal::keystore::Pin;
+use guoku_seal::pki::{Certificate, OrgRole, RevocationPolicy};
+use guoku_seal::transport::{PeerTrust, TlsIdentity, client_config, server_config};
+use guoku_seal::{SigningKey, Suite};
+use guoku_store::library::Backoff;
+use guoku_store::{PgConfig, SqliteConfig, Store, StoreError};
+use guoku_voucher::{Fields, Registry};
+use rustls::pki_types::ServerName;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::exchange::{
+    Clock, ExchangeState, Https, NodeAddress, Peer, ReceiveLimits, ServeLimits, VoucherTrust, app,
+    serve_tls,
+};
+use crate::party::{Party, PartyConfig};
+
+/// A party's configuration file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `finance`, `pboc`, `bank` or `counter`.
+    pub role: String,
+    /// The organisation code (in its certificates' `serialNumber`).
+    pub org_code: String,
+    /// The organisation's name.
+    pub name: String,
+    /// `sm` or `intl`.
+    pub suite: String,
+    /// The directory with the staff's keys and certificates (`maker`, `checker`,
+    /// `signer`: `.der` and PIN key store `.key`), its seals (`business_seal.der`,
+    /// `paid_seal.der`), its TLS certificate and key (`tls.der`, `tls.key`), and the SQLite
+    /// store unless `postgres` is set.
+    pub dir: PathBuf,
+    /// The deployment root certificate (DER).
+    pub root: PathBuf,
+    /// A PostgreSQL URL for the store instead of SQLite.
+    #[serde(default)]
+    pub postgres: Option<String>,
+    /// The PostgreSQL schema (created if missing).
+    #[serde(default)]
+    pub postgres_schema: Option<String>,
+    /// Where the exchange endpoint listens (mutual TLS).
+    pub exchange_listen: SocketAddr,
+    /// Where the HTTP API listens.
+    pub api_listen: SocketAddr,
+    /// Finance's organisation code.
+    pub finance: String,
+    /// PBOC's organisation code.
+    pub pboc: String,
+    /// This party's bank number (banks, PBOC).
+    #[serde(default)]
+    pub bank_no: String,
+    /// A bank: the unit zero-balance accounts it keeps, `[unit code, account]`.
+    #[serde(default)]
+    pub unit_accounts: Vec<[String; 2]>,
+    /// A bank: the divisions it sends clearing requests for.
+    #[serde(default)]
+    pub clearing_divisions: Vec<String>,
+    /// A bank: seconds between clearing rounds (0: only when asked).
+    #[serde(default)]
+    pub clearing_every_secs: u64,
+    /// Seconds between asking receivers what became of the vouchers sent (0: never).
+    #[serde(default = "default_status_every")]
+    pub status_every_secs: u64,
+    /// The outbox's first retry delay and its cap, in seconds.
+    #[serde(default = "default_backoff")]
+    pub backoff_secs: [u64; 2],
+    /// The API's users: a TOML file of `[[token]]` entries (`login`, `post`,
+    /// `sha256` = the hex SHA-256 of the bearer token); none: the API refuses every call.
+    #[serde(default)]
+    pub api_tokens: Option<PathBuf>,
+    /// The other parties' exchange endpoints.
+    #[serde(default)]
+    pub peers: Vec<PeerAddress>,
+}
+
+/// One API user in a tokens file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The login recorded as the actor.
+    pub login: String,
+    /// `maker`, `checker` or `signer`.
+    pub post: String,
+    /// The hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+/// A tokens file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    #[serde(default)]
+    pub token: Vec<TokenEntry>,
+}
+
+impl TokenFile {
+    /// Reads a tokens file.
+    ///
+    /// # Errors
+    /// [`ServeError::Io`], [`ServeError::Config`] for bad TOML, a bad post or hash.
+    pub fn load(path: &Path) -> Result<TokenFile, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let bad = |detail: String| ServeError::Config {
+            path: path.to_owned(),
+            detail,
+        };
+        let file: TokenFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        for t in &file.token {
+            parse_post(&t.post).map_err(bad)?;
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!("{}: sha256 must be 64 hex digits", t.login)));
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// A post's name in configuration files.
+///
+/// # Errors
+/// An unknown post.
+pub fn parse_post(post: &str) -> Result<guoku_seal::pki::Post, String> {
+    use guoku_seal::pki::Post;
+    match post {
+        "maker" => Ok(Post::Maker),
+        "checker" => Ok(Post::Checker),
+        "signer" => Ok(Post::Signer),
+        other => Err(format!("unknown post {other:?}: maker, checker or signer")),
+    }
+}
+
+fn default_status_every() -> u64 {
+    5
+}
+
+fn default_backoff() -> [u64; 2] {
+    [2, 60]
+}
+
+/// Where another party's exchange endpoint is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAddress {
+    pub org_code: String,
+    pub addr: SocketAddr,
+    /// The name its TLS certificate carries (a DNS name or an IP address).
+    pub server_name: String,
+}
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {detail}")]
+    Config { path: PathBuf, detail: String },
+    #[error("keys or certificates: {0}")]
+    Seal(#[from] guoku_seal::Error),
+    #[error("the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The role a configuration names.
+///
+/// # Errors
+/// An unknown role name.
+pub fn parse_role(role: &str) -> Result<OrgRole, String> {
+    match role {
+        "finance" => Ok(OrgRole::Finance),
+        "pboc" => Ok(OrgRole::Pboc),
+        "bank" => Ok(OrgRole::AgentBank),
+        "counter" => Ok(OrgRole::BudgetUnit),
+        other => Err(format!(
+            "unknown role {other:?}: finance, pboc, bank or counter"
+        )),
+    }
+}
+
+/// The role's name in configurations.
+#[must_use]
+pub fn role_name(role: OrgRole) -> &'static str {
+    match role {
+        OrgRole::Finance => "finance",
+        OrgRole::Pboc => "pboc",
+        OrgRole::AgentBank => "bank",
+        OrgRole::BudgetUnit => "counter",
+    }
+}
+
+impl NodeConfig {
+    /// Reads and checks a configuration file; its relative paths are made relative to the
+    /// file's directory.
+    ///
+    /// # Errors
+    /// [`ServeError::Io`], [`ServeError::Config`].
+    pub fn load(path: &Path) -> Result<NodeConfig, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let bad = |detail: String| ServeError::Config {
+            path: path.to_owned(),
+            detail,
+        };
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        parse_role(&config.role).map_err(bad)?;
+        parse_suite(&config.suite).map_err(bad)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.dir, &mut config.root]
+            .into_iter()
+            .chain(config.api_tokens.as_mut())
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if config.backoff_secs[0] == 0 || config.backoff_secs[1] < config.backoff_secs[0] {
+            return Err(bad("backoff_secs must be [first > 0, cap ≥ first]".into()));
+        }
+        Ok(config)
+    }
+
+    /// The configuration as TOML text.
+    ///
+    /// # Panics
+    /// Never: every field serializes.
+    #[must_use]
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a node configuration serializes")
+    }
+}
+
+fn parse_suite(suite: &str) -> Result<Suite, String> {
+    match suite {
+        "sm" => Ok(Suite::Sm),
+        "intl" => Ok(Suite::Intl),
+        other => Err(format!("unknown suite {other:?}: sm or intl")),
+    }
+}
+
+/// A party ready to run as its own process.
+pub struct Node {
+    pub config: NodeConfig,
+    pub party: Arc<Party<Https>>,
+    exchange: ExchangeState,
+    server_tls: Arc<rustls::ServerConfig>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl Node {
+    /// Opens the node of `config`: its store (migrated), its staff's keys (unlocked with
+    /// `pin`), its TLS identity and its peers.
+    ///
+    /// # Errors
+    /// [`ServeError`].
+    pub async fn open(config: NodeConfig, pin: &Pin, clock: Clock) -> Result<Node, ServeError> {
+        let role = parse_role(&config.role).map_err(|detail| ServeError::Config {
+            path: config.dir.clone(),
+            detail,
+        })?;
+        let suite = parse_suite(&config.suite).map_err(|detail| ServeError::Config {
+            path: config.dir.clone(),
+            detail,
+        })?;
+        let me = Peer {
+            role,
+            org_code: config.org_code.clone(),
+        };
+        let store = match &config.postgres {
+            None => Store::open_sqlite(SqliteConfig::new(config.dir.join("guoku.db"))).await?,
+            Some(url) => {
+                let mut pg = PgConfig::new(url.clone());
+                if let Some(schema) = &config.postgres_schema {
+                    Store::prepare_postgres_schema(url, schema, false).await?;
+                    pg.schema = Some(schema.clone());
+                }
+                Store::connect_postgres(pg).await?
+            }
+        };
+        let staff = crate::demo::load_staff(&config.dir, pin).map_err(|e| ServeError::Config {
+            path: config.dir.clone(),
+            detail: e.to_string(),
+        })?;
+        let root = Certificate::from_der(&read(&config.root)?)?;
+        let tls_cert = Certificate::from_der(&read(&config.dir.join("tls.der"))?)?;
+        let tls_key_pem = String::from_utf8(read(&config.dir.join("tls.key"))?).map_err(|_| {
+            ServeError::Config {
+                path: config.dir.join("tls.key"),
+                detail: "not a PEM file".into(),
+            }
+        })?;
+        let tls_key = SigningKey::from_pkcs8_pem(&tls_key_pem)?;
+        let identity = TlsIdentity::new(&[tls_cert], &tls_key)?;
+        let peer_trust =
+            PeerTrust::new(root.clone(), Vec::new(), RevocationPolicy::CheckIfPresent)?;
+        let time: Arc<dyn rustls::time_provider::TimeProvider> =
+            Arc::new(rustls::time_provider::DefaultTimeProvider);
+        let server_tls = Arc::new(server_config(&identity, &peer_trust, time.clone())?);
+        let client_tls = client_config(&identity, &peer_trust, time)?;
+        let mut nodes = HashMap::new();
+        for peer in &config.peers {
+            let server_name =
+                ServerName::try_from(peer.server_name.clone()).map_err(|e| ServeError::Config {
+                    path: config.dir.clone(),
+                    detail: format!("peer {}: bad server_name: {e}", peer.org_code),
+                })?;
+            nodes.insert(
+                peer.org_code.clone(),
+                NodeAddress {
+                    addr: peer.addr,
+                    server_name,
+                },
+            );
+        }
+        let transport = Https::new(client_tls, nodes, Duration::from_secs(30));
+        let registry = Arc::new(Registry::builtin());
+        let trust = VoucherTrust {
+            anchor: root,
+            intermediates: Vec::new(),
+            crls: Vec::new(),
+            revocation: RevocationPolicy::CheckIfPresent,
+        };
+        let exchange = ExchangeState::new(
+            me.clone(),
+            suite,
+            (*registry).clone(),
+            trust,
+            store.clone(),
+            clock.clone(),
+            ReceiveLimits::default(),
+        );
+        let now = clock();
+        let year = Party::<Https>::business_date(now).to_string();
+        let clearing_templates = config
+            .clearing_divisions
+            .iter()
+            .map(|d| clearing_template(&registry, d, &year[..4], &config.bank_no, now))
+            .collect();
+        let party_config = PartyConfig {
+            me,
+            name: config.name.clone(),
+            suite,
+            finance: config.finance.clone(),
+            pboc: config.pboc.clone(),
+            bank_no: config.bank_no.clone(),
+            unit_accounts: config
+                .unit_accounts
+                .iter()
+                .map(|[u, a]| (u.clone(), a.clone()))
+                .collect(),
+            clearing_templates,
+            backoff: Backoff {
+                base: config.backoff_secs[0],
+                cap: config.backoff_secs[1],
+            },
+            clearing_every_secs: config.clearing_every_secs,
+            status_every_secs: config.status_every_secs,
+        };
+        let party = Arc::new(Party::new(
+            party_config,
+            registry,
+            store,
+            staff,
+            transport,
+            clock,
+        ));
+        Ok(Node {
+            config,
+            party,
+            exchange,
+            server_tls,
+        })
+    }
+
+    /// Runs the exchange endpoint and the worker until `stop` turns true.
+    ///
+    /// # Errors
+    /// The exchange listener cannot be bound or fails.
+    pub async fn run_exchange_and_worker(
+        &self,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), ServeError> {
+        let listener = tokio::net::TcpListener::bind(self.config.exchange_listen)
+            .await
+            .map_err(|source| ServeError::Io {
+                path: PathBuf::from(self.config.exchange_listen.to_string()),
+                source,
+            })?;
+        let worker = tokio::spawn(
+            self.party
+                .clone()
+                .run(Duration::from_millis(200), stop.clone()),
+        );
+        let mut shutdown = stop.clone();
+        let served = serve_tls(
+            listener,
+            self.server_tls.clone(),
+            app(self.exchange.clone()),
+            ServeLimits::default(),
+            async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            },
+        )
+        .await;
+        let _ = worker.await;
+        served.map_err(|source| ServeError::Io {
+            path: PathBuf::from(self.config.exchange_listen.to_string()),
+            source,
+        })
+    }
+}
+
+/// A bank's 2301 header template for one division (see the demo's).
+pub(crate) fn clearing_template(
+    registry: &Registry,
+    division: &str,
+    year: &str,
+    bank_no: &str,
+    now: OffsetDateTime,
+) -> Fields {
+    use guoku_voucher::VoucherFlag;
+    use guoku_voucher::sample::{Style, sample};
+    let date = Party::<Https>::business_date(now);
+    let ty = registry
+        .get("2301")
+        .expect("the built-in registry has 2301");
+    let mut header = sample(ty, date, VoucherFlag::Original, Style::Plain, 7).header;
+    header.set("AdmDivCode", division);
+    header.set("StYear", year);
+    header.set("FundTypeCode", "1");
+    header.set("PayBankNo", bank_no);
+    header
+}
+
+// ----- the HTTP API of a process -------------------------------------------------------------
+
+/// Serves `router` on `listener` (plain HTTP: put it on loopback or behind a TLS-terminating
+/// proxy) until `stop` turns true.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        })
+        .await
+}
+
+/// The demo's API tokens: a fresh random token for every demo user at every start (only
+/// their SHA-256 stays in memory), with the lines that hand them out.
+#[must_use]
+pub fn demo_tokens(demo: &crate::demo::Demo) -> (crate::api::TokenTable, Vec<String>) {
+    let (table, handed) =
+        crate::api::TokenTable::with_random_tokens(crate::api::demo_principals(demo));
+    let lines = handed
+        .iter()
+        .map(|(principal, token)| format!("{:<26} {}", principal.login, token.expose()))
+        .collect();
+    (table, lines)
+}
+
+/// Serves the demo's API (every party) until `stop` turns true.
+///
+/// # Errors
+/// The listener fails.
+pub async fn serve_demo_api(
+    listener: tokio::net::TcpListener,
+    demo: Arc<crate::demo::Demo>,
+    tokens: crate::api::TokenTable,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let api = crate::api::Api::demo(demo, Arc::new(tokens), crate::api::ApiConfig::default());
+    serve_http(listener, crate::api::router(api), stop).await
+}
+
+/// The demo province's units and banks as a catalogue, for a node of the demo run as its
+/// own process. (A deployment of its own would load its units and banks from its store.)
+fn demo_catalogue(registry: Arc<Registry>, year: guoku_domain::StYear) -> crate::api::Catalogue {
+    use crate::api::{Catalogue, CatalogueBank, CatalogueUnit};
+    let province = crate::demo::province();
+    let bank = |o: &crate::demo::Org| CatalogueBank {
+        code: o.code.into(),
+        name: o.name.into(),
+    };
+    Catalogue {
+        registry,
+        year,
+        finance_name: province.finance.name.into(),
+        direct_bank: bank(province.direct_bank()),
+        banks: province.banks.iter().map(bank).collect(),
+        units: province
+            .units
+            .iter()
+            .map(|u| CatalogueUnit {
+                code: u.code.clone(),
+                name: u.name.clone(),
+                adm_div: u.division.into(),
+                func: crate::demo::FUNC.into(),
+                eco: crate::demo::ECO.into(),
+                fund: crate::demo::FUND.into(),
+                zba: u.zba.clone(),
+                bank: u.bank,
+                finance_zba: crate::demo::finance_zba(u.division),
+            })
+            .collect(),
+        direct_defaults: Vec::new(),
+        authorized_defaults: Vec::new(),
+    }
+}
+
+/// Serves a node's API until `stop` turns true; its users come from the configuration's
+/// `api_tokens` file (none: every call is refused).
+///
+/// # Errors
+/// The tokens file cannot be read; the listener fails.
+pub async fn serve_node_api(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    use crate::api::{Principal, TokenTable};
+    let mut entries = Vec::new();
+    if let Some(path) = &node.config.api_tokens {
+        for (i, t) in TokenFile::load(path)?.token.into_iter().enumerate() {
+            let mut hash = [0u8; 32];
+            for (j, byte) in hash.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&t.sha256[2 * j..2 * j + 2], 16).map_err(|_| {
+                    ServeError::Config {
+                        path: path.clone(),
+                        detail: format!("{}: bad sha256", t.login),
+                    }
+                })?;
+            }
+            let post = parse_post(&t.post).map_err(|detail| ServeError::Config {
+                path: path.clone(),
+                detail,
+            })?;
+            entries.push((
+                hash,
+                Principal {
+                    user: guoku_store::access::UserId(u64::try_from(i + 1).unwrap_or(u64::MAX)),
+                    login: t.login,
+                    org: node.config.org_code.clone(),
+                    post,
+                },
+            ));
+        }
+    }
+    let year = Party::<Https>::business_date((node.party.clock)())
+        .to_string()
+        .get(..4)
+        .and_then(|y| y.parse().ok())
+        .ok_or_else(|| ServeError::Config {
+            path: node.config.dir.clone(),
+            detail: "no budget year for today".into(),
+        })?;
+    let catalogue = demo_catalogue(node.party.registry.clone(), year);
+    let api = crate::api::Api::new(
+        Arc::new(TokenTable::new(entries)),
+        Arc::new(catalogue),
+        crate::api::ApiConfig::default(),
+    )
+    .serve(node.party.clone());
+    let path = PathBuf::from(node.config.api_listen.to_string());
+    serve_http(listener, crate::api::router(api), stop)
+        .await
+        .map_err(|source| ServeError::Io { path, source })
+}
