@@ -268,7 +268,10 @@ fn e2e(
         "both" => vec![false, true],
         other => anyhow::bail!("--store is sqlite, postgres or both, not {other:?}"),
     };
-    anyhow::ensure!(payments >= 1 && concurrency >= 1, "--payments and --concurrency ≥ 1");
+    anyhow::ensure!(
+        payments >= 1 && concurrency >= 1,
+        "--payments and --concurrency ≥ 1"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
 use guoku_domain::BizDate;
 use guoku_seal::SigningKey;
 use guoku_seal::Suite;
@@ -44,6 +47,8 @@ use crate::outbox::{OutboxError, OutboxReport, deliver_due};
 use crate::stamping::{self, StampingError};
 use crate::status_sync::{self, Sweep};
 
+/// Most vouchers of a tick handled at once (see [`Party::tick`]).
+pub const CONCURRENT_VOUCHERS: usize = 32;
 /// Most vouchers read from the library at a time (the standard's limit).
 pub const READ_BATCH: u32 = 100;
 /// Most outbox entries one pass delivers.
@@ -498,11 +503,35 @@ impl<T: Transport> Party<T> {
                 .read(READ_BATCH, WORKER_ACTOR, now)
                 .await?;
             let n = records.len();
-            for record in &records {
+            // Payments and their receipts touch only their own voucher and book rows, so
+            // they are handled concurrently and their commits share fsyncs; everything
+            // else (clearing requests, notices, refunds, reconciliation) runs one at a time,
+            // in arrival order, after them.
+            let (concurrent, in_order): (Vec<&VoucherRecord>, Vec<&VoucherRecord>) =
+                records.iter().partition(|r| self.is_independent(r));
+            let mut outcomes: Vec<(VoucherKey, Handled)> = Vec::with_capacity(n);
+            let mut pending = FuturesUnordered::new();
+            let mut waiting = concurrent.into_iter();
+            loop {
+                while pending.len() < CONCURRENT_VOUCHERS {
+                    match waiting.next() {
+                        Some(record) => pending.push(self.dispatch_keyed(record)),
+                        None => break,
+                    }
+                }
+                match pending.next().await {
+                    Some(done) => outcomes.push(done?),
+                    None => break,
+                }
+            }
+            for record in in_order {
+                outcomes.push((record.key.clone(), self.dispatch(record).await?));
+            }
+            for (key, handled) in outcomes {
                 report.handled += 1;
-                match self.dispatch(record).await? {
+                match handled {
                     Handled::Done => {}
-                    Handled::Completed => report.completed.push(record.key.clone()),
+                    Handled::Completed => report.completed.push(key),
                     Handled::Failed => report.failed += 1,
                 }
             }
@@ -663,6 +692,28 @@ impl<T: Transport> Party<T> {
             sealer: &sealer,
         };
         Ok(refund::record_refund(&self.store, &self.registry, &desk, request, now).await?)
+    }
+
+    async fn dispatch_keyed(
+        &self,
+        record: &VoucherRecord,
+    ) -> Result<(VoucherKey, Handled), PartyError> {
+        Ok((record.key.clone(), self.dispatch(record).await?))
+    }
+
+    /// Whether `record` may be handled concurrently with others of its tick: a payment
+    /// original at a bank, or a payment receipt at its sender.
+    fn is_independent(&self, record: &VoucherRecord) -> bool {
+        let vt = record.key.vt_code.as_str();
+        matches!(
+            (self.role(), vt, record.leg),
+            (
+                OrgRole::AgentBank,
+                direct::VT_5201 | authorized::VT_8202,
+                Leg::Original
+            ) | (OrgRole::Finance, direct::VT_5201, Leg::Receipt)
+                | (OrgRole::BudgetUnit, authorized::VT_8202, Leg::Receipt)
+        )
     }
 
     /// Delivers everything due, a batch at a time, until a batch comes back short.

@@ -30,7 +30,7 @@ use std::fmt;
 
 use guoku_domain::{AdmDivCode, BankNo, check_text};
 use guoku_voucher::VoucherKey;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Store;
 use crate::error::StoreError;
@@ -826,7 +826,7 @@ mod lite {
         d: &Division,
         e: &EventRow,
     ) -> Result<(), AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         if let Some(parent) = &d.parent {
             require_division(&tx, parent)?;
         }
@@ -851,7 +851,7 @@ mod lite {
         u: &BudgetUnit,
         e: &EventRow,
     ) -> Result<(), AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         require_division(&tx, &u.adm_div)?;
         tx.prepare_cached(&sq(UPSERT_UNIT))?.execute(params![
             u.adm_div.as_str(),
@@ -870,7 +870,7 @@ mod lite {
         b: &AgentBank,
         e: &EventRow,
     ) -> Result<(), AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         require_division(&tx, &b.adm_div)?;
         tx.prepare_cached(&sq(UPSERT_BANK))?.execute(params![
             b.adm_div.as_str(),
@@ -983,7 +983,7 @@ mod lite {
         actor: &str,
         at: i64,
     ) -> Result<UserRecord, AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         let id: Option<i64> = tx
             .prepare_cached(&sq(INSERT_USER))?
             .query_row(
@@ -1019,7 +1019,7 @@ mod lite {
         actor: &str,
         at: i64,
     ) -> Result<UserRecord, AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         let before = require_user(&tx, id)?;
         let changed = match change {
             UserChange::Status(s) => {
@@ -1067,7 +1067,7 @@ mod lite {
         at: i64,
         check: impl FnOnce(&[String]) -> Result<(), E>,
     ) -> Result<Result<UserRecord, E>, AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         let before = require_user(&tx, id)?;
         if before.posts.iter().any(|p| p == post) {
             return Ok(Ok(before));
@@ -1099,7 +1099,7 @@ mod lite {
         at: i64,
         f: impl FnOnce(LoginState) -> LoginState,
     ) -> Result<(LoginState, UserRecord), AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         let before = require_user(&tx, id)?;
         let next = f(before.login_state);
         let locked = next.locked_until.map(time_to_sql).transpose()?;
@@ -1171,7 +1171,7 @@ mod lite {
         at: i64,
         check: impl FnOnce(&[StepRecord]) -> Result<(), E>,
     ) -> Result<Result<StepRecord, E>, AccessError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = crate::sqlite::begin(conn)?;
         require_user(&tx, user)?;
         let [a, b, c, d] = key_params(key);
         tx.prepare_cached(&sq(INSERT_APPROVAL))?

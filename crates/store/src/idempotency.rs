@@ -30,7 +30,7 @@
 
 use std::fmt;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::Store;
@@ -301,7 +301,7 @@ fn sqlite_begin(
     request_sha256: &[u8; 32],
     t: Times,
 ) -> Result<Begin, IdempotencyError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = crate::sqlite::begin(conn)?;
     let row = tx
         .prepare_cached(&sq(SELECT_ROW))?
         .query_row(params![user, key], |r| {

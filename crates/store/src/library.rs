@@ -40,7 +40,7 @@ use guoku_voucher::lifecycle::{
     Exchange, ExchangeEvent, IllegalTransition, Leg, Processing, ProcessingEvent,
 };
 use guoku_voucher::{Voucher, VoucherKey, canonical_bytes};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
@@ -841,7 +841,7 @@ fn sqlite_apply(
 }
 
 fn sqlite_transition(conn: &mut Connection, t: &Transition) -> Result<VoucherRecord, LibraryError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = crate::sqlite::begin(conn)?;
     let record = sqlite_find(&tx, &t.key, t.leg)?.ok_or_else(|| LibraryError::NotFound {
         key: Box::new(t.key.clone()),
         leg: t.leg,
@@ -863,7 +863,7 @@ fn sqlite_insert(
     actor: &str,
     at: i64,
 ) -> Result<Stored, LibraryError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = crate::sqlite::begin(conn)?;
     let code = exchange_to_sql(exchange, new.leg)?;
     let seq: Option<i64> = tx
         .prepare_cached(&sqlite_sql(INSERT_VOUCHER))?
@@ -965,7 +965,7 @@ fn sqlite_read(
     actor: &str,
     at: i64,
 ) -> Result<Vec<VoucherRecord>, LibraryError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = crate::sqlite::begin(conn)?;
     let unread = {
         let mut stmt = tx.prepare_cached(&sqlite_sql(&format!(
             "SELECT {RECORD_COLUMNS} FROM library_vouchers \
@@ -1002,7 +1002,7 @@ fn sqlite_record_attempt(
     at: i64,
     backoff: Backoff,
 ) -> Result<OutboxEntry, LibraryError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = crate::sqlite::begin(conn)?;
     let row = tx
         .prepare_cached(&sqlite_sql(OUTBOX_BY_KEY))?
         .query_row(

@@ -20,9 +20,7 @@ use std::time::Duration;
 use guoku_ledger::{
     Account, CreateAccountResult, CreateTransferResult, NewAccount, State, Transfer, TransferRecord,
 };
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::batch::{self, Attempt, Calendar, Clock, DailyDelta, IdCheck, NumberedAccount};
 use crate::books::{BookFilter, BookLabel};
@@ -92,7 +90,62 @@ impl SqliteConfig {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Work for the writer thread. It runs its statements in a savepoint of its own (see
+/// [`begin`]) and returns what answers its caller once the group it ran in is committed
+/// (or failed to commit).
+type Job = Box<dyn FnOnce(&mut Connection) -> Reply + Send>;
+/// Answers a job's caller with the group's commit outcome.
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Most jobs committed together (group commit).
+const GROUP_MAX: usize = 512;
+
+/// Starts a job's atomic unit: a savepoint, which is a transaction of its own when the job
+/// runs alone and nests inside the group's transaction otherwise. Dropping it without
+/// [`rusqlite::Savepoint::commit`] rolls the job's statements back and nothing else.
+pub(crate) fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Savepoint<'_>> {
+    conn.savepoint()
+}
+
+/// The writer thread: runs jobs in arrival order and commits every group of jobs waiting
+/// at the same time in one transaction, so one fsync makes a whole group durable. Callers
+/// are answered only after their group's commit (DESIGN invariant 8: nothing is
+/// acknowledged before it is durable); if the commit fails, every job of the group gets
+/// the error and nothing of the group remains.
+fn run_writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if group.len() == 1 {
+            let reply = (group.pop().expect("one job"))(&mut conn);
+            reply(Ok(()));
+            continue;
+        }
+        if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+            // Run them one by one instead, each in its own transaction.
+            for job in group {
+                job(&mut conn)(Ok(()));
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = group.into_iter().map(|job| job(&mut conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone().map_err(|detail| StoreError::Database {
+                backend: "sqlite",
+                detail: format!("the group commit failed: {detail}"),
+            }));
+        }
+    }
+}
 
 struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -152,7 +205,7 @@ fn open_connection(config: &SqliteConfig, read_only: bool) -> Result<Connection,
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin(conn)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY, name TEXT NOT NULL)",
@@ -324,7 +377,7 @@ fn attempt_transfers(
     batch: &[Transfer],
     check: IdCheck,
 ) -> Result<Attempt<Vec<CreateTransferResult>>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin(conn)?;
     let clock = read_clock(&tx)?;
     batch::check_transfer_batch(clock, now, batch.len())?;
 
@@ -498,7 +551,7 @@ fn insert_transfers(tx: &Connection, rows: &[NewTransferRow]) -> rusqlite::Resul
     Ok(())
 }
 
-fn add_daily(tx: &Transaction<'_>, deltas: &[DailyDelta]) -> Result<(), StoreError> {
+fn add_daily(tx: &Connection, deltas: &[DailyDelta]) -> Result<(), StoreError> {
     let mut read = tx.prepare_cached(
         "SELECT transfers, amount_hi, amount_lo FROM daily_totals \
          WHERE ledger = ?1 AND day = ?2 AND code = ?3",
@@ -538,7 +591,7 @@ fn write_accounts(
     labels: &[Option<BookLabel>],
 ) -> Result<Vec<CreateAccountResult>, StoreError> {
     batch::check_account_batch(batch.len())?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin(conn)?;
     let existing = load_accounts(&tx, &batch::new_account_ids(batch))?;
     let outcome = batch::apply_accounts(existing, batch)?;
     let mut next_num: i64 = tx.query_row(
@@ -598,7 +651,7 @@ impl SqliteStore {
     /// If the file cannot be opened, WAL cannot be enabled, or a migration fails.
     pub async fn open(config: SqliteConfig) -> Result<Self, StoreError> {
         let setup = config.clone();
-        let mut conn = tokio::task::spawn_blocking(move || {
+        let conn = tokio::task::spawn_blocking(move || {
             let mut conn = open_connection(&setup, false)?;
             migrate(&mut conn)?;
             Ok::<_, StoreError>(conn)
@@ -611,11 +664,7 @@ impl SqliteStore {
         let (sender, receiver) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("guoku-sqlite-writer".into())
-            .spawn(move || {
-                while let Ok(job) = receiver.recv() {
-                    job(&mut conn);
-                }
-            })
+            .spawn(move || run_writer(conn, &receiver))
             .map_err(|e| StoreError::Database {
                 backend: "sqlite",
                 detail: format!("cannot start the writer thread: {e}"),
@@ -638,7 +687,10 @@ impl SqliteStore {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let calendar = self.inner.config.calendar;
         let boxed: Job = Box::new(move |conn| {
-            let _ = reply.send(job(conn, calendar));
+            let result = job(conn, calendar);
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ = reply.send(committed.and(result));
+            })
         });
         {
             let jobs = self
