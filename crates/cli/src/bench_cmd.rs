@@ -62,6 +62,16 @@ pub enum BenchCommand {
         )]
         pg_url: String,
     },
+    /// Daily reconciliation: compares two sides of N entries with differences planted
+    /// (missing on either side, amounts and states changed) and lists every difference.
+    Reconcile {
+        /// Entries on each side.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: usize,
+        /// Runs; the best and the median are printed.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Signatures: sign/s and verify/s per core for each suite, batch sign-and-seal of
     /// 2,000 vouchers on all cores, batch-signature mode for 10,000, beside `openssl speed sm2`.
     Sign {
@@ -137,6 +147,24 @@ pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> 
             runtime.block_on(durable(&dir, &pg_url, durable_transfers, batch, runs))?;
         }
         BenchCommand::Sign { no_openssl } => sign(no_openssl)?,
+        BenchCommand::Reconcile { entries, runs } => {
+            anyhow::ensure!(entries >= 1 && runs >= 1, "--entries and --runs ≥ 1");
+            let mut seconds = Vec::new();
+            let mut differences = 0;
+            for run in 0..runs {
+                let (took, summary) =
+                    guoku_node::flows::reconcile::bench_reconcile(entries, run as u64 + 1);
+                seconds.push(took.as_secs_f64());
+                differences = summary.differences.len();
+            }
+            seconds.sort_by(f64::total_cmp);
+            outln!(
+                "reconcile: {entries} entries a side, {differences} differences listed: best {:.3} s, median {:.3} s ({:.0} entries/s)   (target ≤ 10 s for 1,000,000)",
+                seconds[0],
+                seconds[seconds.len() / 2],
+                entries as f64 / seconds[seconds.len() / 2]
+            );
+        }
         BenchCommand::E2e {
             payments,
             concurrency,
@@ -277,7 +305,7 @@ fn e2e(
         .enable_all()
         .build()?;
     outln!(
-        "e2e: {payments} direct payments, {concurrency} at a time, each made, stamped (3), sent, verified, paid, receipted (sealed), verified, booked, then cleared (2301) and settled"
+        "e2e: {payments} direct payments, {concurrency} at a time, each made, stamped (3), sent, verified, paid, receipted (sealed), verified, booked, then cleared (2301), settled and reconciled (3502, 5503)"
     );
     for suite in suites {
         for postgres in &stores {
@@ -310,12 +338,13 @@ fn e2e(
             let crypto = report.cpu_crypto.as_secs_f64();
             let storage = report.cpu_storage.as_secs_f64();
             outln!(
-                "  {suite:?} on {store}: {:.0} payments/s ({} in {:.2} s; receipts all back after {:.2} s; {} clearing requests; setup {:.1} s, not counted)",
+                "  {suite:?} on {store}: {:.0} payments/s ({} in {:.2} s; receipts all back after {:.2} s; {} clearing requests, {} reconciliations; setup {:.1} s, not counted)",
                 report.per_second(),
                 report.payments,
                 report.elapsed.as_secs_f64(),
                 report.receipted.as_secs_f64(),
                 report.clearing_requests,
+                report.reconciliations,
                 report.setup.as_secs_f64(),
             );
             outln!(

@@ -5,7 +5,8 @@
 //! and consumes its plan quota, the outbox delivers it, the bank verifies, acknowledges,
 //! pays and returns a sealed receipt, finance verifies and books the receipt; then the
 //! bank sends its clearing requests (2301) and PBOC verifies, checks and clears them and
-//! the bank settles PBOC's receipts. Each party's worker runs in its own task, as in
+//! the bank settles PBOC's receipts; then PBOC (3502) and finance (5503) reconcile the day
+//! with every bank and the banks answer. Each party's worker runs in its own task, as in
 //! `guoku demo`.
 //!
 //! Figures: payments per second over the whole run (up to the last clearing settled),
@@ -65,10 +66,12 @@ pub struct E2eReport {
     pub cpu_storage: Duration,
     /// Clearing requests PBOC cleared.
     pub clearing_requests: usize,
+    /// Reconciliation requests answered (PBOC's 3502s and finance's 5503s).
+    pub reconciliations: usize,
 }
 
 impl E2eReport {
-    /// Payments per second over the whole run.
+    /// Payments per second over the whole run (made to reconciled).
     #[must_use]
     pub fn per_second(&self) -> f64 {
         self.payments as f64 / self.elapsed.as_secs_f64()
@@ -268,6 +271,39 @@ pub async fn e2e(
         demo.finance.tick().await?;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // Reconciliation: PBOC and finance reconcile the day with every bank; all answered.
+    let asked =
+        demo.pboc.reconcile_day("bench").await? + demo.finance.reconcile_day("bench").await?;
+    let reconciled_start = Instant::now();
+    loop {
+        let mut answered = 0;
+        for (party, vt) in [(&demo.pboc, "3502"), (&demo.finance, "5503")] {
+            answered += party
+                .store
+                .library()
+                .by_status(
+                    vt,
+                    guoku_voucher::lifecycle::Leg::Receipt,
+                    guoku_voucher::lifecycle::Exchange::Acknowledged,
+                    0,
+                    guoku_store::library::LIST_MAX,
+                )
+                .await
+                .map_err(PartyError::from)?
+                .items
+                .len();
+        }
+        if answered >= asked {
+            break;
+        }
+        if reconciled_start.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError::Stalled(format!(
+                "{answered} of {asked} reconciliations answered after 60 s"
+            )));
+        }
+        demo.finance.tick().await?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let elapsed = t0.elapsed();
     let (cpu1, crypto1) = (thread_cpu(), stamping::crypto_time());
     let _ = stop_tx.send(true);
@@ -292,6 +328,7 @@ pub async fn e2e(
         cpu_crypto: crypto1.saturating_sub(crypto0),
         cpu_storage: cpu1.1.saturating_sub(cpu0.1),
         clearing_requests: requests,
+        reconciliations: asked,
     })
 }
 

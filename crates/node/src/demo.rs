@@ -390,6 +390,21 @@ impl Demo {
             backoff: Backoff { base: 2, cap: 60 },
             clearing_every_secs: 0,
             status_every_secs: 5,
+            banks: province
+                .banks
+                .iter()
+                .map(|b| (b.code.to_owned(), b.bank_no.to_owned()))
+                .collect(),
+            divisions: province
+                .divisions
+                .iter()
+                .map(|d| d.code.to_owned())
+                .collect(),
+            reconcile_every_secs: if matches!(org.role, OrgRole::Pboc | OrgRole::Finance) {
+                RECONCILE_EVERY_SECS
+            } else {
+                0
+            },
         };
         let finance = open_party(&province.finance, base(&province.finance)).await?;
         let pboc = open_party(&province.pboc, base(&province.pboc)).await?;
@@ -939,6 +954,9 @@ fn create_pki(
     Ok(())
 }
 
+/// How often the demo's PBOC and finance reconcile the day so far with the banks.
+pub const RECONCILE_EVERY_SECS: u64 = 600;
+
 /// The first exchange port of the parties run as separate processes (`guoku serve`); the
 /// API ports start at [`API_PORT_BASE`]. Each party gets base + its index in
 /// [`Province::orgs`].
@@ -987,6 +1005,25 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
             },
             clearing_every_secs: if bank.is_some() { 10 } else { 0 },
             status_every_secs: 5,
+            reconcile_banks: if matches!(org.role, OrgRole::Pboc | OrgRole::Finance) {
+                province
+                    .banks
+                    .iter()
+                    .map(|b| [b.code.to_owned(), b.bank_no.to_owned()])
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            reconcile_divisions: province
+                .divisions
+                .iter()
+                .map(|d| d.code.to_owned())
+                .collect(),
+            reconcile_every_secs: if matches!(org.role, OrgRole::Pboc | OrgRole::Finance) {
+                RECONCILE_EVERY_SECS
+            } else {
+                0
+            },
             backoff_secs: [2, 60],
             api_tokens: None,
             peers: orgs

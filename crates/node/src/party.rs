@@ -42,6 +42,7 @@ use crate::flows::authorized::{self, UnitAccount};
 use crate::flows::clearing::{self, ClearOutcome, Clearer, PaidState, Pboc, SettleOutcome};
 use crate::flows::direct::{self, Bank, DirectError, PayOutcome, ReceiptOutcome, Route};
 use crate::flows::quota::{self, NoticeOutcome, Notifier, Treasury};
+use crate::flows::reconcile::{self, CheckKind};
 use crate::flows::{refund, returns};
 use crate::outbox::{OutboxError, OutboxReport, deliver_due};
 use crate::stamping::{self, StampingError};
@@ -128,6 +129,13 @@ pub struct PartyConfig {
     /// A bank: how often the worker sends clearing requests, in seconds (0: never; the
     /// API or a bench asks instead).
     pub clearing_every_secs: u64,
+    /// PBOC and finance: the banks they reconcile with, (organisation code, bank number).
+    pub banks: Vec<(String, String)>,
+    /// PBOC and finance: the divisions they reconcile.
+    pub divisions: Vec<String>,
+    /// PBOC and finance: how often the worker reconciles the day so far with every bank, in
+    /// seconds (0: only when asked).
+    pub reconcile_every_secs: u64,
     /// How often the worker asks receivers what became of the vouchers this party sent
     /// (签收, 签收失败, 退回), in seconds (0: never).
     pub status_every_secs: u64,
@@ -163,6 +171,9 @@ pub enum PartyError {
     /// The status sweep failed.
     #[error(transparent)]
     Sync(#[from] status_sync::SyncError),
+    /// A reconciliation failed.
+    #[error(transparent)]
+    Reconcile(#[from] reconcile::ReconcileError),
     /// This party's role does not do that.
     #[error("a {role:?} party does not {what}")]
     WrongRole { role: OrgRole, what: &'static str },
@@ -178,6 +189,7 @@ impl PartyError {
             Self::Refund(e) => e.is_retryable(),
             Self::Return(e) => e.is_retryable(),
             Self::Sync(e) => e.is_retryable(),
+            Self::Reconcile(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -194,6 +206,8 @@ pub struct TickReport {
     pub failed: usize,
     /// Clearing requests sent.
     pub clearing_requests: usize,
+    /// Reconciliation requests sent.
+    pub reconciliations: usize,
     /// Sent vouchers whose receiver's answer (签收, 签收失败, 退回) was recorded.
     pub status_changes: usize,
     /// Payments whose receipt this party booked in this tick (finance: 5201; a unit's
@@ -209,6 +223,7 @@ impl TickReport {
             && self.handled == 0
             && self.clearing_requests == 0
             && self.status_changes == 0
+            && self.reconciliations == 0
     }
 }
 
@@ -252,6 +267,7 @@ pub struct Party<T> {
     clearing_serial: AtomicU64,
     last_clearing: AtomicU64,
     last_sync: AtomicU64,
+    last_reconcile: AtomicU64,
     sweep: tokio::sync::Mutex<Sweep>,
 }
 
@@ -265,6 +281,7 @@ impl<T: Transport> Party<T> {
         transport: T,
         clock: Clock,
     ) -> Self {
+        let started = u64::try_from(clock().unix_timestamp()).unwrap_or(0);
         Self {
             config,
             store,
@@ -275,6 +292,8 @@ impl<T: Transport> Party<T> {
             clearing_serial: AtomicU64::new(0),
             last_clearing: AtomicU64::new(0),
             last_sync: AtomicU64::new(0),
+            // The first round comes `reconcile_every_secs` after the start, not at once.
+            last_reconcile: AtomicU64::new(started),
             sweep: tokio::sync::Mutex::new(Sweep::for_registry(&registry)),
             registry,
         }
@@ -548,6 +567,14 @@ impl<T: Transport> Party<T> {
             self.last_clearing.store(now, Ordering::Relaxed);
             report.clearing_requests += self.request_clearing(WORKER_ACTOR).await?.len();
         }
+        let every = self.config.reconcile_every_secs;
+        if every > 0
+            && matches!(self.role(), OrgRole::Pboc | OrgRole::Finance)
+            && now >= self.last_reconcile.load(Ordering::Relaxed) + every
+        {
+            self.last_reconcile.store(now, Ordering::Relaxed);
+            report.reconciliations += self.reconcile_day(WORKER_ACTOR).await?;
+        }
         let every = self.config.status_every_secs;
         if every > 0 && now >= self.last_sync.load(Ordering::Relaxed) + every {
             self.last_sync.store(now, Ordering::Relaxed);
@@ -633,6 +660,64 @@ impl<T: Transport> Party<T> {
             }
         }
         Ok(report.changes.len())
+    }
+
+    /// Reconciles the business day so far with every bank, per division: PBOC sends a 3502
+    /// of the day's clearing requests (2301), finance a 5503 of the day's direct payments
+    /// (5201); the banks compare with their own libraries and answer. The requests sent.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off PBOC and finance; the flow's failures.
+    pub async fn reconcile_day(&self, actor: &str) -> Result<usize, PartyError> {
+        let (kind, vt, prefix) = match self.role() {
+            OrgRole::Pboc => (CheckKind::Vouchers, clearing::VT_2301, 'P'),
+            OrgRole::Finance => (CheckKind::PaymentVouchers, direct::VT_5201, 'F'),
+            _ => return Err(self.wrong_role("reconcile")),
+        };
+        let (t, now) = self.now();
+        let date = Self::business_date(t);
+        let year = date.to_string()[..4].to_owned();
+        let sealer = self.staff.sealer(&self.staff.business_seal, t);
+        let calendar = guoku_store::Calendar::default();
+        // Unique per round: the seconds of the day, the division and the bank.
+        let slot = now % 86_400;
+        let mut sent = 0;
+        for (b, (bank, bank_no)) in self.config.banks.iter().enumerate() {
+            for division in &self.config.divisions {
+                let mut template = Fields::new();
+                for (name, value) in [
+                    ("AdmDivCode", division.as_str()),
+                    ("StYear", year.as_str()),
+                    ("TreCode", "4300000000"),
+                    ("PayBankCode", bank_no.as_str()),
+                ] {
+                    template.set(name, value);
+                }
+                let check_no = format!("{prefix}{slot:05}{division}{b}");
+                let origin = reconcile::Originator {
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                    route: Route {
+                        me: self.org_code(),
+                        to: bank,
+                        actor,
+                    },
+                    calendar,
+                };
+                let request = reconcile::CheckRequest {
+                    kind,
+                    template: &template,
+                    date,
+                    e_voucher_type: Some(vt),
+                    check_no: &check_no,
+                    packet_details: 1_000,
+                    plan_notices: None,
+                };
+                reconcile::send_check(&self.store, &self.registry, &origin, &request, now).await?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
     }
 
     /// The sender voids (作废) a voucher it has not had acknowledged; a 5201's quota is
@@ -820,6 +905,27 @@ impl<T: Transport> Party<T> {
                     refund::RequestOutcome::Refunded { .. }
                 )))
             }
+            (OrgRole::AgentBank, _, Leg::Original) if CheckKind::of(vt).is_some() => {
+                let sealer = self.staff.sealer(&self.staff.business_seal, t);
+                let answerer = reconcile::Answerer {
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                    me: self.org_code(),
+                    actor,
+                    calendar: guoku_store::Calendar::default(),
+                };
+                Ok(Handled::of(matches!(
+                    reconcile::on_check_request(store, registry, &answerer, record, now).await?,
+                    reconcile::CheckOutcome::Answered { .. }
+                        | reconcile::CheckOutcome::Waiting { .. }
+                )))
+            }
+            (OrgRole::Pboc | OrgRole::Finance, "3502" | "5501" | "5502" | "5503", Leg::Receipt)
+            | (OrgRole::Pboc, "2507", Leg::Original) => Ok(Handled::of(matches!(
+                reconcile::on_check_answer(store, &reconcile::AnswerTaker { actor }, record, now)
+                    .await?,
+                reconcile::AnswerOutcome::Taken { .. }
+            ))),
             (OrgRole::Finance, direct::VT_5201, Leg::Receipt)
             | (OrgRole::BudgetUnit, authorized::VT_8202, Leg::Receipt) => Ok(
                 match direct::book_receipt(store, actor, record, now).await? {

@@ -79,6 +79,15 @@ pub struct NodeConfig {
     /// Seconds between asking receivers what became of the vouchers sent (0: never).
     #[serde(default = "default_status_every")]
     pub status_every_secs: u64,
+    /// PBOC and finance: the banks they reconcile with, `[organisation code, bank number]`.
+    #[serde(default)]
+    pub reconcile_banks: Vec<[String; 2]>,
+    /// PBOC and finance: the divisions they reconcile.
+    #[serde(default)]
+    pub reconcile_divisions: Vec<String>,
+    /// PBOC and finance: seconds between reconciliation rounds (0: never).
+    #[serde(default)]
+    pub reconcile_every_secs: u64,
     /// The outbox's first retry delay and its cap, in seconds.
     #[serde(default = "default_backoff")]
     pub backoff_secs: [u64; 2],
@@ -385,6 +394,13 @@ impl Node {
             },
             clearing_every_secs: config.clearing_every_secs,
             status_every_secs: config.status_every_secs,
+            banks: config
+                .reconcile_banks
+                .iter()
+                .map(|[c, n]| (c.clone(), n.clone()))
+                .collect(),
+            divisions: config.reconcile_divisions.clone(),
+            reconcile_every_secs: config.reconcile_every_secs,
         };
         let party = Arc::new(Party::new(
             party_config,

@@ -1,32 +1,42 @@
-//! Clearing end to end (DOMAIN §3.2 step 5, DESIGN invariant 3): the bank pays a direct
-//! payment (the direct flow), builds a 2301 from its paid and receipted 5201s and sends it
-//! to PBOC; PBOC checks it, deducts the clearing quota and returns a sealed receipt. A 2301
-//! listing an unpaid voucher, one listing a voucher already cleared and one beyond the
-//! quota are returned (退回) with the reason, nothing deducted. In-memory network, SQLite in
-//! temporary directories, no sleeping.
+//! Clearing end to end (DOMAIN §3.2 step 5, §3.3 step 4, DESIGN invariant 3): the bank
+//! pays a direct payment (the direct flow), builds a 2301 from its paid and receipted 5201s
+//! and sends it to PBOC; PBOC checks it, deducts the clearing quota and returns a sealed
+//! receipt. A 2301 listing an unpaid voucher, one listing a voucher already cleared and one
+//! beyond the quota are returned (退回) with the reason, nothing deducted. An authorized
+//! payment (a unit's 8202 paid against the plan quota of finance's 5105) is cleared by a
+//! 2301 of PayTypeCode 12 against the 5106 quota, and the bank's books settle. Every
+//! scenario runs on SQLite and on PostgreSQL; in-memory network, no sleeping.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use guoku_domain::{Amount, BankNo, BizDate, PayType};
 use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
+use guoku_node::flows::authorized::{self, UnitAccount, VT_8202, check_8202};
 use guoku_node::flows::clearing::{
-    ClearOutcome, Clearer, Listed, PaidState, Pboc, build_request, clear_received, clearable,
-    request_voucher, send_request,
+    ClearOutcome, Clearer, Listed, PaidState, Pboc, SettleOutcome, build_authorized_request,
+    build_request, clear_received, clearable, clearable_of, request_voucher, send_request,
+    settle_receipt,
 };
 use guoku_node::flows::direct::{
     Bank, PayOutcome, Route, issue, pay_received, payment_amount, tenant_of,
 };
+use guoku_node::flows::quota::{
+    BankDesk, NoticeOutcome, UnitQuotaLine, UnitQuotaNotice, UnitQuotaNotifier,
+    notice_5105_voucher, on_unit_quota_notice, send_unit_quota_notice,
+};
 use guoku_node::outbox::deliver_due;
-use guoku_node::stamping::{Verification, type_of, verify};
+use guoku_node::stamping::{Verification, stamp_next, type_of, verify};
 use guoku_seal::Suite;
 use guoku_seal::pki::{OrgRole, Post, RevocationPolicy};
 use guoku_seal::voucher::{Signer, StampKind, TrustContext};
 use guoku_store::books::{
-    AccountKind, BookAccount, BookFilter, BookOp, ClearingKey, IndicatorKey, Tenant,
+    AccountKind, BookAccount, BookFilter, BookOp, ClearingKey, IndicatorKey, Tenant, UnitCode,
 };
 use guoku_store::library::Backoff;
-use guoku_store::{SqliteConfig, Store};
+use guoku_store::{PgConfig, SqliteConfig, Store};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
 use guoku_voucher::sample::{Style, sample};
 use guoku_voucher::{
@@ -40,6 +50,137 @@ const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
 const MONTH: u8 = 1;
 const PBOC_CODE: &str = "011430000001";
 const PBOC_BANK_NO: &str = "001551000017";
+const UNIT_CODE: &str = "A43000101";
+const UNIT_ZBA: &str = "1901-430001010001";
+const ACCOUNTS: &[UnitAccount<'static>] = &[UnitAccount {
+    unit: UNIT_CODE,
+    acct_no: UNIT_ZBA,
+}];
+
+// ----- both backends -----------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn pg_url() -> String {
+    std::env::var("GUOKU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+async fn pg_connect() -> Result<tokio_postgres::Client, String> {
+    let connected = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls),
+    )
+    .await;
+    match connected {
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Whether PostgreSQL answers; says so loudly when not, and fails under `CI=true`.
+async fn pg_reachable() -> bool {
+    match pg_connect().await {
+        Ok(_) => true,
+        Err(why) => {
+            let url = pg_url();
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "CI=true but PostgreSQL is unreachable at {url}: {why}");
+            eprintln!("\n*** SKIPPED: PostgreSQL test — no server at {url} ({why}) ***\n");
+            false
+        }
+    }
+}
+
+/// Drops a test schema when the test ends, even after a panic.
+struct SchemaGuard(String);
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let schema = self.0.clone();
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(client) = pg_connect().await {
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
+
+impl Backend {
+    /// A party's store: a file in `dir`, or a schema of its own.
+    async fn store(self, dir: &tempfile::TempDir, name: &str) -> (Store, Option<SchemaGuard>) {
+        match self {
+            Backend::Sqlite => {
+                let path = dir.path().join(format!("{name}.db"));
+                (
+                    Store::open_sqlite(SqliteConfig::new(path)).await.unwrap(),
+                    None,
+                )
+            }
+            Backend::Postgres => {
+                let client = pg_connect().await.expect("PostgreSQL");
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                let schema = format!(
+                    "guoku_clearing_{name}_{}_{}_{nanos}",
+                    std::process::id(),
+                    NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
+                );
+                client
+                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .unwrap();
+                let guard = SchemaGuard(schema.clone());
+                let mut config = PgConfig::new(pg_url());
+                config.schema = Some(schema);
+                config.pool_size = 3;
+                (Store::connect_postgres(config).await.unwrap(), Some(guard))
+            }
+        }
+    }
+}
+
+/// The same async scenario on SQLite and on PostgreSQL, as two tests.
+macro_rules! both_backends {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(super::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if super::pg_reachable().await {
+                    super::$scenario(super::Backend::Postgres).await;
+                }
+            }
+        }
+    };
+}
+
+// ----- the parties -------------------------------------------------------------------------
 
 fn today() -> BizDate {
     "20250115".parse().unwrap()
@@ -60,16 +201,19 @@ fn pboc_peer() -> Peer {
     }
 }
 
+fn unit_peer() -> Peer {
+    Peer {
+        role: OrgRole::BudgetUnit,
+        org_code: UNIT_CODE.into(),
+    }
+}
+
 async fn node(
     pki: &Pki,
-    dir: &tempfile::TempDir,
-    file: &str,
+    store: Store,
     peer: Peer,
     network: &InMemoryNetwork,
 ) -> (Store, InMemory) {
-    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join(file)))
-        .await
-        .unwrap();
     let now = pki.now;
     let state = ExchangeState::new(
         peer.clone(),
@@ -113,6 +257,11 @@ fn indicator_of(voucher: &Voucher) -> IndicatorKey {
 }
 
 fn clearing_key(voucher: &Voucher) -> ClearingKey {
+    clearing_key_of(voucher, PayType::Direct)
+}
+
+/// The clearing quota a payment voucher of `pay` is cleared against at PBOC.
+fn clearing_key_of(voucher: &Voucher, pay: PayType) -> ClearingKey {
     let h = &voucher.header;
     ClearingKey {
         tenant: tenant_of(&voucher.key()).unwrap(),
@@ -120,8 +269,14 @@ fn clearing_key(voucher: &Voucher) -> ClearingKey {
         unit: h.get("AgencyCode").unwrap().parse().unwrap(),
         func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
         fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
-        pay: PayType::Direct,
+        pay,
     }
+}
+
+/// (debits, credits) posted on a book account.
+async fn posted(store: &Store, account: &BookAccount) -> (u128, u128) {
+    let a = store.account(account.id()).await.unwrap().unwrap();
+    (a.debits_posted, a.credits_posted)
 }
 
 /// Quota (granted, remaining) over the accounts of `kind`.
@@ -142,40 +297,64 @@ fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
         .unwrap()
 }
 
-/// Finance, the bank and PBOC on one in-memory network, each on SQLite.
+/// Finance, the bank, PBOC and a budget unit on one in-memory network.
 struct World {
     pki: Pki,
     registry: Registry,
-    _dir: tempfile::TempDir,
     finance: Store,
     finance_net: InMemory,
     bank: Store,
     bank_net: InMemory,
     pboc: Store,
     pboc_net: InMemory,
+    unit: Store,
+    unit_net: InMemory,
     now: u64,
+    // Dropped last: the stores' connections close before their schemas go.
+    _guards: Vec<SchemaGuard>,
+    _dir: tempfile::TempDir,
+}
+
+/// How the bank makes the 2301 it sends.
+enum Build {
+    /// [`build_request`]: its paid 5201s, PayTypeCode 11.
+    Direct,
+    /// [`build_authorized_request`]: its paid 8202s, PayTypeCode 12.
+    Authorized,
+    /// This voucher, as given.
+    Given(Voucher),
 }
 
 impl World {
-    async fn new() -> Self {
+    async fn new(backend: Backend) -> Self {
         let pki = Pki::new("测试根CA");
         let dir = tempfile::tempdir().unwrap();
         let network = InMemoryNetwork::new();
-        let (finance, finance_net) = node(&pki, &dir, "finance.db", finance_peer(), &network).await;
-        let (bank, bank_net) = node(&pki, &dir, "bank.db", bank_peer(), &network).await;
-        let (pboc, pboc_net) = node(&pki, &dir, "pboc.db", pboc_peer(), &network).await;
+        let mut guards = Vec::new();
+        let mut open = async |name: &str, peer: Peer| {
+            let (store, guard) = backend.store(&dir, name).await;
+            guards.extend(guard);
+            node(&pki, store, peer, &network).await
+        };
+        let (finance, finance_net) = open("finance", finance_peer()).await;
+        let (bank, bank_net) = open("bank", bank_peer()).await;
+        let (pboc, pboc_net) = open("pboc", pboc_peer()).await;
+        let (unit, unit_net) = open("unit", unit_peer()).await;
         let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
         Self {
             pki,
             registry: Registry::builtin(),
-            _dir: dir,
             finance,
             finance_net,
             bank,
             bank_net,
             pboc,
             pboc_net,
+            unit,
+            unit_net,
             now,
+            _guards: guards,
+            _dir: dir,
         }
     }
 
@@ -230,6 +409,12 @@ impl World {
 
     /// The bank pays every 5201 it has received and returns the receipts.
     async fn bank_pays(&self) -> Vec<PayOutcome> {
+        self.bank_pays_with(None).await
+    }
+
+    /// The bank pays every 5201, and every 8202 from the unit zero-balance accounts in
+    /// `accounts`, it has received, and returns the receipts.
+    async fn bank_pays_with(&self, accounts: Option<&[UnitAccount<'_>]>) -> Vec<PayOutcome> {
         let tenant_accounts = |t: Tenant| {
             vec![
                 BookAccount::advance(t),
@@ -268,9 +453,21 @@ impl World {
         {
             create(&self.bank, tenant_accounts(tenant)).await;
         }
-        let paid = pay_received(&self.bank, &self.registry, &teller, 100, self.now)
-            .await
-            .unwrap();
+        let paid = match accounts {
+            None => pay_received(&self.bank, &self.registry, &teller, 100, self.now).await,
+            Some(accounts) => {
+                authorized::pay_received(
+                    &self.bank,
+                    &self.registry,
+                    &teller,
+                    accounts,
+                    100,
+                    self.now,
+                )
+                .await
+            }
+        }
+        .unwrap();
         deliver_due(&self.bank, &self.bank_net, self.now, 10, BACKOFF)
             .await
             .unwrap();
@@ -280,7 +477,13 @@ impl World {
     /// PBOC's books: a clearing quota of `quota` for the voucher's (bank, unit, function
     /// class, fund type, direct), and money in the TSA.
     async fn pboc_books(&self, voucher: &Voucher, quota: Amount) {
-        let key = clearing_key(voucher);
+        self.pboc_books_of(voucher, PayType::Direct, quota).await;
+    }
+
+    /// As [`World::pboc_books`] for the clearing quota of `pay` (5108 for direct, 5106 for
+    /// authorized).
+    async fn pboc_books_of(&self, voucher: &Voucher, pay: PayType, quota: Amount) {
+        let key = clearing_key_of(voucher, pay);
         let t = key.tenant;
         create(
             &self.pboc,
@@ -338,12 +541,7 @@ impl World {
     }
 
     /// The bank sends `voucher` stamped (maker, 业务专用章) and the outbox delivers it.
-    async fn bank_sends(
-        &self,
-        voucher: Option<Voucher>,
-        template: &Fields,
-        no: &str,
-    ) -> VoucherKey {
+    async fn bank_sends(&self, build: Build, template: &Fields, no: &str) -> VoucherKey {
         let bank_org = bank();
         let maker = self.pki.person(&bank_org, Post::Maker, "钱七");
         let signer = self.pki.person(&bank_org, Post::Signer, "孙八");
@@ -365,8 +563,8 @@ impl World {
             maker: &maker,
             sealer: &sealer,
         };
-        let record = match voucher {
-            None => build_request(
+        let record = match build {
+            Build::Direct => build_request(
                 &self.bank,
                 &self.registry,
                 &clearer,
@@ -378,7 +576,19 @@ impl World {
             .await
             .unwrap()
             .expect("something to clear"),
-            Some(v) => send_request(&self.bank, &self.registry, &clearer, v, self.now)
+            Build::Authorized => build_authorized_request(
+                &self.bank,
+                &self.registry,
+                &clearer,
+                template,
+                no,
+                today(),
+                self.now,
+            )
+            .await
+            .unwrap()
+            .expect("something to clear"),
+            Build::Given(v) => send_request(&self.bank, &self.registry, &clearer, v, self.now)
                 .await
                 .unwrap(),
         };
@@ -439,9 +649,13 @@ fn returned(outcomes: &[ClearOutcome], key: &VoucherKey) -> Vec<String> {
     }
 }
 
-#[tokio::test]
-async fn a_paid_payment_is_cleared_once_and_not_again() {
-    let w = World::new().await;
+both_backends!(
+    a_paid_payment_is_cleared_once_and_not_again,
+    cleared_once_and_not_again
+);
+
+async fn cleared_once_and_not_again(backend: Backend) {
+    let w = World::new(backend).await;
     let body = w.issue_5201(1).await;
     let key = body.voucher.key();
     let amount = payment_amount(&body.voucher).unwrap();
@@ -457,7 +671,7 @@ async fn a_paid_payment_is_cleared_once_and_not_again() {
     let template = w.template(&body.voucher);
 
     // The bank lists its paid, receipted 5201 and sends the 2301.
-    let request = w.bank_sends(None, &template, "QS20250115001").await;
+    let request = w.bank_sends(Build::Direct, &template, "QS20250115001").await;
     let sent = body_of(
         &w.bank
             .library()
@@ -560,7 +774,7 @@ async fn a_paid_payment_is_cleared_once_and_not_again() {
         &[listed(&body)],
     )
     .unwrap();
-    let second = w.bank_sends(Some(again), &template, "").await;
+    let second = w.bank_sends(Build::Given(again), &template, "").await;
     let outcomes = w.pboc_clears(&states).await;
     let reasons = returned(&outcomes, &second);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
@@ -581,9 +795,13 @@ async fn a_paid_payment_is_cleared_once_and_not_again() {
     assert_eq!(at_pboc.exchange, Exchange::Returned);
 }
 
-#[tokio::test]
-async fn a_request_listing_an_unpaid_voucher_is_returned_and_nothing_deducted() {
-    let w = World::new().await;
+both_backends!(
+    a_request_listing_an_unpaid_voucher_is_returned_and_nothing_deducted,
+    an_unpaid_voucher_is_returned
+);
+
+async fn an_unpaid_voucher_is_returned(backend: Backend) {
+    let w = World::new(backend).await;
     let body = w.issue_5201(1).await;
     let key = body.voucher.key();
     let amount = payment_amount(&body.voucher).unwrap();
@@ -603,7 +821,7 @@ async fn a_request_listing_an_unpaid_voucher_is_returned_and_nothing_deducted() 
         &[listed(&body)],
     )
     .unwrap();
-    let request = w.bank_sends(Some(v), &template, "").await;
+    let request = w.bank_sends(Build::Given(v), &template, "").await;
     let states = w.paid_states(std::slice::from_ref(&key)).await;
     assert_eq!(states[&key], PaidState::NotReceipted);
     let outcomes = w.pboc_clears(&states).await;
@@ -635,9 +853,13 @@ async fn a_request_listing_an_unpaid_voucher_is_returned_and_nothing_deducted() 
     );
 }
 
-#[tokio::test]
-async fn a_request_beyond_the_clearing_quota_is_returned() {
-    let w = World::new().await;
+both_backends!(
+    a_request_beyond_the_clearing_quota_is_returned,
+    beyond_the_quota_is_returned
+);
+
+async fn beyond_the_quota_is_returned(backend: Backend) {
+    let w = World::new(backend).await;
     let body = w.issue_5201(1).await;
     let key = body.voucher.key();
     let amount = payment_amount(&body.voucher).unwrap();
@@ -649,7 +871,7 @@ async fn a_request_beyond_the_clearing_quota_is_returned() {
     let short = amount.checked_sub(fen(1)).unwrap();
     w.pboc_books(&body.voucher, short).await;
     let template = w.template(&body.voucher);
-    let request = w.bank_sends(None, &template, "QS20250115003").await;
+    let request = w.bank_sends(Build::Direct, &template, "QS20250115003").await;
     let states = w.paid_states(std::slice::from_ref(&key)).await;
     let outcomes = w.pboc_clears(&states).await;
     let reasons = returned(&outcomes, &request);

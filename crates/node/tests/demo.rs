@@ -215,6 +215,36 @@ async fn payments_go_from_voucher_to_clearing(postgres: Option<DemoPostgres>) {
         "PBOC deducted the cleared payment from the clearing quota"
     );
 
+    // Reconciliation: PBOC (3502 of the day's 2301s) and finance (5503 of the day's 5201s)
+    // with every bank for every division; every answer agrees (XCheckResult 0, 相符).
+    let pboc_sent = demo.pboc.reconcile_day("test").await.unwrap();
+    let finance_sent = demo.finance.reconcile_day("test").await.unwrap();
+    assert_eq!(pboc_sent, 2 * demo.province.divisions.len());
+    assert_eq!(finance_sent, pboc_sent);
+    demo.settle(20).await.unwrap();
+    for (party, vt) in [(&demo.pboc, "3502"), (&demo.finance, "5503")] {
+        let receipts = party
+            .store
+            .library()
+            .by_status(vt, Leg::Receipt, Exchange::Acknowledged, 0, 100)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(receipts.len(), pboc_sent, "{vt}: every request answered");
+        for r in receipts {
+            let (envelope, _) =
+                guoku_voucher::parse_envelope(&r.body, &guoku_voucher::Limits::default()).unwrap();
+            let v = &envelope.bodies[0].voucher;
+            assert_eq!(
+                v.header.get("XCheckResult"),
+                Some("0"),
+                "{vt} {}: {:?}",
+                r.key,
+                v.header.get("XCheckReason")
+            );
+        }
+    }
+
     // Resume: the same directory opens without seeding again and keeps the vouchers.
     drop(demo);
     let again = Demo::open(&options, clock.clone()).await.unwrap();

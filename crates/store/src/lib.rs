@@ -35,6 +35,7 @@ pub mod access;
 pub mod bench;
 pub mod books;
 pub mod daybook;
+pub mod drafts;
 pub mod idempotency;
 pub mod library;
 

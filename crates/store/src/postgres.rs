@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access",
         include_str!("../migrations/postgres/0003_access.sql"),
     ),
+    (
+        4,
+        "drafts",
+        include_str!("../migrations/postgres/0004_drafts.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.

@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access",
         include_str!("../migrations/sqlite/0003_access.sql"),
     ),
+    (
+        4,
+        "drafts",
+        include_str!("../migrations/sqlite/0004_drafts.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.

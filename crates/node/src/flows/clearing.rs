@@ -7,18 +7,21 @@
 //! (回单成功), of the request's PayTypeCode, not cleared before nor listed twice, and the
 //! details add up to the master `PayAmt`.
 //!
-//! 1. [`build_request`]: the bank lists its paid, receipted, not-yet-claimed 5201s, writes
-//!    the 2301 ([`request_voucher`]), stamps it with its maker's signature and 业务专用章 and
-//!    sends it to PBOC ([`send_request`]); the outbox delivers it.
+//! 1. [`build_request`] (PayTypeCode 11) and [`build_authorized_request`] (PayTypeCode 12):
+//!    the bank lists its paid, receipted, not-yet-claimed 5201s or 8202s ([`clearable_of`]),
+//!    books the fronted total as a receivable from PBOC, writes the 2301
+//!    ([`request_voucher`]), stamps it with its maker's signature and 业务专用章 and sends it
+//!    to PBOC ([`send_request`]); the outbox delivers it.
 //! 2. [`clear_received`]: PBOC reads its unread vouchers and, for each 2301, runs the check,
 //!    deducts the clearing quota and pays TSA → the bank's clearing account in one
-//!    all-or-nothing operation (refused: 超出清算范围), fills the X fields, seals the receipt
+//!    all-or-nothing operation (refused: 超出清算范围; 5108 quota for 11, 5106 for 12),
+//!    fills the X fields, seals the receipt
 //!    with its 国库转讫章 and sends it back; a refused 2301 is returned (退回) with the
 //!    reasons and nothing is booked.
 //!
 //! 3. [`settle_receipt`]: the bank books PBOC's receipt (`BookOp::clearing_settled`).
 //!
-//! Not yet here: the finance copy of the 2301, 8202/authorized clearing end to end (the check already handles it).
+//! Not yet here: the finance copy of the 2301.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -307,6 +310,19 @@ pub enum ClearingError {
     Store(#[from] StoreError),
 }
 
+impl ClearingError {
+    /// Whether retrying the same call may succeed (an unavailable store); a bad voucher or
+    /// a seal that cannot stamp stays so.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Library(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+            Self::Invalid(_) | Self::Stamping(_) => false,
+        }
+    }
+}
+
 fn invalid(what: impl Into<String>) -> ClearingError {
     ClearingError::Invalid(what.into())
 }
@@ -368,15 +384,33 @@ async fn all_in(
     }
 }
 
-/// The VoucherNos listed by the stored 2301s among `records`.
-fn listed_in(records: &[VoucherRecord]) -> Result<HashSet<(Tenant, String)>, ClearingError> {
+/// A payment voucher a 2301 lists: its tenant, type (5201 or 8202) and VoucherNo.
+type ListedKey = (Tenant, &'static str, String);
+
+/// The payment vouchers listed by the stored 2301s among `records`, typed by each 2301's
+/// PayTypeCode (a 5201 and an 8202 may share a VoucherNo). A 2301 whose PayTypeCode names
+/// neither claims the number for both types.
+fn listed_in(records: &[VoucherRecord]) -> Result<HashSet<ListedKey>, ClearingError> {
     let mut listed = HashSet::new();
     for record in records {
         let tenant = tenant_of(&record.key).map_err(|e| invalid(e.to_string()))?;
         let body = stored_body(&record.body, VoucherFlag::Original)?;
+        let types: &[&'static str] = match body
+            .voucher
+            .header
+            .get("PayTypeCode")
+            .and_then(|c| c.parse::<PayType>().ok())
+            .and_then(paid_vt_code)
+        {
+            Some(VT_5201) => &[VT_5201],
+            Some(_) => &[VT_8202],
+            None => &[VT_5201, VT_8202],
+        };
         for detail in &body.voucher.details {
             if let Some(no) = detail.get("VoucherNo") {
-                listed.insert((tenant, no.to_owned()));
+                for vt_code in types {
+                    listed.insert((tenant, *vt_code, no.to_owned()));
+                }
             }
         }
     }
@@ -508,13 +542,30 @@ const CLAIMING: [Exchange; 5] = [
     Exchange::ReceiptReceived,
 ];
 
-/// The bank's 5201s that may be cleared: paid and receipted (回单成功), of the template's
-/// division, year and fund type, and not listed in a 2301 of its own that still claims
-/// them (see [`CLAIMING`]).
+/// The bank's 5201s that may be cleared by a direct 2301 ([`clearable_of`] for
+/// [`PayType::Direct`]).
 ///
 /// # Errors
-/// [`ClearingError::Library`], [`ClearingError::Invalid`] for a stored voucher unreadable.
+/// As [`clearable_of`].
 pub async fn clearable(store: &Store, template: &Fields) -> Result<Vec<Listed>, ClearingError> {
+    clearable_of(store, template, PayType::Direct).await
+}
+
+/// The bank's payment vouchers of `pay` (5201s for direct, 8202s for authorized) that may
+/// be cleared: paid and receipted (回单成功), of the template's division, year and fund
+/// type, and not listed in a 2301 of its own of that pay type that still claims them (see
+/// [`CLAIMING`]).
+///
+/// # Errors
+/// [`ClearingError::Invalid`] for an allocation pay type or a stored voucher unreadable,
+/// [`ClearingError::Library`].
+pub async fn clearable_of(
+    store: &Store,
+    template: &Fields,
+    pay: PayType,
+) -> Result<Vec<Listed>, ClearingError> {
+    let vt_code =
+        paid_vt_code(pay).ok_or_else(|| invalid("only direct and authorized payments clear"))?;
     let tenant_key = VoucherKey {
         adm_div_code: template.get("AdmDivCode").unwrap_or("").to_owned(),
         st_year: template.get("StYear").unwrap_or("").to_owned(),
@@ -528,10 +579,10 @@ pub async fn clearable(store: &Store, template: &Fields) -> Result<Vec<Listed>, 
     }
     let claimed = listed_in(&claiming)?;
     let mut listed = Vec::new();
-    for record in all_in(store, VT_5201, Leg::Original, Exchange::Acknowledged).await? {
+    for record in all_in(store, vt_code, Leg::Original, Exchange::Acknowledged).await? {
         if record.processing != Some(Processing::ReceiptSent)
             || tenant_of(&record.key).ok() != Some(tenant)
-            || claimed.contains(&(tenant, record.key.voucher_no.clone()))
+            || claimed.contains(&(tenant, vt_code, record.key.voucher_no.clone()))
         {
             continue;
         }
@@ -558,7 +609,8 @@ pub async fn clearable(store: &Store, template: &Fields) -> Result<Vec<Listed>, 
 /// PBOC, stamped; `None` when there is nothing to clear.
 ///
 /// # Errors
-/// As [`clearable`] and [`send_request`].
+/// As [`clearable`] and [`send_request`]; [`ClearingError::Invalid`] when the books refuse
+/// the receivable (e.g. its accounts are not open).
 pub async fn build_request(
     store: &Store,
     registry: &Registry,
@@ -568,11 +620,66 @@ pub async fn build_request(
     date: BizDate,
     now: u64,
 ) -> Result<Option<VoucherRecord>, ClearingError> {
-    let listed = clearable(store, template).await?;
+    let request = Request {
+        template,
+        voucher_no,
+        date,
+    };
+    build_request_of(store, registry, clearer, PayType::Direct, &request, now).await
+}
+
+/// The bank builds a 2301 (PayTypeCode 12) from its paid and receipted 8202s
+/// ([`clearable_of`] for [`PayType::Authorized`]) and sends it to PBOC, stamped; PBOC
+/// checks it against the authorized (5106) clearing quota. `None` when there is nothing to
+/// clear. The bank's books are those of a direct request: the fronted total becomes a
+/// receivable from PBOC (the units' zero-balance accounts are already back at zero), which
+/// PBOC's receipt settles ([`settle_receipt`]).
+///
+/// # Errors
+/// As [`build_request`].
+pub async fn build_authorized_request(
+    store: &Store,
+    registry: &Registry,
+    clearer: &Clearer<'_>,
+    template: &Fields,
+    voucher_no: &str,
+    date: BizDate,
+    now: u64,
+) -> Result<Option<VoucherRecord>, ClearingError> {
+    let request = Request {
+        template,
+        voucher_no,
+        date,
+    };
+    build_request_of(store, registry, clearer, PayType::Authorized, &request, now).await
+}
+
+/// What a new 2301 is built from besides the vouchers it lists.
+struct Request<'a> {
+    template: &'a Fields,
+    voucher_no: &'a str,
+    date: BizDate,
+}
+
+async fn build_request_of(
+    store: &Store,
+    registry: &Registry,
+    clearer: &Clearer<'_>,
+    pay: PayType,
+    request: &Request<'_>,
+    now: u64,
+) -> Result<Option<VoucherRecord>, ClearingError> {
+    let listed = clearable_of(store, request.template, pay).await?;
     if listed.is_empty() {
         return Ok(None);
     }
-    let voucher = request_voucher(template, voucher_no, date, PayType::Direct, &listed)?;
+    let voucher = request_voucher(
+        request.template,
+        request.voucher_no,
+        request.date,
+        pay,
+        &listed,
+    )?;
     let key = voucher.key();
     let tenant = tenant_of(&key).map_err(|e| invalid(e.to_string()))?;
     let total = listed
@@ -821,8 +928,8 @@ pub fn clearing_op(request: &Voucher) -> Result<(BookOp, Amount), ClearingError>
     Ok((op, total))
 }
 
-/// The VoucherNos PBOC has cleared: listed in 2301s it received and booked.
-async fn cleared_at_pboc(store: &Store) -> Result<HashSet<(Tenant, String)>, ClearingError> {
+/// The payment vouchers PBOC has cleared: listed in 2301s it received and booked.
+async fn cleared_at_pboc(store: &Store) -> Result<HashSet<ListedKey>, ClearingError> {
     let booked: Vec<VoucherRecord> = all_in(store, VT_2301, Leg::Original, Exchange::Acknowledged)
         .await?
         .into_iter()
@@ -932,7 +1039,13 @@ where
     let cleared = cleared_at_pboc(store).await?;
     let tenant = tenant_of(key).ok();
     let known = |k: &VoucherKey| {
-        if tenant.is_some_and(|t| cleared.contains(&(t, k.voucher_no.clone()))) {
+        let listed = |t: Tenant| {
+            [VT_5201, VT_8202]
+                .into_iter()
+                .find(|vt| *vt == k.vt_code)
+                .is_some_and(|vt| cleared.contains(&(t, vt, k.voucher_no.clone())))
+        };
+        if tenant.is_some_and(listed) {
             PaidState::Cleared
         } else {
             paid(k)
