@@ -29,6 +29,7 @@ use guoku_seal::pki::{
 use guoku_seal::ses::{CertListForm, Seal, SealPicture, SealSpec, make_seal};
 use guoku_seal::voucher::StampKind;
 use guoku_seal::{KeyAlgorithm, SigningKey, Suite};
+use guoku_store::access::{BusinessWindow, Division as AccessDivision, NewUser};
 use guoku_store::books::{BookAccount, BookOp, ClearingKey, IndicatorKey, Tenant, UnitCode};
 use guoku_store::library::Backoff;
 use guoku_store::{PgConfig, SqliteConfig, Store, StoreError};
@@ -236,6 +237,28 @@ pub struct DemoUser {
     pub name: String,
     pub organisation: String,
     pub post: Post,
+    /// The organisation's code (the party whose store keeps the user).
+    pub org_code: String,
+    /// The divisions the user sees (and those under them).
+    pub divisions: Vec<String>,
+}
+
+/// The division a finance trio of the demo is limited to (长沙市芙蓉区), to show a user of
+/// a county who sees only its own vouchers.
+pub const COUNTY_DIVISION: &str = "430102";
+
+/// The stored password hash of the demo's users: not a hash of anything, so no password
+/// logs them in; they use their API tokens.
+const TOKEN_ONLY_HASH: &str = "$guoku$api-token-only";
+
+/// Who the demo's access records are written by.
+const SEED_ACTOR: &str = "demo-seed";
+
+/// The demo's business windows: open all day, every day (Beijing time), so the demo works
+/// at any hour. A deployment stores its divisions' real windows
+/// ([`guoku_store::access::Access::put_division`]).
+fn demo_window() -> Result<BusinessWindow, DemoError> {
+    BusinessWindow::new(0, 24 * 60, BusinessWindow::EVERY_DAY, 8 * 60).map_err(seed)
 }
 
 /// Why the demo cannot start.
@@ -434,7 +457,8 @@ impl Demo {
             config.clearing_every_secs = 10;
             banks.push(open_party(org, config).await?);
         }
-        let users = province
+        let province_code = province.divisions[0].code;
+        let mut users: Vec<DemoUser> = province
             .orgs()
             .flat_map(|org| {
                 PEOPLE.iter().map(move |(post, login)| DemoUser {
@@ -442,9 +466,20 @@ impl Demo {
                     name: person_name(org, *post),
                     organisation: org.name.into(),
                     post: *post,
+                    org_code: org.code.into(),
+                    divisions: vec![province_code.into()],
                 })
             })
             .collect();
+        // Finance's county trio: they see 长沙市芙蓉区 only.
+        users.extend(PEOPLE.iter().map(|(post, login)| DemoUser {
+            login: format!("{}-{login}-{COUNTY_DIVISION}", province.finance.code),
+            name: format!("{}（芙蓉区）", person_name(&province.finance, *post)),
+            organisation: province.finance.name.into(),
+            post: *post,
+            org_code: province.finance.code.into(),
+            divisions: vec![COUNTY_DIVISION.into()],
+        }));
         let demo = Demo {
             province,
             finance,
@@ -456,6 +491,7 @@ impl Demo {
             created,
             next_voucher: AtomicU64::new(0),
         };
+        demo.seed_access().await?;
         if created {
             demo.seed().await?;
             fs::write(
@@ -465,6 +501,72 @@ impl Demo {
             .map_err(io(&marker))?;
         }
         Ok(demo)
+    }
+
+    /// Writes the demo's access records into every party's store, leaving alone what is
+    /// there: the province's divisions with their business windows ([`demo_window`]), and
+    /// each demo user of the party with their post and divisions.
+    async fn seed_access(&self) -> Result<(), DemoError> {
+        let (_, now) = self.finance.now();
+        let window = demo_window()?;
+        for party in self.parties() {
+            let access = party.store.access();
+            for d in &self.province.divisions {
+                let code: AdmDivCode = d.code.parse().map_err(seed)?;
+                if access.division(&code).await.map_err(seed)?.is_some() {
+                    continue;
+                }
+                let parent = code
+                    .parent()
+                    .filter(|p| self.province.divisions.iter().any(|x| x.code == p.as_str()));
+                let division = AccessDivision {
+                    code,
+                    parent,
+                    name: d.name.into(),
+                    window,
+                };
+                access
+                    .put_division(&division, SEED_ACTOR, now)
+                    .await
+                    .map_err(seed)?;
+            }
+            for user in self.users.iter().filter(|u| u.org_code == party.org_code()) {
+                let record = match access.user_by_login(&user.login).await.map_err(seed)? {
+                    Some(record) => record,
+                    None => {
+                        let new = NewUser {
+                            login: user.login.clone(),
+                            display_name: user.name.clone(),
+                            password_hash: TOKEN_ONLY_HASH.into(),
+                        };
+                        access
+                            .create_user(new, SEED_ACTOR, now)
+                            .await
+                            .map_err(seed)?
+                    }
+                };
+                let post = crate::access::Post::from(user.post).code();
+                if !record.posts.iter().any(|p| p == post) {
+                    access
+                        .grant_post(record.id, post, SEED_ACTOR, now, |_| {
+                            Ok::<(), std::convert::Infallible>(())
+                        })
+                        .await
+                        .map_err(seed)?
+                        .map_err(seed)?;
+                }
+                for division in &user.divisions {
+                    let code: AdmDivCode = division.parse().map_err(seed)?;
+                    if !record.divisions.contains(&code) {
+                        access
+                            .grant_division(record.id, &code, SEED_ACTOR, now)
+                            .await
+                            .map_err(seed)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every party, for a loop that ticks them all.

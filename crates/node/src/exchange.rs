@@ -685,33 +685,50 @@ fn check_envelope(inner: &Inner, peer: &Peer, bytes: &[u8]) -> Result<Vec<Checke
     };
     let (envelope, encoding) = parse_envelope(bytes, &limits)?;
     let now = (inner.clock)();
-    Ok(envelope
-        .bodies
-        .into_iter()
-        .map(|body| {
-            let key = body.voucher.key();
-            let leg = match body.flag {
-                VoucherFlag::Original => Leg::Original,
-                VoucherFlag::Receipt => Leg::Receipt,
-            };
-            let verdict = check_body(inner, peer, &body, now).map(|()| {
-                let one = write_envelope(
-                    &Envelope {
-                        bodies: vec![body.clone()],
-                    },
-                    encoding,
-                );
-                NewVoucher::new(&body.voucher, leg, &peer.org_code, &inner.me.org_code, one)
-            });
-            Checked {
-                key,
-                leg,
-                sender: peer.org_code.clone(),
-                verdict,
-            }
-        })
-        .collect())
+    let check = |body: &EnvelopeBody| {
+        let key = body.voucher.key();
+        let leg = match body.flag {
+            VoucherFlag::Original => Leg::Original,
+            VoucherFlag::Receipt => Leg::Receipt,
+        };
+        let verdict = check_body(inner, peer, body, now).map(|()| {
+            let one = write_envelope(
+                &Envelope {
+                    bodies: vec![body.clone()],
+                },
+                encoding,
+            );
+            NewVoucher::new(&body.voucher, leg, &peer.org_code, &inner.me.org_code, one)
+        });
+        Checked {
+            key,
+            leg,
+            sender: peer.org_code.clone(),
+            verdict,
+        }
+    };
+    // Verifying is most of the work: a large envelope is checked on every core, in order.
+    let bodies = envelope.bodies;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = cores.min(bodies.len().div_ceil(PARALLEL_CHECK_MIN)).max(1);
+    if threads == 1 {
+        return Ok(bodies.iter().map(check).collect());
+    }
+    let chunk = bodies.len().div_ceil(threads);
+    Ok(std::thread::scope(|scope| {
+        let parts: Vec<_> = bodies
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("a voucher check does not panic"))
+            .collect()
+    }))
 }
+
+/// Fewest vouchers per thread when an envelope is checked on several cores.
+const PARALLEL_CHECK_MIN: usize = 8;
 
 fn check_body(
     inner: &Inner,

@@ -48,6 +48,9 @@ use crate::outbox::{OutboxError, OutboxReport, deliver_due};
 use crate::stamping::{self, StampingError};
 use crate::status_sync::{self, Sweep};
 
+/// How long a voucher stays read (已读取) after a failed step before it is tried again.
+pub const STUCK_AFTER_SECS: u64 = 30;
+
 /// Most vouchers of a tick handled at once (see [`Party::tick`]).
 pub const CONCURRENT_VOUCHERS: usize = 32;
 /// Most vouchers read from the library at a time (the standard's limit).
@@ -208,6 +211,8 @@ pub struct TickReport {
     pub clearing_requests: usize,
     /// Reconciliation requests sent.
     pub reconciliations: usize,
+    /// Vouchers a failed step had left read, handed to their flows again.
+    pub retried: usize,
     /// Sent vouchers whose receiver's answer (签收, 签收失败, 退回) was recorded.
     pub status_changes: usize,
     /// Payments whose receipt this party booked in this tick (finance: 5201; a unit's
@@ -224,6 +229,7 @@ impl TickReport {
             && self.clearing_requests == 0
             && self.status_changes == 0
             && self.reconciliations == 0
+            && self.retried == 0
     }
 }
 
@@ -268,6 +274,7 @@ pub struct Party<T> {
     last_clearing: AtomicU64,
     last_sync: AtomicU64,
     last_reconcile: AtomicU64,
+    last_retry: AtomicU64,
     sweep: tokio::sync::Mutex<Sweep>,
 }
 
@@ -294,6 +301,7 @@ impl<T: Transport> Party<T> {
             last_sync: AtomicU64::new(0),
             // The first round comes `reconcile_every_secs` after the start, not at once.
             last_reconcile: AtomicU64::new(started),
+            last_retry: AtomicU64::new(started),
             sweep: tokio::sync::Mutex::new(Sweep::for_registry(&registry)),
             registry,
         }
@@ -539,12 +547,13 @@ impl<T: Transport> Party<T> {
                     }
                 }
                 match pending.next().await {
-                    Some(done) => outcomes.push(done?),
+                    Some(done) => outcomes.push(self.survive(done)?),
                     None => break,
                 }
             }
             for record in in_order {
-                outcomes.push((record.key.clone(), self.dispatch(record).await?));
+                let done = self.dispatch_keyed(record).await;
+                outcomes.push(self.survive(done)?);
             }
             for (key, handled) in outcomes {
                 report.handled += 1;
@@ -566,6 +575,10 @@ impl<T: Transport> Party<T> {
         {
             self.last_clearing.store(now, Ordering::Relaxed);
             report.clearing_requests += self.request_clearing(WORKER_ACTOR).await?.len();
+        }
+        if now >= self.last_retry.load(Ordering::Relaxed) + STUCK_AFTER_SECS {
+            self.last_retry.store(now, Ordering::Relaxed);
+            report.retried = self.retry_stuck().await?;
         }
         let every = self.config.reconcile_every_secs;
         if every > 0
@@ -783,7 +796,53 @@ impl<T: Transport> Party<T> {
         &self,
         record: &VoucherRecord,
     ) -> Result<(VoucherKey, Handled), PartyError> {
-        Ok((record.key.clone(), self.dispatch(record).await?))
+        self.dispatch(record)
+            .await
+            .map(|handled| (record.key.clone(), handled))
+            .map_err(|error| {
+                tracing::error!(
+                    org = %self.org_code(),
+                    key = %record.key,
+                    leg = ?record.leg,
+                    error = %error,
+                    retryable = error.is_retryable(),
+                    "a voucher's step failed; it stays read (已读取) and is handed to its flow again later"
+                );
+                error
+            })
+    }
+
+    /// A failed step of one voucher stops the tick only when the store is unreachable (the
+    /// rest would fail too); otherwise the voucher counts as failed, stays read (已读取) and
+    /// [`Party::retry_stuck`] hands it to its flow again later, while the others go on.
+    fn survive(
+        &self,
+        done: Result<(VoucherKey, Handled), PartyError>,
+    ) -> Result<(VoucherKey, Handled), PartyError> {
+        match done {
+            Ok(done) => Ok(done),
+            Err(error) if error.is_retryable() => Err(error),
+            Err(_) => Ok((VoucherKey::default(), Handled::Failed)),
+        }
+    }
+
+    /// Hands the vouchers a failed step left read (已读取) for at least
+    /// [`STUCK_AFTER_SECS`] to their flows again (重新读取); how many.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn retry_stuck(&self) -> Result<usize, PartyError> {
+        let (_, now) = self.now();
+        let stuck = self
+            .store
+            .library()
+            .read_again(READ_BATCH, now.saturating_sub(STUCK_AFTER_SECS))
+            .await?;
+        for record in &stuck {
+            let done = self.dispatch_keyed(record).await;
+            self.survive(done)?;
+        }
+        Ok(stuck.len())
     }
 
     /// Whether `record` may be handled concurrently with others of its tick: a payment

@@ -487,11 +487,34 @@ async fn serve_http(
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let router = router.route("/", axum::routing::get(landing));
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|stop| *stop).await;
         })
         .await
+}
+
+/// The start page: what this process serves, in Chinese and English, until the portal
+/// (issue 6) replaces it.
+async fn landing() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        r#"<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>guoku 国库集中支付</title>
+<style>body{font-family:sans-serif;max-width:46rem;margin:3rem auto;line-height:1.6}code{background:#eee;padding:0 .2rem}</style>
+</head><body>
+<h1>guoku 国库集中支付电子化管理</h1>
+<p>本节点提供 HTTP JSON 接口（需 <code>Authorization: Bearer</code> 令牌，见启动时的输出）。
+This node serves the HTTP JSON API (a bearer token is needed; see what the start printed).</p>
+<ul>
+<li><a href="/api/v1/openapi.json">/api/v1/openapi.json</a> — 接口说明 / the API description</li>
+<li><a href="/healthz">/healthz</a> — 健康检查 / health</li>
+<li><a href="/metrics">/metrics</a> — 监控指标 / Prometheus metrics</li>
+</ul>
+<p>自助柜面网页（预算单位、财政、代理银行、人民银行）尚在建设中。
+The self-service counter and the parties' consoles in the browser are being built.</p>
+</body></html>"#,
+    )
 }
 
 /// The demo's API tokens: a fresh random token for every demo user at every start (only

@@ -55,6 +55,33 @@ impl Calendar {
     }
 }
 
+/// The time a batch is applied at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Now {
+    /// Exactly this; a batch before the books' last `now` is refused
+    /// ([`BatchError::NowWentBackwards`]).
+    Exactly(u64),
+    /// This, or the books' last `now` if that is later: for callers whose concurrent tasks
+    /// read the clock in one order and commit in another (the books' time never goes back).
+    AtLeast(u64),
+}
+
+impl Now {
+    /// The `now` to apply against the books' clock.
+    pub(crate) fn against(self, clock: Clock) -> u64 {
+        match self {
+            Now::Exactly(now) => now,
+            Now::AtLeast(now) => now.max(clock.now),
+        }
+    }
+}
+
+impl From<u64> for Now {
+    fn from(now: u64) -> Self {
+        Now::Exactly(now)
+    }
+}
+
 /// Refuses a batch before anything is read: too large, or `now` going backwards.
 pub(crate) fn check_transfer_batch(clock: Clock, now: u64, len: usize) -> Result<(), StoreError> {
     if len > BATCH_MAX {

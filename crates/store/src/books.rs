@@ -1189,7 +1189,10 @@ pub struct QuotaSummary {
 }
 
 impl Store {
-    /// Applies book operations at `now` as one batch, one outcome per operation.
+    /// Applies book operations at `now` as one batch, one outcome per operation. A `now`
+    /// before the books' last one is taken as that last one: the flows of one node run
+    /// concurrently, read the clock in one order and commit in another, and the books'
+    /// time never goes back.
     ///
     /// # Errors
     /// [`StoreError`] as for [`Store::create_transfers`]; then nothing was committed.
@@ -1199,7 +1202,11 @@ impl Store {
         ops: &[BookOp],
     ) -> Result<Vec<Result<Applied, Refusal>>, StoreError> {
         let batch: Vec<Transfer> = ops.iter().flat_map(BookOp::transfers).collect();
-        let results = self.create_transfers(now, batch).await?;
+        let now = crate::batch::Now::AtLeast(now);
+        let results = match self {
+            Store::Sqlite(s) => s.create_transfers(now, batch).await,
+            Store::Postgres(s) => s.create_transfers(now, batch).await,
+        }?;
         let mut outcomes = Vec::with_capacity(ops.len());
         let mut rest = &results[..];
         for op in ops {

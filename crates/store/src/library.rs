@@ -1612,6 +1612,56 @@ impl Library {
         }
     }
 
+    /// 重新读取 (the standard's `readVoucherAgain`): up to `limit` received vouchers that were
+    /// read but not taken further (still 已读取, 10), last changed at or before `before`, oldest
+    /// first, without changing them: what a step that failed midway left behind, for the
+    /// worker to hand to its flow again.
+    ///
+    /// # Errors
+    /// [`LibraryError::InvalidArgument`] for a bad limit; a store error.
+    pub async fn read_again(
+        &self,
+        limit: u32,
+        before: u64,
+    ) -> Result<Vec<VoucherRecord>, LibraryError> {
+        if !(1..=READ_MAX).contains(&limit) {
+            return Err(LibraryError::InvalidArgument("limit must be 1..=READ_MAX"));
+        }
+        let before = time_to_sql(before)?;
+        let read = processing_to_sql(Some(Processing::Read));
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'received' \
+             AND processing = $1 AND updated_at <= $2 ORDER BY seq LIMIT $3"
+        );
+        let raws: Vec<RawRecord> = match &self.store {
+            Store::Sqlite(s) => {
+                s.read(move |conn| {
+                    let run = || -> rusqlite::Result<Vec<RawRecord>> {
+                        let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
+                        let rows = stmt.query_map(
+                            params![read, before, i64::from(limit)],
+                            sqlite_record,
+                        )?;
+                        rows.collect()
+                    };
+                    Ok(run().map_err(LibraryError::from))
+                })
+                .await??
+            }
+            Store::Postgres(p) => {
+                let client = p.pool.get().await?;
+                let rows = client
+                    .query(&sql, &[&read, &before, &i64::from(limit)])
+                    .await?;
+                rows.iter().map(pg_record).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(raws
+            .into_iter()
+            .map(RawRecord::decode)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// 签收: on a received voucher, this node signs for it (it must have been read); on a
     /// sent one, records that the receiver did.
     ///

@@ -347,9 +347,10 @@ impl PgStore {
 
     pub(crate) async fn create_transfers(
         &self,
-        now: u64,
+        now: impl Into<crate::batch::Now>,
         batch: Vec<Transfer>,
     ) -> Result<Vec<CreateTransferResult>, StoreError> {
+        let now = now.into();
         let mut client = self.pool.get().await?;
         let mut tx = client
             .build_transaction()
@@ -366,6 +367,7 @@ impl PgStore {
             )
             .await?,
         )?;
+        let now = now.against(clock);
         batch::check_transfer_batch(clock, now, batch.len())?;
         let optimistic = tx.savepoint("optimistic").await?;
         let results = match self

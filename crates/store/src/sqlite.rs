@@ -22,6 +22,7 @@ use guoku_ledger::{
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::batch::Now;
 use crate::batch::{self, Attempt, Calendar, Clock, DailyDelta, IdCheck, NumberedAccount};
 use crate::books::{BookFilter, BookLabel};
 use crate::codec::{
@@ -340,7 +341,7 @@ fn load_transfers_into(
 fn write_transfers(
     conn: &mut Connection,
     calendar: Calendar,
-    now: u64,
+    now: Now,
     batch: &[Transfer],
 ) -> Result<Vec<CreateTransferResult>, StoreError> {
     match attempt_transfers(conn, calendar, now, batch, IdCheck::Optimistic)? {
@@ -378,12 +379,13 @@ fn any_transfer_exists(tx: &Connection, ids: &[u128]) -> Result<bool, StoreError
 fn attempt_transfers(
     conn: &mut Connection,
     calendar: Calendar,
-    now: u64,
+    now: Now,
     batch: &[Transfer],
     check: IdCheck,
 ) -> Result<Attempt<Vec<CreateTransferResult>>, StoreError> {
     let tx = begin(conn)?;
     let clock = read_clock(&tx)?;
+    let now = now.against(clock);
     batch::check_transfer_batch(clock, now, batch.len())?;
 
     let mut loaded = BTreeMap::new();
@@ -747,9 +749,10 @@ impl SqliteStore {
 
     pub(crate) async fn create_transfers(
         &self,
-        now: u64,
+        now: impl Into<Now>,
         batch: Vec<Transfer>,
     ) -> Result<Vec<CreateTransferResult>, StoreError> {
+        let now = now.into();
         self.write(move |conn, calendar| write_transfers(conn, calendar, now, &batch))
             .await
     }

@@ -520,3 +520,41 @@ both_backends!(pboc_clearing_quota_rules, |store| {
     );
     store.load_state().await.unwrap();
 });
+
+// Concurrent flows of one node read the clock in one order and commit in another: a book
+// operation stamped before the books' last `now` is applied at that `now`, while the raw
+// ledger API still refuses time going back.
+both_backends!(book_operations_never_move_the_books_clock_back, |store| {
+    let key = indicator("U001", "2010101");
+    create(
+        store,
+        vec![
+            BookAccount::budget_source(tenant()),
+            BookAccount::indicator(&key),
+        ],
+    )
+    .await;
+    assert_eq!(
+        one(
+            store,
+            100,
+            BookOp::approve_indicator(1, &key, fen(1_000)).unwrap()
+        )
+        .await,
+        Ok(Applied::Done)
+    );
+    assert_eq!(
+        one(
+            store,
+            99,
+            BookOp::adjust_indicator(2, &key, fen(5)).unwrap()
+        )
+        .await,
+        Ok(Applied::Done),
+        "a late-committing operation is applied, not refused"
+    );
+    let refused = store.create_transfers(99, Vec::new()).await.unwrap_err();
+    assert!(refused.to_string().contains("before the now"), "{refused}");
+    let state = store.load_state().await.unwrap();
+    assert_eq!(state.now(), 100, "the books' clock did not go back");
+});

@@ -837,3 +837,46 @@ both_backends!(concurrent_writes_fail_alone_and_succeed_together, |store| {
         assert_eq!(actions[1], "conflict", "{no}: {actions:?}");
     }
 });
+
+// 重新读取: a voucher read but not taken further is found again (once it is old enough), and
+// only such vouchers; reading again changes nothing.
+both_backends!(read_again_finds_what_a_failed_step_left_read, |store| {
+    let lib = store.library();
+    for (i, no) in ["A1", "A2", "A3"].iter().enumerate() {
+        lib.receive(original(no, "1.00"), "inbox", 10 + i as u64)
+            .await
+            .unwrap();
+    }
+    assert!(
+        lib.read_again(READ_MAX, 1_000).await.unwrap().is_empty(),
+        "nothing read yet"
+    );
+    assert_eq!(lib.read(READ_MAX, "worker", 20).await.unwrap().len(), 3);
+    // A2 is taken further; A1 and A3 are left as a failed step leaves them.
+    lib.acknowledge(&key("A2"), Leg::Original, "worker", 21)
+        .await
+        .unwrap();
+    assert!(
+        lib.read_again(READ_MAX, 19).await.unwrap().is_empty(),
+        "too recent"
+    );
+    let again: Vec<String> = lib
+        .read_again(READ_MAX, 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key.voucher_no)
+        .collect();
+    assert_eq!(again, ["A1", "A3"]);
+    assert_eq!(
+        lib.read_again(1, 20).await.unwrap().len(),
+        1,
+        "the limit holds"
+    );
+    assert!(lib.read_again(0, 20).await.is_err());
+    // Nothing changed: the same two are found again, and still read.
+    let again = lib.read_again(READ_MAX, 20).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|r| r.processing == Some(Processing::Read)));
+    assert_eq!(events(store, "A1", Leg::Original).await.len(), 2);
+});

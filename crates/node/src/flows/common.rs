@@ -164,3 +164,30 @@ where
     }
     Ok(())
 }
+
+/// A receipt proves the receiver took the original and signed for it, even when the answer
+/// to the original's delivery was lost on the way (the outbox would have retried it): record
+/// on the original what the sender has not heard yet (接收成功, 签收), then 已收到对方回单.
+/// `original` is the sent original as stored before this step.
+pub(crate) async fn receipt_proves_delivery<E>(
+    store: &Store,
+    key: &VoucherKey,
+    original: Option<&VoucherRecord>,
+    actor: &str,
+    now: u64,
+) -> Result<(), E>
+where
+    E: From<LibraryError>,
+{
+    let library = store.library();
+    let mut state = original.map(|o| o.exchange);
+    if state == Some(Exchange::NotReceived) {
+        library.delivered(key, Leg::Original, actor, now).await?;
+        state = Some(Exchange::Received);
+    }
+    if state == Some(Exchange::Received) {
+        library.acknowledge(key, Leg::Original, actor, now).await?;
+    }
+    library.receipt_arrives(key, actor, now).await?;
+    Ok(())
+}

@@ -602,11 +602,16 @@ pub async fn book_receipt(
             });
         }
     };
-    // The receipt proves the bank signed for the original: record it, then the receipt.
-    if original.is_some_and(|o| o.exchange == Exchange::Received) {
-        library.acknowledge(key, Leg::Original, actor, now).await?;
-    }
-    library.receipt_arrives(key, actor, now).await?;
+    // The receipt proves the bank took and signed for the original: record it, then the
+    // receipt.
+    super::common::receipt_proves_delivery::<DirectError>(
+        store,
+        key,
+        original.as_ref(),
+        actor,
+        now,
+    )
+    .await?;
     for event in [
         ProcessingEvent::PassValidation,
         ProcessingEvent::Check,

@@ -1959,15 +1959,20 @@ pub async fn on_check_answer(
         }
     };
     // The answer proves the bank signed for the request: record it, then the answer.
-    if let Some(sent) = &original {
-        if sent.exchange == Exchange::Received {
-            library
-                .acknowledge(&request, Leg::Original, ctx.actor, now)
-                .await?;
-        }
-        if matches!(sent.exchange, Exchange::Received | Exchange::Acknowledged) {
-            library.receipt_arrives(&request, ctx.actor, now).await?;
-        }
+    if let Some(sent) = &original
+        && matches!(
+            sent.exchange,
+            Exchange::NotReceived | Exchange::Received | Exchange::Acknowledged
+        )
+    {
+        super::common::receipt_proves_delivery::<ReconcileError>(
+            store,
+            &request,
+            Some(sent),
+            ctx.actor,
+            now,
+        )
+        .await?;
     }
     for event in [
         ProcessingEvent::PassValidation,

@@ -1736,10 +1736,14 @@ pub async fn on_refund_receipt(
             });
         }
     };
-    if original.is_some_and(|o| o.exchange == Exchange::Received) {
-        library.acknowledge(key, Leg::Original, actor, now).await?;
-    }
-    library.receipt_arrives(key, actor, now).await?;
+    super::common::receipt_proves_delivery::<RefundError>(
+        store,
+        key,
+        original.as_ref(),
+        actor,
+        now,
+    )
+    .await?;
     for event in [
         ProcessingEvent::PassValidation,
         ProcessingEvent::Check,
