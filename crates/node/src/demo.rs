@@ -8,10 +8,10 @@
 //! administrative divisions (the tenants of one provincial finance deployment), two budget
 //! units in each, banks, indicators and monthly plans.
 //!
-//! Seeding runs the real flows where they exist: finance's clearing-quota notices
-//! (5108/5106) go to PBOC as signed vouchers and PBOC books them on receipt. The bank's
-//! plan quota for authorized payments is written straight into the bank's books, because
-//! the authorized quota notice (5105) flow does not exist yet.
+//! Seeding runs the real flows: finance's clearing-quota notices (5108/5106) go to PBOC and
+//! its authorized quota notices (5105) to the banks as signed vouchers, and the receivers
+//! book them on receipt. Indicators and plans at finance, the TSA's funding at PBOC and the
+//! accounts a bank opens for its customers are onboarding, written straight into the books.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,7 +40,7 @@ use time::OffsetDateTime;
 use crate::exchange::{
     Clock, ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, VoucherTrust, app,
 };
-use crate::flows::quota::notice_voucher;
+use crate::flows::quota::{self, notice_voucher};
 use crate::party::{Holder, Party, PartyConfig, PartyError, Staff};
 
 /// The demo's key-store PIN. Demo only: a real deployment's people choose their own.
@@ -757,10 +757,10 @@ impl Demo {
             }
         }
         book(&self.finance.store, accounts, &ops, now).await?;
-        // Banks: money books per division, and each unit's plan quota (see the module doc).
+        // Banks: money books per division and the units' zero-balance accounts (onboarding);
+        // the units' plan quota comes from finance's 5105 notices below.
         for (b, bank) in self.banks.iter().enumerate() {
             let mut accounts = Vec::new();
-            let mut ops = Vec::new();
             for d in &p.divisions {
                 let t = tenant(d.code, year)?;
                 accounts.extend([
@@ -769,22 +769,14 @@ impl Demo {
                     BookAccount::payees(t),
                     BookAccount::receivable_pboc(t),
                     BookAccount::pboc_reserve(t),
-                    BookAccount::quota_notice_source(t),
                 ]);
             }
             for u in p.units.iter().filter(|u| u.bank == b) {
                 let t = tenant(u.division, year)?;
                 let code: UnitCode = u.code.parse().map_err(seed)?;
                 accounts.push(BookAccount::unit_zba(t, &code));
-                for month in 1..=12 {
-                    accounts.push(BookAccount::unit_quota(t, &code, month).map_err(seed)?);
-                    accounts.push(BookAccount::unit_quota_used(t, &code, month).map_err(seed)?);
-                    ops.push(
-                        BookOp::notice_unit_quota(next(), t, &code, month, plan).map_err(seed)?,
-                    );
-                }
             }
-            book(&bank.store, accounts, &ops, now).await?;
+            book(&bank.store, accounts, &[], now).await?;
         }
         // PBOC: the TSA funded, each bank's clearing account.
         let mut accounts = Vec::new();
@@ -837,7 +829,53 @@ impl Demo {
                 self.finance.send_quota_notice(voucher, "seed").await?;
             }
         }
-        self.settle(20).await?;
+        // Finance → each bank: every month's plan quota of the units whose zero-balance
+        // accounts it keeps, one 5105 per division and month.
+        let template_ty = self
+            .finance
+            .registry
+            .get(quota::VT_5105)
+            .ok_or_else(|| DemoError::Seed("the registry has no 5105".into()))?;
+        let template = sample(template_ty, date, VoucherFlag::Original, Style::Plain, 1);
+        for (b, bank) in p.banks.iter().enumerate() {
+            for d in &p.divisions {
+                let lines = p
+                    .units
+                    .iter()
+                    .filter(|u| u.bank == b && u.division == d.code)
+                    .map(|u| {
+                        Ok(quota::UnitQuotaLine {
+                            unit: u.code.parse().map_err(seed)?,
+                            zba: u.zba.clone(),
+                            func: FUNC.parse().map_err(|_| DemoError::Seed("func".into()))?,
+                            amount: plan,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, DemoError>>()?;
+                if lines.is_empty() {
+                    continue;
+                }
+                for month in 1..=12 {
+                    let notice = quota::UnitQuotaNotice {
+                        tenant: tenant(d.code, year)?,
+                        bank: bank
+                            .bank_no
+                            .parse()
+                            .map_err(|_| DemoError::Seed("bank no".into()))?,
+                        fund: FUND.parse().map_err(|_| DemoError::Seed("fund".into()))?,
+                        month,
+                        lines: lines.clone(),
+                    };
+                    let no = self.voucher_no("SE");
+                    let voucher = quota::notice_5105_voucher(&template, &notice, &no, date)
+                        .map_err(|e| DemoError::Seed(e.to_string()))?;
+                    self.finance
+                        .send_unit_quota_notice(voucher, bank.code, "seed")
+                        .await?;
+                }
+            }
+        }
+        self.settle(40).await?;
         Ok(())
     }
 }

@@ -439,9 +439,40 @@ impl<T: Transport> Party<T> {
         Ok(quota::send_notice(&self.store, &self.registry, &notifier, voucher, now).await?)
     }
 
-    /// An agent bank sends PBOC a clearing request (2301) for every paid and receipted
-    /// 5201 of each template's division, year and fund type not yet claimed; the requests
-    /// sent.
+    /// Finance sends an agent bank an authorized quota notice (5105, 授权额度通知单): the
+    /// units' monthly plan quota the bank pays their 8202s from.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off finance; the flow's refusals.
+    pub async fn send_unit_quota_notice(
+        &self,
+        voucher: Voucher,
+        bank: &str,
+        actor: &str,
+    ) -> Result<VoucherRecord, PartyError> {
+        if self.role() != OrgRole::Finance {
+            return Err(self.wrong_role("send authorized quota notices"));
+        }
+        let (t, now) = self.now();
+        let maker = self.staff.maker.signer();
+        let sealer = self.staff.sealer(&self.staff.business_seal, t);
+        let notifier = quota::UnitQuotaNotifier {
+            me: self.org_code(),
+            bank,
+            actor,
+            suite: self.config.suite,
+            maker: &maker,
+            sealer: &sealer,
+        };
+        Ok(
+            quota::send_unit_quota_notice(&self.store, &self.registry, &notifier, voucher, now)
+                .await?,
+        )
+    }
+
+    /// An agent bank sends PBOC clearing requests (2301) for every paid and receipted 5201
+    /// (PayTypeCode 11) and 8202 (12) of each template's division, year and fund type not yet
+    /// claimed; the requests sent.
     ///
     /// # Errors
     /// [`PartyError::WrongRole`] off a bank; the flow's failures.
@@ -466,6 +497,21 @@ impl<T: Transport> Party<T> {
             let serial = self.clearing_serial.fetch_add(1, Ordering::Relaxed);
             let voucher_no = format!("QS{now}{:03}", serial % 1000);
             if let Some(record) = clearing::build_request(
+                &self.store,
+                &self.registry,
+                &clearer,
+                template,
+                &voucher_no,
+                Self::business_date(t),
+                now,
+            )
+            .await?
+            {
+                sent.push(record);
+            }
+            let serial = self.clearing_serial.fetch_add(1, Ordering::Relaxed);
+            let voucher_no = format!("QS{now}{:03}", serial % 1000);
+            if let Some(record) = clearing::build_authorized_request(
                 &self.store,
                 &self.registry,
                 &clearer,
@@ -923,6 +969,30 @@ impl<T: Transport> Party<T> {
                 };
                 Ok(Handled::of(matches!(outcome, PayOutcome::Paid { .. })))
             }
+            (OrgRole::AgentBank, quota::VT_5105, Leg::Original) => {
+                let sealer = self.staff.sealer(&self.staff.business_seal, t);
+                let accounts: Vec<UnitAccount<'_>> = self
+                    .config
+                    .unit_accounts
+                    .iter()
+                    .map(|(unit, acct_no)| UnitAccount { unit, acct_no })
+                    .collect();
+                let desk = quota::BankDesk {
+                    me: self.org_code(),
+                    actor,
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                    accounts: &accounts,
+                };
+                Ok(Handled::of(matches!(
+                    quota::on_unit_quota_notice(store, registry, &desk, record, now).await?,
+                    NoticeOutcome::Booked { .. }
+                )))
+            }
+            (OrgRole::Finance, quota::VT_5105, Leg::Receipt) => Ok(Handled::of(matches!(
+                quota::take_receipt(store, actor, record, now).await?,
+                quota::ReceiptOutcome::Received { .. }
+            ))),
             (OrgRole::AgentBank, clearing::VT_2301, Leg::Receipt) => Ok(Handled::of(matches!(
                 clearing::settle_receipt(store, actor, record, now).await?,
                 SettleOutcome::Settled { .. }

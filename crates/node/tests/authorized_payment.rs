@@ -1,7 +1,7 @@
 //! Authorized payment end to end (DOMAIN §3.3): the budget unit sends a stamped 8202 paid
 //! from its zero-balance account, the bank consumes the unit's plan quota, pays first and
 //! returns a sealed receipt, the unit books it. A payment above the unit's remaining plan
-//! quota stops at BookingFailed with the books' reason and moves no money. In-memory
+//! quota is refused by the books (核算失败) and returned (退回) with their reason, moving no money. In-memory
 //! network, SQLite in temporary directories, no sleeping.
 
 use std::sync::Arc;
@@ -399,8 +399,21 @@ async fn a_payment_above_the_remaining_plan_quota_fails_booking_and_moves_no_mon
     assert_eq!(reason, expected);
     let library = bank_store.library();
     let at_bank = library.status(&key, Leg::Original).await.unwrap().unwrap();
-    assert_eq!(at_bank.exchange, Exchange::Acknowledged);
-    assert_eq!(at_bank.processing, Some(Processing::BookingFailed));
+    // Refused by the books (核算失败), then returned (退回) to the unit with the reason.
+    assert_eq!(at_bank.exchange, Exchange::Returned);
+    assert_eq!(at_bank.processing, Some(Processing::Returned));
+    assert_eq!(at_bank.reason.as_deref(), Some(expected.as_str()));
+    let steps: Vec<String> = library
+        .events(&key, Leg::Original)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        steps.iter().any(|a| a.contains("FailBooking")),
+        "the booking failure is on record: {steps:?}"
+    );
     // Nothing used, fronted or paid; no receipt written or sent.
     assert_eq!(
         quota(&bank_store, AccountKind::UnitQuota, tenant).await,

@@ -208,12 +208,7 @@ fn unit_peer() -> Peer {
     }
 }
 
-async fn node(
-    pki: &Pki,
-    store: Store,
-    peer: Peer,
-    network: &InMemoryNetwork,
-) -> (Store, InMemory) {
+async fn node(pki: &Pki, store: Store, peer: Peer, network: &InMemoryNetwork) -> (Store, InMemory) {
     let now = pki.now;
     let state = ExchangeState::new(
         peer.clone(),
@@ -600,6 +595,169 @@ impl World {
         record.key
     }
 
+    /// The unit's 8202 `n` from its zero-balance account, stamped at every original
+    /// position.
+    fn signed_8202(&self, n: u64) -> EnvelopeBody {
+        self.signed_8202_with(n, |_| {})
+    }
+
+    /// As [`World::signed_8202`], with `edit` applied to the voucher before it is stamped.
+    fn signed_8202_with(&self, n: u64, edit: impl FnOnce(&mut Voucher)) -> EnvelopeBody {
+        let unit = org(OrgRole::BudgetUnit, UNIT_CODE, "湖南省教育厅");
+        let maker = self.pki.person(&unit, Post::Maker, "张三");
+        let checker = self.pki.person(&unit, Post::Checker, "李四");
+        let signer = self.pki.person(&unit, Post::Signer, "王五");
+        let seal = self
+            .pki
+            .seal(&unit, StampKind::Ywzyz, "单位财务专用章", &signer);
+        let ty = self.registry.get(VT_8202).unwrap();
+        let mut body = EnvelopeBody {
+            flag: VoucherFlag::Original,
+            attach: "SUCCESS".into(),
+            voucher: sample(ty, today(), VoucherFlag::Original, Style::Plain, n),
+            signatures: Vec::new(),
+        };
+        body.voucher.header.set("PayTypeCode", "12");
+        body.voucher.header.set("AgencyCode", UNIT_CODE);
+        body.voucher.header.set("PayAcctNo", UNIT_ZBA);
+        edit(&mut body.voucher);
+        stamp_next(Suite::Sm, ty, &mut body, &sign(&maker)).unwrap();
+        stamp_next(Suite::Sm, ty, &mut body, &sign(&checker)).unwrap();
+        let sealer = Signer::Seal {
+            seal: &seal,
+            key: &signer.key,
+            certificate: &signer.cert,
+            time: self.pki.now,
+        };
+        stamp_next(Suite::Sm, ty, &mut body, &sealer).unwrap();
+        body
+    }
+
+    /// Finance's 5105 gives the unit `plan` for January; the bank books it and the receipt
+    /// goes back.
+    async fn finance_notices_unit_quota(&self, tenant: Tenant, plan: Amount) {
+        let ty = self.registry.get("5105").unwrap();
+        let template = sample(ty, today(), VoucherFlag::Original, Style::Plain, 5);
+        let notice = UnitQuotaNotice {
+            tenant,
+            bank: BANK_CODE.parse().unwrap(),
+            fund: "1".parse().unwrap(),
+            month: MONTH,
+            lines: vec![UnitQuotaLine {
+                unit: UNIT_CODE.parse().unwrap(),
+                zba: UNIT_ZBA.into(),
+                func: "2050101".parse().unwrap(),
+                amount: plan,
+            }],
+        };
+        let voucher = notice_5105_voucher(&template, &notice, "EQ20250115001", today()).unwrap();
+        let finance_org = finance();
+        let maker = self.pki.person(&finance_org, Post::Maker, "张三");
+        let signer = self.pki.person(&finance_org, Post::Signer, "王五");
+        let seal = self
+            .pki
+            .seal(&finance_org, StampKind::Ywzyz, "财政业务专用章", &signer);
+        let maker = sign(&maker);
+        let sealer = Signer::Seal {
+            seal: &seal,
+            key: &signer.key,
+            certificate: &signer.cert,
+            time: self.pki.now,
+        };
+        let notifier = UnitQuotaNotifier {
+            me: FINANCE_CODE,
+            bank: BANK_CODE,
+            actor: "quota-clerk",
+            suite: Suite::Sm,
+            maker: &maker,
+            sealer: &sealer,
+        };
+        send_unit_quota_notice(&self.finance, &self.registry, &notifier, voucher, self.now)
+            .await
+            .unwrap();
+        let sent = deliver_due(&self.finance, &self.finance_net, self.now, 10, BACKOFF)
+            .await
+            .unwrap();
+        assert_eq!(sent.delivered, 1, "{sent:?}");
+        let bank_org = bank();
+        let signer = self.pki.person(&bank_org, Post::Signer, "孙八");
+        let seal = self
+            .pki
+            .seal(&bank_org, StampKind::Ywzyz, "代理银行业务专用章", &signer);
+        let sealer = Signer::Seal {
+            seal: &seal,
+            key: &signer.key,
+            certificate: &signer.cert,
+            time: self.pki.now,
+        };
+        let desk = BankDesk {
+            me: BANK_CODE,
+            actor: "quota-desk",
+            suite: Suite::Sm,
+            sealer: &sealer,
+            accounts: ACCOUNTS,
+        };
+        let read = self
+            .bank
+            .library()
+            .read(100, "quota-desk", self.now)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 1, "{read:?}");
+        let outcome = on_unit_quota_notice(&self.bank, &self.registry, &desk, &read[0], self.now)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, NoticeOutcome::Booked { amount, .. } if amount == plan),
+            "{outcome:?}"
+        );
+    }
+
+    /// The unit issues its 8202 `n` and the outbox delivers it to the bank.
+    async fn unit_issues(&self, n: u64) -> EnvelopeBody {
+        let body = self.signed_8202(n);
+        self.unit_sends(&body).await;
+        body
+    }
+
+    /// The unit issues `body` and the outbox delivers it to the bank.
+    async fn unit_sends(&self, body: &EnvelopeBody) {
+        let route = Route {
+            me: UNIT_CODE,
+            to: BANK_CODE,
+            actor: "cashier",
+        };
+        authorized::issue(
+            &self.unit,
+            &self.registry,
+            ACCOUNTS[0],
+            body,
+            route,
+            self.now,
+        )
+        .await
+        .unwrap();
+        let sent = deliver_due(&self.unit, &self.unit_net, self.now, 10, BACKOFF)
+            .await
+            .unwrap();
+        assert_eq!(sent.delivered, 1, "{sent:?}");
+    }
+
+    /// PBOC opens the clearing quota `key` with `quota` (its TSA already funded).
+    async fn pboc_quota(&self, key: &ClearingKey, quota: Amount, op: u128) {
+        create(
+            &self.pboc,
+            vec![BookAccount::clearing_quota(key), BookAccount::cleared(key)],
+        )
+        .await;
+        apply(
+            &self.pboc,
+            self.now,
+            &[BookOp::clearing_quota_notice(op, key, quota).unwrap()],
+        )
+        .await;
+    }
+
     async fn pboc_clears(&self, states: &HashMap<VoucherKey, PaidState>) -> Vec<ClearOutcome> {
         let pboc_org = org(OrgRole::Pboc, PBOC_CODE, "中国人民银行长沙中心支行");
         let signer = self.pki.person(&pboc_org, Post::Signer, "周九");
@@ -671,7 +829,9 @@ async fn cleared_once_and_not_again(backend: Backend) {
     let template = w.template(&body.voucher);
 
     // The bank lists its paid, receipted 5201 and sends the 2301.
-    let request = w.bank_sends(Build::Direct, &template, "QS20250115001").await;
+    let request = w
+        .bank_sends(Build::Direct, &template, "QS20250115001")
+        .await;
     let sent = body_of(
         &w.bank
             .library()
@@ -871,7 +1031,9 @@ async fn beyond_the_quota_is_returned(backend: Backend) {
     let short = amount.checked_sub(fen(1)).unwrap();
     w.pboc_books(&body.voucher, short).await;
     let template = w.template(&body.voucher);
-    let request = w.bank_sends(Build::Direct, &template, "QS20250115003").await;
+    let request = w
+        .bank_sends(Build::Direct, &template, "QS20250115003")
+        .await;
     let states = w.paid_states(std::slice::from_ref(&key)).await;
     let outcomes = w.pboc_clears(&states).await;
     let reasons = returned(&outcomes, &request);
@@ -888,4 +1050,271 @@ async fn beyond_the_quota_is_returned(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(tsa.debits_posted, 0, "no money moved");
+}
+
+both_backends!(
+    an_authorized_payment_is_cleared_by_a_2301_of_pay_type_12_once,
+    authorized_cleared_once
+);
+
+async fn authorized_cleared_once(backend: Backend) {
+    let w = World::new(backend).await;
+    let tenant = tenant_of(&w.signed_8202(1).voucher.key()).unwrap();
+    let unit: UnitCode = UNIT_CODE.parse().unwrap();
+
+    // Finance's 5105 gives the unit its plan quota; the unit's 8202 is paid against it.
+    let probe = w.signed_8202(1);
+    let amount = check_8202(&probe.voucher).unwrap().amount;
+    w.finance_notices_unit_quota(tenant, amount.checked_add(fen(10_000)).unwrap())
+        .await;
+    create(&w.bank, vec![BookAccount::unit_zba(tenant, &unit)]).await;
+    let body = w.unit_issues(1).await;
+    let key = body.voucher.key();
+    let paid = w.bank_pays_with(Some(ACCOUNTS)).await;
+    assert!(
+        matches!(&paid[..], [PayOutcome::Paid { key: k, .. }] if k == &key),
+        "{paid:?}"
+    );
+    let a = fen_of(amount);
+    let zba = BookAccount::unit_zba(tenant, &unit);
+    assert_eq!(posted(&w.bank, &zba).await, (a, a));
+
+    // PBOC: an authorized (5106) clearing quota for the unit, and a direct one that an
+    // authorized clearing must not touch.
+    let quota_fen = a + 50_000;
+    w.pboc_books_of(
+        &body.voucher,
+        PayType::Authorized,
+        Amount::from_fen(i64::try_from(quota_fen).unwrap()).unwrap(),
+    )
+    .await;
+    let direct = clearing_key_of(&body.voucher, PayType::Direct);
+    w.pboc_quota(&direct, amount, 3).await;
+
+    // The bank lists the paid 8202 for authorized clearing only: no direct 2301 takes it.
+    let template = w.template(&body.voucher);
+    assert!(clearable(&w.bank, &template).await.unwrap().is_empty());
+    let listed = clearable_of(&w.bank, &template, PayType::Authorized)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|l| l.voucher_no.as_str())
+            .collect::<Vec<_>>(),
+        [key.voucher_no.as_str()]
+    );
+    let request = w
+        .bank_sends(Build::Authorized, &template, "QS20250115012")
+        .await;
+    let sent = body_of(
+        &w.bank
+            .library()
+            .status(&request, Leg::Original)
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        VoucherFlag::Original,
+    );
+    assert_eq!(sent.voucher.header.get("PayTypeCode"), Some("12"));
+    assert_eq!(
+        sent.voucher.header.get("PayAmt"),
+        Some(amount.to_string().as_str())
+    );
+    assert_eq!(sent.voucher.details.len(), 1);
+    assert_eq!(
+        sent.voucher.details[0].get("VoucherNo"),
+        Some(key.voucher_no.as_str())
+    );
+    // Claimed by the pending 2301; the fronted money is now a receivable from PBOC.
+    assert!(
+        clearable_of(&w.bank, &template, PayType::Authorized)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        posted(&w.bank, &BookAccount::receivable_pboc(tenant)).await,
+        (a, 0)
+    );
+    assert_eq!(posted(&w.bank, &BookAccount::advance(tenant)).await, (a, a));
+    // PBOC checks it against the 5106 quota, pays the bank and returns the sealed receipt.
+    let states = w.paid_states(std::slice::from_ref(&key)).await;
+    assert_eq!(states[&key], PaidState::ReceiptSent);
+    let outcomes = w.pboc_clears(&states).await;
+    assert!(
+        matches!(&outcomes[..], [ClearOutcome::Cleared { key: k, amount: c }]
+            if k == &request && *c == amount),
+        "{outcomes:?}"
+    );
+    let authorized_key = clearing_key_of(&body.voucher, PayType::Authorized);
+    let quota_left = w
+        .pboc
+        .account(BookAccount::clearing_quota(&authorized_key).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (quota_left.credits_posted, quota_left.debits_posted),
+        (quota_fen, a),
+        "the 5106 quota is deducted by the amount"
+    );
+    assert_eq!(
+        posted(&w.pboc, &BookAccount::clearing_quota(&direct)).await,
+        (0, fen_of(amount)),
+        "the direct quota is untouched"
+    );
+    assert_eq!(
+        posted(
+            &w.pboc,
+            &BookAccount::bank_clearing(tenant, &authorized_key.bank)
+        )
+        .await,
+        (0, a)
+    );
+
+    // The bank settles the receipt: its books for the payment are square.
+    let back = deliver_due(&w.pboc, &w.pboc_net, w.now, 10, BACKOFF)
+        .await
+        .unwrap();
+    assert_eq!(back.delivered, 1, "{back:?}");
+    let read = w
+        .bank
+        .library()
+        .read(100, "clearing-clerk", w.now)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+    let settled = settle_receipt(&w.bank, "clearing-clerk", &read[0], w.now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&settled, SettleOutcome::Settled { key: k, amount: s } if k == &request && *s == amount),
+        "{settled:?}"
+    );
+    assert_eq!(
+        posted(&w.bank, &BookAccount::receivable_pboc(tenant)).await,
+        (a, a),
+        "the receivable is settled"
+    );
+    assert_eq!(
+        posted(&w.bank, &BookAccount::pboc_reserve(tenant)).await,
+        (a, 0)
+    );
+    assert!(
+        w.bank.nonzero_zbas(tenant).await.unwrap().is_empty(),
+        "the unit's zero-balance account ends at zero"
+    );
+    assert_eq!(
+        w.bank
+            .library()
+            .status_code(&request, Leg::Original)
+            .await
+            .unwrap(),
+        12
+    );
+
+    // A second 2301 listing the same 8202: refused as already cleared, nothing deducted.
+    let again = request_voucher(
+        &template,
+        "QS20250115014",
+        today(),
+        PayType::Authorized,
+        &[listed[0].clone()],
+    )
+    .unwrap();
+    let second = w.bank_sends(Build::Given(again), &template, "").await;
+    let outcomes = w.pboc_clears(&states).await;
+    let reasons = returned(&outcomes, &second);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("already cleared"), "{reasons:?}");
+    assert!(reasons[0].contains(&key.voucher_no), "{reasons:?}");
+    let quota_after = w
+        .pboc
+        .account(BookAccount::clearing_quota(&authorized_key).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(quota_after.debits_posted, a, "nothing more deducted");
+}
+
+both_backends!(
+    a_5201_and_an_8202_sharing_a_voucher_no_are_claimed_and_cleared_apart,
+    shared_voucher_no_cleared_apart
+);
+
+/// Regression: claims and clearings were keyed by VoucherNo alone, so a cleared 5201 made
+/// an 8202 of the same number "already cleared", and a pending direct 2301 hid it from the
+/// authorized one.
+async fn shared_voucher_no_cleared_apart(backend: Backend) {
+    let w = World::new(backend).await;
+    let direct_body = w.issue_5201(1).await;
+    let direct_key = direct_body.voucher.key();
+    assert!(matches!(
+        &w.bank_pays().await[..],
+        [PayOutcome::Paid { .. }]
+    ));
+    let tenant = tenant_of(&direct_key).unwrap();
+    let unit: UnitCode = UNIT_CODE.parse().unwrap();
+    let shared = direct_key.voucher_no.clone();
+    let body = w.signed_8202_with(1, |v| {
+        v.header.set("VoucherNo", shared.clone());
+        v.header.set("Id", shared.clone());
+    });
+    let key = body.voucher.key();
+    assert_eq!(key.voucher_no, direct_key.voucher_no);
+    assert_eq!(tenant_of(&key).unwrap(), tenant);
+    let amount = check_8202(&body.voucher).unwrap().amount;
+    w.finance_notices_unit_quota(tenant, amount).await;
+    create(&w.bank, vec![BookAccount::unit_zba(tenant, &unit)]).await;
+    w.unit_sends(&body).await;
+    assert!(matches!(
+        &w.bank_pays_with(Some(ACCOUNTS)).await[..],
+        [PayOutcome::Paid { key: k, .. }] if k == &key
+    ));
+    let direct_amount = payment_amount(&direct_body.voucher).unwrap();
+    w.pboc_books(&direct_body.voucher, direct_amount).await;
+    let authorized_key = clearing_key_of(&body.voucher, PayType::Authorized);
+    w.pboc_quota(&authorized_key, amount, 3).await;
+    let states = w.paid_states(&[direct_key.clone(), key.clone()]).await;
+
+    // The direct 2301 claims the 5201 only; the 8202 stays clearable.
+    let template = w.template(&direct_body.voucher);
+    let first = w
+        .bank_sends(Build::Direct, &template, "QS20250115021")
+        .await;
+    assert!(clearable(&w.bank, &template).await.unwrap().is_empty());
+    let template_12 = w.template(&body.voucher);
+    assert_eq!(
+        clearable_of(&w.bank, &template_12, PayType::Authorized)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(
+        &w.pboc_clears(&states).await[..],
+        [ClearOutcome::Cleared { key, .. }] if key == &first
+    ));
+
+    // PBOC has cleared the 5201, not the 8202 of the same number.
+    let second = w
+        .bank_sends(Build::Authorized, &template_12, "QS20250115022")
+        .await;
+    let outcomes = w.pboc_clears(&states).await;
+    assert!(
+        matches!(&outcomes[..], [ClearOutcome::Cleared { key: k, amount: a }]
+            if k == &second && *a == amount),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        w.pboc
+            .quota_summary(BookFilter::all(AccountKind::ClearingQuota, tenant))
+            .await
+            .unwrap()
+            .remaining,
+        0,
+        "both quotas used, each by its own payment"
+    );
 }

@@ -210,9 +210,18 @@ async fn payments_go_from_voucher_to_clearing(postgres: Option<DemoPostgres>) {
         pboc_quota(&demo).await,
         (
             units * 2 * 6_000_000_000,
-            units * 2 * 6_000_000_000 - 123_456
+            units * 2 * 6_000_000_000 - 123_456 - 8_800
         ),
-        "PBOC deducted the cleared payment from the clearing quota"
+        "PBOC deducted both cleared payments (direct and authorized) from the clearing quota"
+    );
+    let ccb = &demo.banks[1];
+    let tenant2 = Tenant {
+        adm_div: unit2.division.parse().unwrap(),
+        year: demo.year,
+    };
+    assert!(
+        ccb.store.nonzero_zbas(tenant2).await.unwrap().is_empty(),
+        "the unit's zero-balance account is back at zero after its 8202 was cleared"
     );
 
     // Reconciliation: PBOC (3502 of the day's 2301s) and finance (5503 of the day's 5201s)

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -69,7 +70,14 @@ pub struct Plan {
     pub delay_percent: u8,
     /// Longest delay of a request or an answer, in milliseconds.
     pub delay_max_ms: u64,
+    /// Whether the first [`EVERY_FAULT_FIRST`] connections of each route meet every fault
+    /// once (in an order drawn from the seed), so that a run that sends little still
+    /// exercises all of them.
+    pub every_fault_first: bool,
 }
+
+/// See [`Plan::every_fault_first`].
+pub const EVERY_FAULT_FIRST: u64 = 4;
 
 impl Plan {
     /// The fault of connection `connection` (0, 1, …) on route `route`: a function of the
@@ -77,22 +85,27 @@ impl Plan {
     #[must_use]
     pub fn fault(&self, route: usize, connection: u64) -> Fault {
         let route = u64::try_from(route).unwrap_or(u64::MAX);
-        let mut rng = StdRng::seed_from_u64(
-            self.seed ^ route.rotate_left(48) ^ connection.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
+        let route_seed = self.seed ^ route.rotate_left(48);
+        let mut rng =
+            StdRng::seed_from_u64(route_seed ^ connection.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let delay = Fault::Delay {
+            request_ms: rng.random_range(0..=self.delay_max_ms),
+            answer_ms: rng.random_range(0..=self.delay_max_ms),
+        };
+        if self.every_fault_first && connection < EVERY_FAULT_FIRST {
+            let mut order = [Fault::Drop, Fault::CutAnswer, delay, Fault::Pass];
+            order.shuffle(&mut StdRng::seed_from_u64(route_seed));
+            return order[usize::try_from(connection).unwrap_or(0)];
+        }
         let roll: u8 = rng.random_range(0..100);
         let drop = self.drop_percent;
         let cut = drop.saturating_add(self.cut_percent);
-        let delay = cut.saturating_add(self.delay_percent);
         if roll < drop {
             Fault::Drop
         } else if roll < cut {
             Fault::CutAnswer
-        } else if roll < delay {
-            Fault::Delay {
-                request_ms: rng.random_range(0..=self.delay_max_ms),
-                answer_ms: rng.random_range(0..=self.delay_max_ms),
-            }
+        } else if roll < cut.saturating_add(self.delay_percent) {
+            delay
         } else {
             Fault::Pass
         }
@@ -347,6 +360,7 @@ mod tests {
             cut_percent: cut,
             delay_percent: delay,
             delay_max_ms: 300,
+            every_fault_first: false,
         }
     }
 
@@ -356,7 +370,9 @@ mod tests {
         let faults: Vec<Fault> = (0..2_000).map(|i| a.fault(1, i)).collect();
         let again: Vec<Fault> = (0..2_000).map(|i| a.fault(1, i)).collect();
         assert_eq!(faults, again);
-        let other: Vec<Fault> = (0..2_000).map(|i| plan(8, 10, 20, 30).fault(1, i)).collect();
+        let other: Vec<Fault> = (0..2_000)
+            .map(|i| plan(8, 10, 20, 30).fault(1, i))
+            .collect();
         assert_ne!(faults, other, "another seed, other faults");
         let route2: Vec<Fault> = (0..2_000).map(|i| a.fault(2, i)).collect();
         assert_ne!(faults, route2, "another route, other faults");
@@ -374,6 +390,33 @@ mod tests {
             } => *request_ms <= 300 && *answer_ms <= 300,
             _ => true,
         }));
+    }
+
+    #[test]
+    fn with_every_fault_first_a_route_meets_each_fault_at_once() {
+        let name = |f: Fault| match f {
+            Fault::Pass => "pass",
+            Fault::Delay { .. } => "delay",
+            Fault::Drop => "drop",
+            Fault::CutAnswer => "cut",
+        };
+        let mut orders = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let p = Plan {
+                every_fault_first: true,
+                ..plan(seed, 0, 0, 0)
+            };
+            let first: Vec<&str> = (0..EVERY_FAULT_FIRST)
+                .map(|i| name(p.fault(2, i)))
+                .collect();
+            let mut sorted = first.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, ["cut", "delay", "drop", "pass"], "seed {seed}");
+            orders.insert(first);
+            // Then the rates decide: none here.
+            assert_eq!(p.fault(2, EVERY_FAULT_FIRST), Fault::Pass);
+        }
+        assert!(orders.len() > 1, "the order comes from the seed");
     }
 
     #[test]
@@ -411,13 +454,14 @@ mod tests {
         (addr, rx)
     }
 
-    /// Connects through the proxy, reads the receiver's hello, sends a request record and
-    /// reads to the end: what came back after the request.
+    /// Connects through the proxy, reads the receiver's hello, sends a request record, says
+    /// it is done sending and reads to the end: what came back after the request.
     async fn exchange(proxy: SocketAddr) -> io::Result<Vec<u8>> {
         let mut s = TcpStream::connect(proxy).await?;
         let mut hello = [0u8; 7];
         s.read_exact(&mut hello).await?;
         s.write_all(&[23, 3, 3, 0, 2, 0x01, 0x02]).await?;
+        s.shutdown().await?;
         let mut answer = Vec::new();
         s.read_to_end(&mut answer).await?;
         Ok(answer)

@@ -290,6 +290,11 @@ pub async fn pay_record(
     if let Some(reason) =
         record_booking::<DirectError>(store, record, refusal, bank.actor, now).await?
     {
+        // Nothing was paid: the voucher goes back to its sender (退回) with the books'
+        // reason, which its sender's status then shows; the sender restores its quota.
+        library
+            .return_voucher(key, Leg::Original, &reason, bank.actor, now)
+            .await?;
         return Ok(PayOutcome::Failed {
             key: key.clone(),
             reason,

@@ -800,10 +800,14 @@ pub async fn settle_receipt(
             .await?;
         return Ok(SettleOutcome::Failed { key, reason });
     }
-    if original.is_some_and(|o| o.exchange == Exchange::Received) {
-        library.acknowledge(&key, Leg::Original, actor, now).await?;
-    }
-    library.receipt_arrives(&key, actor, now).await?;
+    super::common::receipt_proves_delivery::<ClearingError>(
+        store,
+        &key,
+        original.as_ref(),
+        actor,
+        now,
+    )
+    .await?;
     for event in [
         ProcessingEvent::PassValidation,
         ProcessingEvent::Check,

@@ -37,7 +37,7 @@ use guoku_seal::voucher::Signer;
 use guoku_store::books::{BookAccount, BookOp, ClearingKey, Refusal, Tenant, UnitCode};
 use guoku_store::library::{BODY_MAX_BYTES, LibraryError, VoucherRecord};
 use guoku_store::{Store, StoreError};
-use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
+use guoku_voucher::lifecycle::{Leg, ProcessingEvent};
 use guoku_voucher::{
     EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
 };
@@ -646,10 +646,14 @@ pub async fn take_receipt(
         return Ok(ReceiptOutcome::Failed { key, reason });
     }
     library.acknowledge(&key, Leg::Receipt, actor, now).await?;
-    if original.is_some_and(|o| o.exchange == Exchange::Received) {
-        library.acknowledge(&key, Leg::Original, actor, now).await?;
-    }
-    library.receipt_arrives(&key, actor, now).await?;
+    super::common::receipt_proves_delivery::<QuotaError>(
+        store,
+        &key,
+        original.as_ref(),
+        actor,
+        now,
+    )
+    .await?;
     Ok(ReceiptOutcome::Received { key })
 }
 
