@@ -164,7 +164,9 @@ async fn payments_end_exactly_once(backend: Backend) {
     // is still being cleared, so deliveries, receipts and clearing requests overlap.
     let api = Api {
         addr: ports[FINANCE].1,
-        token: tokens[FINANCE].clone(),
+        token: format!("{}-maker", tokens[FINANCE]),
+        checker: format!("{}-checker", tokens[FINANCE]),
+        signer: format!("{}-signer", tokens[FINANCE]),
     };
     let month = business_date_now().1;
     let started = Instant::now();
@@ -264,10 +266,13 @@ fn wanted(payments: &[Payment]) -> (BTreeSet<String>, i64) {
     (nos, payments.iter().map(|p| p.amount.fen()).sum())
 }
 
-/// Finance's API as its maker calls it.
+/// Finance's API as its maker, checker and signer call it.
 struct Api {
     addr: SocketAddr,
+    /// The maker's token.
     token: String,
+    checker: String,
+    signer: String,
 }
 
 impl Api {
@@ -288,9 +293,34 @@ impl Api {
             "summary": "采购办公设备",
             "month": month,
         });
+        // Three people: the maker's request makes a draft, a checker checks it, a signer
+        // signs it, and only then is it stamped and sent.
         let reply = post(self.addr, DIRECT_PAYMENTS, &self.token, &key, &body).await;
         assert_eq!(reply.status, 201, "payment {n}: {}", reply.text());
-        let view = reply.json();
+        let view = reply.json()["draft"].clone();
+        let path = format!(
+            "/api/v1/vouchers/{}/{}/{}/{}",
+            text(&view, "adm_div"),
+            text(&view, "year"),
+            text(&view, "vt_code"),
+            text(&view, "voucher_no")
+        );
+        for (step, token, status) in [("check", &self.checker, 200), ("sign", &self.signer, 201)] {
+            let reply = post(
+                self.addr,
+                &format!("{path}/{step}"),
+                token,
+                &format!("{key}-{step}"),
+                &json!({}),
+            )
+            .await;
+            assert_eq!(
+                reply.status,
+                status,
+                "payment {n}, {step}: {}",
+                reply.text()
+            );
+        }
         let voucher = VoucherKey {
             adm_div_code: text(&view, "adm_div"),
             st_year: text(&view, "year"),
@@ -316,7 +346,10 @@ impl Api {
             Some("true"),
             "a repeat is answered from the key's record"
         );
-        assert_eq!(text(&reply.json(), "voucher_no"), p.voucher.voucher_no);
+        assert_eq!(
+            text(&reply.json()["draft"], "voucher_no"),
+            p.voucher.voucher_no
+        );
     }
 
     /// Posts another request with `p`'s key: refused.
@@ -642,12 +675,19 @@ impl Progress {
     ) -> Progress {
         let mut p = Progress::default();
         let finance = cluster.api(FINANCE);
-        for item in list(finance, &tokens[FINANCE], "5201", 12).await {
+        for item in list(finance, &format!("{}-maker", tokens[FINANCE]), "5201", 12).await {
             if wanted.contains(&text(&item, "voucher_no")) {
                 p.receipted += 1;
             }
         }
-        for item in list(cluster.api(ICBC), &tokens[ICBC], "2301", 12).await {
+        for item in list(
+            cluster.api(ICBC),
+            &format!("{}-maker", tokens[ICBC]),
+            "2301",
+            12,
+        )
+        .await
+        {
             let amount: Amount = text(&item, "amount").parse().expect("a 2301's amount");
             p.cleared_fen += amount.fen();
         }
@@ -986,15 +1026,17 @@ fn configure(
         config.postgres_schema = Some(Backend::schema(pg, org));
     }
     let tokens = dir.join("api-tokens.toml");
-    let hash: String = guoku_node::api::token_hash(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::write(
-        &tokens,
-        format!("[[token]]\nlogin = \"{org}-maker\"\npost = \"maker\"\nsha256 = \"{hash}\"\n"),
-    )
-    .expect("the tokens file is written");
+    let mut file = String::new();
+    for post in ["maker", "checker", "signer"] {
+        let hash: String = guoku_node::api::token_hash(&format!("{token}-{post}"))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        file.push_str(&format!(
+            "[[token]]\nlogin = \"{org}-{post}\"\npost = \"{post}\"\nsha256 = \"{hash}\"\n"
+        ));
+    }
+    std::fs::write(&tokens, file).expect("the tokens file is written");
     config.api_tokens = Some(tokens);
     std::fs::write(&path, config.to_toml()).expect("node.toml is written");
 }

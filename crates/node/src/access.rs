@@ -123,6 +123,17 @@ impl fmt::Display for Post {
     }
 }
 
+impl From<guoku_seal::pki::Post> for Post {
+    /// The business post a personal certificate names (the inverse of [`Post::cert_post`]).
+    fn from(post: guoku_seal::pki::Post) -> Self {
+        match post {
+            guoku_seal::pki::Post::Maker => Post::Maker,
+            guoku_seal::pki::Post::Checker => Post::Checker,
+            guoku_seal::pki::Post::Signer => Post::Signer,
+        }
+    }
+}
+
 impl FromStr for Post {
     type Err = PolicyError;
 
@@ -1044,5 +1055,8 @@ mod tests {
     fn the_business_posts_match_the_certificate_posts() {
         let certified: Vec<_> = Post::ALL.iter().filter_map(|p| p.cert_post()).collect();
         assert_eq!(certified, guoku_seal::pki::Post::ALL);
+        for post in guoku_seal::pki::Post::ALL {
+            assert_eq!(Post::from(post).cert_post(), Some(post));
+        }
     }
 }

@@ -257,6 +257,32 @@ const SEED_ACTOR: &str = "demo-seed";
 /// The demo's business windows: open all day, every day (Beijing time), so the demo works
 /// at any hour. A deployment stores its divisions' real windows
 /// ([`guoku_store::access::Access::put_division`]).
+/// The demo province's divisions as the access store keeps them, each with the demo's
+/// business window and its parent within the province.
+///
+/// # Errors
+/// [`DemoError::Seed`] if a code does not parse (a bug).
+pub fn access_divisions() -> Result<Vec<AccessDivision>, DemoError> {
+    let province = province();
+    let window = demo_window()?;
+    province
+        .divisions
+        .iter()
+        .map(|d| {
+            let code: AdmDivCode = d.code.parse().map_err(seed)?;
+            let parent = code
+                .parent()
+                .filter(|p| province.divisions.iter().any(|x| x.code == p.as_str()));
+            Ok(AccessDivision {
+                code,
+                parent,
+                name: d.name.into(),
+                window,
+            })
+        })
+        .collect()
+}
+
 fn demo_window() -> Result<BusinessWindow, DemoError> {
     BusinessWindow::new(0, 24 * 60, BusinessWindow::EVERY_DAY, 8 * 60).map_err(seed)
 }

@@ -24,6 +24,7 @@ pub mod exchange;
 pub mod flows;
 pub mod outbox;
 pub mod party;
+pub mod portal;
 pub mod serve;
 pub mod stamping;
 pub mod status_sync;

@@ -625,6 +625,32 @@ pub async fn serve_node_api(
             path: node.config.dir.clone(),
             detail: "no budget year for today".into(),
         })?;
+    // The token holders as users of this party's store, seeing the whole province; a
+    // deployment of its own manages its users in the store instead.
+    let principals: Vec<Principal> = entries.iter().map(|(_, p)| p.clone()).collect();
+    let divisions = crate::demo::access_divisions().map_err(|e| ServeError::Config {
+        path: node.config.dir.clone(),
+        detail: e.to_string(),
+    })?;
+    let province: Vec<guoku_domain::AdmDivCode> = divisions
+        .iter()
+        .filter(|d| d.parent.is_none())
+        .map(|d| d.code)
+        .collect();
+    let (_, now) = node.party.now();
+    crate::api::register_token_users(
+        &node.party.store,
+        &divisions,
+        &principals,
+        &province,
+        "serve",
+        now,
+    )
+    .await
+    .map_err(|e| ServeError::Config {
+        path: node.config.dir.clone(),
+        detail: format!("registering the API's users: {e}"),
+    })?;
     let catalogue = demo_catalogue(node.party.registry.clone(), year);
     let api = crate::api::Api::new(
         Arc::new(TokenTable::new(entries)),

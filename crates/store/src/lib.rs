@@ -38,6 +38,7 @@ pub mod daybook;
 pub mod drafts;
 pub mod idempotency;
 pub mod library;
+pub mod sessions;
 
 mod batch;
 mod codec;

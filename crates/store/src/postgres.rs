@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drafts",
         include_str!("../migrations/postgres/0004_drafts.sql"),
     ),
+    (
+        5,
+        "sessions",
+        include_str!("../migrations/postgres/0005_sessions.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drafts",
         include_str!("../migrations/sqlite/0004_drafts.sql"),
     ),
+    (
+        5,
+        "sessions",
+        include_str!("../migrations/sqlite/0005_sessions.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.

@@ -8,8 +8,10 @@
 //! [`TokenTable::with_random_tokens`] makes are handed out once as [`ApiToken`]s (a secret:
 //! Debug prints asterisks, memory wiped on drop).
 
+use guoku_domain::AdmDivCode;
 use guoku_seal::pki::{OrgRole, Post};
-use guoku_store::access::UserId;
+use guoku_store::Store;
+use guoku_store::access::{AccessError, Division, NewUser, UserId};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
@@ -19,16 +21,19 @@ use crate::demo::Demo;
 /// Longest bearer token taken, in bytes (longer ones are refused unhashed).
 pub const TOKEN_MAX_BYTES: usize = 512;
 
-/// An authenticated caller.
+/// An authenticated caller: who the token names. What they may do at the party they act
+/// on — posts, divisions, whether switched on — is that party's access record of the same
+/// login, narrowed to `post` ([`super::scope`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// The user's number (idempotency keys are kept per user).
+    /// The token table's number for the user (for the table's own use; the API keys steps
+    /// and idempotency keys by the user's number in the acting party's store).
     pub user: UserId,
     /// The login, recorded as the actor of every event the request causes.
     pub login: String,
     /// The organisation the user works for: the only party they may act on or read.
     pub org: String,
-    /// The user's post.
+    /// The post the token was issued for: the only one it acts in.
     pub post: Post,
 }
 
@@ -117,28 +122,83 @@ impl Authenticator for TokenTable {
     }
 }
 
-/// The demo's users as principals: three per organisation (maker, checker, signer), logged
-/// in as `<org code>-<post>` like [`Demo::users`], numbered from 1 in that order.
+/// The demo's users as principals ([`Demo::users`]: a maker, a checker and a signer of
+/// every organisation, who see the whole province, and finance's county trio, who see
+/// 430102 only), numbered from 1 in that order. What each may do is the access record of
+/// the same login in its organisation's store, which the demo writes
+/// ([`super::scope`]).
 #[must_use]
 pub fn demo_principals(demo: &Demo) -> Vec<Principal> {
-    let posts = [
-        (Post::Maker, "maker"),
-        (Post::Checker, "checker"),
-        (Post::Signer, "signer"),
-    ];
-    let mut out = Vec::new();
-    for org in demo.province.orgs() {
-        for (post, name) in posts {
-            let n = u64::try_from(out.len() + 1).unwrap_or(u64::MAX);
-            out.push(Principal {
-                user: UserId(n),
-                login: format!("{}-{name}", org.code),
-                org: org.code.to_owned(),
-                post,
-            });
+    demo.users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| Principal {
+            user: UserId(u64::try_from(i + 1).unwrap_or(u64::MAX)),
+            login: user.login.clone(),
+            org: user.org_code.clone(),
+            post: user.post,
+        })
+        .collect()
+}
+
+/// The password hash stored for users created by [`register_token_users`]: not a hash of
+/// anything, so no password logs them in; they act with their API tokens.
+pub const TOKEN_ONLY_HASH: &str = "$guoku$api-token-only";
+
+/// Writes into `store`'s access records what the API needs to know of users it knows by
+/// token (a `guoku serve` tokens file), leaving alone what is there: each of `divisions`
+/// (with its business window, parents first), and each principal as a user holding its
+/// post (added to the posts it holds) and seeing `sees` (and the divisions under them).
+/// Afterwards an administrator's changes (a revoked post, a disabled user) are kept.
+///
+/// # Errors
+/// The store's refusal ([`AccessError::NotFound`] for a division of `sees` neither stored
+/// nor in `divisions`; [`AccessError::InvalidArgument`] for a login or name out of its
+/// rules) or failure.
+pub async fn register_token_users(
+    store: &Store,
+    divisions: &[Division],
+    principals: &[Principal],
+    sees: &[AdmDivCode],
+    actor: &str,
+    now: u64,
+) -> Result<(), AccessError> {
+    let access = store.access();
+    for division in divisions {
+        if access.division(&division.code).await?.is_none() {
+            access.put_division(division, actor, now).await?;
         }
     }
-    out
+    for principal in principals {
+        let record = match access.user_by_login(&principal.login).await? {
+            Some(record) => record,
+            None => {
+                let new = NewUser {
+                    login: principal.login.clone(),
+                    display_name: principal.login.clone(),
+                    password_hash: TOKEN_ONLY_HASH.to_owned(),
+                };
+                access.create_user(new, actor, now).await?
+            }
+        };
+        let post = crate::access::Post::from(principal.post).code();
+        if !record.posts.iter().any(|p| p == post) {
+            access
+                .grant_post(record.id, post, actor, now, |_| {
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .await?
+                .unwrap_or_else(|never| match never {});
+        }
+        for division in sees {
+            if !record.divisions.contains(division) {
+                access
+                    .grant_division(record.id, division, actor, now)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How a role is named in answers.

@@ -10,6 +10,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guoku_store::StoreError;
+use guoku_store::access::AccessError;
+use guoku_store::drafts::DraftError;
 use guoku_store::idempotency::IdempotencyError;
 use guoku_store::library::LibraryError;
 use serde::{Deserialize, Serialize};
@@ -32,8 +34,11 @@ pub enum ErrorCode {
     /// No bearer token, or one nobody holds (401).
     Unauthenticated,
     /// The principal's organisation is not the party acted on, or this node does not
-    /// serve it, or its role does not do that (403).
+    /// serve it, or its role or post does not do that (403).
     Forbidden,
+    /// The step would break segregation of duties: the user already took another step on
+    /// this voucher (403).
+    SegregationOfDuties,
     /// No such route (404).
     NotFound,
     /// No such voucher leg in the party's library (404).
@@ -46,6 +51,9 @@ pub enum ErrorCode {
     IllegalTransition,
     /// The step belongs to the other side of the exchange (409).
     WrongDirection,
+    /// The voucher's division does not do business now (its business window is closed)
+    /// (409, retryable once it opens).
+    OutsideBusinessWindow,
     /// The body is larger than the API takes (413).
     BodyTooLarge,
     /// The request broke field rules: every problem is listed (422).
@@ -65,18 +73,20 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the OpenAPI description and its test.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::MalformedRequest,
         ErrorCode::IdempotencyKeyMissing,
         ErrorCode::IdempotencyKeyInvalid,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
+        ErrorCode::SegregationOfDuties,
         ErrorCode::NotFound,
         ErrorCode::VoucherNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::IdempotencyKeyInUse,
         ErrorCode::IllegalTransition,
         ErrorCode::WrongDirection,
+        ErrorCode::OutsideBusinessWindow,
         ErrorCode::BodyTooLarge,
         ErrorCode::InvalidRequest,
         ErrorCode::IdempotencyKeyReused,
@@ -95,12 +105,14 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyInvalid => "idempotency_key_invalid",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::SegregationOfDuties => "segregation_of_duties",
             ErrorCode::NotFound => "not_found",
             ErrorCode::VoucherNotFound => "voucher_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::IdempotencyKeyInUse => "idempotency_key_in_use",
             ErrorCode::IllegalTransition => "illegal_transition",
             ErrorCode::WrongDirection => "wrong_direction",
+            ErrorCode::OutsideBusinessWindow => "outside_business_window",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
@@ -119,12 +131,13 @@ impl ErrorCode {
             | ErrorCode::IdempotencyKeyMissing
             | ErrorCode::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::SegregationOfDuties => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::VoucherNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::IdempotencyKeyInUse
             | ErrorCode::IllegalTransition
-            | ErrorCode::WrongDirection => StatusCode::CONFLICT,
+            | ErrorCode::WrongDirection
+            | ErrorCode::OutsideBusinessWindow => StatusCode::CONFLICT,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::InvalidRequest
             | ErrorCode::IdempotencyKeyReused
@@ -140,7 +153,9 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::IdempotencyKeyInUse | ErrorCode::Unavailable
+            ErrorCode::IdempotencyKeyInUse
+                | ErrorCode::Unavailable
+                | ErrorCode::OutsideBusinessWindow
         )
     }
 
@@ -156,6 +171,9 @@ impl ErrorCode {
             }
             ErrorCode::Unauthenticated => "send a valid token as Authorization: Bearer <token>",
             ErrorCode::Forbidden => "your organisation may not do this here",
+            ErrorCode::SegregationOfDuties => {
+                "segregation of duties: you already took another step on this voucher"
+            }
             ErrorCode::NotFound => "no such route",
             ErrorCode::VoucherNotFound => "no such voucher in this party's library",
             ErrorCode::MethodNotAllowed => "this route does not take that method",
@@ -164,6 +182,9 @@ impl ErrorCode {
             }
             ErrorCode::IllegalTransition => "the voucher's state does not allow this",
             ErrorCode::WrongDirection => "this step belongs to the other side of the exchange",
+            ErrorCode::OutsideBusinessWindow => {
+                "the voucher's division does not do business now; try again when it opens"
+            }
             ErrorCode::BodyTooLarge => "the body is too large",
             ErrorCode::InvalidRequest => "the request breaks field rules; see problems",
             ErrorCode::IdempotencyKeyReused => {
@@ -401,6 +422,37 @@ impl From<PartyError> for ApiError {
                 };
                 Self::new(code).with_detail(other.to_string())
             }
+        }
+    }
+}
+
+impl From<DraftError> for ApiError {
+    fn from(e: DraftError) -> Self {
+        match &e {
+            DraftError::NotFound { .. } => Self::new(ErrorCode::VoucherNotFound),
+            DraftError::Conflict { .. } => {
+                Self::new(ErrorCode::VoucherRejected).with_message(e.to_string())
+            }
+            DraftError::State { .. } => {
+                Self::new(ErrorCode::IllegalTransition).with_message(e.to_string())
+            }
+            DraftError::InvalidArgument(_) => Self::internal(e.to_string()),
+            DraftError::Store(s) => Self::from_store(s),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match &e {
+            // The step was taken meanwhile (a check under the lock should have said so).
+            AccessError::Duplicate { .. } => {
+                Self::new(ErrorCode::IllegalTransition).with_message(e.to_string())
+            }
+            AccessError::NotFound { .. } | AccessError::InvalidArgument(_) => {
+                Self::internal(e.to_string())
+            }
+            AccessError::Store(s) => Self::from_store(s),
         }
     }
 }

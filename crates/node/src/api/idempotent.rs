@@ -17,8 +17,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guoku_store::idempotency::{Begin, KEY_MAX_BYTES, StoredResponse};
 
+use guoku_store::access::UserId;
+
+use super::Inner;
 use super::error::{ApiError, ErrorCode, ErrorEnvelope, error_response};
-use super::{Caller, Inner};
 use crate::exchange::Transport;
 use crate::party::Party;
 
@@ -76,24 +78,21 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
-/// Runs `work` once for (the caller, `key`, `fingerprint`) on `party`'s store.
+/// Runs `work` once for (`user`, `key`, `fingerprint`) on `party`'s store.
 ///
 /// # Errors
 /// The idempotency refusals above, the store's failure, or `work`'s error.
 pub(crate) async fn once<T: Transport>(
     api: &Inner<T>,
     party: &Party<T>,
-    caller: &Caller,
+    user: UserId,
     key: &str,
     fingerprint: [u8; 32],
     work: impl Future<Output = Result<Reply, ApiError>>,
 ) -> Result<Response, ApiError> {
     let (_, now) = party.now();
     let keys = party.store.idempotency(api.config.idempotency)?;
-    let begin = match keys
-        .begin(caller.principal.user, key, fingerprint, now)
-        .await
-    {
+    let begin = match keys.begin(user, key, fingerprint, now).await {
         Ok(begin) => begin,
         Err(e) => {
             let e = ApiError::from(e);

@@ -8,9 +8,16 @@
 //! - **Who may do what.** Every `/api/v1` route needs `Authorization: Bearer <token>`,
 //!   resolved by an [`Authenticator`] to a [`Principal`]. A principal acts only on its own
 //!   organisation's party (an optional `?org=` must name it), and only in that party's
-//!   role: finance issues direct payments (5201), the budget units' counter authorized
-//!   payments (8202), a bank clearing requests (2301). The principal's login is the actor
-//!   of every event the request causes.
+//!   role: finance makes direct payments (5201), the budget units' counter authorized
+//!   payments (8202), a bank clearing requests (2301). What the login may do there — its
+//!   posts, its divisions, whether it is switched on — is the party's access records
+//!   ([`guoku_store::access`]), narrowed to the post its token names (`scope`). The
+//!   principal's login is the actor of every event the request causes.
+//! - **Three people per payment** (segregation of duties): a maker makes a payment as a
+//!   draft, a checker checks it, a signer signs it — three different users — and only the
+//!   signature stamps and issues it (`drafts`). Every step is recorded with who and when.
+//! - **Divisions**: a user sees the vouchers and drafts of their divisions and those under
+//!   them; any other is answered 404, as if it did not exist.
 //! - **Exactly once.** Every POST that moves money or vouchers needs an `Idempotency-Key`
 //!   ([`idempotent`]). The voucher number of a payment is derived from the user and the
 //!   key, so even a repeat after the key's record is gone finds the same voucher in the
@@ -33,8 +40,10 @@ pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 
+mod drafts;
 mod input;
 mod payments;
+mod scope;
 mod vouchers;
 
 use std::collections::BTreeMap;
@@ -52,7 +61,8 @@ use guoku_store::idempotency::IdempotencyConfig;
 use serde_json::json;
 
 pub use auth::{
-    ApiToken, Authenticator, Principal, TokenTable, demo_principals, role_name, token_hash,
+    ApiToken, Authenticator, Principal, TOKEN_ONLY_HASH, TokenTable, demo_principals,
+    register_token_users, role_name, token_hash,
 };
 pub use build::{
     AuthorizedDraft, BuildError, Catalogue, CatalogueBank, CatalogueUnit, DirectDraft,
@@ -253,6 +263,22 @@ fn table<T: Transport + 'static>() -> Vec<(Method, &'static str, MethodRouter<Sh
             "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}/refuse",
             post(vouchers::refuse::<T>),
         ),
+        (
+            Method::POST,
+            "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}/check",
+            post(drafts::check::<T>),
+        ),
+        (
+            Method::POST,
+            "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}/sign",
+            post(drafts::sign::<T>),
+        ),
+        (
+            Method::POST,
+            "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}/reject",
+            post(drafts::reject::<T>),
+        ),
+        (Method::GET, "/api/v1/drafts", get(drafts::list::<T>)),
     ]
 }
 

@@ -45,7 +45,7 @@ fn common_errors(responses: &mut serde_json::Map<String, Value>) {
     responses.insert(
         "403".into(),
         error(
-            "Not your organisation, not served here, or not your role",
+            "Not your organisation, not served here, not your role or post, or no access at this node",
             &[E::Forbidden],
         ),
     );
@@ -186,10 +186,69 @@ fn voucher_step(operation_id: &str, summary: &str, description: &str, with_leg: 
         responses.insert(
             "404".into(),
             error(
-                "No such voucher in this party's library",
+                "No such voucher in this party's library, or one outside your divisions",
                 &[ErrorCode::VoucherNotFound],
             ),
         );
+    }
+    op
+}
+
+/// A person's step on a draft (check, sign, reject): a posting that may also answer 404
+/// (no such draft, or one outside the caller's divisions), 403 for segregation of duties,
+/// and (`window`) 409 outside the division's business window.
+fn draft_step(
+    operation_id: &str,
+    summary: &str,
+    description: &str,
+    body: &str,
+    success: (&str, Value),
+    window: bool,
+    extra_422: &[ErrorCode],
+) -> Value {
+    use ErrorCode as E;
+    let mut op = posting(Posting {
+        operation_id,
+        tag: "payments",
+        summary,
+        description,
+        parameters: json!([
+            param("AdmDiv"),
+            param("Year"),
+            param("VtCode"),
+            param("VoucherNo"),
+            param("Org"),
+            param("IdempotencyKey"),
+            param("RequestId"),
+        ]),
+        body: json_body(body),
+        success,
+        extra_422,
+    });
+    if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+        responses.insert(
+            "404".into(),
+            error(
+                "No such draft here, or one outside your divisions",
+                &[E::VoucherNotFound],
+            ),
+        );
+        responses.insert(
+            "403".into(),
+            error(
+                "Not your organisation or post, or segregation of duties: you took another step on this voucher",
+                &[E::Forbidden, E::SegregationOfDuties],
+            ),
+        );
+        let mut conflicts = vec![E::IdempotencyKeyInUse, E::IllegalTransition];
+        let mut what = "The first request with this Idempotency-Key is still running (Retry-After), or the draft's steps do not allow this one (taken by someone else, out of order, rejected, signed)".to_owned();
+        if window {
+            conflicts.push(E::OutsideBusinessWindow);
+            what.push_str(
+                ", or the division's business window is closed (Retry-After: when it opens)",
+            );
+        }
+        responses.insert("409".into(), error(&what, &conflicts));
     }
     op
 }
@@ -202,7 +261,7 @@ pub fn document() -> Value {
         "info": {
             "title": "guoku node API",
             "version": "1",
-            "description": "The HTTP JSON API of a guoku node (finance 财政, PBOC 国库, agent bank 代理银行, the budget units' counter 预算单位自助柜面). Every /api/v1 route except this description needs a bearer token; a caller acts only on its own organisation's party and in its role. Every POST that moves money or vouchers needs an Idempotency-Key: the same key with the same request answers the first answer again (header Idempotent-Replayed: true), with another request 422 idempotency_key_reused, while the first runs 409 idempotency_key_in_use. Amounts are yuan as text with two decimals (\"1234.50\"), never numbers. Every answer carries X-Request-Id (the request's, when well-formed, else a fresh one); errors carry it in their body too.",
+            "description": "The HTTP JSON API of a guoku node (finance 财政, PBOC 国库, agent bank 代理银行, the budget units' counter 预算单位自助柜面). Every /api/v1 route except this description needs a bearer token; a caller acts only on its own organisation's party, in its role, in the post its token names, as far as the party's access records allow (posts, divisions). A payment takes three people: a maker makes it as a draft, a checker checks it, a signer signs it, and only the signature stamps and issues it; every step is recorded with who and when (segregation of duties: one person takes one step of a voucher). A user sees the vouchers and drafts of their divisions and those under them (AdmDivCode chain); any other answers 404 as if it did not exist. Every POST that moves money or vouchers needs an Idempotency-Key: the same key with the same request answers the first answer again (header Idempotent-Replayed: true), with another request 422 idempotency_key_reused, while the first runs 409 idempotency_key_in_use. Amounts are yuan as text with two decimals (\"1234.50\"), never numbers. Every answer carries X-Request-Id (the request's, when well-formed, else a fresh one); errors carry it in their body too.",
         },
         "tags": [
             {"name": "payments", "description": "Payments and clearing requests"},
@@ -249,25 +308,67 @@ fn paths() -> Value {
                 "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}},
             }},
             "/api/v1/direct-payments": {"post": posting(Posting {
-                operation_id: "issueDirectPayment",
+                operation_id: "makeDirectPayment",
                 tag: "payments",
-                summary: "Finance issues a direct payment (5201)",
-                description: "Finance only. Builds the 5201 from the unit's direct indicator, consumes the month's plan, stamps it (maker, checker, business seal) and sends it to the bank. The voucher number is derived from the user and the Idempotency-Key.",
+                summary: "Finance's maker makes a direct payment (5201) as a draft",
+                description: "Finance's makers only. Builds the 5201 from the unit's direct indicator and stores it as a draft (unstamped, not sent), recording the make step; a checker and then a signer, other people, must pass it (…/check, …/sign) before it is stamped, consumes the month's plan and goes to the bank. A unit outside the maker's divisions is unknown (422 unknown_unit). The voucher number is derived from the user and the Idempotency-Key.",
                 parameters: payment_params.clone(),
                 body: json_body("DirectPaymentRequest"),
-                success: ("201", ok("Issued and queued for the bank", "Voucher")),
-                extra_422: &[E::RefusedByBooks, E::VoucherRejected],
+                success: ("201", ok("The draft, made", "DraftAnswer")),
+                extra_422: &[E::VoucherRejected],
             })},
             "/api/v1/authorized-payments": {"post": posting(Posting {
-                operation_id: "issueAuthorizedPayment",
+                operation_id: "makeAuthorizedPayment",
                 tag: "payments",
-                summary: "The budget units' counter sends an authorized payment (8202)",
-                description: "The counter only. Builds the 8202 from the unit's zero-balance account, stamps it and sends it to the bank keeping that account, which checks the unit's quota when it pays.",
+                summary: "The counter's maker makes an authorized payment (8202) as a draft",
+                description: "The counter's makers only. Builds the 8202 from the unit's zero-balance account and stores it as a draft; once a checker and a signer passed it, it is stamped and sent to the bank keeping that account, which checks the unit's quota when it pays. The counter issues at any hour.",
                 parameters: payment_params.clone(),
                 body: json_body("AuthorizedPaymentRequest"),
-                success: ("201", ok("Sent to the bank", "Voucher")),
-                extra_422: &[E::RefusedByBooks, E::VoucherRejected],
+                success: ("201", ok("The draft, made", "DraftAnswer")),
+                extra_422: &[E::VoucherRejected],
             })},
+            "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}/check": {"post": draft_step(
+                "checkDraft",
+                "A checker checks (审核) a draft",
+                "Checkers only, never the draft's maker. The body is an empty object.",
+                "Empty",
+                ("200", ok("The draft, checked", "DraftAnswer")),
+                false,
+                &[],
+            )},
+            "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}/sign": {"post": draft_step(
+                "signDraft",
+                "A signer signs (签章) a checked draft: it is stamped and issued",
+                "Signers only, neither the maker nor the checker. The voucher is stamped with the party's staff keys (the maker's and checker's signatures, the signer's seal), one key holder per post: in the demo each post of an organisation has one holder, so the voucher carries the keys of the posts whose users took the steps, and the steps name the users; it is then sent; a direct payment consumes its month's plan, and only inside its division's business window. A refusal of the books ends the draft (failed, with the reason). The body is an empty object.",
+                "Empty",
+                ("201", ok("The draft, issued, and its voucher", "DraftAnswer")),
+                true,
+                &[E::RefusedByBooks, E::VoucherRejected],
+            )},
+            "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}/reject": {"post": draft_step(
+                "rejectDraft",
+                "A checker or signer rejects a draft before it is signed, with a reason",
+                "Never the draft's maker. The draft ends; nothing is issued, and nobody can check or sign it any more.",
+                "ReasonRequest",
+                ("200", ok("The draft, rejected", "DraftAnswer")),
+                false,
+                &[],
+            )},
+            "/api/v1/drafts": {"get": reading(
+                "listDrafts",
+                "A page of the party's drafts in the caller's divisions",
+                "Oldest first; pass next as after for the next page.",
+                json!([
+                    param("Org"),
+                    {"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": ["made", "checked", "signed", "issued", "rejected", "failed"]}, "description": "Only drafts in this state"},
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    param("RequestId"),
+                ]),
+                ok("A page", "DraftPage"),
+                &[("400", error("A malformed query", &[E::MalformedRequest])),
+                  ("422", error("Query rules broken (every problem listed)", &[E::InvalidRequest]))],
+            )},
             "/api/v1/clearing-requests": {"post": posting(Posting {
                 operation_id: "requestClearing",
                 tag: "payments",
@@ -280,8 +381,8 @@ fn paths() -> Value {
             })},
             "/api/v1/vouchers": {"get": reading(
                 "listVouchers",
-                "A page of the party's vouchers of one type in one status",
-                "Oldest first; pass next as after for the next page.",
+                "A page of the party's vouchers of one type in one status, in the caller's divisions",
+                "Oldest first; pass next as after for the next page. Vouchers of other divisions are left out (a page may hold fewer than limit items and still name a next).",
                 json!([
                     param("Org"),
                     {"name": "vt_code", "in": "query", "required": true, "schema": {"type": "string"}, "description": "Voucher type, e.g. 5201"},
@@ -297,11 +398,11 @@ fn paths() -> Value {
             )},
             "/api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}": {"get": reading(
                 "getVoucher",
-                "One voucher leg: status, processing, reason, fields, events with actors",
-                "The leg is original unless leg=receipt.",
+                "One voucher leg: status, processing, reason, fields, events with actors; its draft and the steps taken on it",
+                "The leg is original unless leg=receipt. A draft not yet issued has no leg (voucher is null). A voucher outside the caller's divisions answers 404.",
                 json!([param("AdmDiv"), param("Year"), param("VtCode"), param("VoucherNo"), param("Org"), param("Leg"), param("RequestId")]),
                 ok("The voucher leg", "VoucherDetail"),
-                &[("404", error("No such voucher in this party's library", &[E::VoucherNotFound])),
+                &[("404", error("No such voucher or draft here, or one outside your divisions", &[E::VoucherNotFound])),
                   ("400", error("A malformed path or query", &[E::MalformedRequest])),
                   ("422", error("Query rules broken", &[E::InvalidRequest]))],
             )},
@@ -461,11 +562,71 @@ fn schemas() -> Value {
         },
         "VoucherDetail": {
             "type": "object",
-            "required": ["voucher", "fields", "events"],
+            "required": ["voucher", "fields", "events", "draft", "draft_events", "steps"],
             "properties": {
-                "voucher": {"$ref": "#/components/schemas/Voucher"},
-                "fields": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The voucher's header fields as stored"},
+                "voucher": {"oneOf": [{"$ref": "#/components/schemas/Voucher"}, {"type": "null"}], "description": "The library's leg; null for a draft not yet issued"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The voucher's header fields as stored (the draft's, before it is issued)"},
                 "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                "draft": {"oneOf": [{"$ref": "#/components/schemas/Draft"}, {"type": "null"}]},
+                "draft_events": {"type": "array", "items": {"$ref": "#/components/schemas/DraftEvent"}},
+                "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+            },
+        },
+        "Draft": {
+            "type": "object",
+            "required": ["adm_div", "year", "vt_code", "voucher_no", "state", "amount", "receiver", "maker", "reason", "created_at", "updated_at", "href"],
+            "properties": {
+                "adm_div": {"type": "string"},
+                "year": {"type": "string"},
+                "vt_code": {"type": "string"},
+                "voucher_no": {"type": "string"},
+                "state": {"type": "string", "enum": ["made", "checked", "signed", "issued", "rejected", "failed"], "description": "made → checked → signed → issued; rejected (by a checker or signer, before signing) and failed (the books refused at signing) end it"},
+                "amount": {"oneOf": [{"$ref": "#/components/schemas/Amount"}, {"type": "null"}]},
+                "receiver": {"type": "string", "description": "The organisation it goes to when issued"},
+                "maker": {"type": "string", "description": "Who made it (a login)"},
+                "reason": {"type": ["string", "null"], "description": "Why it was rejected or failed"},
+                "created_at": {"type": "integer", "description": "Unix seconds"},
+                "updated_at": {"type": "integer"},
+                "href": {"type": "string"},
+            },
+        },
+        "DraftEvent": {
+            "type": "object",
+            "required": ["from", "to", "actor", "reason", "at"],
+            "properties": {
+                "from": {"type": ["string", "null"], "description": "null when the draft was made"},
+                "to": {"type": "string"},
+                "actor": {"type": "string", "description": "Who caused it (a login)"},
+                "reason": {"type": ["string", "null"]},
+                "at": {"type": "integer"},
+            },
+        },
+        "Step": {
+            "type": "object",
+            "required": ["step", "user", "login", "at"],
+            "properties": {
+                "step": {"type": "string", "enum": ["make", "check", "sign", "reject"], "description": "经办, 审核, 签章, or a rejection"},
+                "user": {"type": "integer", "description": "The user's number at this node"},
+                "login": {"type": "string"},
+                "at": {"type": "integer", "description": "Unix seconds"},
+            },
+        },
+        "DraftAnswer": {
+            "type": "object",
+            "required": ["draft", "steps", "events", "voucher"],
+            "properties": {
+                "draft": {"$ref": "#/components/schemas/Draft"},
+                "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
+                "events": {"type": "array", "items": {"$ref": "#/components/schemas/DraftEvent"}},
+                "voucher": {"oneOf": [{"$ref": "#/components/schemas/Voucher"}, {"type": "null"}], "description": "The voucher issued (after sign)"},
+            },
+        },
+        "DraftPage": {
+            "type": "object",
+            "required": ["items", "next"],
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Draft"}},
+                "next": {"type": ["integer", "null"]},
             },
         },
         "ClearingRequests": {

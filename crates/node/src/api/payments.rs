@@ -2,16 +2,19 @@
 //! budget units' counter, 8202) and clearing requests (a bank, 2301).
 //!
 //! Each checks, in this order, and changes nothing until all passed: the caller's
-//! organisation and role, the `Idempotency-Key`, every field of the body (all problems at
-//! once, then the built voucher against the registry), and only then runs the party's step
-//! once for the key.
+//! organisation and role, their access at the party and that their post makes vouchers
+//! ([`super::scope`]), the `Idempotency-Key`, every field of the body (all problems at
+//! once; a unit outside the caller's divisions is as unknown as one that does not exist;
+//! then the built voucher against the registry), and only then runs the step once for the
+//! key. A payment is only made here: it is a draft until a checker and a signer, other
+//! people, pass it ([`super::drafts`]).
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use guoku_domain::{Amount, BizDate};
+use guoku_domain::{AdmDivCode, Amount, BizDate};
 use guoku_seal::pki::OrgRole;
 use guoku_store::access::UserId;
 use guoku_store::idempotency::request_fingerprint;
@@ -20,11 +23,14 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::build::{BuildError, PaymentOrder};
+use super::drafts::{self, Making};
 use super::error::ApiError;
 use super::idempotent::{self, Reply};
 use super::input::{self, Problems};
+use super::scope::{self, Acting};
 use super::vouchers::{self, org_param};
 use super::{Caller, Shared};
+use crate::access::Action;
 use crate::demo::Payee;
 use crate::exchange::Transport;
 use crate::party::Party;
@@ -141,20 +147,38 @@ fn build_error(e: BuildError) -> ApiError {
     }
 }
 
+/// A unit in a division the maker does not see is refused as unknown (nothing about other
+/// divisions is revealed).
+fn in_divisions(acting: &Acting, voucher: &Voucher, unit: &str) -> Result<(), ApiError> {
+    let division = voucher
+        .header
+        .get("AdmDivCode")
+        .and_then(|d| d.parse::<AdmDivCode>().ok());
+    match division {
+        Some(d) if acting.who.sees(&d) => Ok(()),
+        _ => Err(ApiError::invalid(vec![super::error::FieldProblem::new(
+            "unit",
+            "unknown_unit",
+            format!("no budget unit {unit}"),
+        )])),
+    }
+}
+
 fn fingerprint(uri: &Uri, body: &[u8]) -> [u8; 32] {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     request_fingerprint("POST", path, body)
 }
 
-/// The common start: the party in its role, the key, the body.
+/// The common start: the party in its role, who acts, the key, the body.
 struct Start<'a, T> {
     party: &'a Party<T>,
+    acting: Acting,
     key: String,
     bytes: Bytes,
     body: Map<String, Value>,
 }
 
-fn start<'a, T: Transport>(
+async fn start<'a, T: Transport>(
     api: &'a super::Inner<T>,
     caller: &Caller,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -165,18 +189,22 @@ fn start<'a, T: Transport>(
 ) -> Result<Start<'a, T>, ApiError> {
     let org = org_param(query)?;
     let party = api.party_in_role(caller, org.as_deref(), role, what)?;
+    let acting = scope::acting(party, caller).await?;
+    acting.may_act(Action::MakeVoucher)?;
     let key = idempotent::key_of(headers)?;
     let bytes = input::body_bytes(body)?;
     let body = input::json_object(&bytes)?;
     Ok(Start {
         party,
+        acting,
         key,
         bytes,
         body,
     })
 }
 
-/// `POST /api/v1/direct-payments` (finance): a 5201 issued and sent to the bank.
+/// `POST /api/v1/direct-payments` (finance's maker): a 5201 made as a draft, which a
+/// checker and a signer must pass before it is issued ([`super::drafts`]).
 pub(crate) async fn direct<T: Transport>(
     State(api): State<Shared<T>>,
     caller: Caller,
@@ -193,7 +221,8 @@ pub(crate) async fn direct<T: Transport>(
         body,
         OrgRole::Finance,
         "issue direct payments",
-    )?;
+    )
+    .await?;
     let party = s.party;
     let mut problems = Problems::default();
     problems.unknown_fields(
@@ -210,7 +239,7 @@ pub(crate) async fn direct<T: Transport>(
     let month = u8::try_from(month).map_err(|_| ApiError::internal("month"))?;
     let (t, _) = party.now();
     let date = Party::<T>::business_date(t);
-    let no = voucher_no("ZF", party.org_code(), caller.principal.user, &s.key);
+    let no = voucher_no("ZF", party.org_code(), s.acting.user(), &s.key);
     let draft = api
         .builder
         .direct(&PaymentOrder {
@@ -221,24 +250,24 @@ pub(crate) async fn direct<T: Transport>(
             date,
         })
         .map_err(build_error)?;
+    in_divisions(&s.acting, &draft.voucher, &order.unit)?;
     check_voucher(&party.registry, &draft.voucher, date)?;
-    let login = caller.principal.login.clone();
-    let work = async {
-        let record = party
-            .issue_direct(draft.voucher, &draft.indicator, month, &draft.bank, &login)
-            .await?;
-        api.metrics
-            .count_payment(party.org_code(), "direct", order.amount.fen());
-        tracing::info!(key = %record.key, amount = %order.amount, to = %draft.bank, "direct payment issued");
-        Ok(Reply {
-            status: StatusCode::CREATED,
-            body: json!(vouchers::view(&party.registry, party.org_code(), &record)),
-        })
+    if drafts::indicator_of(&draft.voucher).as_ref() != Some(&draft.indicator) {
+        return Err(ApiError::internal(
+            "the builder's indicator is not the one the voucher's fields name",
+        ));
+    }
+    let making = Making {
+        voucher: draft.voucher,
+        receiver: draft.bank,
+        plan_month: Some(month),
+        amount: order.amount,
     };
+    let work = drafts::make(party, &s.acting, making);
     idempotent::once(
         &api,
         party,
-        &caller,
+        s.acting.user(),
         &s.key,
         fingerprint(&uri, &s.bytes),
         work,
@@ -246,8 +275,9 @@ pub(crate) async fn direct<T: Transport>(
     .await
 }
 
-/// `POST /api/v1/authorized-payments` (the budget units' counter): an 8202 sent to the
-/// bank keeping the unit's zero-balance account.
+/// `POST /api/v1/authorized-payments` (the budget units' counter, its maker): an 8202 made
+/// as a draft; once checked and signed it goes to the bank keeping the unit's
+/// zero-balance account.
 pub(crate) async fn authorized<T: Transport>(
     State(api): State<Shared<T>>,
     caller: Caller,
@@ -264,7 +294,8 @@ pub(crate) async fn authorized<T: Transport>(
         body,
         OrgRole::BudgetUnit,
         "issue authorized payments",
-    )?;
+    )
+    .await?;
     let party = s.party;
     let mut problems = Problems::default();
     problems.unknown_fields(&s.body, &["unit", "amount", "payee", "summary"], "");
@@ -275,7 +306,7 @@ pub(crate) async fn authorized<T: Transport>(
     };
     let (t, _) = party.now();
     let date = Party::<T>::business_date(t);
-    let no = voucher_no("SQ", party.org_code(), caller.principal.user, &s.key);
+    let no = voucher_no("SQ", party.org_code(), s.acting.user(), &s.key);
     let draft = api
         .builder
         .authorized(&PaymentOrder {
@@ -286,24 +317,19 @@ pub(crate) async fn authorized<T: Transport>(
             date,
         })
         .map_err(build_error)?;
+    in_divisions(&s.acting, &draft.voucher, &order.unit)?;
     check_voucher(&party.registry, &draft.voucher, date)?;
-    let login = caller.principal.login.clone();
-    let work = async {
-        let record = party
-            .issue_authorized(draft.voucher, &draft.bank, &login)
-            .await?;
-        api.metrics
-            .count_payment(party.org_code(), "authorized", order.amount.fen());
-        tracing::info!(key = %record.key, amount = %order.amount, to = %draft.bank, "authorized payment sent");
-        Ok(Reply {
-            status: StatusCode::CREATED,
-            body: json!(vouchers::view(&party.registry, party.org_code(), &record)),
-        })
+    let making = Making {
+        voucher: draft.voucher,
+        receiver: draft.bank,
+        plan_month: None,
+        amount: order.amount,
     };
+    let work = drafts::make(party, &s.acting, making);
     idempotent::once(
         &api,
         party,
-        &caller,
+        s.acting.user(),
         &s.key,
         fingerprint(&uri, &s.bytes),
         work,
@@ -329,12 +355,13 @@ pub(crate) async fn clearing<T: Transport>(
         body,
         OrgRole::AgentBank,
         "send clearing requests",
-    )?;
+    )
+    .await?;
     let party = s.party;
     let mut problems = Problems::default();
     problems.unknown_fields(&s.body, &[], "");
     problems.finish()?;
-    let login = caller.principal.login.clone();
+    let login = s.acting.login.clone();
     let work = async {
         let records = party.request_clearing(&login).await?;
         tracing::info!(requests = records.len(), "clearing requests sent");
@@ -350,7 +377,7 @@ pub(crate) async fn clearing<T: Transport>(
     idempotent::once(
         &api,
         party,
-        &caller,
+        s.acting.user(),
         &s.key,
         fingerprint(&uri, &s.bytes),
         work,

@@ -8,7 +8,14 @@
 //!
 //! Return and void go through the returns flow ([`crate::flows::returns`]), which gives
 //! back what the voucher consumed (a voided 5201's plan quota) exactly once; refuse is
-//! the library's step on a voucher read but not acknowledged.
+//! the library's step on a voucher read but not acknowledged. All three are a checker's
+//! (审核) steps.
+//!
+//! A user sees only the vouchers of their divisions and those under them
+//! ([`super::scope`]): lists leave the others out, and reading or acting on one of them
+//! answers 404, as for a voucher that does not exist. Reading a voucher key also shows its
+//! draft (a payment not yet issued, [`super::drafts`]) and the steps taken on it, with who
+//! took them and when.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,6 +23,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
+use guoku_domain::AdmDivCode;
 use guoku_store::idempotency::request_fingerprint;
 use guoku_store::library::{
     BODY_MAX_BYTES, LIST_MAX, LibraryEvent, REASON_MAX_GBK_BYTES, VoucherRecord,
@@ -25,15 +33,20 @@ use guoku_voucher::{Limits, Registry, VoucherKey, parse_envelope};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::drafts;
 use super::error::{ApiError, ErrorCode};
 use super::idempotent::{self, Reply};
 use super::input::{self, Problems};
+use super::scope;
 use super::{Caller, Shared};
+use crate::access::Action;
 use crate::exchange::Transport;
 use crate::flows::returns::{self, ReturnsCtx};
 
 /// Page size when none is asked for.
 const DEFAULT_LIMIT: u64 = 20;
+/// Most voucher legs one list request reads to fill a page with the caller's divisions.
+pub const SCAN_MAX: usize = 1_000;
 
 /// A status code and its meaning.
 #[derive(Clone, Debug, Serialize)]
@@ -240,7 +253,7 @@ pub(crate) fn org_param(
     Ok(q.get("org").map(str::to_owned))
 }
 
-fn query_pairs(
+pub(crate) fn query_pairs(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Vec<(String, String)>, ApiError> {
     query.map(|Query(pairs)| pairs).map_err(|e| {
@@ -261,7 +274,7 @@ fn parse_leg(text: Option<&str>, problems: &mut Problems) -> Option<Leg> {
     }
 }
 
-fn key_of(
+pub(crate) fn key_of(
     path: Result<Path<(String, String, String, String)>, PathRejection>,
 ) -> Result<VoucherKey, ApiError> {
     let Path((adm_div_code, st_year, vt_code, voucher_no)) = path.map_err(|e| {
@@ -278,7 +291,9 @@ fn key_of(
 }
 
 /// `GET /api/v1/vouchers?org=&vt_code=&state=&leg=&after=&limit=`: a page of the party's
-/// voucher legs of one type in one status, oldest first.
+/// voucher legs of one type in one status in the caller's divisions, oldest first. Legs of
+/// other divisions are skipped (at most [`SCAN_MAX`] legs are read for one page; a page may
+/// then hold fewer than `limit` items and still name a `next`).
 pub(crate) async fn list<T: Transport>(
     State(api): State<Shared<T>>,
     caller: Caller,
@@ -292,6 +307,8 @@ pub(crate) async fn list<T: Transport>(
         &mut problems,
     );
     let party = api.party_for(&caller, q.get("org"))?;
+    let acting = scope::acting(party, &caller).await?;
+    acting.may_act(Action::ViewVouchers)?;
     let vt_code = match q.get("vt_code") {
         None => {
             problems.push("vt_code", "required", "required");
@@ -359,22 +376,44 @@ pub(crate) async fn list<T: Transport>(
     else {
         return Err(ApiError::internal("a checked query is incomplete"));
     };
-    let limit = u32::try_from(limit).map_err(|_| ApiError::internal("limit"))?;
-    let page = party
-        .store
-        .library()
-        .by_status(&vt_code, leg, state, after, limit)
-        .await?;
-    let items: Vec<VoucherView> = page
-        .items
-        .iter()
-        .map(|r| view(&party.registry, party.org_code(), r))
-        .collect();
-    Ok(Json(json!({ "items": items, "next": page.next })))
+    let limit = usize::try_from(limit).map_err(|_| ApiError::internal("limit"))?;
+    let library = party.store.library();
+    let mut items: Vec<VoucherView> = Vec::new();
+    let (mut cursor, mut scanned) = (after, 0usize);
+    let next = loop {
+        let page = library
+            .by_status(&vt_code, leg, state, cursor, LIST_MAX)
+            .await?;
+        let mut stopped = None;
+        for record in &page.items {
+            scanned += 1;
+            cursor = record.seq;
+            let visible = record
+                .key
+                .adm_div_code
+                .parse::<AdmDivCode>()
+                .is_ok_and(|d| acting.who.sees(&d));
+            if visible {
+                items.push(view(&party.registry, party.org_code(), record));
+            }
+            if items.len() == limit || scanned >= SCAN_MAX {
+                stopped = Some(record.seq);
+                break;
+            }
+        }
+        match (stopped, page.next) {
+            (Some(seq), _) => break Some(seq),
+            (None, None) => break None,
+            (None, Some(_)) => {}
+        }
+    };
+    Ok(Json(json!({ "items": items, "next": next })))
 }
 
 /// `GET /api/v1/vouchers/{adm_div}/{year}/{vt_code}/{voucher_no}?org=&leg=`: the voucher
-/// leg, its header fields and its events with their actors.
+/// leg, its header fields and its events with their actors; its draft with its state
+/// changes, if it was made here as one; and the steps taken on it, with who and when. A
+/// draft not yet issued has no leg (`voucher` is null) and shows its own fields.
 pub(crate) async fn detail<T: Transport>(
     State(api): State<Shared<T>>,
     caller: Caller,
@@ -386,33 +425,56 @@ pub(crate) async fn detail<T: Transport>(
     let mut problems = Problems::default();
     let q = input::Query::new(pairs, &["org", "leg"], &mut problems);
     let party = api.party_for(&caller, q.get("org"))?;
+    let acting = scope::acting(party, &caller).await?;
     let leg = parse_leg(q.get("leg"), &mut problems);
     problems.finish()?;
+    acting.may_act_on(Action::ViewVouchers, &key)?;
     let leg = leg.ok_or_else(|| ApiError::internal("a checked leg is missing"))?;
     let library = party.store.library();
-    let record = library
-        .status(&key, leg)
-        .await
-        .map_err(|e| match e {
-            guoku_store::library::LibraryError::InvalidArgument(_) => {
-                ApiError::new(ErrorCode::VoucherNotFound)
-            }
-            other => other.into(),
-        })?
-        .ok_or_else(|| ApiError::new(ErrorCode::VoucherNotFound))?;
-    let events: Vec<EventView> = library
-        .events(&key, leg)
-        .await?
-        .into_iter()
-        .map(event_view)
-        .collect();
-    let fields = header_fields(&record);
-    let voucher = view_with(
-        &party.registry,
-        party.org_code(),
-        &record,
-        fields.as_deref(),
-    );
+    let record = library.status(&key, leg).await.map_err(|e| match e {
+        guoku_store::library::LibraryError::InvalidArgument(_) => {
+            ApiError::new(ErrorCode::VoucherNotFound)
+        }
+        other => other.into(),
+    })?;
+    let draft = match leg {
+        Leg::Original => party.store.drafts().get(&key).await?,
+        Leg::Receipt => None,
+    };
+    if record.is_none() && draft.is_none() {
+        return Err(ApiError::new(ErrorCode::VoucherNotFound));
+    }
+    let events: Vec<EventView> = match &record {
+        Some(_) => library
+            .events(&key, leg)
+            .await?
+            .into_iter()
+            .map(event_view)
+            .collect(),
+        None => Vec::new(),
+    };
+    let fields = match (&record, &draft) {
+        (Some(record), _) => header_fields(record),
+        (None, Some(draft)) => drafts::voucher_of(draft).ok().map(|v| {
+            v.header
+                .iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect()
+        }),
+        (None, None) => None,
+    };
+    let voucher = record
+        .as_ref()
+        .map(|r| view_with(&party.registry, party.org_code(), r, fields.as_deref()));
+    let (draft, draft_events) = match &draft {
+        Some(d) => {
+            let (view, events) =
+                drafts::draft_with_events(&party.store, party.org_code(), d).await?;
+            (Some(view), events)
+        }
+        None => (None, Vec::new()),
+    };
+    let steps = drafts::steps_of(&party.store, &key).await?;
     let fields: Map<String, Value> = fields
         .unwrap_or_default()
         .into_iter()
@@ -422,6 +484,9 @@ pub(crate) async fn detail<T: Transport>(
         "voucher": voucher,
         "fields": fields,
         "events": events,
+        "draft": draft,
+        "draft_events": draft_events,
+        "steps": steps,
     })))
 }
 
@@ -464,6 +529,12 @@ async fn step<T: Transport>(
     };
     let q = input::Query::new(pairs, allowed, &mut problems);
     let party = api.party_for(&caller, q.get("org"))?;
+    let acting = scope::acting(party, &caller).await?;
+    let action = match step {
+        Step::Return | Step::Refuse => Action::ReturnVoucher,
+        Step::Void => Action::VoidVoucher,
+    };
+    acting.may_act_on(action, &key)?;
     let idempotency_key = idempotent::key_of(&headers)?;
     let bytes = input::body_bytes(body)?;
     let object = input::json_object(&bytes)?;
@@ -474,7 +545,7 @@ async fn step<T: Transport>(
     let (Some(leg), Some(reason)) = (leg, reason) else {
         return Err(ApiError::internal("a checked step is incomplete"));
     };
-    let login = caller.principal.login.clone();
+    let login = acting.login.clone();
     let work = async {
         let (_, now) = party.now();
         let ctx = ReturnsCtx { actor: &login };
@@ -519,7 +590,15 @@ async fn step<T: Transport>(
     };
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let fingerprint = request_fingerprint("POST", path, &bytes);
-    idempotent::once(&api, party, &caller, &idempotency_key, fingerprint, work).await
+    idempotent::once(
+        &api,
+        party,
+        acting.user(),
+        &idempotency_key,
+        fingerprint,
+        work,
+    )
+    .await
 }
 
 /// `POST …/return`: this party returns (退回) a voucher it received, with a reason.
