@@ -158,6 +158,19 @@ pub fn content_hash(voucher: &Voucher) -> [u8; 32] {
     Sha256::digest(canonical_bytes(voucher)).into()
 }
 
+/// How many legs of one type, leg, state and direction a library holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegCount {
+    pub vt_code: String,
+    pub leg: Leg,
+    pub exchange: Exchange,
+    pub direction: Direction,
+    /// Legs.
+    pub legs: u64,
+    /// Of those, not yet read (received legs only; 0 for sent ones).
+    pub unread: u64,
+}
+
 /// A stored voucher leg and its states.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VoucherRecord {
@@ -1612,6 +1625,99 @@ impl Library {
         }
     }
 
+    /// How many voucher legs this library holds, by type, leg, exchange state and
+    /// direction, with how many of the received ones are unread: one grouped query, for
+    /// monitoring.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn counts(&self) -> Result<Vec<LegCount>, LibraryError> {
+        let sql = "SELECT vt_code, leg, exchange, direction, COUNT(*), \
+                   SUM(CASE WHEN direction = 'received' AND processing IS NULL THEN 1 ELSE 0 END) \
+                   FROM library_vouchers GROUP BY vt_code, leg, exchange, direction \
+                   ORDER BY vt_code, leg, exchange, direction";
+        type Row = (String, i16, i16, String, i64, i64);
+        let rows: Vec<Row> = match &self.store {
+            Store::Sqlite(s) => {
+                s.read(move |conn| {
+                    let run = || -> rusqlite::Result<Vec<Row>> {
+                        let mut stmt = conn.prepare_cached(sql)?;
+                        let rows = stmt.query_map([], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                            ))
+                        })?;
+                        rows.collect()
+                    };
+                    Ok(run().map_err(LibraryError::from))
+                })
+                .await??
+            }
+            Store::Postgres(p) => {
+                let client = p.pool.get().await?;
+                client
+                    .query(sql, &[])
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+                    .collect()
+            }
+        };
+        rows.into_iter()
+            .map(|(vt_code, leg, exchange, direction, n, unread)| {
+                let corrupt = || LibraryError::Store(StoreError::corrupt_row("library count"));
+                let leg = leg_from_sql(leg).ok_or_else(corrupt)?;
+                Ok(LegCount {
+                    vt_code,
+                    leg,
+                    exchange: exchange_from_sql(exchange, leg).ok_or_else(corrupt)?,
+                    direction: match direction.as_str() {
+                        "sent" => Direction::Sent,
+                        "received" => Direction::Received,
+                        _ => return Err(corrupt()),
+                    },
+                    legs: u64::try_from(n).map_err(|_| corrupt())?,
+                    unread: u64::try_from(unread).map_err(|_| corrupt())?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many outbox entries are due at `now` (and how many wait in all).
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn outbox_counts(&self, now: u64) -> Result<(u64, u64), LibraryError> {
+        let at = time_to_sql(now)?;
+        let sql = "SELECT COALESCE(SUM(CASE WHEN next_at <= $1 THEN 1 ELSE 0 END), 0), COUNT(*) \
+                   FROM library_outbox";
+        let (due, all): (i64, i64) = match &self.store {
+            Store::Sqlite(s) => {
+                s.read(move |conn| {
+                    Ok(conn
+                        .query_row(&sqlite_sql(sql), [at], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(LibraryError::from))
+                })
+                .await??
+            }
+            Store::Postgres(p) => {
+                let client = p.pool.get().await?;
+                let row = client.query_one(sql, &[&at]).await?;
+                (row.get(0), row.get(1))
+            }
+        };
+        let count = |n: i64| {
+            u64::try_from(n)
+                .map_err(|_| LibraryError::Store(StoreError::corrupt_row("outbox count")))
+        };
+        Ok((count(due)?, count(all)?))
+    }
+
     /// 重新读取 (the standard's `readVoucherAgain`): up to `limit` received vouchers that were
     /// read but not taken further (still 已读取, 10), last changed at or before `before`, oldest
     /// first, without changing them: what a step that failed midway left behind, for the
@@ -1638,10 +1744,8 @@ impl Library {
                 s.read(move |conn| {
                     let run = || -> rusqlite::Result<Vec<RawRecord>> {
                         let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
-                        let rows = stmt.query_map(
-                            params![read, before, i64::from(limit)],
-                            sqlite_record,
-                        )?;
+                        let rows =
+                            stmt.query_map(params![read, before, i64::from(limit)], sqlite_record)?;
                         rows.collect()
                     };
                     Ok(run().map_err(LibraryError::from))

@@ -880,3 +880,47 @@ both_backends!(read_again_finds_what_a_failed_step_left_read, |store| {
     assert!(again.iter().all(|r| r.processing == Some(Processing::Read)));
     assert_eq!(events(store, "A1", Leg::Original).await.len(), 2);
 });
+
+// The grouped counts /metrics reads: by type, leg, state and direction, unread ones apart;
+// the outbox's due and waiting entries.
+both_backends!(counts_group_every_leg_and_the_outbox, |store| {
+    let lib = store.library();
+    assert!(lib.counts().await.unwrap().is_empty());
+    lib.write(original("C1", "1.00"), "maker", 10)
+        .await
+        .unwrap();
+    lib.write(original("C2", "1.00"), "maker", 10)
+        .await
+        .unwrap();
+    lib.send(&key("C1"), Leg::Original, "maker", 11)
+        .await
+        .unwrap();
+    lib.receive(original("C3", "1.00"), "inbox", 12)
+        .await
+        .unwrap();
+    lib.receive(original("C4", "1.00"), "inbox", 12)
+        .await
+        .unwrap();
+    assert_eq!(lib.read(1, "worker", 13).await.unwrap().len(), 1);
+    let counts: Vec<(Exchange, Direction, u64, u64)> = lib
+        .counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            assert_eq!((c.vt_code.as_str(), c.leg), ("5201", Leg::Original));
+            (c.exchange, c.direction, c.legs, c.unread)
+        })
+        .collect();
+    let expected = [
+        (Exchange::NotSent, Direction::Sent, 1, 0),
+        (Exchange::NotReceived, Direction::Sent, 1, 0),
+        (Exchange::Received, Direction::Received, 2, 1),
+    ];
+    for want in expected {
+        assert!(counts.contains(&want), "{want:?} in {counts:?}");
+    }
+    assert_eq!(counts.len(), expected.len(), "{counts:?}");
+    let (due, all) = lib.outbox_counts(11).await.unwrap();
+    assert_eq!((due, all), (1, 1));
+});

@@ -8,18 +8,16 @@
 //!   entries (sent, not yet taken by the receiver's library) and those due now; the
 //!   worker's counters ([`crate::party::PartyCounters`]).
 //!
-//! The library has no count query, so the voucher figures page through
-//! [`guoku_store::library::Library::by_status`] (one indexed query per type, leg and
-//! status, [`LIST_MAX`] records a page). A scrape reads at most
-//! [`ScrapeLimits::max_pages`] pages; past that it stops and says so
-//! (`guoku_metrics_truncated 1`) rather than slowing the node. The outbox's due figure
-//! counts at most [`OUTBOX_BATCH_MAX`] (the library's `due` limit).
+//! The voucher figures come from one grouped query per party
+//! ([`guoku_store::library::Library::counts`]) and the outbox's from another
+//! ([`guoku_store::library::Library::outbox_counts`]), so a scrape costs the same however
+//! many vouchers there are; `guoku_metrics_truncated` stays 0.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use guoku_store::library::{Direction, LIST_MAX, LibraryError, OUTBOX_BATCH_MAX};
-use guoku_voucher::lifecycle::{Exchange, Leg};
+use guoku_store::library::LibraryError;
+use guoku_voucher::lifecycle::Leg;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -322,58 +320,27 @@ fn gauge_value(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Counts one party's voucher legs by type, leg and status, within the page budget.
+/// Counts one party's voucher legs by type, leg and status (one grouped query), and its
+/// outbox. The page budget is kept for the scrape's contract; grouped counts never need it.
 async fn read_party<T: Transport>(
     party: &Party<T>,
-    pages_left: &mut u32,
-    truncated: &mut bool,
+    _pages_left: &mut u32,
+    _truncated: &mut bool,
 ) -> Result<PartyFigures, LibraryError> {
     let library = party.store.library();
     let mut f = PartyFigures::default();
-    'types: for ty in party.registry.types() {
-        let vt_code = ty.vt_code.as_str();
-        for leg in [Leg::Original, Leg::Receipt] {
-            for state in Exchange::ALL {
-                let Some(code) = state.code(leg) else {
-                    continue;
-                };
-                let mut after = 0;
-                let mut n = 0u64;
-                loop {
-                    if *pages_left == 0 {
-                        *truncated = true;
-                        break 'types;
-                    }
-                    *pages_left -= 1;
-                    let page = library
-                        .by_status(vt_code, leg, state, after, LIST_MAX)
-                        .await?;
-                    for record in &page.items {
-                        n += 1;
-                        if state == Exchange::Received
-                            && record.direction == Direction::Received
-                            && record.processing.is_none()
-                        {
-                            f.unread += 1;
-                        }
-                        if state == Exchange::NotReceived && record.direction == Direction::Sent {
-                            f.outbox += 1;
-                        }
-                    }
-                    match page.next {
-                        Some(next) => after = next,
-                        None => break,
-                    }
-                }
-                if n > 0 {
-                    *f.vouchers
-                        .entry((vt_code.to_owned(), leg_name(leg), code))
-                        .or_default() += n;
-                }
-            }
-        }
+    for count in library.counts().await? {
+        let Some(code) = count.exchange.code(count.leg) else {
+            continue;
+        };
+        *f.vouchers
+            .entry((count.vt_code.clone(), leg_name(count.leg), code))
+            .or_default() += count.legs;
+        f.unread += count.unread;
     }
     let (_, now) = party.now();
-    f.due = u64::try_from(library.due(now, OUTBOX_BATCH_MAX).await?.len()).unwrap_or(u64::MAX);
+    let (due, waiting) = library.outbox_counts(now).await?;
+    f.due = due;
+    f.outbox = waiting;
     Ok(f)
 }
