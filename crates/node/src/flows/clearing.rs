@@ -30,12 +30,10 @@ use guoku_domain::{Amount, BankNo, BizDate, FuncClass, FundType, PayType};
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::books::{BookOp, ClearingKey, Refusal, Tenant};
-use guoku_store::library::{BODY_MAX_BYTES, LIST_MAX, LibraryError, VoucherRecord};
+use guoku_store::library::{LIST_MAX, LibraryError, VoucherRecord};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
-use guoku_voucher::{
-    EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
-};
+use guoku_voucher::{EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, VoucherKey};
 
 use super::direct::{VT_5201, op_id, tenant_of};
 use crate::stamping::{self, StampingError};
@@ -349,17 +347,7 @@ fn header<'v>(voucher: &'v Voucher, name: &str) -> Result<&'v str, ClearingError
 }
 
 fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, ClearingError> {
-    let limits = Limits {
-        max_input_bytes: BODY_MAX_BYTES,
-        ..Limits::default()
-    };
-    let (envelope, _) = parse_envelope(bytes, &limits)
-        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+    super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
 /// Every stored leg of `vt_code` in `state`, all pages.

@@ -191,3 +191,19 @@ where
     library.receipt_arrives(key, actor, now).await?;
     Ok(())
 }
+
+/// The body of `flag` in a one-voucher envelope as the library stores it, or why it cannot
+/// be read (each flow wraps the reason in its own error).
+pub(crate) fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, String> {
+    let limits = guoku_voucher::Limits {
+        max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
+        ..guoku_voucher::Limits::default()
+    };
+    let (envelope, _) = guoku_voucher::parse_envelope(bytes, &limits)
+        .map_err(|e| format!("stored envelope unreadable: {e}"))?;
+    envelope
+        .bodies
+        .into_iter()
+        .find(|b| b.flag == flag)
+        .ok_or_else(|| "the stored envelope does not hold the voucher".to_owned())
+}

@@ -22,9 +22,7 @@ use guoku_store::books::{Applied, BookOp, IndicatorKey, Refusal, Tenant};
 use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord, content_hash};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
-use guoku_voucher::{
-    EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
-};
+use guoku_voucher::{EnvelopeBody, Registry, Voucher, VoucherFlag, VoucherKey};
 
 use crate::stamping::{self, Positions, StampingError};
 
@@ -257,17 +255,7 @@ pub fn check_receipt(original: &Voucher, receipt: &Voucher) -> Result<Amount, Di
 
 /// The body of `flag` in a stored one-voucher envelope.
 pub(crate) fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, DirectError> {
-    let limits = Limits {
-        max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
-        ..Limits::default()
-    };
-    let (envelope, _) = parse_envelope(bytes, &limits)
-        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+    super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
 fn first(outcomes: Vec<Result<Applied, Refusal>>) -> Result<Applied, DirectError> {

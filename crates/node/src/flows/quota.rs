@@ -35,12 +35,10 @@ use guoku_domain::{Amount, BankNo, BizDate, FuncClass, FundType, PayType};
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::books::{BookAccount, BookOp, ClearingKey, Refusal, Tenant, UnitCode};
-use guoku_store::library::{BODY_MAX_BYTES, LibraryError, VoucherRecord};
+use guoku_store::library::{LibraryError, VoucherRecord};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Leg, ProcessingEvent};
-use guoku_voucher::{
-    EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
-};
+use guoku_voucher::{EnvelopeBody, Registry, Voucher, VoucherFlag, VoucherKey};
 
 use super::authorized::UnitAccount;
 use super::common::{Returner, record_booking, seal_and_return, stamp_write_send};
@@ -259,17 +257,7 @@ pub fn notice_reason(refusal: &Refusal) -> String {
 }
 
 fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, QuotaError> {
-    let limits = Limits {
-        max_input_bytes: BODY_MAX_BYTES,
-        ..Limits::default()
-    };
-    let (envelope, _) = parse_envelope(bytes, &limits)
-        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+    super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
 // ---------------------------------------------------------------------------------------

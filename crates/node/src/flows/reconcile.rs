@@ -59,15 +59,11 @@ use guoku_domain::{Amount, BizDate, PayType, VoucherNo, gbk_len};
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::daybook::{DAYBOOK_PAGE_MAX, DayQuery, Window};
-use guoku_store::library::{
-    BODY_MAX_BYTES, Direction, LibraryError, VoucherRecord, truncate_reason,
-};
+use guoku_store::library::{Direction, LibraryError, VoucherRecord, truncate_reason};
 use guoku_store::{Calendar, Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
 use guoku_voucher::validate::{Context, validate};
-use guoku_voucher::{
-    EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
-};
+use guoku_voucher::{EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, VoucherKey};
 
 use super::common::{Returner, seal_and_return, stamp_write_send};
 use super::direct::Route;
@@ -955,17 +951,7 @@ struct Scope<'a> {
 }
 
 fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, ReconcileError> {
-    let limits = Limits {
-        max_input_bytes: BODY_MAX_BYTES,
-        ..Limits::default()
-    };
-    let (envelope, _) = parse_envelope(bytes, &limits)
-        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+    super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
 fn flag_of(leg: Leg) -> VoucherFlag {

@@ -33,12 +33,11 @@ use guoku_domain::{Amount, BankNo, BizDate, FuncClass, FundType, PayType};
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::books::{Applied, BookAccount, BookOp, ClearingKey, Refusal, Tenant, UnitCode};
-use guoku_store::library::{BODY_MAX_BYTES, Direction, LIST_MAX, LibraryError, VoucherRecord};
+use guoku_store::library::{Direction, LIST_MAX, LibraryError, VoucherRecord};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
 use guoku_voucher::{
-    Context, EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey,
-    parse_envelope, validate,
+    Context, EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, VoucherKey, validate,
 };
 
 use super::authorized::{VT_8202, check_8202};
@@ -170,17 +169,7 @@ fn invalid(what: impl Into<String>) -> RefundError {
 // ---------------------------------------------------------------------------------------
 
 fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, RefundError> {
-    let limits = Limits {
-        max_input_bytes: BODY_MAX_BYTES,
-        ..Limits::default()
-    };
-    let (envelope, _) = parse_envelope(bytes, &limits)
-        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+    super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
 fn amount_field(fields: &Fields, name: &str) -> Result<Amount, String> {

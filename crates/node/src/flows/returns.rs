@@ -23,10 +23,10 @@ use guoku_domain::Amount;
 use guoku_store::books::{
     AccountKind, Applied, BookAccount, BookFilter, BookOp, Leg as BookLeg, OpCode, Refusal,
 };
-use guoku_store::library::{BODY_MAX_BYTES, Direction, LibraryError, VoucherRecord};
+use guoku_store::library::{Direction, LibraryError, VoucherRecord};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
-use guoku_voucher::{EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope};
+use guoku_voucher::{EnvelopeBody, Registry, VoucherFlag, VoucherKey};
 
 use super::authorized::VT_8202;
 use super::clearing::{VT_2301, clearing_op};
@@ -197,17 +197,7 @@ pub struct SenderOutcome {
 }
 
 fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, ReturnError> {
-    let limits = Limits {
-        max_input_bytes: BODY_MAX_BYTES,
-        ..Limits::default()
-    };
-    let (envelope, _) = parse_envelope(bytes, &limits)
-        .map_err(|e| invalid(format!("stored envelope unreadable: {e}")))?;
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .ok_or_else(|| invalid("the stored envelope does not hold the voucher"))
+    super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
 fn known_type(registry: &Registry, key: &VoucherKey) -> Result<(), ReturnError> {
