@@ -386,7 +386,7 @@ impl Demo {
         };
         let registry = Arc::new(Registry::builtin());
         let network = InMemoryNetwork::new();
-        let year: StYear = Party::<InMemory>::business_date(now)
+        let year: StYear = crate::party::business_date(now)
             .to_string()
             .get(..4)
             .and_then(|y| y.parse().ok())
@@ -471,12 +471,12 @@ impl Demo {
                 .divisions
                 .iter()
                 .map(|d| {
-                    crate::serve::clearing_template(
+                    crate::flows::clearing::request_template(
                         &registry,
                         d.code,
                         &year.get().to_string(),
                         org.bank_no,
-                        now,
+                        crate::party::business_date(now),
                     )
                 })
                 .collect();
@@ -831,7 +831,7 @@ impl Demo {
             .registry
             .get("5108")
             .ok_or_else(|| DemoError::Seed("the registry has no 5108".into()))?;
-        let date = Party::<InMemory>::business_date(self.finance.now().0);
+        let date = crate::party::business_date(self.finance.now().0);
         let template = sample(template_ty, date, VoucherFlag::Original, Style::Plain, 1);
         for u in &p.units {
             for (pay, bank) in [
@@ -1136,8 +1136,8 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
     let port = |base: u16, i: usize| base + u16::try_from(i).expect("a few parties");
     for (i, org) in orgs.iter().enumerate() {
         let bank = province.banks.iter().position(|b| b.code == org.code);
-        let config = crate::serve::NodeConfig {
-            role: crate::serve::role_name(org.role).into(),
+        let config = crate::config::NodeConfig {
+            role: crate::config::role_name(org.role).into(),
             org_code: org.code.into(),
             name: org.name.into(),
             suite: match suite {
@@ -1196,7 +1196,7 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != i)
-                .map(|(j, other)| crate::serve::PeerAddress {
+                .map(|(j, other)| crate::config::PeerAddress {
                     org_code: other.code.into(),
                     addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port(EXCHANGE_PORT_BASE, j))),
                     server_name: "localhost".into(),

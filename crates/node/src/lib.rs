@@ -19,6 +19,7 @@
 pub mod access;
 pub mod api;
 pub mod bench;
+pub mod config;
 pub mod demo;
 pub mod exchange;
 pub mod flows;

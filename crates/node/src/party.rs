@@ -63,6 +63,21 @@ pub const WORKER_ACTOR: &str = "worker";
 /// The business day's time zone (China Standard Time, UTC+8).
 pub const BUSINESS_OFFSET_HOURS: i8 = 8;
 
+/// The business date of `t`: its calendar date in China Standard Time.
+#[must_use]
+pub fn business_date(t: OffsetDateTime) -> BizDate {
+    let offset = UtcOffset::from_hms(BUSINESS_OFFSET_HOURS, 0, 0).expect("a valid offset");
+    let local = t.to_offset(offset);
+    format!(
+        "{:04}{:02}{:02}",
+        local.year(),
+        u8::from(local.month()),
+        local.day()
+    )
+    .parse()
+    .expect("a calendar date is a business date")
+}
+
 /// A person holding a key and its certificate.
 pub struct Holder {
     /// The person's name.
@@ -323,19 +338,10 @@ impl<T: Transport> Party<T> {
         (t, u64::try_from(t.unix_timestamp()).unwrap_or(0))
     }
 
-    /// The business date of `t` (China Standard Time).
+    /// The business date of `t` (China Standard Time); see [`business_date`].
     #[must_use]
     pub fn business_date(t: OffsetDateTime) -> BizDate {
-        let offset = UtcOffset::from_hms(BUSINESS_OFFSET_HOURS, 0, 0).expect("a valid offset");
-        let local = t.to_offset(offset);
-        format!(
-            "{:04}{:02}{:02}",
-            local.year(),
-            u8::from(local.month()),
-            local.day()
-        )
-        .parse()
-        .expect("a calendar date is a business date")
+        business_date(t)
     }
 
     fn wrong_role(&self, what: &'static str) -> PartyError {

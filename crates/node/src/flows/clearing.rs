@@ -1110,6 +1110,28 @@ where
     })
 }
 
+/// A bank's 2301 header template for one division and year: the registry's sample header
+/// with the division, year, fund type 1 and the bank's number.
+pub fn request_template(
+    registry: &Registry,
+    division: &str,
+    year: &str,
+    bank_no: &str,
+    date: BizDate,
+) -> Fields {
+    use guoku_voucher::VoucherFlag;
+    use guoku_voucher::sample::{Style, sample};
+    let ty = registry
+        .get("2301")
+        .expect("the built-in registry has 2301");
+    let mut header = sample(ty, date, VoucherFlag::Original, Style::Plain, 7).header;
+    header.set("AdmDivCode", division);
+    header.set("StYear", year);
+    header.set("FundTypeCode", "1");
+    header.set("PayBankNo", bank_no);
+    header
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
