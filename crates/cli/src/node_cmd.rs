@@ -114,7 +114,15 @@ pub fn demo(args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> {
         }
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let (tokens, token_lines) = guoku_node::serve::demo_tokens(&demo);
-        print_demo(&demo, &args, listener.local_addr()?, &token_lines, lang);
+        let logins = guoku_node::portal::seed_demo_users(&demo).await?;
+        print_demo(
+            &demo,
+            &args,
+            listener.local_addr()?,
+            &token_lines,
+            &logins,
+            lang,
+        );
         let server =
             guoku_node::serve::serve_demo_api(listener, demo.clone(), tokens, stop_rx.clone());
         tokio::spawn(stop_on_signal(stop_tx));
@@ -127,7 +135,14 @@ pub fn demo(args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_demo(demo: &Demo, args: &DemoArgs, addr: SocketAddr, tokens: &[String], lang: Lang) {
+fn print_demo(
+    demo: &Demo,
+    args: &DemoArgs,
+    addr: SocketAddr,
+    tokens: &[String],
+    logins: &[guoku_node::portal::DemoLogin],
+    lang: Lang,
+) {
     let p = &demo.province;
     outln!(
         "{} {}",
@@ -161,18 +176,26 @@ fn print_demo(demo: &Demo, args: &DemoArgs, addr: SocketAddr, tokens: &[String],
     outln!(
         "{}",
         lang.pick(
-            "演示用户（密码与 API 令牌见下；PIN 仅供演示）：",
-            "Demo users (passwords and API tokens below; the PIN is for the demo only):"
+            "演示用户（网页登录：密码加动态口令，口令密钥可加入任一身份验证器应用；仅供演示）：",
+            "Demo users (the portal asks for the password and a one-time code: add the secret to any authenticator app; demo only):"
         )
     );
     for user in &demo.users {
+        let secret = logins
+            .iter()
+            .find(|l| l.login == user.login)
+            .map_or("", |l| l.secret_base32.as_str());
         outln!(
-            "  {:<26} {:<8} {}  {}",
+            "  {:<26} {:<8} {}  {}  TOTP {}",
             user.login,
             format!("{:?}", user.post).to_lowercase(),
             user.organisation,
-            user.name
+            user.name,
+            secret
         );
+    }
+    if let Some(first) = logins.first() {
+        outln!("  {} {}", lang.pick("密码：", "password:"), first.password);
     }
     outln!("  {} {DEMO_PIN}", lang.pick("签章 PIN：", "signing PIN:"));
     outln!(

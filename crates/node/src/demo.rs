@@ -520,6 +520,9 @@ impl Demo {
         demo.seed_access().await?;
         if created {
             demo.seed().await?;
+        }
+        demo.send_monthly_quota().await?;
+        if created {
             fs::write(
                 &marker,
                 "guoku demo data directory: `guoku demo --fresh` deletes and recreates it.\n",
@@ -855,14 +858,33 @@ impl Demo {
                 self.finance.send_quota_notice(voucher, "seed").await?;
             }
         }
-        // Finance → each bank: every month's plan quota of the units whose zero-balance
-        // accounts it keeps, one 5105 per division and month.
+        self.settle(20).await?;
+        Ok(())
+    }
+
+    /// Finance → each bank: this month's and next month's plan quota (5105) of the units
+    /// whose zero-balance accounts it keeps, one notice per division and month, as finance
+    /// sends them before each month. Run at every start: a notice already sent has the same
+    /// number and content, so it is not sent again, and a demo resumed in a later month
+    /// gets that month's quota.
+    ///
+    /// # Errors
+    /// [`DemoError`] if a notice cannot be made or sent.
+    pub async fn send_monthly_quota(&self) -> Result<(), DemoError> {
+        let p = &self.province;
+        let year = self.year;
+        let plan = Amount::from_fen(MONTHLY_PLAN_FEN).map_err(seed)?;
+        let today = crate::party::business_date(self.finance.now().0);
+        let this_month = u8::from(today.as_date().month());
+        let months: Vec<u8> = [this_month, this_month + 1]
+            .into_iter()
+            .filter(|m| (1..=12).contains(m))
+            .collect();
         let template_ty = self
             .finance
             .registry
             .get(quota::VT_5105)
             .ok_or_else(|| DemoError::Seed("the registry has no 5105".into()))?;
-        let template = sample(template_ty, date, VoucherFlag::Original, Style::Plain, 1);
         for (b, bank) in p.banks.iter().enumerate() {
             for d in &p.divisions {
                 let lines = p
@@ -881,7 +903,14 @@ impl Demo {
                 if lines.is_empty() {
                     continue;
                 }
-                for month in 1..=12 {
+                for &month in &months {
+                    // The same notice every time: dated the month's first day, numbered by
+                    // year, month, division and bank.
+                    let date: BizDate = format!("{}{month:02}01", year.get())
+                        .parse()
+                        .map_err(|_| DemoError::Seed("a month's first day".into()))?;
+                    let template =
+                        sample(template_ty, date, VoucherFlag::Original, Style::Plain, 1);
                     let notice = quota::UnitQuotaNotice {
                         tenant: tenant(d.code, year)?,
                         bank: bank
@@ -892,16 +921,16 @@ impl Demo {
                         month,
                         lines: lines.clone(),
                     };
-                    let no = self.voucher_no("SE");
+                    let no = format!("SE{}{month:02}{}{b}", year.get(), d.code);
                     let voucher = quota::notice_5105_voucher(&template, &notice, &no, date)
                         .map_err(|e| DemoError::Seed(e.to_string()))?;
                     self.finance
-                        .send_unit_quota_notice(voucher, bank.code, "seed")
+                        .send_unit_quota_notice(voucher, bank.code, SEED_ACTOR)
                         .await?;
                 }
             }
         }
-        self.settle(40).await?;
+        self.settle(20).await?;
         Ok(())
     }
 }

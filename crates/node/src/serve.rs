@@ -235,7 +235,6 @@ async fn serve_http(
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let router = router.route("/", axum::routing::get(landing));
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -243,8 +242,7 @@ async fn serve_http(
         .await
 }
 
-/// The start page: what this process serves, in Chinese and English, until the portal
-/// (issue 6) replaces it.
+/// The start page of a node of its own: what it serves, in Chinese and English.
 async fn landing() -> axum::response::Html<&'static str> {
     axum::response::Html(
         r#"<!doctype html>
@@ -278,7 +276,7 @@ pub fn demo_tokens(demo: &crate::demo::Demo) -> (crate::api::TokenTable, Vec<Str
     (table, lines)
 }
 
-/// Serves the demo's API (every party) until `stop` turns true.
+/// Serves the demo's portal and API (every party) until `stop` turns true.
 ///
 /// # Errors
 /// The listener fails.
@@ -288,8 +286,10 @@ pub async fn serve_demo_api(
     tokens: crate::api::TokenTable,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let portal = crate::portal::Portal::demo(&demo);
     let api = crate::api::Api::demo(demo, Arc::new(tokens), crate::api::ApiConfig::default());
-    serve_http(listener, crate::api::router(api), stop).await
+    let router = crate::api::router(api).merge(crate::portal::router(portal));
+    serve_http(listener, router, stop).await
 }
 
 /// The demo province's units and banks as a catalogue, for a node of the demo run as its
@@ -407,7 +407,10 @@ pub async fn serve_node_api(
     )
     .serve(node.party.clone());
     let path = PathBuf::from(node.config.api_listen.to_string());
-    serve_http(listener, crate::api::router(api), stop)
+    // No portal yet on a node of its own (its TOTP key needs configuring): the start page
+    // says what the node serves.
+    let router = crate::api::router(api).route("/", axum::routing::get(landing));
+    serve_http(listener, router, stop)
         .await
         .map_err(|source| ServeError::Io { path, source })
 }

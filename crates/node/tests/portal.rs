@@ -90,7 +90,7 @@ impl Env {
 
     /// The portal with `config` over the same parties.
     fn app_with(&self, config: PortalConfig) -> Router {
-        let mut portal = Portal::new(config, demo_key());
+        let mut portal = Portal::new(config, demo_key()).unwrap();
         for party in self.demo.parties() {
             portal = portal.serve(party);
         }
@@ -271,6 +271,11 @@ macro_rules! both {
         }
     };
 }
+
+/// A form's fields.
+type Fields<'a> = Vec<(&'a str, &'a str)>;
+/// Request headers.
+type Headers<'a> = &'a [(&'a str, &'a str)];
 
 // ----- a browser -----------------------------------------------------------------------
 
@@ -831,7 +836,7 @@ both!(
         ];
         let cross_site = [("sec-fetch-site", "cross-site")];
         let null_origin = [("origin", "null")];
-        let refusals: Vec<(&str, Vec<(&str, &str)>, &[(&str, &str)])> = vec![
+        let refusals: Vec<(&str, Fields, Headers)> = vec![
             ("no token", vec![], &same),
             ("a wrong token", vec![("csrf", &zeros)], &same),
             ("a malformed token", vec![("csrf", "x")], &same),
@@ -1302,7 +1307,8 @@ both!(
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
         assert!(!a.body.contains("<script>alert"), "{}", a.body);
         assert!(
-            a.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            a.body
+                .contains("&#34;&#62;&#60;script&#62;alert(1)&#60;/script&#62;"),
             "{}",
             a.body
         );
@@ -1364,10 +1370,7 @@ both!(
         assert!(!page.body.contains("<b onclick"));
         assert!(
             page.body
-                .contains("&lt;b onclick=&#34;x&#34;&gt;王&lt;/b&gt;")
-                || page
-                    .body
-                    .contains("&lt;b onclick=&quot;x&quot;&gt;王&lt;/b&gt;"),
+                .contains("&#60;b onclick=&#34;x&#34;&#62;王&#60;/b&#62;"),
             "{}",
             page.body
         );
@@ -1389,6 +1392,26 @@ both!(
         let css = b.get(app, "/assets/portal.css").await;
         assert!(css.header("content-type").unwrap().starts_with("text/css"));
         assert_eq!(css.header("x-content-type-options"), Some("nosniff"));
+        // The portal merges with the API's router, whose description the home page links to.
+        let api = guoku_node::api::router(guoku_node::api::Api::demo(
+            env.demo.clone(),
+            Arc::new(guoku_node::api::TokenTable::default()),
+            guoku_node::api::ApiConfig::default(),
+        ));
+        let merged = api.merge(portal::router(Portal::demo(&env.demo)));
+        let mut both = Browser::default();
+        for path in [
+            "/login",
+            "/api/v1/openapi.json",
+            "/healthz",
+            "/assets/portal.css",
+        ] {
+            assert_eq!(
+                both.get(&merged, path).await.status,
+                StatusCode::OK,
+                "{path}"
+            );
+        }
         assert_eq!(
             b.get(app, "/assets/../Cargo.toml").await.status,
             StatusCode::NOT_FOUND

@@ -130,6 +130,7 @@ texts! {
 
     // The home page.
     home_title: "首页", "Home";
+    account: "账户信息", "Your account";
     signed_in_as: "当前用户", "Signed in as";
     role: "机构类型", "Role";
     posts: "岗位", "Posts";

@@ -13,7 +13,7 @@
 //!   are, your organisation and its role, your posts and divisions, what the organisation
 //!   does, the API description; `GET /assets/{file}` serves htmx and the style sheet from
 //!   the binary.
-//! - **Signing in** ([`signin`]): a right password opens a short second-factor session
+//! - **Signing in** (`signin`): a right password opens a short second-factor session
 //!   (5 minutes); a right code replaces it with a signed-in session under a new id. Five
 //!   wrong attempts in a row, passwords or codes, lock the user (30 minutes).
 //! - **Sessions** live in the party's store ([`guoku_store::sessions`]): random 256-bit ids
@@ -21,7 +21,7 @@
 //!   `HttpOnly`, `SameSite=Strict`, `Path=/`, and `Secure` (with the `__Host-` prefix) unless
 //!   [`PortalConfig::secure_cookies`] is off, as the demo on `http://127.0.0.1` has it.
 //! - **CSRF**: every form carries a token checked in constant time on every POST, and a POST
-//!   must come from this origin (`Sec-Fetch-Site`, `Origin`); see [`session`]. A GET never
+//!   must come from this origin (`Sec-Fetch-Site`, `Origin`); see `session`. A GET never
 //!   signs anyone in or out, never changes a setting, a counter or a record: the only write
 //!   a GET makes is moving its own session's idle end on.
 //! - **A user of one organisation sees only its pages**: a session lives in its party's
@@ -116,6 +116,42 @@ impl PortalConfig {
             ..Self::default()
         }
     }
+
+    /// Whether the configuration makes sense: every timeout at least a minute, the idle
+    /// timeout and the code's wait within the absolute lifetime, a lock after at least one
+    /// wrong attempt lasting at least a minute, forms of 1..=1024 KiB.
+    ///
+    /// # Errors
+    /// [`PortalError::InvalidConfig`] naming the rule broken.
+    pub fn check(&self) -> Result<(), PortalError> {
+        let rules = [
+            (
+                self.idle_secs >= 60 && self.second_factor_secs >= 60,
+                "the idle timeout and the code's wait are at least a minute",
+            ),
+            (
+                self.idle_secs <= self.absolute_secs
+                    && self.second_factor_secs <= self.absolute_secs,
+                "the idle timeout and the code's wait are within the absolute lifetime",
+            ),
+            (
+                self.absolute_secs <= i64::MAX as u64 / 2,
+                "the absolute lifetime fits the store's times",
+            ),
+            (
+                self.lockout.max_failures >= 1 && self.lockout.lock_secs >= 60,
+                "a lock follows at least one wrong attempt and lasts at least a minute",
+            ),
+            (
+                (1024..=1024 * 1024).contains(&self.body_max_bytes),
+                "forms are 1 KiB to 1 MiB",
+            ),
+        ];
+        match rules.iter().find(|(ok, _)| !ok) {
+            Some((_, rule)) => Err(PortalError::InvalidConfig(rule)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Why the portal could not answer (or seed). Refusals (a wrong password, a bad token)
@@ -134,6 +170,9 @@ pub enum PortalError {
     /// A password could not be hashed.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The configuration breaks a rule ([`PortalConfig::check`]). Retrying cannot help.
+    #[error("invalid portal configuration: {0}")]
+    InvalidConfig(&'static str),
     /// A user the demo lists is missing from its organisation's store.
     #[error("demo user {0} is not in its organisation's store")]
     MissingUser(String),
@@ -174,13 +213,16 @@ pub struct Portal<T> {
 impl<T: Transport> Portal<T> {
     /// A portal serving no party yet; add them with [`Portal::serve`]. `key` must be the
     /// one the users' second factors were sealed with.
-    #[must_use]
-    pub fn new(config: PortalConfig, key: PortalKey) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// [`PortalError::InvalidConfig`] ([`PortalConfig::check`]).
+    pub fn new(config: PortalConfig, key: PortalKey) -> Result<Self, PortalError> {
+        config.check()?;
+        Ok(Self {
             parties: BTreeMap::new(),
             config,
             key,
-        }
+        })
     }
 
     /// Serves `party`'s users too (keyed by its organisation code).
@@ -196,7 +238,8 @@ impl Portal<InMemory> {
     /// [`seed_demo_users`] seals with).
     #[must_use]
     pub fn demo(demo: &Demo) -> Self {
-        let mut portal = Portal::new(PortalConfig::demo(), demo_key());
+        let mut portal = Portal::new(PortalConfig::demo(), demo_key())
+            .expect("the demo configuration passes its checks");
         for party in demo.parties() {
             portal = portal.serve(party);
         }
@@ -406,8 +449,9 @@ struct Page<'a> {
     status: StatusCode,
     title: &'a str,
     body: String,
-    /// Where the language switch returns to (`None`: no switch, as on error pages).
+    /// Where the language switch returns to.
     next: Option<&'a str>,
+    /// The token of the frame's forms (`None`: no forms, as on message pages).
     frame_token: Option<String>,
     /// Show the sign-out button (there is a session to end).
     signed: bool,
@@ -416,7 +460,7 @@ struct Page<'a> {
 
 fn render(lang: Lang, page: Page<'_>) -> Result<Response, PortalError> {
     let t = lang.texts();
-    let token = page.frame_token.as_deref().unwrap_or("");
+    let token = page.frame_token.as_deref();
     let frame = Frame {
         t,
         html_lang: lang.html_lang(),
@@ -425,7 +469,7 @@ fn render(lang: Lang, page: Page<'_>) -> Result<Response, PortalError> {
         htmx_config: Frame::htmx_config(),
         lang_csrf: token,
         next: page.next.unwrap_or("/"),
-        logout_csrf: page.signed.then_some(token),
+        logout_csrf: token.filter(|_| page.signed),
         body: &page.body,
     };
     let html = frame.render()?;
@@ -700,12 +744,14 @@ async fn sign_in_password<T: Transport>(
     let org = form.org.unwrap_or_default();
     let login = form.login.unwrap_or_default();
     let password = form.password.unwrap_or_default();
+    // A second-factor session the browser may hold stays as it is until a password is right.
+    let current = p.session(headers, false).await?;
     let refuse = |refusal: Refusal| {
         login_form(
             p,
             lang,
             headers,
-            None,
+            current.as_ref(),
             LoginView {
                 status: refusal_status(refusal),
                 org: Some(&org),
@@ -862,7 +908,7 @@ async fn sign_in_code<T: Transport>(
                 stage: SessionStage::SignedIn,
                 csrf_token: *session::random(),
                 created_at: now,
-                idle_until: now.saturating_add(p.config.idle_secs.min(p.config.absolute_secs)),
+                idle_until: now.saturating_add(p.config.idle_secs),
                 expires_at: now.saturating_add(p.config.absolute_secs),
             };
             let replaced = party
@@ -1093,9 +1139,10 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
         "htmx.min.js" => (HTMX_JS, "text/javascript; charset=utf-8"),
         "portal.css" => (PORTAL_CSS, "text/css; charset=utf-8"),
         _ => {
-            let t = lang_of(&headers).texts();
+            let lang = lang_of(&headers);
+            let t = lang.texts();
             return message(
-                lang_of(&headers),
+                lang,
                 StatusCode::NOT_FOUND,
                 t.not_found_title,
                 t.not_found,
@@ -1140,6 +1187,49 @@ mod tests {
             session::hex(&digest),
             "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
         );
+    }
+
+    #[test]
+    fn configurations_are_checked() {
+        assert!(PortalConfig::default().check().is_ok());
+        assert!(PortalConfig::demo().check().is_ok());
+        let bad = [
+            PortalConfig {
+                idle_secs: 0,
+                ..PortalConfig::default()
+            },
+            PortalConfig {
+                idle_secs: 9 * 3600,
+                ..PortalConfig::default()
+            },
+            PortalConfig {
+                second_factor_secs: 59,
+                ..PortalConfig::default()
+            },
+            PortalConfig {
+                absolute_secs: u64::MAX,
+                idle_secs: u64::MAX,
+                second_factor_secs: 60,
+                ..PortalConfig::default()
+            },
+            PortalConfig {
+                lockout: LockoutPolicy {
+                    max_failures: 0,
+                    lock_secs: 600,
+                },
+                ..PortalConfig::default()
+            },
+            PortalConfig {
+                body_max_bytes: 100,
+                ..PortalConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(
+                matches!(config.check(), Err(PortalError::InvalidConfig(_))),
+                "{config:?}"
+            );
+        }
     }
 
     #[test]

@@ -32,13 +32,13 @@ const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"
 <body hx-boost="true">
 <header>
 <span class="brand">{{ t.portal_name }}</span>
-<form class="inline" method="post" action="/lang">
+{% if let Some(lang_csrf) = lang_csrf %}<form class="inline" method="post" action="/lang">
 <input type="hidden" name="csrf" value="{{ lang_csrf }}">
 <input type="hidden" name="next" value="{{ next }}">
 <span class="label">{{ t.language }}</span>
 <button type="submit" name="lang" value="zh"{% if lang == "zh" %} aria-pressed="true"{% endif %}>{{ t.lang_zh }}</button>
 <button type="submit" name="lang" value="en"{% if lang == "en" %} aria-pressed="true"{% endif %}>{{ t.lang_en }}</button>
-</form>
+</form>{% endif %}
 {% if let Some(csrf) = logout_csrf %}<form class="inline" method="post" action="/logout">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <button type="submit">{{ t.sign_out }}</button>
@@ -58,8 +58,8 @@ pub(crate) struct Frame<'a> {
     pub lang: &'static str,
     pub title: &'a str,
     pub htmx_config: &'static str,
-    /// The token of the language switch's form.
-    pub lang_csrf: &'a str,
+    /// The token of the language switch's form (`None`: no switch, as on message pages).
+    pub lang_csrf: Option<&'a str>,
     /// Where the language switch returns to.
     pub next: &'a str,
     /// The sign-out form's token, when there is a session to end.
@@ -149,7 +149,7 @@ pub(crate) struct DivisionLine {
     ext = "html",
     source = r#"<h1>{{ t.home_title }} · {{ org_name }}</h1>
 <section class="card">
-<h2>{{ t.signed_in_as }}</h2>
+<h2>{{ t.account }}</h2>
 <dl>
 <dt>{{ t.signed_in_as }}</dt><dd>{{ name }} ({{ login }})</dd>
 <dt>{{ t.organisation }}</dt><dd>{{ org_name }} ({{ org_code }})</dd>

@@ -186,10 +186,10 @@ pub(crate) fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
 /// (or `none`: typed by the user), and `Origin` (when sent) names the host the request was
 /// made to. Browsers send at least one of them with every cross-site POST.
 pub(crate) fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.to_str(), Ok("same-origin" | "none")) {
-            return false;
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin" | "none"))
+    {
+        return false;
     }
     let Some(origin) = headers.get(ORIGIN) else {
         return true;

@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 pub const STEP_SECS: u64 = 30;
 /// Digits per code.
 pub const DIGITS: u32 = 6;
-/// Bytes of a secret (160 bits, the length of an HMAC-SHA-1 key block's natural size).
+/// Bytes of a secret: 160 bits, as RFC 4226 §4 recommends.
 pub const SECRET_LEN: usize = 20;
 /// Steps before and after now a code is taken from.
 pub const SKEW_STEPS: u64 = 1;
