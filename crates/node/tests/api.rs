@@ -22,9 +22,7 @@
 //! SKIPPED loudly, and fail when `CI=true`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -35,17 +33,17 @@ use guoku_node::api::{
     Api, ApiConfig, Catalogue, CatalogueBank, CatalogueUnit, Principal, TokenTable,
     demo_principals, register_token_users, router, routes,
 };
-use guoku_node::demo::{COUNTY_DIVISION, Demo, DemoOptions, DemoPostgres};
+use guoku_node::demo::{COUNTY_DIVISION, Demo, DemoOptions};
 use guoku_node::exchange::{Clock, InMemory, InMemoryNetwork, Peer};
 use guoku_node::party::{Holder, Party, PartyConfig, Staff};
 use guoku_seal::Suite;
 use guoku_seal::pki::{OrgRole, Post};
 use guoku_seal::voucher::StampKind;
+use guoku_store::Store;
 use guoku_store::access::{BusinessWindow, Division, NewUser, UserId, UserStatus};
 use guoku_store::books::{BookAccount, BookOp, IndicatorKey, Tenant};
 use guoku_store::drafts::{DraftFilter, DraftState};
 use guoku_store::library::Backoff;
-use guoku_store::{PgConfig, SqliteConfig, Store};
 use guoku_voucher::lifecycle::{Exchange, Leg};
 use guoku_voucher::{Registry, VoucherKey};
 use http_body_util::BodyExt;
@@ -54,7 +52,10 @@ use time::OffsetDateTime;
 use tower::ServiceExt;
 
 mod common;
-use common::{FINANCE_CODE, Pki};
+use common::{
+    Backend, FINANCE_CODE, Pki, PrefixGuard, TestStore, both_backends, clock, demo_postgres,
+    pg_connect, pg_reachable,
+};
 
 // ----- requests ----------------------------------------------------------------------------
 
@@ -270,171 +271,7 @@ fn numbers_of(page: &Answer) -> BTreeSet<String> {
         .collect()
 }
 
-// ----- both backends ----------------------------------------------------------------------
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn pg_url() -> String {
-    std::env::var("GUOKU_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-async fn pg_connect() -> Result<tokio_postgres::Client, String> {
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls),
-    )
-    .await;
-    match connected {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// Whether PostgreSQL answers; says so loudly when not (and fails under CI).
-async fn pg_reachable() -> bool {
-    match pg_connect().await {
-        Ok(_) => true,
-        Err(why) => {
-            let url = pg_url();
-            assert!(
-                !in_ci(),
-                "CI=true but PostgreSQL is unreachable at {url}: {why}"
-            );
-            eprintln!(
-                "\n*** SKIPPED: PostgreSQL test — no server at {url} ({why}). \
-                 Set GUOKU_TEST_PG_URL or run scripts/test.sh. ***\n"
-            );
-            false
-        }
-    }
-}
-
-/// Drops a test schema when the test ends, even after a panic.
-struct SchemaGuard(String);
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = pg_connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
-
-struct TestStore {
-    store: Store,
-    schema: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-    _guard: Option<SchemaGuard>,
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-impl Backend {
-    async fn store(self) -> TestStore {
-        match self {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("node.db")))
-                    .await
-                    .unwrap();
-                TestStore {
-                    store,
-                    schema: None,
-                    _dir: Some(dir),
-                    _guard: None,
-                }
-            }
-            Backend::Postgres => {
-                let client = pg_connect().await.expect("PostgreSQL");
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let schema = format!(
-                    "guoku_api_{}_{}_{nanos}",
-                    std::process::id(),
-                    NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-                );
-                client
-                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                let guard = SchemaGuard(schema.clone());
-                let mut config = PgConfig::new(pg_url());
-                config.schema = Some(schema.clone());
-                config.pool_size = 4;
-                let store = Store::connect_postgres(config).await.unwrap();
-                TestStore {
-                    store,
-                    schema: Some(schema),
-                    _dir: None,
-                    _guard: Some(guard),
-                }
-            }
-        }
-    }
-}
-
-/// The same async test body on SQLite and on PostgreSQL, as two tests.
-macro_rules! both_backends {
-    ($name:ident, |$backend:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn body($backend: Backend) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                body(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if pg_reachable().await {
-                    body(Backend::Postgres).await;
-                }
-            }
-        }
-    };
-}
-
 // ----- the demo ----------------------------------------------------------------------------
-
-/// A clock the test moves.
-fn clock() -> (Clock, Arc<AtomicI64>) {
-    let t = Arc::new(AtomicI64::new(OffsetDateTime::now_utc().unix_timestamp()));
-    let c = t.clone();
-    let clock: Clock = Arc::new(move || {
-        OffsetDateTime::from_unix_timestamp(c.load(Ordering::SeqCst)).expect("a time")
-    });
-    (clock, t)
-}
 
 /// Two users of finance the tests add, each holding all three business posts (the demo's
 /// users hold one each), with a token per post: one person holding several posts still
@@ -460,42 +297,6 @@ struct DemoApi {
     _dir: tempfile::TempDir,
 }
 
-/// Drops every schema with a prefix when the test ends, even after a panic.
-struct PrefixGuard(String);
-
-impl Drop for PrefixGuard {
-    fn drop(&mut self) {
-        let prefix = self.0.clone();
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let Ok(client) = pg_connect().await else {
-                    return;
-                };
-                let Ok(rows) = client
-                    .query(
-                        "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)",
-                        &[&prefix],
-                    )
-                    .await
-                else {
-                    return;
-                };
-                for row in rows {
-                    let name: String = row.get(0);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
-
 impl DemoApi {
     async fn open(backend: Backend) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -503,21 +304,9 @@ impl DemoApi {
         let (postgres, schemas) = match backend {
             Backend::Sqlite => (None, None),
             Backend::Postgres => {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let prefix = format!(
-                    "t_api_{}_{}_{nanos}_",
-                    std::process::id(),
-                    NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-                );
-                (
-                    Some(DemoPostgres {
-                        url: pg_url(),
-                        schema_prefix: prefix.clone(),
-                    }),
-                    Some(PrefixGuard(prefix)),
-                )
+                let postgres = demo_postgres();
+                let guard = PrefixGuard(postgres.schema_prefix.clone());
+                (Some(postgres), Some(guard))
             }
         };
         let options = DemoOptions {

@@ -4,126 +4,24 @@
 //! quota is refused by the books (核算失败) and returned (退回) with their reason, moving no money. In-memory
 //! network, SQLite in temporary directories, no sleeping.
 
-use std::sync::Arc;
-
-use guoku_domain::{Amount, BizDate};
-use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
-use guoku_node::flows::authorized::{
-    UnitAccount, VT_8202, book_receipts, check_8202, issue, pay_received,
-};
+use guoku_domain::Amount;
+use guoku_node::flows::authorized::{UnitAccount, book_receipts, check_8202, issue, pay_received};
 use guoku_node::flows::direct::{Bank, DirectError, PayOutcome, ReceiptOutcome, Route};
 use guoku_node::outbox::deliver_due;
-use guoku_node::stamping::{Verification, stamp_next, type_of, verify};
+use guoku_node::stamping::{Verification, type_of, verify};
 use guoku_seal::Suite;
-use guoku_seal::pki::{OrgRole, Organisation, Post, RevocationPolicy};
+use guoku_seal::pki::RevocationPolicy;
 use guoku_seal::voucher::{Signer, StampKind, TrustContext};
-use guoku_store::books::{AccountKind, BookAccount, BookFilter, BookOp, Refusal, Tenant, UnitCode};
-use guoku_store::library::Backoff;
-use guoku_store::{SqliteConfig, Store};
+use guoku_store::Store;
+use guoku_store::books::{AccountKind, BookAccount, BookOp, Refusal, Tenant, UnitCode};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
-use guoku_voucher::sample::{Style, sample};
-use guoku_voucher::{EnvelopeBody, Limits, Registry, VoucherFlag, parse_envelope};
+use guoku_voucher::{Registry, VoucherFlag};
 
 mod common;
 use common::*;
 
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
-const UNIT_CODE: &str = "A43000101";
-const UNIT_ZBA: &str = "1901-430001010001";
-const ACCOUNTS: &[UnitAccount<'static>] = &[UnitAccount {
-    unit: UNIT_CODE,
-    acct_no: UNIT_ZBA,
-}];
-
-fn fen(n: i64) -> Amount {
-    Amount::from_fen(n).unwrap()
-}
-
-fn fen_of(amount: Amount) -> u128 {
-    u128::from(amount.fen().unsigned_abs())
-}
-
-fn t0(pki: &Pki) -> u64 {
-    u64::try_from(pki.now.unix_timestamp()).unwrap()
-}
-
-fn unit() -> Organisation {
-    org(OrgRole::BudgetUnit, UNIT_CODE, "湖南省教育厅")
-}
-
-fn unit_peer() -> Peer {
-    Peer {
-        role: OrgRole::BudgetUnit,
-        org_code: UNIT_CODE.into(),
-    }
-}
-
 fn unit_account() -> UnitAccount<'static> {
-    ACCOUNTS[0]
-}
-
-/// An 8202 of the unit, from its zero-balance account, stamped by the unit's maker,
-/// checker and finance seal.
-fn signed_8202(pki: &Pki, registry: &Registry, n: u64) -> EnvelopeBody {
-    let unit = unit();
-    let maker = pki.person(&unit, Post::Maker, "张三");
-    let checker = pki.person(&unit, Post::Checker, "李四");
-    let signer = pki.person(&unit, Post::Signer, "王五");
-    let seal = pki.seal(&unit, StampKind::Ywzyz, "单位财务专用章", &signer);
-    let ty = registry.get(VT_8202).unwrap();
-    let today: BizDate = "20250115".parse().unwrap();
-    let mut body = EnvelopeBody {
-        flag: VoucherFlag::Original,
-        attach: "SUCCESS".into(),
-        voucher: sample(ty, today, VoucherFlag::Original, Style::Plain, n),
-        signatures: Vec::new(),
-    };
-    body.voucher.header.set("PayTypeCode", "12");
-    body.voucher.header.set("AgencyCode", UNIT_CODE);
-    body.voucher.header.set("PayAcctNo", UNIT_ZBA);
-    stamp_next(Suite::Sm, ty, &mut body, &sign(&maker)).unwrap();
-    stamp_next(Suite::Sm, ty, &mut body, &sign(&checker)).unwrap();
-    let sealer = Signer::Seal {
-        seal: &seal,
-        key: &signer.key,
-        certificate: &signer.cert,
-        time: pki.now,
-    };
-    stamp_next(Suite::Sm, ty, &mut body, &sealer).unwrap();
-    body
-}
-
-/// The unit's node: its library receiving on SQLite in `dir`, and its transport.
-async fn unit_node(
-    pki: &Pki,
-    dir: &tempfile::TempDir,
-    network: &InMemoryNetwork,
-) -> (Store, InMemory) {
-    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("unit.db")))
-        .await
-        .unwrap();
-    let now = pki.now;
-    let state = ExchangeState::new(
-        unit_peer(),
-        Suite::Sm,
-        Registry::builtin(),
-        pki.voucher_trust(),
-        store.clone(),
-        Arc::new(move || now),
-        ReceiveLimits::default(),
-    );
-    network.register(UNIT_CODE, app(state));
-    (store, InMemory::new(network.clone(), unit_peer()))
-}
-
-async fn create(store: &Store, accounts: Vec<BookAccount>) {
-    let results = store.create_book_accounts(accounts).await.unwrap();
-    assert!(
-        results
-            .iter()
-            .all(|r| *r == guoku_ledger::CreateAccountResult::Ok),
-        "{results:?}"
-    );
+    UNIT_ACCOUNTS[0]
 }
 
 /// The bank's books: the unit's plan quota for `month` from a quota notice of `quota`, and
@@ -142,56 +40,7 @@ async fn bank_books(store: &Store, tenant: Tenant, unit: &UnitCode, month: u8, q
     )
     .await;
     let op = BookOp::notice_unit_quota(1, tenant, unit, month, quota).unwrap();
-    for outcome in store.apply_book_ops(0, &[op]).await.unwrap() {
-        outcome.unwrap();
-    }
-}
-
-/// Quota (granted, remaining) over the accounts of `kind`.
-async fn quota(store: &Store, kind: AccountKind, tenant: Tenant) -> (u128, u128) {
-    let s = store
-        .quota_summary(BookFilter::all(kind, tenant))
-        .await
-        .unwrap();
-    (s.granted, s.remaining)
-}
-
-/// (debits, credits) posted on a book account.
-async fn posted(store: &Store, account: &BookAccount) -> (u128, u128) {
-    let a = store.account(account.id()).await.unwrap().unwrap();
-    (a.debits_posted, a.credits_posted)
-}
-
-fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
-    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .unwrap()
-}
-
-struct Teller {
-    signer: Holder,
-    seal: guoku_seal::ses::Seal,
-}
-
-impl Teller {
-    fn new(pki: &Pki) -> Self {
-        let bank_org = bank();
-        let signer = pki.person(&bank_org, Post::Signer, "赵六");
-        let seal = pki.seal(&bank_org, StampKind::Zqz, "转讫章", &signer);
-        Self { signer, seal }
-    }
-
-    fn sealer<'a>(&'a self, pki: &Pki) -> Signer<'a> {
-        Signer::Seal {
-            seal: &self.seal,
-            key: &self.signer.key,
-            certificate: &self.signer.cert,
-            time: pki.now,
-        }
-    }
+    apply(store, 0, &[op]).await;
 }
 
 fn bank_run<'a>(sealer: &'a Signer<'a>) -> Bank<'a> {
@@ -217,13 +66,10 @@ fn route() -> Route<'static> {
 async fn an_authorized_payment_runs_end_to_end() {
     let pki = Pki::new("测试根CA");
     let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let network = InMemoryNetwork::new();
-    let (bank_state, bank_store) = bank_node(&pki, &dir).await;
-    network.register(BANK_CODE, app(bank_state));
-    let bank_transport = InMemory::new(network.clone(), bank_peer());
-    let (unit_store, unit_transport) = unit_node(&pki, &dir, &network).await;
-    let now = t0(&pki);
+    let mut nodes = Nodes::new(Backend::Sqlite);
+    let (bank_store, bank_transport) = nodes.join(&pki, "bank", bank_peer()).await;
+    let (unit_store, unit_transport) = nodes.join(&pki, "unit", unit_peer()).await;
+    let now = unix_now(&pki);
 
     let body = signed_8202(&pki, &registry, 1);
     let key = body.voucher.key();
@@ -245,10 +91,10 @@ async fn an_authorized_payment_runs_end_to_end() {
     assert_eq!(sent.delivered, 1, "{sent:?}");
 
     // 2. The bank consumes the plan quota, pays first and returns the sealed receipt.
-    let teller = Teller::new(&pki);
-    let sealer = teller.sealer(&pki);
+    let teller = SealHolder::new(&pki, &bank(), StampKind::Zqz, "转讫章");
+    let sealer = teller.signer(&pki);
     let run = bank_run(&sealer);
-    let paid = pay_received(&bank_store, &registry, &run, ACCOUNTS, 100, now)
+    let paid = pay_received(&bank_store, &registry, &run, UNIT_ACCOUNTS, 100, now)
         .await
         .unwrap();
     assert_eq!(paid.len(), 1, "{paid:?}");
@@ -294,7 +140,7 @@ async fn an_authorized_payment_runs_end_to_end() {
     assert!(bank_store.nonzero_zbas(tenant).await.unwrap().is_empty());
     // A second run finds nothing new: nothing paid twice.
     assert!(
-        pay_received(&bank_store, &registry, &run, ACCOUNTS, 100, now)
+        pay_received(&bank_store, &registry, &run, UNIT_ACCOUNTS, 100, now)
             .await
             .unwrap()
             .is_empty()
@@ -349,12 +195,10 @@ async fn an_authorized_payment_runs_end_to_end() {
 async fn a_payment_above_the_remaining_plan_quota_fails_booking_and_moves_no_money() {
     let pki = Pki::new("测试根CA");
     let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let network = InMemoryNetwork::new();
-    let (bank_state, bank_store) = bank_node(&pki, &dir).await;
-    network.register(BANK_CODE, app(bank_state));
-    let (unit_store, unit_transport) = unit_node(&pki, &dir, &network).await;
-    let now = t0(&pki);
+    let mut nodes = Nodes::new(Backend::Sqlite);
+    let (bank_store, _bank_transport) = nodes.join(&pki, "bank", bank_peer()).await;
+    let (unit_store, unit_transport) = nodes.join(&pki, "unit", unit_peer()).await;
+    let now = unix_now(&pki);
 
     let body = signed_8202(&pki, &registry, 1);
     let key = body.voucher.key();
@@ -374,10 +218,10 @@ async fn a_payment_above_the_remaining_plan_quota_fails_booking_and_moves_no_mon
         .unwrap();
     assert_eq!(sent.delivered, 1, "{sent:?}");
 
-    let teller = Teller::new(&pki);
-    let sealer = teller.sealer(&pki);
+    let teller = SealHolder::new(&pki, &bank(), StampKind::Zqz, "转讫章");
+    let sealer = teller.signer(&pki);
     let run = bank_run(&sealer);
-    let outcomes = pay_received(&bank_store, &registry, &run, ACCOUNTS, 100, now)
+    let outcomes = pay_received(&bank_store, &registry, &run, UNIT_ACCOUNTS, 100, now)
         .await
         .unwrap();
     assert_eq!(outcomes.len(), 1, "{outcomes:?}");

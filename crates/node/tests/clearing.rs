@@ -8,21 +8,16 @@
 //! scenario runs on SQLite and on PostgreSQL; in-memory network, no sleeping.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use guoku_domain::{Amount, BankNo, BizDate, PayType};
-use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
+use guoku_domain::{Amount, PayType};
+use guoku_node::exchange::InMemory;
 use guoku_node::flows::authorized::{self, UnitAccount, VT_8202, check_8202};
 use guoku_node::flows::clearing::{
     ClearOutcome, Clearer, Listed, PaidState, Pboc, SettleOutcome, build_authorized_request,
     build_request, clear_received, clearable, clearable_of, request_voucher, send_request,
     settle_receipt,
 };
-use guoku_node::flows::direct::{
-    Bank, PayOutcome, Route, issue, pay_received, payment_amount, tenant_of,
-};
+use guoku_node::flows::direct::{Bank, PayOutcome, Route, pay_received, payment_amount, tenant_of};
 use guoku_node::flows::quota::{
     BankDesk, NoticeOutcome, UnitQuotaLine, UnitQuotaNotice, UnitQuotaNotifier,
     notice_5105_voucher, on_unit_quota_notice, send_unit_quota_notice,
@@ -32,265 +27,18 @@ use guoku_node::stamping::{Verification, stamp_next, type_of, verify};
 use guoku_seal::Suite;
 use guoku_seal::pki::{OrgRole, Post, RevocationPolicy};
 use guoku_seal::voucher::{Signer, StampKind, TrustContext};
+use guoku_store::Store;
 use guoku_store::books::{
-    AccountKind, BookAccount, BookFilter, BookOp, ClearingKey, IndicatorKey, Tenant, UnitCode,
+    AccountKind, BookAccount, BookFilter, BookOp, ClearingKey, Tenant, UnitCode,
 };
-use guoku_store::library::Backoff;
-use guoku_store::{PgConfig, SqliteConfig, Store};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
 use guoku_voucher::sample::{Style, sample};
-use guoku_voucher::{
-    EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
-};
+use guoku_voucher::{EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, VoucherKey};
 
 mod common;
 use common::*;
 
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
-const MONTH: u8 = 1;
-const PBOC_CODE: &str = "011430000001";
-const PBOC_BANK_NO: &str = "001551000017";
-const UNIT_CODE: &str = "A43000101";
-const UNIT_ZBA: &str = "1901-430001010001";
-const ACCOUNTS: &[UnitAccount<'static>] = &[UnitAccount {
-    unit: UNIT_CODE,
-    acct_no: UNIT_ZBA,
-}];
-
-// ----- both backends -----------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn pg_url() -> String {
-    std::env::var("GUOKU_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-async fn pg_connect() -> Result<tokio_postgres::Client, String> {
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls),
-    )
-    .await;
-    match connected {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// Whether PostgreSQL answers; says so loudly when not, and fails under `CI=true`.
-async fn pg_reachable() -> bool {
-    match pg_connect().await {
-        Ok(_) => true,
-        Err(why) => {
-            let url = pg_url();
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "CI=true but PostgreSQL is unreachable at {url}: {why}");
-            eprintln!("\n*** SKIPPED: PostgreSQL test — no server at {url} ({why}) ***\n");
-            false
-        }
-    }
-}
-
-/// Drops a test schema when the test ends, even after a panic.
-struct SchemaGuard(String);
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = pg_connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-impl Backend {
-    /// A party's store: a file in `dir`, or a schema of its own.
-    async fn store(self, dir: &tempfile::TempDir, name: &str) -> (Store, Option<SchemaGuard>) {
-        match self {
-            Backend::Sqlite => {
-                let path = dir.path().join(format!("{name}.db"));
-                (
-                    Store::open_sqlite(SqliteConfig::new(path)).await.unwrap(),
-                    None,
-                )
-            }
-            Backend::Postgres => {
-                let client = pg_connect().await.expect("PostgreSQL");
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let schema = format!(
-                    "guoku_clearing_{name}_{}_{}_{nanos}",
-                    std::process::id(),
-                    NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-                );
-                client
-                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                let guard = SchemaGuard(schema.clone());
-                let mut config = PgConfig::new(pg_url());
-                config.schema = Some(schema);
-                config.pool_size = 3;
-                (Store::connect_postgres(config).await.unwrap(), Some(guard))
-            }
-        }
-    }
-}
-
-/// The same async scenario on SQLite and on PostgreSQL, as two tests.
-macro_rules! both_backends {
-    ($name:ident, $scenario:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if super::pg_reachable().await {
-                    super::$scenario(super::Backend::Postgres).await;
-                }
-            }
-        }
-    };
-}
-
 // ----- the parties -------------------------------------------------------------------------
-
-fn today() -> BizDate {
-    "20250115".parse().unwrap()
-}
-
-fn fen(n: i64) -> Amount {
-    Amount::from_fen(n).unwrap()
-}
-
-fn fen_of(amount: Amount) -> u128 {
-    u128::from(amount.fen().unsigned_abs())
-}
-
-fn pboc_peer() -> Peer {
-    Peer {
-        role: OrgRole::Pboc,
-        org_code: PBOC_CODE.into(),
-    }
-}
-
-fn unit_peer() -> Peer {
-    Peer {
-        role: OrgRole::BudgetUnit,
-        org_code: UNIT_CODE.into(),
-    }
-}
-
-async fn node(pki: &Pki, store: Store, peer: Peer, network: &InMemoryNetwork) -> (Store, InMemory) {
-    let now = pki.now;
-    let state = ExchangeState::new(
-        peer.clone(),
-        Suite::Sm,
-        Registry::builtin(),
-        pki.voucher_trust(),
-        store.clone(),
-        Arc::new(move || now),
-        ReceiveLimits::default(),
-    );
-    network.register(&peer.org_code, app(state));
-    (store, InMemory::new(network.clone(), peer))
-}
-
-async fn create(store: &Store, accounts: Vec<BookAccount>) {
-    let results = store.create_book_accounts(accounts).await.unwrap();
-    assert!(
-        results
-            .iter()
-            .all(|r| *r == guoku_ledger::CreateAccountResult::Ok),
-        "{results:?}"
-    );
-}
-
-async fn apply(store: &Store, now: u64, ops: &[BookOp]) {
-    for outcome in store.apply_book_ops(now, ops).await.unwrap() {
-        outcome.unwrap();
-    }
-}
-
-fn indicator_of(voucher: &Voucher) -> IndicatorKey {
-    let h = &voucher.header;
-    IndicatorKey {
-        tenant: tenant_of(&voucher.key()).unwrap(),
-        unit: h.get("AgencyCode").unwrap().parse().unwrap(),
-        func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
-        eco: "30201".parse().unwrap(),
-        fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
-        pay: PayType::Direct,
-    }
-}
-
-fn clearing_key(voucher: &Voucher) -> ClearingKey {
-    clearing_key_of(voucher, PayType::Direct)
-}
-
-/// The clearing quota a payment voucher of `pay` is cleared against at PBOC.
-fn clearing_key_of(voucher: &Voucher, pay: PayType) -> ClearingKey {
-    let h = &voucher.header;
-    ClearingKey {
-        tenant: tenant_of(&voucher.key()).unwrap(),
-        bank: BANK_CODE.parse::<BankNo>().unwrap(),
-        unit: h.get("AgencyCode").unwrap().parse().unwrap(),
-        func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
-        fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
-        pay,
-    }
-}
-
-/// (debits, credits) posted on a book account.
-async fn posted(store: &Store, account: &BookAccount) -> (u128, u128) {
-    let a = store.account(account.id()).await.unwrap().unwrap();
-    (a.debits_posted, a.credits_posted)
-}
-
-/// Quota (granted, remaining) over the accounts of `kind`.
-async fn quota(store: &Store, kind: AccountKind, tenant: Tenant) -> (u128, u128) {
-    let s = store
-        .quota_summary(BookFilter::all(kind, tenant))
-        .await
-        .unwrap();
-    (s.granted, s.remaining)
-}
-
-fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
-    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .unwrap()
-}
 
 /// Finance, the bank, PBOC and a budget unit on one in-memory network.
 struct World {
@@ -306,8 +54,7 @@ struct World {
     unit_net: InMemory,
     now: u64,
     // Dropped last: the stores' connections close before their schemas go.
-    _guards: Vec<SchemaGuard>,
-    _dir: tempfile::TempDir,
+    _nodes: Nodes,
 }
 
 /// How the bank makes the 2301 it sends.
@@ -323,19 +70,12 @@ enum Build {
 impl World {
     async fn new(backend: Backend) -> Self {
         let pki = Pki::new("测试根CA");
-        let dir = tempfile::tempdir().unwrap();
-        let network = InMemoryNetwork::new();
-        let mut guards = Vec::new();
-        let mut open = async |name: &str, peer: Peer| {
-            let (store, guard) = backend.store(&dir, name).await;
-            guards.extend(guard);
-            node(&pki, store, peer, &network).await
-        };
-        let (finance, finance_net) = open("finance", finance_peer()).await;
-        let (bank, bank_net) = open("bank", bank_peer()).await;
-        let (pboc, pboc_net) = open("pboc", pboc_peer()).await;
-        let (unit, unit_net) = open("unit", unit_peer()).await;
-        let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
+        let mut nodes = Nodes::new(backend);
+        let (finance, finance_net) = nodes.join(&pki, "finance", finance_peer()).await;
+        let (bank, bank_net) = nodes.join(&pki, "bank", bank_peer()).await;
+        let (pboc, pboc_net) = nodes.join(&pki, "pboc", pboc_peer()).await;
+        let (unit, unit_net) = nodes.join(&pki, "unit", unit_peer()).await;
+        let now = unix_now(&pki);
         Self {
             pki,
             registry: Registry::builtin(),
@@ -348,8 +88,7 @@ impl World {
             unit,
             unit_net,
             now,
-            _guards: guards,
-            _dir: dir,
+            _nodes: nodes,
         }
     }
 
@@ -379,26 +118,8 @@ impl World {
             ],
         )
         .await;
-        let route = Route {
-            me: FINANCE_CODE,
-            to: BANK_CODE,
-            actor: "clerk",
-        };
-        issue(
-            &self.finance,
-            &self.registry,
-            &indicator,
-            MONTH,
-            &body,
-            route,
-            self.now,
-        )
-        .await
-        .unwrap();
-        let sent = deliver_due(&self.finance, &self.finance_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        finance_issues(&self.finance, &self.registry, &indicator, &body, self.now).await;
+        deliver_one(&self.finance, &self.finance_net, self.now).await;
         body
     }
 
@@ -588,10 +309,7 @@ impl World {
                 .unwrap(),
         };
         assert_eq!(record.exchange, Exchange::NotReceived);
-        let sent = deliver_due(&self.bank, &self.bank_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        deliver_one(&self.bank, &self.bank_net, self.now).await;
         record.key
     }
 
@@ -675,10 +393,7 @@ impl World {
         send_unit_quota_notice(&self.finance, &self.registry, &notifier, voucher, self.now)
             .await
             .unwrap();
-        let sent = deliver_due(&self.finance, &self.finance_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        deliver_one(&self.finance, &self.finance_net, self.now).await;
         let bank_org = bank();
         let signer = self.pki.person(&bank_org, Post::Signer, "孙八");
         let seal = self
@@ -695,7 +410,7 @@ impl World {
             actor: "quota-desk",
             suite: Suite::Sm,
             sealer: &sealer,
-            accounts: ACCOUNTS,
+            accounts: UNIT_ACCOUNTS,
         };
         let read = self
             .bank
@@ -730,17 +445,14 @@ impl World {
         authorized::issue(
             &self.unit,
             &self.registry,
-            ACCOUNTS[0],
+            UNIT_ACCOUNTS[0],
             body,
             route,
             self.now,
         )
         .await
         .unwrap();
-        let sent = deliver_due(&self.unit, &self.unit_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        deliver_one(&self.unit, &self.unit_net, self.now).await;
     }
 
     /// PBOC opens the clearing quota `key` with `quota` (its TSA already funded).
@@ -1070,7 +782,7 @@ async fn authorized_cleared_once(backend: Backend) {
     create(&w.bank, vec![BookAccount::unit_zba(tenant, &unit)]).await;
     let body = w.unit_issues(1).await;
     let key = body.voucher.key();
-    let paid = w.bank_pays_with(Some(ACCOUNTS)).await;
+    let paid = w.bank_pays_with(Some(UNIT_ACCOUNTS)).await;
     assert!(
         matches!(&paid[..], [PayOutcome::Paid { key: k, .. }] if k == &key),
         "{paid:?}"
@@ -1270,7 +982,7 @@ async fn shared_voucher_no_cleared_apart(backend: Backend) {
     create(&w.bank, vec![BookAccount::unit_zba(tenant, &unit)]).await;
     w.unit_sends(&body).await;
     assert!(matches!(
-        &w.bank_pays_with(Some(ACCOUNTS)).await[..],
+        &w.bank_pays_with(Some(UNIT_ACCOUNTS)).await[..],
         [PayOutcome::Paid { key: k, .. }] if k == &key
     ));
     let direct_amount = payment_amount(&direct_body.voucher).unwrap();

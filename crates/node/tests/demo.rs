@@ -2,27 +2,17 @@
 //! notices, a direct payment (5201) and an authorized payment (8202) paid, receipted,
 //! cleared and settled, zero-balance accounts back to zero; then resumed from its directory.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use guoku_domain::Amount;
 use guoku_node::demo::{Demo, DemoOptions, DemoPostgres, Payee};
-use guoku_node::exchange::Clock;
 use guoku_node::party::Party;
 use guoku_seal::Suite;
 use guoku_store::books::{AccountKind, BookAccount, BookFilter, Tenant};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
-use time::OffsetDateTime;
 
-/// A clock the test moves.
-fn clock() -> (Clock, Arc<AtomicI64>) {
-    let t = Arc::new(AtomicI64::new(OffsetDateTime::now_utc().unix_timestamp()));
-    let c = t.clone();
-    let clock: Clock = Arc::new(move || {
-        OffsetDateTime::from_unix_timestamp(c.load(Ordering::SeqCst)).expect("a time")
-    });
-    (clock, t)
-}
+mod common;
+use common::{clock, demo_postgres, pg_reachable};
 
 /// PBOC's clearing quota over every division: (granted, remaining) in fen.
 async fn pboc_quota(demo: &Demo) -> (u128, u128) {
@@ -65,28 +55,10 @@ async fn a_direct_and_an_authorized_payment_go_from_voucher_to_clearing_on_postg
 /// PostgreSQL for a test: a unique schema prefix in the test database; `None` (said
 /// loudly) when no server answers, which fails under `CI=true`.
 async fn postgres() -> Option<DemoPostgres> {
-    let url = std::env::var("GUOKU_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let reachable = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio_postgres::connect(&url, tokio_postgres::NoTls),
-    )
-    .await
-    .is_ok_and(|c| c.is_ok());
-    if !reachable {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(!ci, "CI=true and PostgreSQL at {url} does not answer");
-        eprintln!("SKIPPED: PostgreSQL at {url} does not answer");
+    if !pg_reachable().await {
         return None;
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    Some(DemoPostgres {
-        url,
-        schema_prefix: format!("t_demo_{}_{nanos}_", std::process::id()),
-    })
+    Some(demo_postgres())
 }
 
 async fn drop_schemas(pg: &DemoPostgres) {

@@ -4,86 +4,23 @@
 //! anything is written or sent. In-memory network, SQLite in temporary directories, no
 //! sleeping.
 
-use std::sync::Arc;
-
-use guoku_domain::{Amount, PayType};
-use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, ReceiveLimits, app};
+use guoku_domain::Amount;
 use guoku_node::flows::direct::{
     Bank, DirectError, PayOutcome, ReceiptOutcome, Route, book_receipts, issue, pay_received,
-    payment_amount, tenant_of,
+    payment_amount,
 };
 use guoku_node::outbox::{OutboxReport, deliver_due};
 use guoku_node::stamping::{Verification, type_of, verify};
 use guoku_seal::Suite;
 use guoku_seal::pki::{Post, RevocationPolicy};
 use guoku_seal::voucher::{Signer, StampKind, TrustContext};
-use guoku_store::books::{
-    AccountKind, BookAccount, BookFilter, BookOp, IndicatorKey, Refusal, Tenant,
-};
-use guoku_store::library::Backoff;
-use guoku_store::{SqliteConfig, Store};
+use guoku_store::Store;
+use guoku_store::books::{AccountKind, BookAccount, BookOp, IndicatorKey, Refusal, Tenant};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
-use guoku_voucher::{EnvelopeBody, Limits, Registry, Voucher, VoucherFlag, parse_envelope};
+use guoku_voucher::{Registry, VoucherFlag};
 
 mod common;
 use common::*;
-
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
-const MONTH: u8 = 1;
-
-fn fen(n: i64) -> Amount {
-    Amount::from_fen(n).unwrap()
-}
-
-fn t0(pki: &Pki) -> u64 {
-    u64::try_from(pki.now.unix_timestamp()).unwrap()
-}
-
-/// Finance's node: its library receiving on SQLite in `dir`, and its transport.
-async fn finance_node(
-    pki: &Pki,
-    dir: &tempfile::TempDir,
-    network: &InMemoryNetwork,
-) -> (Store, InMemory) {
-    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("finance.db")))
-        .await
-        .unwrap();
-    let now = pki.now;
-    let state = ExchangeState::new(
-        finance_peer(),
-        Suite::Sm,
-        Registry::builtin(),
-        pki.voucher_trust(),
-        store.clone(),
-        Arc::new(move || now),
-        ReceiveLimits::default(),
-    );
-    network.register(FINANCE_CODE, app(state));
-    (store, InMemory::new(network.clone(), finance_peer()))
-}
-
-/// The direct indicator the voucher pays from.
-fn indicator_of(voucher: &Voucher) -> IndicatorKey {
-    let h = &voucher.header;
-    IndicatorKey {
-        tenant: tenant_of(&voucher.key()).unwrap(),
-        unit: h.get("AgencyCode").unwrap().parse().unwrap(),
-        func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
-        eco: "30201".parse().unwrap(),
-        fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
-        pay: PayType::Direct,
-    }
-}
-
-async fn create(store: &Store, accounts: Vec<BookAccount>) {
-    let results = store.create_book_accounts(accounts).await.unwrap();
-    assert!(
-        results
-            .iter()
-            .all(|r| *r == guoku_ledger::CreateAccountResult::Ok),
-        "{results:?}"
-    );
-}
 
 /// Finance's books: an indicator with a monthly plan of `plan` for the voucher's unit.
 async fn finance_books(store: &Store, key: &IndicatorKey, plan: Amount, now: u64) {
@@ -101,9 +38,7 @@ async fn finance_books(store: &Store, key: &IndicatorKey, plan: Amount, now: u64
         BookOp::approve_indicator(1, key, plan).unwrap(),
         BookOp::approve_plan(2, key, MONTH, plan).unwrap(),
     ];
-    for outcome in store.apply_book_ops(now, &ops).await.unwrap() {
-        outcome.unwrap();
-    }
+    apply(store, now, &ops).await;
 }
 
 /// The bank's money books for direct payments.
@@ -119,45 +54,14 @@ async fn bank_books(store: &Store, tenant: Tenant) {
     .await;
 }
 
-/// Quota (granted, remaining) over the accounts of `kind`.
-async fn quota(store: &Store, kind: AccountKind, tenant: Tenant) -> (u128, u128) {
-    let s = store
-        .quota_summary(BookFilter::all(kind, tenant))
-        .await
-        .unwrap();
-    (s.granted, s.remaining)
-}
-
-/// (debits, credits) posted on a book account.
-async fn posted(store: &Store, account: &BookAccount) -> (u128, u128) {
-    let a = store.account(account.id()).await.unwrap().unwrap();
-    (a.debits_posted, a.credits_posted)
-}
-
-fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
-    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .unwrap()
-}
-
-fn fen_of(amount: Amount) -> u128 {
-    u128::from(amount.fen().unsigned_abs())
-}
-
 #[tokio::test]
 async fn a_direct_payment_runs_end_to_end() {
     let pki = Pki::new("测试根CA");
     let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let network = InMemoryNetwork::new();
-    let (bank_state, bank_store) = bank_node(&pki, &dir).await;
-    network.register(BANK_CODE, app(bank_state));
-    let bank_transport = InMemory::new(network.clone(), bank_peer());
-    let (finance_store, finance_transport) = finance_node(&pki, &dir, &network).await;
-    let now = t0(&pki);
+    let mut nodes = Nodes::new(Backend::Sqlite);
+    let (bank_store, bank_transport) = nodes.join(&pki, "bank", bank_peer()).await;
+    let (finance_store, finance_transport) = nodes.join(&pki, "finance", finance_peer()).await;
+    let now = unix_now(&pki);
 
     let body = signed_5201(&pki, &registry, 1);
     let key = body.voucher.key();
@@ -307,12 +211,10 @@ async fn a_direct_payment_runs_end_to_end() {
 async fn a_payment_above_the_remaining_quota_is_refused_before_anything_is_written() {
     let pki = Pki::new("测试根CA");
     let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let network = InMemoryNetwork::new();
-    let (bank_state, bank_store) = bank_node(&pki, &dir).await;
-    network.register(BANK_CODE, app(bank_state));
-    let (finance_store, finance_transport) = finance_node(&pki, &dir, &network).await;
-    let now = t0(&pki);
+    let mut nodes = Nodes::new(Backend::Sqlite);
+    let (bank_store, _bank_transport) = nodes.join(&pki, "bank", bank_peer()).await;
+    let (finance_store, finance_transport) = nodes.join(&pki, "finance", finance_peer()).await;
+    let now = unix_now(&pki);
 
     let body = signed_5201(&pki, &registry, 1);
     let key = body.voucher.key();

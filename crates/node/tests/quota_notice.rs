@@ -4,10 +4,8 @@
 //! A negative 5108 beyond the unused quota is refused by the books (核算失败), nothing
 //! changed. In-memory network, SQLite in temporary directories, no sleeping.
 
-use std::sync::Arc;
-
-use guoku_domain::{Amount, BankNo, BizDate, PayType};
-use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
+use guoku_domain::{Amount, BankNo, PayType};
+use guoku_node::exchange::InMemory;
 use guoku_node::flows::direct::tenant_of;
 use guoku_node::flows::quota::{
     NoticeOutcome, Notifier, ReceiptOutcome, Treasury, VT_5108, book_notices, notice_voucher,
@@ -18,95 +16,42 @@ use guoku_node::stamping::{Verification, type_of, verify};
 use guoku_seal::Suite;
 use guoku_seal::pki::{OrgRole, Post, RevocationPolicy};
 use guoku_seal::voucher::{Signer, StampKind, TrustContext};
+use guoku_store::Store;
 use guoku_store::books::{AccountKind, BookAccount, BookFilter, BookOp, ClearingKey};
-use guoku_store::library::Backoff;
-use guoku_store::{SqliteConfig, Store};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
 use guoku_voucher::sample::{Style, sample};
-use guoku_voucher::{EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope};
+use guoku_voucher::{Registry, VoucherFlag, VoucherKey};
 
 mod common;
 use common::*;
 
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
-const PBOC_CODE: &str = "011430000001";
-
-fn today() -> BizDate {
-    "20250115".parse().unwrap()
-}
-
-fn fen(n: i64) -> Amount {
-    Amount::from_fen(n).unwrap()
-}
-
-fn pboc_peer() -> Peer {
-    Peer {
-        role: OrgRole::Pboc,
-        org_code: PBOC_CODE.into(),
-    }
-}
-
-async fn node(
-    pki: &Pki,
-    dir: &tempfile::TempDir,
-    file: &str,
-    peer: Peer,
-    network: &InMemoryNetwork,
-) -> (Store, InMemory) {
-    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join(file)))
-        .await
-        .unwrap();
-    let now = pki.now;
-    let state = ExchangeState::new(
-        peer.clone(),
-        Suite::Sm,
-        Registry::builtin(),
-        pki.voucher_trust(),
-        store.clone(),
-        Arc::new(move || now),
-        ReceiveLimits::default(),
-    );
-    network.register(&peer.org_code, app(state));
-    (store, InMemory::new(network.clone(), peer))
-}
-
-fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
-    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .unwrap()
-}
-
 struct World {
     pki: Pki,
     registry: Registry,
-    _dir: tempfile::TempDir,
     finance: Store,
     finance_net: InMemory,
     pboc: Store,
     pboc_net: InMemory,
     now: u64,
+    _nodes: Nodes,
 }
 
 impl World {
     async fn new() -> Self {
         let pki = Pki::new("测试根CA");
-        let dir = tempfile::tempdir().unwrap();
-        let network = InMemoryNetwork::new();
-        let (finance, finance_net) = node(&pki, &dir, "finance.db", finance_peer(), &network).await;
-        let (pboc, pboc_net) = node(&pki, &dir, "pboc.db", pboc_peer(), &network).await;
-        let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
+        let mut nodes = Nodes::new(Backend::Sqlite);
+        let (finance, finance_net) = nodes.join(&pki, "finance", finance_peer()).await;
+        let (pboc, pboc_net) = nodes.join(&pki, "pboc", pboc_peer()).await;
+        let now = unix_now(&pki);
         Self {
             pki,
             registry: Registry::builtin(),
-            _dir: dir,
             finance,
             finance_net,
             pboc,
             pboc_net,
             now,
+            _nodes: nodes,
         }
     }
 
@@ -160,10 +105,7 @@ impl World {
             .await
             .unwrap();
         assert_eq!(record.exchange, Exchange::NotReceived);
-        let sent = deliver_due(&self.finance, &self.finance_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        deliver_one(&self.finance, &self.finance_net, self.now).await;
         record.key
     }
 

@@ -6,10 +6,8 @@
 //! SQLite in temporary directories (the daybook query itself runs on both backends in
 //! crates/store/tests/daybook.rs), no sleeping.
 
-use std::sync::Arc;
-
 use guoku_domain::BizDate;
-use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
+use guoku_node::exchange::InMemory;
 use guoku_node::flows::direct::Route;
 use guoku_node::flows::reconcile::{
     AnswerOutcome, AnswerTaker, Answerer, CheckKind, CheckOutcome, CheckRequest, DiffKind,
@@ -19,61 +17,22 @@ use guoku_node::flows::reconcile::{
 use guoku_node::outbox::deliver_due;
 use guoku_node::stamping::{stamp_next, type_of};
 use guoku_seal::Suite;
-use guoku_seal::pki::{OrgRole, Organisation, Post};
-use guoku_seal::ses::Seal;
-use guoku_seal::voucher::{Signer, StampKind};
-use guoku_store::library::{Backoff, NewVoucher, VoucherRecord};
-use guoku_store::{Calendar, SqliteConfig, Store};
+use guoku_seal::voucher::StampKind;
+use guoku_store::library::{NewVoucher, VoucherRecord};
+use guoku_store::{Calendar, Store};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
 use guoku_voucher::{
-    Encoding, Envelope, EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey,
-    parse_envelope, write_envelope,
+    Encoding, Envelope, EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, VoucherKey,
+    write_envelope,
 };
 
 mod common;
 use common::*;
 
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
-const PBOC_CODE: &str = "011430000001";
 const ADM: &str = "430000";
 const YEAR: &str = "2025";
 const FUNC: &str = "2010101";
 const FUNC2: &str = "2010102";
-
-fn pboc_org() -> Organisation {
-    org(OrgRole::Pboc, PBOC_CODE, "中国人民银行长沙中心支行")
-}
-
-fn pboc_peer() -> Peer {
-    Peer {
-        role: OrgRole::Pboc,
-        org_code: PBOC_CODE.into(),
-    }
-}
-
-async fn node(
-    pki: &Pki,
-    dir: &tempfile::TempDir,
-    file: &str,
-    peer: Peer,
-    network: &InMemoryNetwork,
-) -> (Store, InMemory) {
-    let store = Store::open_sqlite(SqliteConfig::new(dir.path().join(file)))
-        .await
-        .unwrap();
-    let now = pki.now;
-    let state = ExchangeState::new(
-        peer.clone(),
-        Suite::Sm,
-        Registry::builtin(),
-        pki.voucher_trust(),
-        store.clone(),
-        Arc::new(move || now),
-        ReceiveLimits::default(),
-    );
-    network.register(&peer.org_code, app(state));
-    (store, InMemory::new(network.clone(), peer))
-}
 
 fn envelope(v: &Voucher, flag: VoucherFlag) -> Vec<u8> {
     write_envelope(
@@ -87,15 +46,6 @@ fn envelope(v: &Voucher, flag: VoucherFlag) -> Vec<u8> {
         },
         Encoding::Gbk,
     )
-}
-
-fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
-    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .unwrap()
 }
 
 fn fields(pairs: &[(&str, &str)]) -> Fields {
@@ -162,67 +112,48 @@ fn notice(vt: &str, no: &str, field: &str, amount: &str) -> Voucher {
     }
 }
 
-/// A party's business seal and its holder.
-struct Sealer {
-    holder: Holder,
-    seal: Seal,
-}
-
-impl Sealer {
-    fn new(pki: &Pki, o: &Organisation, name: &str) -> Self {
-        let holder = pki.person(o, Post::Signer, "签章人");
-        let seal = pki.seal(o, StampKind::Ywzyz, name, &holder);
-        Self { holder, seal }
-    }
-
-    fn signer<'a>(&'a self, pki: &Pki) -> Signer<'a> {
-        Signer::Seal {
-            seal: &self.seal,
-            key: &self.holder.key,
-            certificate: &self.holder.cert,
-            time: pki.now,
-        }
-    }
-}
-
 /// Finance, the bank and PBOC on one in-memory network, each on SQLite.
 struct World {
     pki: Pki,
     registry: Registry,
     calendar: Calendar,
-    _dir: tempfile::TempDir,
     finance: Store,
     finance_net: InMemory,
     bank: Store,
     bank_net: InMemory,
     pboc: Store,
     pboc_net: InMemory,
-    finance_seal: Sealer,
-    bank_seal: Sealer,
-    pboc_seal: Sealer,
+    finance_seal: SealHolder,
+    bank_seal: SealHolder,
+    pboc_seal: SealHolder,
     now: u64,
     date: BizDate,
+    _nodes: Nodes,
 }
 
 impl World {
     async fn new() -> Self {
         let pki = Pki::new("测试根CA");
-        let dir = tempfile::tempdir().unwrap();
-        let network = InMemoryNetwork::new();
-        let (finance, finance_net) = node(&pki, &dir, "finance.db", finance_peer(), &network).await;
-        let (bank, bank_net) = node(&pki, &dir, "bank.db", bank_peer(), &network).await;
-        let (pboc, pboc_net) = node(&pki, &dir, "pboc.db", pboc_peer(), &network).await;
-        let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
+        let mut nodes = Nodes::new(Backend::Sqlite);
+        let (finance, finance_net) = nodes.join(&pki, "finance", finance_peer()).await;
+        let (bank, bank_net) = nodes.join(&pki, "bank", bank_peer()).await;
+        let (pboc, pboc_net) = nodes.join(&pki, "pboc", pboc_peer()).await;
+        let now = unix_now(&pki);
         let calendar = Calendar::default();
         let date = business_date(calendar, now).unwrap();
-        let finance_seal = Sealer::new(&pki, &common::finance(), "财政业务专用章");
-        let bank_seal = Sealer::new(&pki, &common::bank(), "代理银行业务专用章");
-        let pboc_seal = Sealer::new(&pki, &pboc_org(), "国库业务专用章");
+        let finance_seal =
+            SealHolder::new(&pki, &common::finance(), StampKind::Ywzyz, "财政业务专用章");
+        let bank_seal = SealHolder::new(
+            &pki,
+            &common::bank(),
+            StampKind::Ywzyz,
+            "代理银行业务专用章",
+        );
+        let pboc_seal = SealHolder::new(&pki, &pboc_org(), StampKind::Ywzyz, "国库业务专用章");
         Self {
             pki,
             registry: Registry::builtin(),
             calendar,
-            _dir: dir,
             finance,
             finance_net,
             bank,
@@ -234,6 +165,7 @@ impl World {
             pboc_seal,
             now,
             date,
+            _nodes: nodes,
         }
     }
 

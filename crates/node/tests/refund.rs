@@ -8,19 +8,16 @@
 //! In-memory network; every scenario on SQLite and on PostgreSQL.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use guoku_domain::{Amount, BankNo, BizDate, PayType};
-use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
-use guoku_node::flows::authorized::{self, UnitAccount, VT_8202, check_8202};
+use guoku_domain::{Amount, PayType};
+use guoku_node::exchange::InMemory;
+use guoku_node::flows::authorized::{self, check_8202};
 use guoku_node::flows::clearing::{
     ClearOutcome, Clearer, Listed, PaidState, Pboc, SettleOutcome, build_request, clear_received,
     send_request as send_clearing_request, settle_receipt,
 };
 use guoku_node::flows::direct::{
-    Bank, PayOutcome, ReceiptOutcome as PaymentReceipt, Route, book_receipts, issue, pay_received,
+    Bank, PayOutcome, ReceiptOutcome as PaymentReceipt, Route, book_receipts, pay_received,
     payment_amount, tenant_of,
 };
 use guoku_node::flows::refund::{
@@ -31,332 +28,20 @@ use guoku_node::flows::refund::{
 };
 use guoku_node::flows::returns::Restored;
 use guoku_node::outbox::deliver_due;
-use guoku_node::stamping::{Verification, stamp_next, type_of, verify};
+use guoku_node::stamping::{Verification, type_of, verify};
 use guoku_seal::Suite;
-use guoku_seal::pki::{OrgRole, Post, RevocationPolicy};
-use guoku_seal::ses::Seal;
+use guoku_seal::pki::{Post, RevocationPolicy};
 use guoku_seal::voucher::{Signer, StampKind, TrustContext};
-use guoku_store::books::{
-    AccountKind, Applied, BookAccount, BookFilter, BookOp, ClearingKey, IndicatorKey, Tenant,
-};
-use guoku_store::library::{Backoff, VoucherRecord};
-use guoku_store::{PgConfig, SqliteConfig, Store};
+use guoku_store::Store;
+use guoku_store::books::{AccountKind, Applied, BookAccount, BookOp, ClearingKey, Tenant};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
 use guoku_voucher::sample::{Style, sample};
-use guoku_voucher::{
-    EnvelopeBody, Fields, Limits, Registry, Voucher, VoucherFlag, VoucherKey, parse_envelope,
-};
+use guoku_voucher::{EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, VoucherKey};
 
 mod common;
 use common::*;
 
-// ----- both backends -----------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn pg_url() -> String {
-    std::env::var("GUOKU_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-async fn pg_connect() -> Result<tokio_postgres::Client, String> {
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls),
-    )
-    .await;
-    match connected {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// Whether PostgreSQL answers; says so loudly when not (and fails under CI).
-async fn pg_reachable() -> bool {
-    match pg_connect().await {
-        Ok(_) => true,
-        Err(why) => {
-            let url = pg_url();
-            assert!(
-                !in_ci(),
-                "CI=true but PostgreSQL is unreachable at {url}: {why}"
-            );
-            eprintln!(
-                "\n*** SKIPPED: PostgreSQL test — no server at {url} ({why}). \
-                 Set GUOKU_TEST_PG_URL or run scripts/test.sh. ***\n"
-            );
-            false
-        }
-    }
-}
-
-/// Drops a test schema when the test ends, even after a panic.
-struct SchemaGuard(String);
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = pg_connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-impl Backend {
-    /// A party's store: a file in `dir`, or a schema of its own.
-    async fn store(self, dir: &tempfile::TempDir, name: &str) -> (Store, Option<SchemaGuard>) {
-        match self {
-            Backend::Sqlite => {
-                let path = dir.path().join(format!("{name}.db"));
-                (
-                    Store::open_sqlite(SqliteConfig::new(path)).await.unwrap(),
-                    None,
-                )
-            }
-            Backend::Postgres => {
-                let client = pg_connect().await.expect("PostgreSQL");
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let schema = format!(
-                    "guoku_refund_{name}_{}_{}_{nanos}",
-                    std::process::id(),
-                    NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-                );
-                client
-                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                let guard = SchemaGuard(schema.clone());
-                let mut config = PgConfig::new(pg_url());
-                config.schema = Some(schema);
-                config.pool_size = 3;
-                (Store::connect_postgres(config).await.unwrap(), Some(guard))
-            }
-        }
-    }
-}
-
-/// The same async scenario on SQLite and on PostgreSQL, as two tests.
-macro_rules! both_backends {
-    ($name:ident, $scenario:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if super::pg_reachable().await {
-                    super::$scenario(super::Backend::Postgres).await;
-                }
-            }
-        }
-    };
-}
-
 // ----- the parties -------------------------------------------------------------------------
-
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
-const MONTH: u8 = 1;
-const PBOC_CODE: &str = "011430000001";
-const PBOC_BANK_NO: &str = "001551000017";
-
-fn today() -> BizDate {
-    "20250115".parse().unwrap()
-}
-
-fn fen(n: i64) -> Amount {
-    Amount::from_fen(n).unwrap()
-}
-
-fn fen_of(amount: Amount) -> u128 {
-    u128::from(amount.fen().unsigned_abs())
-}
-
-fn pboc_org() -> guoku_seal::pki::Organisation {
-    org(OrgRole::Pboc, PBOC_CODE, "中国人民银行长沙中心支行")
-}
-
-fn pboc_peer() -> Peer {
-    Peer {
-        role: OrgRole::Pboc,
-        org_code: PBOC_CODE.into(),
-    }
-}
-
-const UNIT_CODE: &str = "A43000101";
-const UNIT_ZBA: &str = "1901-430001010001";
-const UNIT_ACCOUNTS: &[UnitAccount<'static>] = &[UnitAccount {
-    unit: UNIT_CODE,
-    acct_no: UNIT_ZBA,
-}];
-
-fn unit_org() -> guoku_seal::pki::Organisation {
-    org(OrgRole::BudgetUnit, UNIT_CODE, "湖南省教育厅")
-}
-
-fn unit_peer() -> Peer {
-    Peer {
-        role: OrgRole::BudgetUnit,
-        org_code: UNIT_CODE.into(),
-    }
-}
-
-/// An 8202 of the unit from its zero-balance account, stamped by its maker, checker and
-/// seal.
-fn signed_8202(pki: &Pki, registry: &Registry, n: u64) -> EnvelopeBody {
-    let unit = unit_org();
-    let maker = pki.person(&unit, Post::Maker, "张三");
-    let checker = pki.person(&unit, Post::Checker, "李四");
-    let seal = SealHolder::new(pki, &unit, StampKind::Ywzyz, "单位财务专用章");
-    let ty = registry.get(VT_8202).unwrap();
-    let mut body = EnvelopeBody {
-        flag: VoucherFlag::Original,
-        attach: "SUCCESS".into(),
-        voucher: sample(ty, today(), VoucherFlag::Original, Style::Plain, n),
-        signatures: Vec::new(),
-    };
-    body.voucher.header.set("PayTypeCode", "12");
-    body.voucher.header.set("AgencyCode", UNIT_CODE);
-    body.voucher.header.set("PayAcctNo", UNIT_ZBA);
-    stamp_next(Suite::Sm, ty, &mut body, &sign(&maker)).unwrap();
-    stamp_next(Suite::Sm, ty, &mut body, &sign(&checker)).unwrap();
-    stamp_next(Suite::Sm, ty, &mut body, &seal.signer(pki)).unwrap();
-    body
-}
-
-fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
-    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .unwrap()
-}
-
-async fn create_missing(store: &Store, accounts: Vec<BookAccount>) {
-    let mut missing = Vec::new();
-    for a in accounts {
-        if store.account(a.id()).await.unwrap().is_none() && !missing.contains(&a) {
-            missing.push(a);
-        }
-    }
-    if missing.is_empty() {
-        return;
-    }
-    let results = store.create_book_accounts(missing).await.unwrap();
-    assert!(
-        results
-            .iter()
-            .all(|r| *r == guoku_ledger::CreateAccountResult::Ok),
-        "{results:?}"
-    );
-}
-
-async fn apply(store: &Store, now: u64, ops: &[BookOp]) {
-    for outcome in store.apply_book_ops(now, ops).await.unwrap() {
-        outcome.unwrap();
-    }
-}
-
-fn indicator_of(voucher: &Voucher) -> IndicatorKey {
-    let h = &voucher.header;
-    IndicatorKey {
-        tenant: tenant_of(&voucher.key()).unwrap(),
-        unit: h.get("AgencyCode").unwrap().parse().unwrap(),
-        func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
-        eco: "30201".parse().unwrap(),
-        fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
-        pay: PayType::Direct,
-    }
-}
-
-fn clearing_key(voucher: &Voucher) -> ClearingKey {
-    clearing_key_of(voucher, PayType::Direct)
-}
-
-fn clearing_key_of(voucher: &Voucher, pay: PayType) -> ClearingKey {
-    let h = &voucher.header;
-    ClearingKey {
-        tenant: tenant_of(&voucher.key()).unwrap(),
-        bank: BANK_CODE.parse::<BankNo>().unwrap(),
-        unit: h.get("AgencyCode").unwrap().parse().unwrap(),
-        func: h.get("ExpFuncCode").unwrap().parse().unwrap(),
-        fund: h.get("FundTypeCode").unwrap().parse().unwrap(),
-        pay,
-    }
-}
-
-/// Quota (granted, remaining) over the accounts of `kind`.
-async fn quota(store: &Store, kind: AccountKind, tenant: Tenant) -> (u128, u128) {
-    let s = store
-        .quota_summary(BookFilter::all(kind, tenant))
-        .await
-        .unwrap();
-    (s.granted, s.remaining)
-}
-
-/// (debits, credits) posted on a book account.
-async fn posted(store: &Store, account: &BookAccount) -> (u128, u128) {
-    let a = store.account(account.id()).await.unwrap().unwrap();
-    (a.debits_posted, a.credits_posted)
-}
-
-async fn status(store: &Store, key: &VoucherKey, leg: Leg) -> Option<VoucherRecord> {
-    store.library().status(key, leg).await.unwrap()
-}
-
-/// A signer and the seal it holds.
-struct SealHolder {
-    holder: Holder,
-    seal: Seal,
-}
-
-impl SealHolder {
-    fn new(pki: &Pki, o: &guoku_seal::pki::Organisation, kind: StampKind, name: &str) -> Self {
-        let holder = pki.person(o, Post::Signer, "印章管理员");
-        let seal = pki.seal(o, kind, name, &holder);
-        Self { holder, seal }
-    }
-
-    fn signer<'a>(&'a self, pki: &Pki) -> Signer<'a> {
-        Signer::Seal {
-            seal: &self.seal,
-            key: &self.holder.key,
-            certificate: &self.holder.cert,
-            time: pki.now,
-        }
-    }
-}
 
 /// Finance, the bank and PBOC on one in-memory network, each on `backend`.
 struct World {
@@ -376,38 +61,19 @@ struct World {
     bank_ywzyz: SealHolder,
     finance_ywzyz: SealHolder,
     pboc_zqz: SealHolder,
-    _guards: Vec<SchemaGuard>,
-    _dir: tempfile::TempDir,
+    _nodes: Nodes,
 }
 
 impl World {
     async fn new(backend: Backend) -> Self {
         let pki = Pki::new("测试根CA");
         let (bank_org, finance_org) = (bank(), finance());
-        let dir = tempfile::tempdir().unwrap();
-        let network = InMemoryNetwork::new();
-        let mut guards = Vec::new();
-        let mut node = async |name: &str, peer: Peer| {
-            let (store, guard) = backend.store(&dir, name).await;
-            guards.extend(guard);
-            let now = pki.now;
-            let state = ExchangeState::new(
-                peer.clone(),
-                Suite::Sm,
-                Registry::builtin(),
-                pki.voucher_trust(),
-                store.clone(),
-                Arc::new(move || now),
-                ReceiveLimits::default(),
-            );
-            network.register(&peer.org_code, app(state));
-            (store, InMemory::new(network.clone(), peer))
-        };
-        let (finance, finance_net) = node("finance", finance_peer()).await;
-        let (bank, bank_net) = node("bank", bank_peer()).await;
-        let (pboc, pboc_net) = node("pboc", pboc_peer()).await;
-        let (unit, unit_net) = node("unit", unit_peer()).await;
-        let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
+        let mut nodes = Nodes::new(backend);
+        let (finance, finance_net) = nodes.join(&pki, "finance", finance_peer()).await;
+        let (bank, bank_net) = nodes.join(&pki, "bank", bank_peer()).await;
+        let (pboc, pboc_net) = nodes.join(&pki, "pboc", pboc_peer()).await;
+        let (unit, unit_net) = nodes.join(&pki, "unit", unit_peer()).await;
+        let now = unix_now(&pki);
         let bank_maker = pki.person(&bank_org, Post::Maker, "钱七");
         let bank_zqz = SealHolder::new(&pki, &bank_org, StampKind::Zqz, "转讫章");
         let bank_ywzyz = SealHolder::new(&pki, &bank_org, StampKind::Ywzyz, "代理银行业务专用章");
@@ -430,8 +96,7 @@ impl World {
             bank_ywzyz,
             finance_ywzyz,
             pboc_zqz,
-            _guards: guards,
-            _dir: dir,
+            _nodes: nodes,
         }
     }
 
@@ -462,26 +127,8 @@ impl World {
             ],
         )
         .await;
-        let route = Route {
-            me: FINANCE_CODE,
-            to: BANK_CODE,
-            actor: "clerk",
-        };
-        issue(
-            &self.finance,
-            &self.registry,
-            &indicator,
-            MONTH,
-            &body,
-            route,
-            self.now,
-        )
-        .await
-        .unwrap();
-        let sent = deliver_due(&self.finance, &self.finance_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        finance_issues(&self.finance, &self.registry, &indicator, &body, self.now).await;
+        deliver_one(&self.finance, &self.finance_net, self.now).await;
         body
     }
 
@@ -512,10 +159,7 @@ impl World {
             .await
             .unwrap();
         assert!(matches!(&paid[..], [PayOutcome::Paid { .. }]), "{paid:?}");
-        let back = deliver_due(&self.bank, &self.bank_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(back.delivered, 1, "{back:?}");
+        deliver_one(&self.bank, &self.bank_net, self.now).await;
         let booked = book_receipts(&self.finance, "clerk", 100, self.now)
             .await
             .unwrap();
@@ -604,10 +248,7 @@ impl World {
         .await
         .unwrap()
         .expect("something to clear");
-        let sent = deliver_due(&self.bank, &self.bank_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        deliver_one(&self.bank, &self.bank_net, self.now).await;
         let request = body_of(&record.body, VoucherFlag::Original).voucher;
         let mut states = HashMap::new();
         for d in &request.details {
@@ -628,10 +269,7 @@ impl World {
             matches!(&cleared[..], [ClearOutcome::Cleared { .. }]),
             "{cleared:?}"
         );
-        let back = deliver_due(&self.pboc, &self.pboc_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(back.delivered, 1, "{back:?}");
+        deliver_one(&self.pboc, &self.pboc_net, self.now).await;
         // The bank books PBOC's receipt: the receivable is settled.
         let read = self
             .bank

@@ -11,24 +11,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use bytes::Bytes;
 use guoku_node::exchange::{
-    DeliveryOutcome, ExchangeError, ExchangeState, Https, InMemory, InMemoryNetwork, NodeAddress,
-    Peer, ReceiveLimits, STATUS_BODY_MAX_BYTES, STATUS_KEYS_MAX, STATUS_NOT_FOUND, STATUS_PATH,
-    ServeLimits, StatusKey, Transport, VoucherStatus, WireLeg, app, serve_tls,
+    DeliveryOutcome, ExchangeError, Https, InMemory, InMemoryNetwork, NodeAddress, Peer,
+    STATUS_BODY_MAX_BYTES, STATUS_KEYS_MAX, STATUS_NOT_FOUND, STATUS_PATH, ServeLimits, StatusKey,
+    Transport, VoucherStatus, WireLeg, app, serve_tls,
 };
 use guoku_node::outbox::deliver_due;
 use guoku_node::status_sync::{STATUS_SYNC_ACTOR, Sweep, SyncReport, sync_sent};
-use guoku_seal::Suite;
 use guoku_seal::pki::OrgRole;
 use guoku_seal::transport::{FixedClock, client_config, server_config};
-use guoku_store::library::{Backoff, NewVoucher};
-use guoku_store::{PgConfig, SqliteConfig, Store};
+use guoku_store::library::NewVoucher;
 use guoku_voucher::lifecycle::{Exchange, Leg};
 use guoku_voucher::{Encoding, Envelope, EnvelopeBody, Registry, VoucherKey, write_envelope};
 use rustls::pki_types::ServerName;
@@ -37,162 +34,8 @@ use tower::ServiceExt;
 mod common;
 use common::*;
 
-// ----- stores on both backends -------------------------------------------------------------
-
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn pg_url() -> String {
-    std::env::var("GUOKU_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-async fn pg_connect() -> Result<tokio_postgres::Client, String> {
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls),
-    )
-    .await;
-    match connected {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// Whether PostgreSQL answers; says so loudly when not (and fails under CI).
-async fn pg_reachable() -> bool {
-    match pg_connect().await {
-        Ok(_) => true,
-        Err(why) => {
-            let url = pg_url();
-            assert!(
-                !in_ci(),
-                "CI=true but PostgreSQL is unreachable at {url}: {why}"
-            );
-            eprintln!(
-                "\n*** SKIPPED: PostgreSQL test — no server at {url} ({why}). \
-                 Set GUOKU_TEST_PG_URL or run scripts/test.sh. ***\n"
-            );
-            false
-        }
-    }
-}
-
-/// Drops a test schema when the test ends, even after a panic.
-struct SchemaGuard(String);
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = pg_connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
-
-/// One party's store; fields drop in order (connections first, then the file or schema).
-struct TestStore {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-    _schema: Option<SchemaGuard>,
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-impl Backend {
-    async fn store(self) -> TestStore {
-        match self {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("node.db")))
-                    .await
-                    .unwrap();
-                TestStore {
-                    store,
-                    _dir: Some(dir),
-                    _schema: None,
-                }
-            }
-            Backend::Postgres => {
-                let client = pg_connect().await.expect("PostgreSQL");
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let schema = format!(
-                    "guoku_status_sync_{}_{}_{nanos}",
-                    std::process::id(),
-                    NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-                );
-                client
-                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                let guard = SchemaGuard(schema.clone());
-                let mut config = PgConfig::new(pg_url());
-                config.schema = Some(schema);
-                config.pool_size = 4;
-                let store = Store::connect_postgres(config).await.unwrap();
-                TestStore {
-                    store,
-                    _dir: None,
-                    _schema: Some(guard),
-                }
-            }
-        }
-    }
-}
-
-/// The same async test body on SQLite and on PostgreSQL, as two tests.
-macro_rules! both_backends {
-    ($name:ident, |$backend:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn body($backend: Backend) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                body(Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if pg_reachable().await {
-                    body(Backend::Postgres).await;
-                }
-            }
-        }
-    };
-}
-
 // ----- the parties -------------------------------------------------------------------------
 
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
 const OTHER_BANK_CODE: &str = "103551000016";
 const BANK_CLERK: &str = "bank-clerk";
 
@@ -215,25 +58,15 @@ struct Parties {
     now: u64,
 }
 
-fn bank_state(pki: &Pki, store: &Store) -> ExchangeState {
-    let now = pki.now;
-    ExchangeState::new(
-        bank_peer(),
-        Suite::Sm,
-        Registry::builtin(),
-        pki.voucher_trust(),
-        store.clone(),
-        Arc::new(move || now),
-        ReceiveLimits::default(),
-    )
-}
-
 async fn parties(backend: Backend) -> Parties {
     let pki = Pki::new("测试根CA");
     let finance = backend.store().await;
     let bank = backend.store().await;
     let network = InMemoryNetwork::new();
-    network.register(BANK_CODE, app(bank_state(&pki, &bank.store)));
+    network.register(
+        BANK_CODE,
+        app(exchange_state(&pki, bank_peer(), &bank.store)),
+    );
     let transport = InMemory::new(network.clone(), finance_peer());
     let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
     Parties {
@@ -747,7 +580,7 @@ both_backends!(
         let server_task = tokio::spawn(serve_tls(
             listener,
             Arc::new(server),
-            app(bank_state(&p.pki, &p.bank.store)),
+            app(exchange_state(&p.pki, bank_peer(), &p.bank.store)),
             ServeLimits::default(),
             async {
                 let _ = stopped.await;
@@ -828,7 +661,7 @@ both_backends!(
         let keys = p.send(&[1]).await;
         let key = &keys[0];
         let events = p.bank_events(key).await;
-        let router = app(bank_state(&p.pki, &p.bank.store));
+        let router = app(exchange_state(&p.pki, bank_peer(), &p.bank.store));
 
         // More keys than the receiver answers at once.
         let many = vec![StatusKey::new(key, Leg::Original); STATUS_KEYS_MAX + 1];

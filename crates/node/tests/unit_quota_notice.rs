@@ -8,13 +8,9 @@
 //! nothing changed. Every scenario runs on SQLite and on PostgreSQL; in-memory network, no
 //! sleeping.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use guoku_domain::{Amount, BankNo, BizDate};
-use guoku_node::exchange::{ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, app};
-use guoku_node::flows::authorized::{self, UnitAccount, VT_8202, check_8202};
+use guoku_domain::{Amount, BankNo};
+use guoku_node::exchange::InMemory;
+use guoku_node::flows::authorized::{self, VT_8202, check_8202};
 use guoku_node::flows::direct::{Bank, PayOutcome, Route, tenant_of};
 use guoku_node::flows::quota::{
     BankDesk, NoticeOutcome, ReceiptOutcome, UnitQuotaLine, UnitQuotaNotice, UnitQuotaNotifier,
@@ -26,180 +22,20 @@ use guoku_node::stamping::{Verification, stamp_next, type_of, verify};
 use guoku_seal::Suite;
 use guoku_seal::pki::{OrgRole, Post, RevocationPolicy};
 use guoku_seal::voucher::{Signer, StampKind, TrustContext};
+use guoku_store::Store;
 use guoku_store::books::{AccountKind, Applied, BookAccount, BookFilter, Tenant, UnitCode};
-use guoku_store::library::{Backoff, VoucherRecord};
-use guoku_store::{PgConfig, SqliteConfig, Store};
+use guoku_store::library::VoucherRecord;
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
 use guoku_voucher::sample::{Style, sample};
-use guoku_voucher::{EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope};
+use guoku_voucher::{EnvelopeBody, Registry, VoucherFlag, VoucherKey};
 
 mod common;
 use common::*;
 
-const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
-const UNIT_CODE: &str = "A43000101";
-const UNIT_ZBA: &str = "1901-430001010001";
 const OTHER_UNIT: &str = "A43000199";
 const OTHER_ZBA: &str = "1901-430001990001";
-const ACCOUNTS: &[UnitAccount<'static>] = &[UnitAccount {
-    unit: UNIT_CODE,
-    acct_no: UNIT_ZBA,
-}];
-/// The 8202s are dated in January: the plan month the notices name.
-const MONTH: u8 = 1;
-
-// ----- both backends -----------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn pg_url() -> String {
-    std::env::var("GUOKU_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-async fn pg_connect() -> Result<tokio_postgres::Client, String> {
-    let connected = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls),
-    )
-    .await;
-    match connected {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".into()),
-    }
-}
-
-/// Whether PostgreSQL answers; says so loudly when not, and fails under `CI=true`.
-async fn pg_reachable() -> bool {
-    match pg_connect().await {
-        Ok(_) => true,
-        Err(why) => {
-            let url = pg_url();
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "CI=true but PostgreSQL is unreachable at {url}: {why}");
-            eprintln!("\n*** SKIPPED: PostgreSQL test — no server at {url} ({why}) ***\n");
-            false
-        }
-    }
-}
-
-/// Drops a test schema when the test ends, even after a panic.
-struct SchemaGuard(String);
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let schema = self.0.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(client) = pg_connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-impl Backend {
-    /// A party's store: a file in `dir`, or a schema of its own.
-    async fn store(self, dir: &tempfile::TempDir, name: &str) -> (Store, Option<SchemaGuard>) {
-        match self {
-            Backend::Sqlite => {
-                let path = dir.path().join(format!("{name}.db"));
-                (
-                    Store::open_sqlite(SqliteConfig::new(path)).await.unwrap(),
-                    None,
-                )
-            }
-            Backend::Postgres => {
-                let client = pg_connect().await.expect("PostgreSQL");
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let schema = format!(
-                    "guoku_uqn_{name}_{}_{}_{nanos}",
-                    std::process::id(),
-                    NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-                );
-                client
-                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                let guard = SchemaGuard(schema.clone());
-                let mut config = PgConfig::new(pg_url());
-                config.schema = Some(schema);
-                config.pool_size = 3;
-                (Store::connect_postgres(config).await.unwrap(), Some(guard))
-            }
-        }
-    }
-}
-
-/// The same async scenario on SQLite and on PostgreSQL, as two tests.
-macro_rules! both_backends {
-    ($name:ident, $scenario:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if super::pg_reachable().await {
-                    super::$scenario(super::Backend::Postgres).await;
-                }
-            }
-        }
-    };
-}
 
 // ----- the parties -------------------------------------------------------------------------
-
-fn today() -> BizDate {
-    "20250115".parse().unwrap()
-}
-
-fn fen(n: i64) -> Amount {
-    Amount::from_fen(n).unwrap()
-}
-
-fn fen_of(amount: Amount) -> u128 {
-    u128::from(amount.fen().unsigned_abs())
-}
-
-fn unit_peer() -> Peer {
-    Peer {
-        role: OrgRole::BudgetUnit,
-        org_code: UNIT_CODE.into(),
-    }
-}
-
-fn body_of(bytes: &[u8], flag: VoucherFlag) -> EnvelopeBody {
-    let (envelope, _) = parse_envelope(bytes, &Limits::default()).unwrap();
-    envelope
-        .bodies
-        .into_iter()
-        .find(|b| b.flag == flag)
-        .unwrap()
-}
 
 /// Finance, the bank and the budget unit on one in-memory network.
 struct World {
@@ -213,36 +49,17 @@ struct World {
     unit_net: InMemory,
     now: u64,
     // Dropped last: the stores' connections close before their schemas go.
-    _guards: Vec<SchemaGuard>,
-    _dir: tempfile::TempDir,
+    _nodes: Nodes,
 }
 
 impl World {
     async fn new(backend: Backend) -> Self {
         let pki = Pki::new("测试根CA");
-        let dir = tempfile::tempdir().unwrap();
-        let network = InMemoryNetwork::new();
-        let mut guards = Vec::new();
-        let mut node = async |name: &str, peer: Peer| {
-            let (store, guard) = backend.store(&dir, name).await;
-            guards.extend(guard);
-            let now = pki.now;
-            let state = ExchangeState::new(
-                peer.clone(),
-                Suite::Sm,
-                Registry::builtin(),
-                pki.voucher_trust(),
-                store.clone(),
-                Arc::new(move || now),
-                ReceiveLimits::default(),
-            );
-            network.register(&peer.org_code, app(state));
-            (store, InMemory::new(network.clone(), peer))
-        };
-        let (finance, finance_net) = node("finance", finance_peer()).await;
-        let (bank, bank_net) = node("bank", bank_peer()).await;
-        let (unit, unit_net) = node("unit", unit_peer()).await;
-        let now = u64::try_from(pki.now.unix_timestamp()).unwrap();
+        let mut nodes = Nodes::new(backend);
+        let (finance, finance_net) = nodes.join(&pki, "finance", finance_peer()).await;
+        let (bank, bank_net) = nodes.join(&pki, "bank", bank_peer()).await;
+        let (unit, unit_net) = nodes.join(&pki, "unit", unit_peer()).await;
+        let now = unix_now(&pki);
         Self {
             pki,
             registry: Registry::builtin(),
@@ -253,8 +70,7 @@ impl World {
             unit,
             unit_net,
             now,
-            _guards: guards,
-            _dir: dir,
+            _nodes: nodes,
         }
     }
 
@@ -380,7 +196,7 @@ impl World {
             actor: "quota-desk",
             suite: Suite::Sm,
             sealer: &sealer,
-            accounts: ACCOUNTS,
+            accounts: UNIT_ACCOUNTS,
         };
         let mut outcomes = Vec::new();
         for record in self
@@ -421,14 +237,11 @@ impl World {
             to: BANK_CODE,
             actor: "cashier",
         };
-        let account = ACCOUNTS[0];
+        let account = UNIT_ACCOUNTS[0];
         authorized::issue(&self.unit, &self.registry, account, &body, route, self.now)
             .await
             .unwrap();
-        let sent = deliver_due(&self.unit, &self.unit_net, self.now, 10, BACKOFF)
-            .await
-            .unwrap();
-        assert_eq!(sent.delivered, 1, "{sent:?}");
+        deliver_one(&self.unit, &self.unit_net, self.now).await;
         let bank_org = bank();
         let signer = self.pki.person(&bank_org, Post::Signer, "赵六");
         let seal = self.pki.seal(&bank_org, StampKind::Zqz, "转讫章", &signer);
@@ -446,10 +259,16 @@ impl World {
             suite: Suite::Sm,
             sealer: &sealer,
         };
-        let mut paid =
-            authorized::pay_received(&self.bank, &self.registry, &teller, ACCOUNTS, 100, self.now)
-                .await
-                .unwrap();
+        let mut paid = authorized::pay_received(
+            &self.bank,
+            &self.registry,
+            &teller,
+            UNIT_ACCOUNTS,
+            100,
+            self.now,
+        )
+        .await
+        .unwrap();
         assert_eq!(paid.len(), 1, "{paid:?}");
         (body.voucher.key(), amount, paid.remove(0))
     }
@@ -576,7 +395,7 @@ async fn books_the_plan_quota_once(backend: Backend) {
     let stored = w.status(&w.bank, &key, Leg::Original).await.unwrap();
     let change = check_unit_quota_notice(
         &body_of(&stored.body, VoucherFlag::Original).voucher,
-        ACCOUNTS,
+        UNIT_ACCOUNTS,
     )
     .unwrap();
     let op = unit_quota_op(&key, &change).unwrap();
@@ -788,7 +607,7 @@ fn the_bank_check_reports_every_problem_and_groups_by_unit() {
     };
     let voucher = notice_5105_voucher(&template, &notice, "EQ1", today()).unwrap();
     assert_eq!(voucher.header.get("PlanAmt"), Some("2.00"));
-    let change = check_unit_quota_notice(&voucher, ACCOUNTS).unwrap();
+    let change = check_unit_quota_notice(&voucher, UNIT_ACCOUNTS).unwrap();
     assert_eq!(change.month, 3);
     assert_eq!(change.total, fen(200));
     assert_eq!(
@@ -801,7 +620,7 @@ fn the_bank_check_reports_every_problem_and_groups_by_unit() {
     bad.header.set("PlanAmt", "9.99");
     bad.header.set("PayTypeCode", "11");
     bad.details[1].set("AgencyAccoCode", OTHER_ZBA);
-    let reasons = check_unit_quota_notice(&bad, ACCOUNTS).unwrap_err();
+    let reasons = check_unit_quota_notice(&bad, UNIT_ACCOUNTS).unwrap_err();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
     assert!(
         reasons.iter().any(|r| r.contains("SetMonth")),
@@ -828,7 +647,7 @@ fn the_bank_check_reports_every_problem_and_groups_by_unit() {
     let mut zero = voucher;
     zero.details[1].set("PlanAmt", "-3.00");
     zero.header.set("PlanAmt", "0.00");
-    let reasons = check_unit_quota_notice(&zero, ACCOUNTS).unwrap_err();
+    let reasons = check_unit_quota_notice(&zero, UNIT_ACCOUNTS).unwrap_err();
     assert!(
         reasons
             .iter()

@@ -1,12 +1,30 @@
 //! Shared fixtures of the node tests: a deployment PKI (SM2 root issuing people, seals and
-//! P-256 TLS nodes), signed 5201s, and a bank node receiving on SQLite.
+//! P-256 TLS nodes), signed 5201s, and a bank node receiving on SQLite; stores on both
+//! backends ([`pg`]), parties on an in-memory network ([`parties`]), and seeding and reading
+//! books ([`books`]), the demo province ([`demo`]).
 #![allow(dead_code)]
 
+mod books;
+mod demo;
+mod parties;
+mod pg;
+
+// Each test file uses a different subset.
+#[allow(unused_imports)]
+pub use books::*;
+#[allow(unused_imports)]
+pub use demo::*;
+#[allow(unused_imports)]
+pub use parties::*;
+#[allow(unused_imports)]
+pub(crate) use pg::both_backends;
+#[allow(unused_imports)]
+pub use pg::{Backend, SchemaGuard, TestStore, in_ci, pg_connect, pg_reachable, pg_url};
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use guoku_domain::BizDate;
-use guoku_node::exchange::{ExchangeState, Peer, ReceiveLimits, VoucherTrust};
+use guoku_node::exchange::{ExchangeState, Peer, VoucherTrust};
 use guoku_node::stamping::{stamp_next, type_of};
 use guoku_seal::pki::{
     CaSubject, Certificate, CertificateAuthority, OrgRole, Organisation, Person, Post,
@@ -230,15 +248,6 @@ pub async fn bank_node(pki: &Pki, dir: &tempfile::TempDir) -> (ExchangeState, St
     let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("bank.db")))
         .await
         .unwrap();
-    let now = pki.now;
-    let state = ExchangeState::new(
-        bank_peer(),
-        Suite::Sm,
-        Registry::builtin(),
-        pki.voucher_trust(),
-        store.clone(),
-        Arc::new(move || now),
-        ReceiveLimits::default(),
-    );
+    let state = exchange_state(pki, bank_peer(), &store);
     (state, store)
 }
