@@ -579,9 +579,23 @@ pub async fn clearable_of(
         if v.header.get("FundTypeCode") != Some(fund) {
             continue;
         }
-        let amount = header(v, "PayAmt")?
-            .parse::<Amount>()
-            .map_err(|_| invalid("PayAmt is not an amount"))?;
+        // What the bank paid: its receipt's XPayAmt (a batch's unpaid rows are not
+        // cleared), else the ordered PayAmt.
+        let receipt = store.library().status(&record.key, Leg::Receipt).await?;
+        let paid = match &receipt {
+            Some(r) => stored_body(&r.body, VoucherFlag::Receipt)?
+                .voucher
+                .header
+                .value("XPayAmt")
+                .map(str::to_owned),
+            None => None,
+        };
+        let amount = match &paid {
+            Some(paid) => paid.as_str(),
+            None => header(v, "PayAmt")?,
+        }
+        .parse::<Amount>()
+        .map_err(|_| invalid("PayAmt or XPayAmt is not an amount"))?;
         listed.push(Listed {
             voucher_no: record.key.voucher_no.clone(),
             agency: header(v, "AgencyCode")?.to_owned(),

@@ -1,4 +1,5 @@
-//! Direct payment (财政直接支付, DOMAIN §3.2), first version: single 5201s, no 8207 batch.
+//! Direct payment (财政直接支付, DOMAIN §3.2): single 5201s, and salary or batch 5201s
+//! (`BusinessTypeCode` 3/4) paid row by row ([`super::batch`]).
 //!
 //! 1. [`issue`]: finance consumes the direct quota of a monthly plan (plan → used, refused
 //!    with the books' reason when short: then nothing is written), writes the stamped 5201
@@ -21,10 +22,15 @@ use guoku_seal::voucher::Signer;
 use guoku_store::books::{Applied, BookOp, IndicatorKey, Refusal, Tenant};
 use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord, content_hash};
 use guoku_store::{Store, StoreError};
-use guoku_voucher::lifecycle::{Exchange, Leg, ProcessingEvent};
+use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
 use guoku_voucher::{EnvelopeBody, Registry, Voucher, VoucherFlag, VoucherKey};
 
 use crate::stamping::{self, Positions, StampingError};
+
+use super::batch::{
+    RowDecision, RowRules, check_batch_receipt, clip, decide_rows, fill_batch_receipt, is_batch,
+    nothing_payable, paid_sum, restore_unpaid, row_op_id,
+};
 
 use super::common::{
     Returner, accept_for_processing, envelope_bytes, record_booking, seal_and_return,
@@ -402,7 +408,7 @@ pub async fn pay_received(
 }
 
 /// Pays one read 5201 original (the body of [`pay_received`], for a runtime that reads
-/// and dispatches itself).
+/// and dispatches itself), with no account refused by the bank ([`RowRules::default`]).
 ///
 /// # Errors
 /// As [`pay_received`].
@@ -413,15 +419,41 @@ pub async fn pay_record(
     record: &VoucherRecord,
     now: u64,
 ) -> Result<PayOutcome, DirectError> {
+    pay_record_with(store, registry, bank, &RowRules::default(), record, now).await
+}
+
+/// Pays one read 5201 original. A single payment (`BusinessTypeCode` 1) is paid whole. A
+/// salary or batch payment (3, 4) is paid row by row ([`super::batch`]): each payable row
+/// is one book operation ([`row_op_id`]); a row that cannot be paid (bad account number,
+/// empty payee name, an account `rules` refuses, or one the books refuse) gets `XPayAmt`
+/// 0.00 and its reason in `XAddWord`; the receipt's `XPayAmt` is the sum paid. When no row
+/// can be paid, the voucher is returned (退回) with every row's reason and nothing is
+/// booked.
+///
+/// # Errors
+/// As [`pay_received`].
+pub async fn pay_record_with(
+    store: &Store,
+    registry: &Registry,
+    bank: &Bank<'_>,
+    rules: &RowRules<'_>,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
     let library = store.library();
     let key = &record.key;
     let decided = stored_body(&record.body, VoucherFlag::Original).and_then(|body| {
         let amount = payment_amount(&body.voucher)?;
         let tenant = tenant_of(key)?;
         let ty = stamping::type_of(registry, &body.voucher)?;
-        Ok((body, amount, tenant, ty))
+        let rows = if is_batch(&body.voucher)? {
+            Some(decide_rows(&body.voucher, rules)?)
+        } else {
+            None
+        };
+        Ok((body, amount, tenant, ty, rows))
     });
-    let (original, amount, tenant, ty) = match decided {
+    let (original, amount, tenant, ty, rows) = match decided {
         Ok(decided) => decided,
         Err(e) => {
             let reason = e.to_string();
@@ -435,16 +467,25 @@ pub async fn pay_record(
         }
     };
     accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
-    // Pay first (垫付): advance → finance ZBA → payees, all or nothing.
-    let op = BookOp::pay_direct(op_id("pay", key), tenant, amount)?;
-    let refusal = first(store.apply_book_ops(now, &[op]).await?)
-        .err()
-        .map(|e| e.to_string());
+    let (refusal, rows) = match rows {
+        // Pay first (垫付): advance → finance ZBA → payees, all or nothing.
+        None => {
+            let op = BookOp::pay_direct(op_id("pay", key), tenant, amount)?;
+            let refusal = first(store.apply_book_ops(now, &[op]).await?)
+                .err()
+                .map(|e| e.to_string());
+            (refusal, None)
+        }
+        Some(rows) => {
+            let rows = pay_rows(store, key, tenant, rows, now).await?;
+            (nothing_payable(&rows), Some(rows))
+        }
+    };
     if let Some(reason) =
         record_booking::<DirectError>(store, record, refusal, bank.actor, now).await?
     {
-        // Nothing was paid: the voucher goes back to its sender (退回) with the books'
-        // reason, which its sender's status then shows; the sender restores its quota.
+        // Nothing was paid: the voucher goes back to its sender (退回) with the reason,
+        // which its sender's status then shows; the sender restores its quota.
         library
             .return_voucher(key, Leg::Original, &reason, bank.actor, now)
             .await?;
@@ -457,7 +498,13 @@ pub async fn pay_record(
         date: bank.pay_date,
         serial: serial_for(bank.serial_prefix, key),
     };
-    let mut receipt = fill_receipt(&original, &payment)?;
+    let (mut receipt, amount) = match &rows {
+        None => (fill_receipt(&original, &payment)?, amount),
+        Some(rows) => (
+            fill_batch_receipt(&original, &payment, rows)?,
+            paid_sum(rows)?,
+        ),
+    };
     let returner = Returner {
         suite: bank.suite,
         sealer: bank.sealer,
@@ -469,6 +516,43 @@ pub async fn pay_record(
         key: key.clone(),
         amount,
     })
+}
+
+/// Books the payable rows of a batch, each on its own (advance → finance ZBA → payees),
+/// and answers the decisions with the rows the books refused turned unpaid. Nothing is
+/// booked when no row is payable.
+async fn pay_rows(
+    store: &Store,
+    key: &VoucherKey,
+    tenant: Tenant,
+    mut rows: Vec<RowDecision>,
+    now: u64,
+) -> Result<Vec<RowDecision>, DirectError> {
+    let mut payable = Vec::new();
+    let mut ops = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if let RowDecision::Pay { amount } = row {
+            ops.push(BookOp::pay_direct(row_op_id(key, i + 1), tenant, *amount)?);
+            payable.push(i);
+        }
+    }
+    if ops.is_empty() {
+        return Ok(rows);
+    }
+    let outcomes = store.apply_book_ops(now, &ops).await?;
+    if outcomes.len() != ops.len() {
+        return Err(invalid("the books did not answer every row"));
+    }
+    for (i, outcome) in payable.into_iter().zip(outcomes) {
+        if let Err(refusal) = outcome {
+            let amount = rows[i].amount();
+            rows[i] = RowDecision::Refuse {
+                amount,
+                reason: clip(format!("核算失败 (refused by the books: {refusal})")),
+            };
+        }
+    }
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -561,9 +645,31 @@ pub async fn book_receipt(
         }
         Some(sent) => stored_body(&sent.body, VoucherFlag::Original).and_then(|o| {
             let r = stored_body(&record.body, VoucherFlag::Receipt)?;
-            check_receipt(&o.voucher, &r.voucher)
+            check_payment_receipt(&o.voucher, &r.voucher)
         }),
     };
+    // Booked already (a repeated step): the unpaid part's restore answers "already done".
+    let booked = library
+        .status(key, Leg::Receipt)
+        .await?
+        .is_some_and(|r| r.processing == Some(Processing::Processed));
+    if booked {
+        return match checked {
+            Ok(checked) => {
+                if let Some(unpaid) = checked.unpaid {
+                    restore_unpaid(store, key, unpaid, now).await?;
+                }
+                Ok(ReceiptOutcome::Done {
+                    key: key.clone(),
+                    paid: checked.paid,
+                })
+            }
+            Err(e) => Ok(ReceiptOutcome::Failed {
+                key: key.clone(),
+                reason: e.to_string(),
+            }),
+        };
+    }
     library.acknowledge(key, Leg::Receipt, actor, now).await?;
     library
         .process(
@@ -575,8 +681,8 @@ pub async fn book_receipt(
             now,
         )
         .await?;
-    let paid = match checked {
-        Ok(paid) => paid,
+    let checked = match checked {
+        Ok(checked) => checked,
         Err(e) => {
             let reason = e.to_string();
             library
@@ -609,14 +715,69 @@ pub async fn book_receipt(
         ProcessingEvent::PassValidation,
         ProcessingEvent::Check,
         ProcessingEvent::Approve,
-        ProcessingEvent::Book,
     ] {
         library
             .process(key, Leg::Receipt, event, None, actor, now)
             .await?;
     }
+    // A batch's unpaid rows go back to the plan the 5201 consumed, once.
+    if let Some(unpaid) = checked.unpaid {
+        match restore_unpaid(store, key, unpaid, now).await {
+            Ok(_) => {}
+            Err(e @ (DirectError::Refused(_) | DirectError::Invalid(_))) => {
+                let reason = e.to_string();
+                library
+                    .process(
+                        key,
+                        Leg::Receipt,
+                        ProcessingEvent::FailBooking,
+                        Some(&reason),
+                        actor,
+                        now,
+                    )
+                    .await?;
+                return Ok(ReceiptOutcome::Failed {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    library
+        .process(key, Leg::Receipt, ProcessingEvent::Book, None, actor, now)
+        .await?;
     Ok(ReceiptOutcome::Done {
         key: key.clone(),
-        paid,
+        paid: checked.paid,
+    })
+}
+
+/// What finance learns from a checked payment receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckedReceipt {
+    /// The amount paid (`XPayAmt`).
+    pub paid: Amount,
+    /// For a salary or batch 5201 with rows not paid: their sum, to go back to the plan.
+    pub unpaid: Option<Amount>,
+}
+
+/// [`check_receipt`], and for a salary or batch 5201 also [`check_batch_receipt`] (the
+/// rows, every problem listed).
+///
+/// # Errors
+/// [`DirectError::Invalid`].
+pub fn check_payment_receipt(
+    original: &Voucher,
+    receipt: &Voucher,
+) -> Result<CheckedReceipt, DirectError> {
+    let paid = check_receipt(original, receipt)?;
+    if original.vt_code() != VT_5201 || !is_batch(original)? {
+        return Ok(CheckedReceipt { paid, unpaid: None });
+    }
+    let batch = check_batch_receipt(original, receipt).map_err(|p| invalid(p.join("; ")))?;
+    Ok(CheckedReceipt {
+        paid: batch.paid,
+        unpaid: (!batch.unpaid.is_zero()).then_some(batch.unpaid),
     })
 }

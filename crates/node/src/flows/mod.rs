@@ -3,6 +3,8 @@
 //! - [`direct`]: direct payment (财政直接支付, DOMAIN §3.2): finance issues a 5201 against
 //!   its direct quota, the agent bank pays first and returns a sealed receipt, finance
 //!   books the receipt.
+//! - [`batch`]: salary and batch 5201s (BusinessTypeCode 3/4) paid row by row, the unpaid
+//!   rows restored to finance's plan once; 8207 rows merged into their 5201.
 //! - [`authorized`]: authorized payment (财政授权支付, DOMAIN §3.3): a unit's 8202, paid by the bank against the unit's plan quota.
 //! - [`clearing`]: the agent bank's clearing request (申请划款, 2301) and PBOC's check —
 //!   only paid and receipted vouchers, each cleared once, details adding up to the master
@@ -18,6 +20,7 @@
 mod common;
 
 pub mod authorized;
+pub mod batch;
 pub mod clearing;
 pub mod direct;
 pub mod quota;
