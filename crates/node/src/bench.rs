@@ -236,36 +236,40 @@ pub async fn e2e(
     }
     let receipted = t0.elapsed();
 
-    // Clearing: every bank asks now, PBOC clears, the banks settle.
-    let mut requests = 0;
+    // Clearing: every bank asks now for what its own clearing rounds have not claimed yet;
+    // PBOC clears; the banks settle. Done when every 2301 the banks sent is settled.
     for bank in &demo.banks {
-        requests += bank.request_clearing("bench").await?.len();
+        bank.request_clearing("bench").await?;
     }
     let settled_start = Instant::now();
+    let mut requests;
     loop {
-        let mut settled = 0;
+        let (mut sent, mut settled) = (0, 0);
         for bank in &demo.banks {
-            settled += bank
+            for count in bank
                 .store
                 .library()
-                .by_status(
-                    crate::flows::clearing::VT_2301,
-                    guoku_voucher::lifecycle::Leg::Original,
-                    guoku_voucher::lifecycle::Exchange::ReceiptReceived,
-                    0,
-                    guoku_store::library::LIST_MAX,
-                )
+                .counts()
                 .await
                 .map_err(PartyError::from)?
-                .items
-                .len();
+            {
+                if count.vt_code == crate::flows::clearing::VT_2301
+                    && count.leg == guoku_voucher::lifecycle::Leg::Original
+                {
+                    sent += count.legs;
+                    if count.exchange == guoku_voucher::lifecycle::Exchange::ReceiptReceived {
+                        settled += count.legs;
+                    }
+                }
+            }
         }
-        if settled >= requests {
+        requests = usize::try_from(sent).unwrap_or(usize::MAX);
+        if sent > 0 && settled == sent {
             break;
         }
         if settled_start.elapsed() > Duration::from_secs(60) {
             return Err(BenchError::Stalled(format!(
-                "{settled} of {requests} clearing requests settled after 60 s"
+                "{settled} of {sent} clearing requests settled after 60 s"
             )));
         }
         demo.finance.tick().await?;

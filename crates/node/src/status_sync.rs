@@ -261,7 +261,7 @@ async fn waiting(
                 .unwrap_or(u32::MAX)
                 .min(LIST_MAX);
             let page = library
-                .by_status(
+                .sent_by_status(
                     &stream.vt_code,
                     stream.leg,
                     stream.state,

@@ -1907,15 +1907,50 @@ impl Library {
         after: u64,
         limit: u32,
     ) -> Result<Page<VoucherRecord>, LibraryError> {
+        self.by_status_where(vt_code, leg, state, after, limit, None)
+            .await
+    }
+
+    /// As [`Library::by_status`], only the legs this node sent (what a sender asks its
+    /// receivers about), so the received legs in the same state are not read at all.
+    ///
+    /// # Errors
+    /// As [`Library::by_status`].
+    pub async fn sent_by_status(
+        &self,
+        vt_code: &str,
+        leg: Leg,
+        state: Exchange,
+        after: u64,
+        limit: u32,
+    ) -> Result<Page<VoucherRecord>, LibraryError> {
+        self.by_status_where(vt_code, leg, state, after, limit, Some(Direction::Sent))
+            .await
+    }
+
+    async fn by_status_where(
+        &self,
+        vt_code: &str,
+        leg: Leg,
+        state: Exchange,
+        after: u64,
+        limit: u32,
+        direction: Option<Direction>,
+    ) -> Result<Page<VoucherRecord>, LibraryError> {
         if !(1..=LIST_MAX).contains(&limit) {
             return Err(LibraryError::InvalidArgument("limit must be 1..=LIST_MAX"));
         }
         check_name(vt_code, "VtCode must be 1..=64 bytes")?;
         let code = exchange_to_sql(state, leg)?;
         let after = i64::try_from(after).map_err(|_| LibraryError::InvalidArgument("cursor"))?;
+        let only = match direction {
+            None => "",
+            Some(Direction::Sent) => " AND direction = 'sent'",
+            Some(Direction::Received) => " AND direction = 'received'",
+        };
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE vt_code = $1 AND leg = $2 \
-             AND exchange = $3 AND seq > $4 ORDER BY seq LIMIT $5"
+             AND exchange = $3 AND seq > $4{only} ORDER BY seq LIMIT $5"
         );
         let vt_code = vt_code.to_owned();
         let leg = leg_to_sql(leg);
