@@ -1734,10 +1734,17 @@ impl Library {
             return Err(LibraryError::InvalidArgument("limit must be 1..=READ_MAX"));
         }
         let before = time_to_sql(before)?;
+        // The literal 10 (已读取) matches the partial index `library_vouchers_read` (migration
+        // 0006), which a bound parameter would not.
         let read = processing_to_sql(Some(Processing::Read));
+        if read != Some(10) {
+            return Err(LibraryError::Store(StoreError::Corrupt(
+                "已读取 is not processing code 10".into(),
+            )));
+        }
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'received' \
-             AND processing = $1 AND updated_at <= $2 ORDER BY seq LIMIT $3"
+             AND processing = 10 AND updated_at <= $1 ORDER BY seq LIMIT $2"
         );
         let raws: Vec<RawRecord> = match &self.store {
             Store::Sqlite(s) => {
@@ -1745,7 +1752,7 @@ impl Library {
                     let run = || -> rusqlite::Result<Vec<RawRecord>> {
                         let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
                         let rows =
-                            stmt.query_map(params![read, before, i64::from(limit)], sqlite_record)?;
+                            stmt.query_map(params![before, i64::from(limit)], sqlite_record)?;
                         rows.collect()
                     };
                     Ok(run().map_err(LibraryError::from))
@@ -1754,9 +1761,7 @@ impl Library {
             }
             Store::Postgres(p) => {
                 let client = p.pool.get().await?;
-                let rows = client
-                    .query(&sql, &[&read, &before, &i64::from(limit)])
-                    .await?;
+                let rows = client.query(&sql, &[&before, &i64::from(limit)]).await?;
                 rows.iter().map(pg_record).collect::<Result<_, _>>()?
             }
         };

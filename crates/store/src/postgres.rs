@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("../migrations/postgres/0005_sessions.sql"),
     ),
+    (
+        6,
+        "read_again",
+        include_str!("../migrations/postgres/0006_read_again.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.

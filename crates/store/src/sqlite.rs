@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("../migrations/sqlite/0005_sessions.sql"),
     ),
+    (
+        6,
+        "read_again",
+        include_str!("../migrations/sqlite/0006_read_again.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.

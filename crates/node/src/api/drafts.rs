@@ -52,7 +52,7 @@ use super::error::{ApiError, ErrorCode};
 use super::idempotent::{self, Reply};
 use super::input::{self, Problems};
 use super::scope::{self, Acting};
-use super::vouchers::{self, VoucherView};
+use super::view::{self, VoucherView};
 use super::{Caller, Shared};
 use crate::access::{Action, SodViolation, Step, check_step, window_open};
 use crate::exchange::Transport;
@@ -422,7 +422,7 @@ async fn answer<T: Transport>(
     let (view, events) = draft_with_events(&party.store, party.org_code(), draft).await?;
     let steps = steps_of(&party.store, &draft.key).await?;
     let voucher: Option<VoucherView> =
-        voucher.map(|r| vouchers::view(&party.registry, party.org_code(), r));
+        voucher.map(|r| view::view(&party.registry, party.org_code(), r));
     Ok(json!({
         "draft": view,
         "steps": steps,
@@ -761,8 +761,8 @@ async fn step<T: Transport>(
         headers,
         body,
     } = request;
-    let key = vouchers::key_of(path)?;
-    let pairs = vouchers::query_pairs(query)?;
+    let key = view::key_of(path)?;
+    let pairs = view::query_pairs(query)?;
     let mut problems = Problems::default();
     let q = input::Query::new(pairs, &["org"], &mut problems);
     let party = api.party_for(&caller, q.get("org"))?;
@@ -875,7 +875,7 @@ pub(crate) async fn list<T: Transport>(
     caller: Caller,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let pairs = vouchers::query_pairs(query)?;
+    let pairs = view::query_pairs(query)?;
     let mut problems = Problems::default();
     let q = input::Query::new(pairs, &["org", "state", "after", "limit"], &mut problems);
     let party = api.party_for(&caller, q.get("org"))?;

@@ -44,6 +44,7 @@ mod drafts;
 mod input;
 mod payments;
 mod scope;
+mod view;
 mod vouchers;
 
 use std::collections::BTreeMap;

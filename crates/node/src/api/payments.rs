@@ -28,7 +28,7 @@ use super::error::ApiError;
 use super::idempotent::{self, Reply};
 use super::input::{self, Problems};
 use super::scope::{self, Acting};
-use super::vouchers::{self, org_param};
+use super::view::{self, org_param};
 use super::{Caller, Shared};
 use crate::access::Action;
 use crate::demo::Payee;
@@ -367,7 +367,7 @@ pub(crate) async fn clearing<T: Transport>(
         tracing::info!(requests = records.len(), "clearing requests sent");
         let views: Vec<_> = records
             .iter()
-            .map(|r| vouchers::view(&party.registry, party.org_code(), r))
+            .map(|r| view::view(&party.registry, party.org_code(), r))
             .collect();
         Ok(Reply {
             status: StatusCode::OK,
