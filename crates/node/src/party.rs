@@ -48,6 +48,9 @@ use crate::outbox::{OutboxError, OutboxReport, deliver_due};
 use crate::stamping::{self, StampingError};
 use crate::status_sync::{self, Sweep};
 
+/// How often the worker forgets expired idempotency keys and portal sessions.
+pub const PURGE_EVERY_SECS: u64 = 3_600;
+
 /// How long a voucher stays read (已读取) after a failed step before it is tried again.
 pub const STUCK_AFTER_SECS: u64 = 30;
 
@@ -192,6 +195,9 @@ pub enum PartyError {
     /// A reconciliation failed.
     #[error(transparent)]
     Reconcile(#[from] reconcile::ReconcileError),
+    /// Forgetting expired keys or sessions failed.
+    #[error("housekeeping: {0}")]
+    Housekeeping(String),
     /// This party's role does not do that.
     #[error("a {role:?} party does not {what}")]
     WrongRole { role: OrgRole, what: &'static str },
@@ -228,6 +234,8 @@ pub struct TickReport {
     pub reconciliations: usize,
     /// Vouchers a failed step had left read, handed to their flows again.
     pub retried: usize,
+    /// Expired idempotency keys and portal sessions forgotten.
+    pub purged: u64,
     /// Sent vouchers whose receiver's answer (签收, 签收失败, 退回) was recorded.
     pub status_changes: usize,
     /// Payments whose receipt this party booked in this tick (finance: 5201; a unit's
@@ -290,6 +298,7 @@ pub struct Party<T> {
     last_sync: AtomicU64,
     last_reconcile: AtomicU64,
     last_retry: AtomicU64,
+    last_purge: AtomicU64,
     sweep: tokio::sync::Mutex<Sweep>,
 }
 
@@ -317,6 +326,7 @@ impl<T: Transport> Party<T> {
             // The first round comes `reconcile_every_secs` after the start, not at once.
             last_reconcile: AtomicU64::new(started),
             last_retry: AtomicU64::new(started),
+            last_purge: AtomicU64::new(started),
             sweep: tokio::sync::Mutex::new(Sweep::for_registry(&registry)),
             registry,
         }
@@ -628,6 +638,10 @@ impl<T: Transport> Party<T> {
             self.last_clearing.store(now, Ordering::Relaxed);
             report.clearing_requests += self.request_clearing(WORKER_ACTOR).await?.len();
         }
+        if now >= self.last_purge.load(Ordering::Relaxed) + PURGE_EVERY_SECS {
+            self.last_purge.store(now, Ordering::Relaxed);
+            report.purged = self.purge_expired().await?;
+        }
         if now >= self.last_retry.load(Ordering::Relaxed) + STUCK_AFTER_SECS {
             self.last_retry.store(now, Ordering::Relaxed);
             report.retried = self.retry_stuck().await?;
@@ -744,7 +758,10 @@ impl<T: Transport> Party<T> {
         let year = date.to_string()[..4].to_owned();
         let sealer = self.staff.sealer(&self.staff.business_seal, t);
         let calendar = guoku_store::Calendar::default();
-        // Unique per round: the seconds of the day, the division and the bank.
+        // Unique per round within the budget year (the voucher key holds the year): the day
+        // of the year, the second of the day, the division and the bank — 16 characters, so
+        // the packet number still fits VoucherNo's 20.
+        let day = date.as_date().ordinal();
         let slot = now % 86_400;
         let mut sent = 0;
         for (b, (bank, bank_no)) in self.config.banks.iter().enumerate() {
@@ -758,7 +775,7 @@ impl<T: Transport> Party<T> {
                 ] {
                     template.set(name, value);
                 }
-                let check_no = format!("{prefix}{slot:05}{division}{b}");
+                let check_no = format!("{prefix}{day:03}{slot:05}{division}{b}");
                 let origin = reconcile::Originator {
                     suite: self.config.suite,
                     sealer: &sealer,
@@ -876,6 +893,30 @@ impl<T: Transport> Party<T> {
             Err(error) if error.is_retryable() => Err(error),
             Err(_) => Ok((VoucherKey::default(), Handled::Failed)),
         }
+    }
+
+    /// Forgets the idempotency keys and portal sessions that have expired (up to their
+    /// stores' limit per call); how many.
+    ///
+    /// # Errors
+    /// [`PartyError::Housekeeping`] if a store fails.
+    pub async fn purge_expired(&self) -> Result<u64, PartyError> {
+        let (_, now) = self.now();
+        let failed = |e: &dyn std::fmt::Display| PartyError::Housekeeping(e.to_string());
+        let keys = self
+            .store
+            .idempotency(guoku_store::idempotency::IdempotencyConfig::default())
+            .map_err(|e| failed(&e))?
+            .purge_expired(now, guoku_store::idempotency::PURGE_MAX)
+            .await
+            .map_err(|e| failed(&e))?;
+        let sessions = self
+            .store
+            .sessions()
+            .purge_expired(now, guoku_store::sessions::PURGE_MAX)
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(keys + sessions)
     }
 
     /// Hands the vouchers a failed step left read (已读取) for at least

@@ -8,7 +8,9 @@ use guoku_domain::Amount;
 use guoku_node::demo::{Demo, DemoOptions, DemoPostgres, Payee};
 use guoku_node::party::Party;
 use guoku_seal::Suite;
+use guoku_store::access::UserId;
 use guoku_store::books::{AccountKind, BookAccount, BookFilter, Tenant};
+use guoku_store::idempotency::{Begin, IdempotencyConfig, request_fingerprint};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing};
 
 mod common;
@@ -225,6 +227,41 @@ async fn payments_go_from_voucher_to_clearing(postgres: Option<DemoPostgres>) {
             );
         }
     }
+
+    // Housekeeping: an idempotency key is kept for its day, then the worker forgets it.
+    let keys = demo
+        .finance
+        .store
+        .idempotency(IdempotencyConfig::default())
+        .unwrap();
+    let (first, other) = (
+        request_fingerprint("POST", "/x", b"a"),
+        request_fingerprint("POST", "/x", b"b"),
+    );
+    let now = demo.finance.now().1;
+    assert!(matches!(
+        keys.begin(UserId(1), "housekeeping", first, now)
+            .await
+            .unwrap(),
+        Begin::Proceed(_)
+    ));
+    assert!(
+        keys.begin(UserId(1), "housekeeping", other, now)
+            .await
+            .is_err(),
+        "the key is held: another request under it is refused"
+    );
+    t.fetch_add(2 * 86_400, Ordering::SeqCst);
+    demo.finance.tick().await.unwrap();
+    assert!(
+        matches!(
+            keys.begin(UserId(1), "housekeeping", other, demo.finance.now().1)
+                .await
+                .unwrap(),
+            Begin::Proceed(_)
+        ),
+        "the worker forgot the expired key"
+    );
 
     // Resume: the same directory opens without seeding again and keeps the vouchers.
     drop(demo);
