@@ -34,20 +34,6 @@ use super::auth::role_name;
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How much one scrape may read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ScrapeLimits {
-    /// Most library pages read per scrape, over all parties.
-    pub max_pages: u32,
-}
-
-impl Default for ScrapeLimits {
-    /// 2,000 pages: up to 200,000 vouchers counted per scrape.
-    fn default() -> Self {
-        Self { max_pages: 2_000 }
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     method: String,
@@ -201,14 +187,10 @@ impl Metrics {
     pub(crate) async fn render<T: Transport>(
         &self,
         parties: &[&Party<T>],
-        limits: ScrapeLimits,
     ) -> Result<String, LibraryError> {
-        let mut pages_left = limits.max_pages;
-        let mut truncated = false;
         let mut figures = Vec::with_capacity(parties.len());
         for party in parties {
-            let f = read_party(party, &mut pages_left, &mut truncated).await?;
-            figures.push(f);
+            figures.push(read_party(party).await?);
         }
 
         let mut now = Registry::default();
@@ -273,7 +255,9 @@ impl Metrics {
             "1 when this scrape stopped counting vouchers at its page limit",
             truncated_gauge.clone(),
         );
-        truncated_gauge.set(i64::from(truncated));
+        // Grouped counts read everything at a fixed cost: never truncated. The gauge stays
+        // for dashboards that watch it.
+        truncated_gauge.set(0);
 
         for (party, f) in parties.iter().zip(figures) {
             let org = OrgLabels {
@@ -321,12 +305,8 @@ fn gauge_value(n: u64) -> i64 {
 }
 
 /// Counts one party's voucher legs by type, leg and status (one grouped query), and its
-/// outbox. The page budget is kept for the scrape's contract; grouped counts never need it.
-async fn read_party<T: Transport>(
-    party: &Party<T>,
-    _pages_left: &mut u32,
-    _truncated: &mut bool,
-) -> Result<PartyFigures, LibraryError> {
+/// outbox.
+async fn read_party<T: Transport>(party: &Party<T>) -> Result<PartyFigures, LibraryError> {
     let library = party.store.library();
     let mut f = PartyFigures::default();
     for count in library.counts().await? {

@@ -70,7 +70,7 @@ pub use build::{
     PaymentOrder, VoucherBuilder,
 };
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope, FieldProblem};
-pub use metrics::{Metrics, ScrapeLimits};
+pub use metrics::Metrics;
 pub use request_id::{RequestId, X_REQUEST_ID};
 
 use crate::demo::Demo;
@@ -86,8 +86,6 @@ pub struct ApiConfig {
     pub body_max_bytes: usize,
     /// How long `/healthz` waits for each store, in milliseconds.
     pub health_timeout_ms: u64,
-    /// How much a `/metrics` scrape may read.
-    pub scrape: ScrapeLimits,
 }
 
 impl Default for ApiConfig {
@@ -97,7 +95,6 @@ impl Default for ApiConfig {
             idempotency: IdempotencyConfig::default(),
             body_max_bytes: 64 * 1024,
             health_timeout_ms: 2_000,
-            scrape: ScrapeLimits::default(),
         }
     }
 }
@@ -364,6 +361,6 @@ async fn health<T: Transport>(State(api): State<Shared<T>>) -> Response {
 
 async fn metrics_text<T: Transport>(State(api): State<Shared<T>>) -> Result<Response, ApiError> {
     let parties: Vec<&Party<T>> = api.parties.values().map(AsRef::as_ref).collect();
-    let text = api.metrics.render(&parties, api.config.scrape).await?;
+    let text = api.metrics.render(&parties).await?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
