@@ -6,6 +6,9 @@ use clap::Subcommand;
 
 use crate::Global;
 
+#[path = "bench_http.rs"]
+mod bench_http;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// The ledger engine: transfers per second in memory (and durable, per backend).
@@ -71,6 +74,22 @@ pub enum BenchCommand {
         /// Runs; the best and the median are printed.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// The API and the portal over HTTP at a fixed rate (open loop: latency counted from
+    /// each request's due time): achieved rate, errors, p50/p90/p99/p999/max per route.
+    Http {
+        /// Requests per second, each sent at its due time.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        /// Keep-alive connections the requests share.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Signature suite of the demo province: sm or intl.
+        #[arg(long, default_value = "sm")]
+        suite: String,
     },
     /// Signatures: sign/s and verify/s per core for each suite, batch sign-and-seal of
     /// 2,000 vouchers on all cores, batch-signature mode for 10,000, beside `openssl speed sm2`.
@@ -164,6 +183,24 @@ pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> 
                 seconds[seconds.len() / 2],
                 entries as f64 / seconds[seconds.len() / 2]
             );
+        }
+        BenchCommand::Http {
+            rate,
+            seconds,
+            connections,
+            suite,
+        } => {
+            let suite = match suite.as_str() {
+                "sm" => guoku_seal::Suite::Sm,
+                "intl" => guoku_seal::Suite::Intl,
+                other => anyhow::bail!("--suite is sm or intl, not {other:?}"),
+            };
+            bench_http::run(bench_http::HttpBench {
+                rate,
+                seconds,
+                connections,
+                suite,
+            })?;
         }
         BenchCommand::E2e {
             payments,

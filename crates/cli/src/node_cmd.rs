@@ -188,7 +188,7 @@ fn print_demo(
         outln!(
             "  {:<26} {:<8} {}  {}  TOTP {}",
             user.login,
-            format!("{:?}", user.post).to_lowercase(),
+            user.post.code(),
             user.organisation,
             user.name,
             secret

@@ -361,6 +361,9 @@ pub struct Principal {
     pub posts: BTreeSet<Post>,
     /// Granted divisions; each grants the divisions under it.
     pub divisions: Vec<AdmDivCode>,
+    /// The budget units (AgencyCode) a unit's user acts for; empty for everybody else, who
+    /// is scoped by division alone.
+    pub units: BTreeSet<String>,
     pub active: bool,
 }
 
@@ -381,8 +384,17 @@ impl Principal {
             login: record.login.clone(),
             posts,
             divisions: record.divisions.clone(),
+            units: record.units.iter().cloned().collect(),
             active: record.status == UserStatus::Active,
         })
+    }
+
+    /// Whether the user acts for the budget unit `agency` (the AgencyCode of a voucher or
+    /// draft; `None` when it names none): always, unless the user is a unit's user, who
+    /// acts only for their units and for no record without a unit.
+    #[must_use]
+    pub fn acts_for(&self, agency: Option<&str>) -> bool {
+        self.units.is_empty() || agency.is_some_and(|a| self.units.contains(a))
     }
 
     /// Whether the user holds `post`.

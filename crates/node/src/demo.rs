@@ -236,12 +236,26 @@ pub struct DemoUser {
     pub login: String,
     pub name: String,
     pub organisation: String,
-    pub post: Post,
+    /// The post the user holds (business users: the post of their certificate).
+    pub post: crate::access::Post,
     /// The organisation's code (the party whose store keeps the user).
     pub org_code: String,
     /// The divisions the user sees (and those under them).
     pub divisions: Vec<String>,
+    /// The budget units (AgencyCode) a unit's user acts for; empty for everybody else.
+    pub units: Vec<String>,
 }
+
+/// The administrators of every organisation (三权分立: three people, a post each).
+const ADMINS: [(crate::access::Post, &str, &str); 3] = [
+    (crate::access::Post::SystemAdmin, "sysadmin", "系统管理员"),
+    (crate::access::Post::SecurityAdmin, "secadmin", "安全管理员"),
+    (crate::access::Post::AuditAdmin, "auditor", "审计管理员"),
+];
+
+/// The budget units whose own people sign in at the counter (a maker, a checker and a
+/// signer each): a provincial unit and a county one.
+pub const COUNTER_UNITS: [&str; 2] = ["A43000001", "A43010201"];
 
 /// The division a finance trio of the demo is limited to (长沙市芙蓉区), to show a user of
 /// a county who sees only its own vouchers.
@@ -491,9 +505,10 @@ impl Demo {
                     login: format!("{}-{login}", org.code),
                     name: person_name(org, *post),
                     organisation: org.name.into(),
-                    post: *post,
+                    post: (*post).into(),
                     org_code: org.code.into(),
                     divisions: vec![province_code.into()],
+                    units: Vec::new(),
                 })
             })
             .collect();
@@ -502,10 +517,38 @@ impl Demo {
             login: format!("{}-{login}-{COUNTY_DIVISION}", province.finance.code),
             name: format!("{}（芙蓉区）", person_name(&province.finance, *post)),
             organisation: province.finance.name.into(),
-            post: *post,
+            post: (*post).into(),
             org_code: province.finance.code.into(),
             divisions: vec![COUNTY_DIVISION.into()],
+            units: Vec::new(),
         }));
+        // Each organisation's three administrators, for the whole province.
+        for org in province.orgs() {
+            users.extend(ADMINS.iter().map(|(post, login, title)| DemoUser {
+                login: format!("{}-{login}", org.code),
+                name: format!("{}{title}", org.name),
+                organisation: org.name.into(),
+                post: *post,
+                org_code: org.code.into(),
+                divisions: vec![province_code.into()],
+                units: Vec::new(),
+            }));
+        }
+        // The counter's unit people: they act for their own unit only.
+        for code in COUNTER_UNITS {
+            let Some(unit) = province.units.iter().find(|u| u.code == code) else {
+                continue;
+            };
+            users.extend(PEOPLE.iter().map(|(post, login)| DemoUser {
+                login: format!("{code}-{login}"),
+                name: person_name_in(&unit.name, *post),
+                organisation: unit.name.clone(),
+                post: (*post).into(),
+                org_code: province.counter.code.into(),
+                divisions: vec![unit.division.into()],
+                units: vec![code.into()],
+            }));
+        }
         let demo = Demo {
             province,
             finance,
@@ -574,7 +617,7 @@ impl Demo {
                             .map_err(seed)?
                     }
                 };
-                let post = crate::access::Post::from(user.post).code();
+                let post = user.post.code();
                 if !record.posts.iter().any(|p| p == post) {
                     access
                         .grant_post(record.id, post, SEED_ACTOR, now, |_| {
@@ -589,6 +632,14 @@ impl Demo {
                     if !record.divisions.contains(&code) {
                         access
                             .grant_division(record.id, &code, SEED_ACTOR, now)
+                            .await
+                            .map_err(seed)?;
+                    }
+                }
+                for unit in &user.units {
+                    if !record.units.contains(unit) {
+                        access
+                            .grant_unit(record.id, unit, SEED_ACTOR, now)
                             .await
                             .map_err(seed)?;
                     }
@@ -1022,12 +1073,16 @@ fn read_suite(dir: &Path) -> Result<Suite, DemoError> {
 }
 
 fn person_name(org: &Org, post: Post) -> String {
+    person_name_in(org.name, post)
+}
+
+fn person_name_in(organisation: &str, post: Post) -> String {
     let who = match post {
         Post::Maker => "经办员",
         Post::Checker => "复核员",
         Post::Signer => "签章员",
     };
-    format!("{}{who}", org.name)
+    format!("{organisation}{who}")
 }
 
 /// The deployment PKI: a root, and for every organisation three people, a business seal

@@ -35,6 +35,7 @@ fn principal(id: u64, posts: &[Post], divisions: &[&str]) -> Principal {
         login: format!("user{id}"),
         posts: posts.iter().copied().collect(),
         divisions: divisions.iter().map(|d| code(d)).collect(),
+        units: BTreeSet::new(),
         active: true,
     }
 }
@@ -437,6 +438,7 @@ fn record(posts: &[&str], status: UserStatus) -> UserRecord {
         login_state: LoginState::default(),
         posts: posts.iter().map(|p| (*p).to_owned()).collect(),
         divisions: vec![code("430100")],
+        units: Vec::new(),
         created_at: 1,
         updated_at: 1,
     }

@@ -201,6 +201,7 @@ async fn drafts_in(store: &Store, state: Option<DraftState>) -> BTreeSet<String>
         .list(&DraftFilter {
             state,
             within: vec!["430000".parse::<AdmDivCode>().unwrap()],
+            units: Vec::new(),
             after: 0,
             limit: 100,
         })

@@ -46,6 +46,8 @@ pub const PASSWORD_HASH_MAX_BYTES: usize = 512;
 pub const POSTS_MAX: usize = 8;
 /// Most divisions one user is granted.
 pub const USER_DIVISIONS_MAX: usize = 64;
+/// Most budget units one user acts for.
+pub const USER_UNITS_MAX: usize = 64;
 /// Most rows one list call returns (users, events, budget units, banks).
 pub const LIST_MAX: u32 = 1_000;
 /// Most divisions one deployment holds (a province has a few hundred cities and counties).
@@ -144,6 +146,9 @@ pub struct UserRecord {
     pub posts: Vec<String>,
     /// Granted divisions, sorted (each grants the divisions under it too).
     pub divisions: Vec<AdmDivCode>,
+    /// The budget units (AgencyCode) a unit's user acts for, sorted; empty for everybody
+    /// else, who is scoped by division alone.
+    pub units: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -506,7 +511,12 @@ struct RawUser {
 }
 
 impl RawUser {
-    fn decode(self, posts: Vec<String>, divisions: Vec<String>) -> Result<UserRecord, StoreError> {
+    fn decode(
+        self,
+        posts: Vec<String>,
+        divisions: Vec<String>,
+        units: Vec<String>,
+    ) -> Result<UserRecord, StoreError> {
         let bad = StoreError::corrupt_row;
         let divisions = divisions
             .iter()
@@ -525,6 +535,7 @@ impl RawUser {
             },
             posts,
             divisions,
+            units,
             created_at: time_from_sql(self.created_at)?,
             updated_at: time_from_sql(self.updated_at)?,
         })
@@ -662,6 +673,12 @@ const INSERT_USER_DIVISION: &str = "INSERT INTO access_user_divisions (user_id, 
      VALUES ($1, $2) ON CONFLICT DO NOTHING";
 const DELETE_USER_DIVISION: &str =
     "DELETE FROM access_user_divisions WHERE user_id = $1 AND adm_div = $2";
+const USER_UNITS: &str =
+    "SELECT agency_code FROM access_user_units WHERE user_id = $1 ORDER BY agency_code";
+const INSERT_USER_UNIT: &str = "INSERT INTO access_user_units (user_id, agency_code) \
+     VALUES ($1, $2) ON CONFLICT DO NOTHING";
+const DELETE_USER_UNIT: &str =
+    "DELETE FROM access_user_units WHERE user_id = $1 AND agency_code = $2";
 const TOUCH_USER: &str = "UPDATE access_users SET updated_at = $2 WHERE id = $1";
 const INSERT_APPROVAL: &str = "INSERT INTO access_approvals \
      (adm_div_code, st_year, vt_code, voucher_no, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -712,6 +729,8 @@ enum UserChange {
     RevokePost(String),
     GrantDivision(AdmDivCode),
     RevokeDivision(AdmDivCode),
+    GrantUnit(String),
+    RevokeUnit(String),
 }
 
 impl UserChange {
@@ -722,6 +741,8 @@ impl UserChange {
             UserChange::RevokePost(_) => "revoke_post",
             UserChange::GrantDivision(_) => "grant_division",
             UserChange::RevokeDivision(_) => "revoke_division",
+            UserChange::GrantUnit(_) => "grant_unit",
+            UserChange::RevokeUnit(_) => "revoke_unit",
         }
     }
 
@@ -732,6 +753,7 @@ impl UserChange {
             UserChange::Password(_) => None,
             UserChange::RevokePost(p) => Some(p.clone()),
             UserChange::GrantDivision(d) | UserChange::RevokeDivision(d) => Some(d.to_string()),
+            UserChange::GrantUnit(u) | UserChange::RevokeUnit(u) => Some(u.clone()),
         }
     }
 }
@@ -765,7 +787,8 @@ mod lite {
     fn complete(conn: &Connection, raw: RawUser) -> Result<UserRecord, AccessError> {
         let posts = strings(conn, USER_POSTS, raw.id)?;
         let divisions = strings(conn, USER_DIVISIONS, raw.id)?;
-        Ok(raw.decode(posts, divisions)?)
+        let units = strings(conn, USER_UNITS, raw.id)?;
+        Ok(raw.decode(posts, divisions, units)?)
     }
 
     pub(super) fn user_where(
@@ -1043,6 +1066,16 @@ mod lite {
             UserChange::RevokeDivision(d) => tx
                 .prepare_cached(&sq(DELETE_USER_DIVISION))?
                 .execute(params![id, d.as_str()])?,
+            UserChange::GrantUnit(u) => {
+                if !before.units.contains(u) && before.units.len() >= USER_UNITS_MAX {
+                    return Err(invalid("a user acts for at most USER_UNITS_MAX units"));
+                }
+                tx.prepare_cached(&sq(INSERT_USER_UNIT))?
+                    .execute(params![id, u])?
+            }
+            UserChange::RevokeUnit(u) => tx
+                .prepare_cached(&sq(DELETE_USER_UNIT))?
+                .execute(params![id, u])?,
         };
         if changed == 0 {
             // Already so: nothing to record.
@@ -1273,7 +1306,8 @@ mod pg {
     async fn complete<C: GenericClient>(c: &C, raw: RawUser) -> Result<UserRecord, AccessError> {
         let posts = strings(c, USER_POSTS, raw.id).await?;
         let divisions = strings(c, USER_DIVISIONS, raw.id).await?;
-        Ok(raw.decode(posts, divisions)?)
+        let units = strings(c, USER_UNITS, raw.id).await?;
+        Ok(raw.decode(posts, divisions, units)?)
     }
 
     pub(super) async fn user_by_id<C: GenericClient>(
@@ -1321,10 +1355,12 @@ mod pg {
         let ids: Vec<i64> = raws.iter().map(|r| r.id).collect();
         let mut posts = grouped(&client, "access_user_posts", "post", &ids).await?;
         let mut divisions = grouped(&client, "access_user_divisions", "adm_div", &ids).await?;
+        let mut units = grouped(&client, "access_user_units", "agency_code", &ids).await?;
         raws.into_iter()
             .map(|raw| {
                 let (p, d) = (posts.remove(&raw.id), divisions.remove(&raw.id));
-                Ok(raw.decode(p.unwrap_or_default(), d.unwrap_or_default())?)
+                let u = units.remove(&raw.id).unwrap_or_default();
+                Ok(raw.decode(p.unwrap_or_default(), d.unwrap_or_default(), u)?)
             })
             .collect()
     }
@@ -1621,6 +1657,13 @@ mod pg {
                 tx.execute(DELETE_USER_DIVISION, &[&id, &d.as_str()])
                     .await?
             }
+            UserChange::GrantUnit(u) => {
+                if !before.units.contains(u) && before.units.len() >= USER_UNITS_MAX {
+                    return Err(invalid("a user acts for at most USER_UNITS_MAX units"));
+                }
+                tx.execute(INSERT_USER_UNIT, &[&id, u]).await?
+            }
+            UserChange::RevokeUnit(u) => tx.execute(DELETE_USER_UNIT, &[&id, u]).await?,
         };
         if changed == 0 {
             return Ok(before);
@@ -2224,6 +2267,41 @@ impl Access {
         now: u64,
     ) -> Result<UserRecord, AccessError> {
         self.change_user(id, UserChange::GrantDivision(*division), actor, now)
+            .await
+    }
+
+    /// Lets a user act for a budget unit (AgencyCode), recording a `grant_unit` event (none
+    /// if already granted). A user with units sees only their vouchers and drafts.
+    ///
+    /// # Errors
+    /// [`AccessError::NotFound`] for the user; [`AccessError::InvalidArgument`] for an empty
+    /// or overlong code or past [`USER_UNITS_MAX`]; a store error.
+    pub async fn grant_unit(
+        &self,
+        id: UserId,
+        agency_code: &str,
+        actor: &str,
+        now: u64,
+    ) -> Result<UserRecord, AccessError> {
+        check_unit_code(agency_code)?;
+        self.change_user(id, UserChange::GrantUnit(agency_code.to_owned()), actor, now)
+            .await
+    }
+
+    /// Takes a budget unit from a user, recording a `revoke_unit` event (none if not
+    /// granted).
+    ///
+    /// # Errors
+    /// [`AccessError::NotFound`]; [`AccessError::InvalidArgument`]; a store error.
+    pub async fn revoke_unit(
+        &self,
+        id: UserId,
+        agency_code: &str,
+        actor: &str,
+        now: u64,
+    ) -> Result<UserRecord, AccessError> {
+        check_unit_code(agency_code)?;
+        self.change_user(id, UserChange::RevokeUnit(agency_code.to_owned()), actor, now)
             .await
     }
 

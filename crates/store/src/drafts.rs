@@ -146,6 +146,9 @@ pub struct NewDraft {
     pub body: Vec<u8>,
     /// SHA-256 of the voucher's canonical bytes: a repeat with other content is refused.
     pub content_sha256: [u8; 32],
+    /// The budget unit (AgencyCode) the voucher names, if any: a unit's users list only
+    /// their units' drafts.
+    pub agency_code: Option<String>,
 }
 
 impl fmt::Debug for NewDraft {
@@ -180,6 +183,8 @@ pub struct DraftRecord {
     pub reason: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// The budget unit (AgencyCode) the voucher names, if any.
+    pub agency_code: Option<String>,
 }
 
 /// What [`Drafts::make`] did.
@@ -211,6 +216,8 @@ pub struct DraftFilter {
     /// Only drafts of these divisions or under them in their AdmDivCode chain (at most
     /// [`DIVISIONS_MAX`]; none: no draft).
     pub within: Vec<AdmDivCode>,
+    /// Only drafts of these budget units (AgencyCode), when not empty (a unit's user).
+    pub units: Vec<String>,
     /// Only drafts made after this cursor (0 for the first page).
     pub after: u64,
     /// At most this many (1..=[`LIST_MAX`]).
@@ -325,12 +332,16 @@ struct Row {
     maker: i64,
     body: Vec<u8>,
     sha: Vec<u8>,
+    agency_code: Option<String>,
 }
 
 impl Row {
     fn of(new: NewDraft) -> Result<Self, DraftError> {
         let division = check_key(&new.key)?;
         check_name(&new.receiver, "receiver")?;
+        if let Some(agency) = &new.agency_code {
+            check_name(agency, "agency code")?;
+        }
         if new.body.is_empty() || new.body.len() > BODY_MAX_BYTES {
             return Err(invalid("a draft's body is 1..=BODY_MAX_BYTES bytes"));
         }
@@ -351,6 +362,7 @@ impl Row {
             maker: user_to_sql(new.maker)?,
             body: new.body,
             sha: new.content_sha256.to_vec(),
+            agency_code: new.agency_code,
         })
     }
 }
@@ -359,7 +371,8 @@ impl Row {
 // Rows
 
 const COLUMNS: &str = "id, adm_div_code, st_year, vt_code, voucher_no, state, receiver, \
-     plan_month, amount_fen, maker_id, body, content_sha256, reason, created_at, updated_at";
+     plan_month, amount_fen, maker_id, body, content_sha256, reason, created_at, updated_at, \
+     agency_code";
 
 struct RawDraft {
     id: i64,
@@ -377,6 +390,7 @@ struct RawDraft {
     reason: Option<String>,
     created_at: i64,
     updated_at: i64,
+    agency_code: Option<String>,
 }
 
 impl RawDraft {
@@ -411,6 +425,7 @@ impl RawDraft {
             reason: self.reason,
             created_at: time_from_sql(self.created_at)?,
             updated_at: time_from_sql(self.updated_at)?,
+            agency_code: self.agency_code,
         })
     }
 }
@@ -437,8 +452,8 @@ fn event_from(
 
 const INSERT_DRAFT: &str = "INSERT INTO drafts (adm_div_code, up1, up2, st_year, vt_code, \
      voucher_no, state, receiver, plan_month, amount_fen, maker_id, body, content_sha256, \
-     reason, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'made', $7, $8, $9, $10, $11, $12, NULL, $13, $13) \
+     reason, created_at, updated_at, agency_code) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'made', $7, $8, $9, $10, $11, $12, NULL, $13, $13, $14) \
      ON CONFLICT (adm_div_code, st_year, vt_code, voucher_no) DO NOTHING RETURNING id";
 const KEY_WHERE: &str =
     "WHERE adm_div_code = $1 AND st_year = $2 AND vt_code = $3 AND voucher_no = $4";
@@ -489,9 +504,17 @@ fn list_query(filter: &DraftFilter) -> (String, Vec<Param>) {
     }
     let list = places.join(", ");
     sql.push_str(&format!(
-        " AND (adm_div_code IN ({list}) OR up1 IN ({list}) OR up2 IN ({list})) \
-         ORDER BY id LIMIT $2"
+        " AND (adm_div_code IN ({list}) OR up1 IN ({list}) OR up2 IN ({list}))"
     ));
+    if !filter.units.is_empty() {
+        let mut units = Vec::with_capacity(filter.units.len());
+        for unit in &filter.units {
+            params.push(Param::Text(unit.clone()));
+            units.push(format!("${}", params.len()));
+        }
+        sql.push_str(&format!(" AND agency_code IN ({})", units.join(", ")));
+    }
+    sql.push_str(" ORDER BY id LIMIT $2");
     (sql, params)
 }
 
@@ -528,6 +551,7 @@ mod lite {
             reason: r.get(12)?,
             created_at: r.get(13)?,
             updated_at: r.get(14)?,
+            agency_code: r.get(15)?,
         })
     }
 
@@ -582,7 +606,8 @@ mod lite {
                     row.maker,
                     row.body,
                     row.sha,
-                    at
+                    at,
+                    row.agency_code
                 ],
                 |r| r.get(0),
             )
@@ -708,6 +733,7 @@ mod pg {
             reason: r.try_get(12)?,
             created_at: r.try_get(13)?,
             updated_at: r.try_get(14)?,
+            agency_code: r.try_get(15)?,
         })
     }
 
@@ -783,6 +809,7 @@ mod pg {
                     &row.body,
                     &row.sha,
                     &at,
+                    &row.agency_code,
                 ],
             )
             .await?;
@@ -1008,8 +1035,10 @@ impl Drafts {
         if !(1..=LIST_MAX).contains(&filter.limit) {
             return Err(invalid("limit must be 1..=LIST_MAX"));
         }
-        if filter.within.len() > DIVISIONS_MAX {
-            return Err(invalid("a list filters by at most DIVISIONS_MAX divisions"));
+        if filter.within.len() > DIVISIONS_MAX || filter.units.len() > DIVISIONS_MAX {
+            return Err(invalid(
+                "a list filters by at most DIVISIONS_MAX divisions and as many units",
+            ));
         }
         if filter.within.is_empty() {
             return Ok(Page {
@@ -1077,6 +1106,7 @@ mod tests {
         let filter = DraftFilter {
             state: Some(DraftState::Checked),
             within: vec!["430102".parse().unwrap(), "430200".parse().unwrap()],
+            units: Vec::new(),
             after: 7,
             limit: 20,
         };
@@ -1094,5 +1124,12 @@ mod tests {
         assert_eq!(params.len(), 4);
         assert!(!sql.contains("state ="), "{sql}");
         assert!(sql.contains("IN ($3, $4)"), "{sql}");
+        assert!(!sql.contains("agency_code"), "{sql}");
+        let (sql, params) = list_query(&DraftFilter {
+            units: vec!["A43010201".into(), "A43010202".into()],
+            ..filter
+        });
+        assert_eq!(params.len(), 7);
+        assert!(sql.contains("agency_code IN ($6, $7)"), "{sql}");
     }
 }

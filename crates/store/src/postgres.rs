@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "read_again",
         include_str!("../migrations/postgres/0006_read_again.sql"),
     ),
+    (
+        7,
+        "units",
+        include_str!("../migrations/postgres/0007_units.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "read_again",
         include_str!("../migrations/sqlite/0006_read_again.sql"),
     ),
+    (
+        7,
+        "units",
+        include_str!("../migrations/sqlite/0007_units.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.

@@ -39,6 +39,7 @@ fn draft(division: &str, no: &str, body: &str) -> NewDraft {
         maker: UserId(1),
         body: body.as_bytes().to_vec(),
         content_sha256: sha,
+        agency_code: Some(format!("A{division}01")),
     }
 }
 
@@ -46,6 +47,7 @@ fn filter(within: &[&str], state: Option<DraftState>) -> DraftFilter {
     DraftFilter {
         state,
         within: within.iter().map(|d| code(d)).collect(),
+        units: Vec::new(),
         after: 0,
         limit: 100,
     }

@@ -132,11 +132,14 @@ pub fn demo_principals(demo: &Demo) -> Vec<Principal> {
     demo.users
         .iter()
         .enumerate()
-        .map(|(i, user)| Principal {
-            user: UserId(u64::try_from(i + 1).unwrap_or(u64::MAX)),
-            login: user.login.clone(),
-            org: user.org_code.clone(),
-            post: user.post,
+        .filter_map(|(i, user)| {
+            // Administrators hold no business post and take no API token.
+            Some(Principal {
+                user: UserId(u64::try_from(i + 1).unwrap_or(u64::MAX)),
+                login: user.login.clone(),
+                org: user.org_code.clone(),
+                post: user.post.cert_post()?,
+            })
         })
         .collect()
 }

@@ -75,6 +75,12 @@ pub trait VoucherBuilder: Send + Sync {
     /// # Errors
     /// [`BuildError`].
     fn authorized(&self, order: &PaymentOrder<'_>) -> Result<AuthorizedDraft, BuildError>;
+
+    /// Every budget unit it knows: (AgencyCode, name, AdmDivCode).
+    fn units(&self) -> Vec<(String, String, String)>;
+
+    /// The budget year its vouchers carry.
+    fn year(&self) -> u16;
 }
 
 fn renumber(voucher: &mut Voucher, no: &str) {
@@ -160,6 +166,17 @@ impl VoucherBuilder for Demo {
             voucher,
             bank: bank.to_owned(),
         })
+    }
+    fn units(&self) -> Vec<(String, String, String)> {
+        self.province
+            .units
+            .iter()
+            .map(|u| (u.code.clone(), u.name.clone(), u.division.to_owned()))
+            .collect()
+    }
+
+    fn year(&self) -> u16 {
+        self.year.get()
     }
 }
 
@@ -262,6 +279,17 @@ fn order_fields<'a>(
 impl VoucherBuilder for Catalogue {
     fn knows_unit(&self, unit: &str) -> bool {
         self.units.iter().any(|u| u.code == unit)
+    }
+
+    fn units(&self) -> Vec<(String, String, String)> {
+        self.units
+            .iter()
+            .map(|u| (u.code.clone(), u.name.clone(), u.adm_div.clone()))
+            .collect()
+    }
+
+    fn year(&self) -> u16 {
+        self.year.get()
     }
 
     fn direct(&self, order: &PaymentOrder<'_>) -> Result<DirectDraft, BuildError> {

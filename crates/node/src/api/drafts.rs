@@ -547,6 +547,12 @@ pub(crate) async fn make<T: Transport>(
 ) -> Result<Reply, ApiError> {
     let (_, now) = party.now();
     let key = making.voucher.key();
+    let agency_code = making.voucher.header.get("AgencyCode").map(str::to_owned);
+    if !acting.who.acts_for(agency_code.as_deref()) {
+        return Err(ApiError::forbidden(
+            "a budget unit's user makes vouchers for their own units only",
+        ));
+    }
     take(&party.store, acting, &key, DraftStep::Make, None, now).await?;
     let new = NewDraft {
         key,
@@ -556,6 +562,7 @@ pub(crate) async fn make<T: Transport>(
         maker: acting.user(),
         body: write_voucher(&making.voucher, Encoding::Utf8, Layout::Compact),
         content_sha256: content_hash(&making.voucher),
+        agency_code,
     };
     let made = party
         .store
@@ -575,7 +582,7 @@ pub(crate) async fn make<T: Transport>(
     })
 }
 
-async fn check_draft<T: Transport>(
+pub(crate) async fn check_draft<T: Transport>(
     party: &Party<T>,
     acting: &Acting,
     key: &VoucherKey,
@@ -600,7 +607,7 @@ async fn check_draft<T: Transport>(
     })
 }
 
-async fn reject_draft<T: Transport>(
+pub(crate) async fn reject_draft<T: Transport>(
     party: &Party<T>,
     acting: &Acting,
     key: &VoucherKey,
@@ -657,8 +664,8 @@ async fn issue<T: Transport>(
     }
 }
 
-async fn sign_draft<T: Transport>(
-    api: &super::Inner<T>,
+pub(crate) async fn sign_draft<T: Transport>(
+    metrics: Option<&super::Metrics>,
     party: &Party<T>,
     acting: &Acting,
     key: &VoucherKey,
@@ -707,8 +714,9 @@ async fn sign_draft<T: Transport>(
                     OrgRole::Finance => "direct",
                     _ => "authorized",
                 };
-                api.metrics
-                    .count_payment(party.org_code(), kind, draft.amount_fen.unwrap_or(0));
+                if let Some(metrics) = metrics {
+                    metrics.count_payment(party.org_code(), kind, draft.amount_fen.unwrap_or(0));
+                }
                 tracing::info!(key = %key, to = %draft.receiver, "payment signed and issued");
                 record
             }
@@ -790,7 +798,7 @@ async fn step<T: Transport>(
     let work = async {
         match (step, reason) {
             (DraftStep::Check, _) => check_draft(party, &acting, &key).await,
-            (DraftStep::Sign, _) => sign_draft(&api, party, &acting, &key).await,
+            (DraftStep::Sign, _) => sign_draft(Some(&api.metrics), party, &acting, &key).await,
             (DraftStep::Reject, Some(reason)) => reject_draft(party, &acting, &key, &reason).await,
             _ => Err(ApiError::internal("a checked step is incomplete")),
         }
@@ -906,6 +914,7 @@ pub(crate) async fn list<T: Transport>(
     let filter = DraftFilter {
         state,
         within: acting.who.divisions.clone(),
+        units: acting.who.units.iter().cloned().collect(),
         after,
         limit: u32::try_from(limit).map_err(|_| ApiError::internal("limit"))?,
     };

@@ -315,6 +315,14 @@ impl ApiError {
         Self::new(ErrorCode::Internal).with_detail(detail)
     }
 
+    /// Whether this is a refusal of what was asked (bad input, a rule of the business, a
+    /// missing record), which the asker can act on, rather than a failure of the node.
+    #[must_use]
+    pub fn is_business(&self) -> bool {
+        let code = self.code();
+        !code.retryable() && code != ErrorCode::Internal
+    }
+
     /// The code.
     #[must_use]
     pub fn code(&self) -> ErrorCode {

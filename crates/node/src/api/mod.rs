@@ -40,11 +40,11 @@ pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 
-mod drafts;
+pub(crate) mod drafts;
 mod input;
 mod payments;
-mod scope;
-mod view;
+pub(crate) mod scope;
+pub(crate) mod view;
 mod vouchers;
 
 use std::collections::BTreeMap;
@@ -72,6 +72,10 @@ pub use build::{
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope, FieldProblem};
 pub use metrics::Metrics;
 pub use request_id::{RequestId, X_REQUEST_ID};
+// The portal's pages take the same steps through the same functions.
+pub(crate) use drafts::{Making, check_draft, make as make_draft, reject_draft, sign_draft};
+pub(crate) use payments::voucher_no;
+pub(crate) use scope::Acting;
 
 use crate::demo::Demo;
 use crate::exchange::{InMemory, Transport};

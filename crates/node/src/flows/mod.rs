@@ -17,7 +17,7 @@
 //!   and sums compared, every difference listed with its voucher.
 //! - [`quota`]: finance's clearing-quota notices (5106/5108, DOMAIN §3.1 step 2): PBOC checks and books them on its clearing quota (never below zero) and returns a sealed receipt.
 
-mod common;
+pub(crate) mod common;
 
 pub mod authorized;
 pub mod batch;

@@ -73,26 +73,50 @@ impl Lang {
     }
 }
 
-/// Builds [`Texts`] (one field per key) and its two instances from the table.
-macro_rules! texts {
-    ($($key:ident: $zh:literal, $en:literal;)*) => {
-        /// The portal's texts in one language.
+/// Builds a text table: a struct with one `&'static str` field per key and its Chinese and
+/// English instances. The portal's own texts are [`Texts`]; each desk module keeps its
+/// pages' texts in a table of its own made with this macro, so a row can never leave a
+/// language out.
+macro_rules! text_table {
+    ($(#[$meta:meta])* $name:ident, $zh_name:ident, $en_name:ident; $($key:ident: $zh:literal, $en:literal;)*) => {
+        $(#[$meta])*
         #[derive(Debug)]
-        pub struct Texts {
-            $(pub $key: &'static str,)*
+        pub struct $name {
+            $(#[allow(missing_docs)] pub $key: &'static str,)*
         }
 
         /// 简体中文.
-        pub static ZH: Texts = Texts { $($key: $zh,)* };
+        pub static $zh_name: $name = $name { $($key: $zh,)* };
         /// English.
-        pub static EN: Texts = Texts { $($key: $en,)* };
+        pub static $en_name: $name = $name { $($key: $en,)* };
 
-        impl Texts {
+        impl $name {
             /// Every (key, text), in table order.
             #[must_use]
+            #[allow(dead_code)]
             pub fn entries(&self) -> Vec<(&'static str, &'static str)> {
                 vec![$((stringify!($key), self.$key)),*]
             }
+
+            /// The table in `lang`.
+            #[must_use]
+            #[allow(dead_code)]
+            pub fn of(lang: $crate::portal::i18n::Lang) -> &'static $name {
+                match lang {
+                    $crate::portal::i18n::Lang::Zh => &$zh_name,
+                    $crate::portal::i18n::Lang::En => &$en_name,
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_table;
+
+macro_rules! texts {
+    ($($key:ident: $zh:literal, $en:literal;)*) => {
+        text_table! {
+            /// The portal's texts in one language.
+            Texts, ZH, EN; $($key: $zh, $en;)*
         }
     };
 }
@@ -172,6 +196,15 @@ texts! {
     method_not_allowed: "该页面不接受此请求方式。", "This page does not take that kind of request.";
     error_title: "系统错误", "Error";
     back_home: "返回首页", "Back to the home page";
+    back: "返回", "Back";
+    post_forbids: "您的岗位不能进行此操作。", "Your posts do not allow this.";
+    record_not_found: "找不到该记录，或您无权查看。", "There is no such record, or it is not yours to see.";
+    in_progress_title: "正在处理", "Being processed";
+    in_progress: "该表单已提交，正在处理中，请勿重复提交。稍后刷新查看结果。", "This form was already submitted and is being processed; do not submit it again. Reload shortly to see the outcome.";
+    form_has_errors: "表单有误，请按提示修改后重新提交。未做任何更改。", "The form has errors; correct them and submit again. Nothing was changed.";
+
+    // The desks' navigation.
+    navigation: "功能导航", "Navigation";
 }
 
 /// `text` with each `{name}` slot replaced by its value.

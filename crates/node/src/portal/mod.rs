@@ -34,8 +34,16 @@
 
 pub mod i18n;
 pub mod totp;
+pub mod import;
+pub mod pdf;
 
+mod admin;
+mod bank;
+mod desk;
+mod finance;
 mod pages;
+mod pboc;
+mod unit;
 mod seed;
 mod session;
 mod signin;
@@ -51,7 +59,7 @@ use axum::http::header::{ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_TYPE, LOCATION,
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use guoku_store::access::{AccessError, UserStatus};
+use guoku_store::access::AccessError;
 use guoku_store::sessions::{NewSession, SessionError, SessionRecord, SessionStage};
 use serde::Deserialize;
 
@@ -60,6 +68,7 @@ pub use seed::{DEMO_PASSWORD, DemoLogin, demo_key, demo_totp_secret, seed_demo_u
 pub use totp::{PortalKey, SealError, TotpSecret};
 
 use crate::access::{LockoutPolicy, PasswordError, Principal};
+use crate::api::VoucherBuilder;
 use crate::demo::Demo;
 use crate::exchange::{InMemory, Transport};
 use crate::party::Party;
@@ -182,6 +191,15 @@ pub enum PortalError {
     /// The blocking pool is gone (the runtime is shutting down).
     #[error("a blocking task failed: {0}")]
     Runtime(String),
+    /// A form's one-time id could not be taken or kept.
+    #[error(transparent)]
+    Idempotency(#[from] guoku_store::idempotency::IdempotencyError),
+    /// The store failed under a desk page.
+    #[error(transparent)]
+    Store(#[from] guoku_store::StoreError),
+    /// A flow step failed for a reason that is not the user's input.
+    #[error("{0}")]
+    Work(String),
 }
 
 impl PortalError {
@@ -192,6 +210,8 @@ impl PortalError {
             Self::Access(e) => e.is_retryable(),
             Self::Session(e) => e.is_retryable(),
             Self::Runtime(_) => true,
+            Self::Idempotency(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -208,6 +228,10 @@ pub struct Portal<T> {
     parties: BTreeMap<String, Arc<Party<T>>>,
     config: PortalConfig,
     key: PortalKey,
+    /// Each organisation's directory of staff keys (`signer.key`: the signer's PIN key
+    /// store, which finance's batch signing opens to check the PIN).
+    key_dirs: BTreeMap<String, std::path::PathBuf>,
+    builder: Option<Arc<dyn VoucherBuilder>>,
 }
 
 impl<T: Transport> Portal<T> {
@@ -222,7 +246,24 @@ impl<T: Transport> Portal<T> {
             parties: BTreeMap::new(),
             config,
             key,
+            key_dirs: BTreeMap::new(),
+            builder: None,
         })
+    }
+
+    /// Builds the payment vouchers the budget units' pages make with `builder` (without
+    /// one, those pages say the counter takes no payments here).
+    #[must_use]
+    pub fn with_builder(mut self, builder: Arc<dyn VoucherBuilder>) -> Self {
+        self.builder = Some(builder);
+        self
+    }
+
+    /// The directory of `org`'s staff keys (where its `signer.key` PIN key store is).
+    #[must_use]
+    pub fn key_dir(mut self, org: &str, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.key_dirs.insert(org.to_owned(), dir.into());
+        self
     }
 
     /// Serves `party`'s users too (keyed by its organisation code).
@@ -237,9 +278,11 @@ impl Portal<InMemory> {
     /// The demo: every party of the province, [`PortalConfig::demo`], [`demo_key`] (the key
     /// [`seed_demo_users`] seals with).
     #[must_use]
-    pub fn demo(demo: &Demo) -> Self {
+    pub fn demo(demo: &Arc<Demo>) -> Self {
+        let builder: Arc<dyn VoucherBuilder> = demo.clone();
         let mut portal = Portal::new(PortalConfig::demo(), demo_key())
-            .expect("the demo configuration passes its checks");
+            .expect("the demo configuration passes its checks")
+            .with_builder(builder);
         for party in demo.parties() {
             portal = portal.serve(party);
         }
@@ -253,6 +296,10 @@ struct Inner<T> {
     config: PortalConfig,
     key: PortalKey,
     names: CookieNames,
+    /// Each organisation's directory of staff keys ([`Portal::key_dir`]).
+    key_dirs: BTreeMap<String, std::path::PathBuf>,
+    /// The budget units' payment vouchers' builder ([`Portal::with_builder`]).
+    builder: Option<Arc<dyn VoucherBuilder>>,
 }
 
 type Shared<T> = Arc<Inner<T>>;
@@ -268,6 +315,8 @@ pub fn router<T: Transport + 'static>(portal: Portal<T>) -> Router {
         parties: portal.parties,
         config: portal.config,
         key: portal.key,
+        key_dirs: portal.key_dirs,
+        builder: portal.builder,
     });
     Router::new()
         .route("/", get(root::<T>))
@@ -277,6 +326,11 @@ pub fn router<T: Transport + 'static>(portal: Portal<T>) -> Router {
         .route("/lang", post(switch_lang::<T>))
         .route("/o/{org}", get(home::<T>))
         .route("/assets/{file}", get(asset))
+        .merge(unit::routes::<T>())
+        .merge(finance::routes::<T>())
+        .merge(bank::routes::<T>())
+        .merge(pboc::routes::<T>())
+        .merge(admin::routes::<T>())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::map_response(move |r: Response| {
@@ -456,6 +510,8 @@ struct Page<'a> {
     /// Show the sign-out button (there is a session to end).
     signed: bool,
     cookies: Vec<HeaderValue>,
+    /// The desk's navigation (empty outside the desks).
+    nav: Vec<desk::NavLink>,
 }
 
 fn render(lang: Lang, page: Page<'_>) -> Result<Response, PortalError> {
@@ -471,6 +527,7 @@ fn render(lang: Lang, page: Page<'_>) -> Result<Response, PortalError> {
         next: page.next.unwrap_or("/"),
         logout_csrf: token.filter(|_| page.signed),
         body: &page.body,
+        nav: &page.nav,
     };
     let html = frame.render()?;
     let mut response = (page.status, html).into_response();
@@ -527,6 +584,7 @@ fn message(
                 frame_token: None,
                 signed: false,
                 cookies: Vec::new(),
+                nav: Vec::new(),
             },
         )
     });
@@ -671,6 +729,7 @@ fn login_form<T: Transport>(
             frame_token: Some(p.frame_token(current, &pre)),
             signed: current.is_some(),
             cookies,
+            nav: Vec::new(),
         },
     )
 }
@@ -852,6 +911,7 @@ async fn code_form<T: Transport>(
             frame_token: Some(token.clone()),
             signed: true,
             cookies: Vec::new(),
+            nav: Vec::new(),
         },
     )
 }
@@ -1031,9 +1091,10 @@ async fn home<T: Transport>(
     State(p): State<Shared<T>>,
     Path(org): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
     let lang = lang_of(&headers);
-    respond(lang, home_page(&p, lang, &org, &headers).await)
+    respond(lang, home_page(&p, lang, &org, &headers, &uri).await)
 }
 
 async fn home_page<T: Transport>(
@@ -1041,57 +1102,24 @@ async fn home_page<T: Transport>(
     lang: Lang,
     org: &str,
     headers: &HeaderMap,
+    uri: &Uri,
 ) -> Result<Response, PortalError> {
+    let desk = match p.desk(headers, uri, org, lang).await? {
+        Ok(desk) => desk,
+        Err(response) => return Ok(response),
+    };
     let t = lang.texts();
-    let Some((party, _)) = p.cookie_session(headers) else {
-        return Ok(see_other("/login", Vec::new()));
-    };
-    if party.org_code() != org {
-        // Signed in at another organisation: not yours to open. Otherwise: sign in.
-        return Ok(match p.session(headers, false).await? {
-            Some(c) if c.record.stage == SessionStage::SignedIn => {
-                let home = home_path(c.party.org_code());
-                message(
-                    lang,
-                    StatusCode::FORBIDDEN,
-                    t.forbidden_title,
-                    t.other_organisation,
-                    &home,
-                    t.back_home,
-                )
-            }
-            _ => see_other("/login", Vec::new()),
-        });
-    }
-    let Some(current) = p.session(headers, true).await? else {
-        return Ok(see_other("/login", vec![p.clear_session_cookie()]));
-    };
-    if current.record.stage != SessionStage::SignedIn {
-        return Ok(see_other("/login/totp", Vec::new()));
-    }
-    let access = party.store.access();
-    let user = access.user(current.record.user).await?;
-    let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
-        party.store.sessions().end(&current.id_hash).await?;
-        return Ok(see_other("/login", vec![p.clear_session_cookie()]));
-    };
-    let Ok(principal) = Principal::from_record(&user) else {
-        return Ok(message(
-            lang,
-            StatusCode::FORBIDDEN,
-            t.forbidden_title,
-            t.access_inconsistent,
-            "/login",
-            t.start_again,
-        ));
-    };
-    let names: BTreeMap<String, String> = access
+    let party = &desk.party;
+    let names: BTreeMap<String, String> = party
+        .store
+        .access()
         .divisions()
         .await?
         .into_iter()
         .map(|d| (d.code.to_string(), d.name))
         .collect();
-    let divisions = principal
+    let divisions = desk
+        .principal
         .divisions
         .iter()
         .map(|code| DivisionLine {
@@ -1101,36 +1129,39 @@ async fn home_page<T: Transport>(
         .collect();
     let idle = (p.config.idle_secs / 60).to_string();
     let life = (p.config.absolute_secs / 60).to_string();
+    let role_panel = unit::home_panel(p, &desk).await?;
     let body = HomeBody {
         t,
-        name: &user.display_name,
-        login: &user.login,
+        name: &desk.user.display_name,
+        login: &desk.user.login,
         org_name: &party.config.name,
         org_code: party.org_code(),
         role: t.role(party.role()),
         work: t.work(party.role()),
-        posts: principal
+        posts: desk
+            .principal
             .posts
             .iter()
             .map(|post| t.post(*post).to_owned())
             .collect(),
         divisions,
         session_note: i18n::fill(t.session_ends, &[("idle", &idle), ("life", &life)]),
+        role_panel,
     }
     .render()?;
-    let path = home_path(org);
-    render(
-        lang,
-        Page {
-            status: StatusCode::OK,
-            title: t.home_title,
-            body,
-            next: Some(&path),
-            frame_token: Some(session::hex(&current.record.csrf_token)),
-            signed: true,
-            cookies: Vec::new(),
-        },
-    )
+    desk.page(StatusCode::OK, t.home_title, body)
+}
+
+/// The navigation links of the desk's role and posts, after "home": (path under the
+/// organisation, text).
+fn nav_of<T: Transport>(desk: &desk::Desk<T>) -> Vec<(&'static str, &'static str)> {
+    let mut links = Vec::new();
+    links.extend(unit::nav(desk));
+    links.extend(finance::nav(desk));
+    links.extend(bank::nav(desk));
+    links.extend(pboc::nav(desk));
+    links.extend(admin::nav(desk));
+    links
 }
 
 /// `GET /assets/{file}`: the vendored htmx and the style sheet.

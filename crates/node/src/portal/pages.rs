@@ -44,6 +44,9 @@ const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"
 <button type="submit">{{ t.sign_out }}</button>
 </form>{% endif %}
 </header>
+{% if !nav.is_empty() %}<nav class="desk" aria-label="{{ t.navigation }}"><ul>
+{% for link in nav %}<li><a href="{{ link.href }}"{% if link.current %} aria-current="page"{% endif %}>{{ link.text }}</a></li>
+{% endfor %}</ul></nav>{% endif %}
 <main>
 {{ body|safe }}
 </main>
@@ -66,6 +69,8 @@ pub(crate) struct Frame<'a> {
     pub logout_csrf: Option<&'a str>,
     /// The page's own body, rendered (and escaped) by its template.
     pub body: &'a str,
+    /// The desk's navigation (empty outside the desks).
+    pub nav: &'a [super::desk::NavLink],
 }
 
 impl Frame<'_> {
@@ -165,6 +170,7 @@ pub(crate) struct DivisionLine {
 {% for d in divisions %}<li><code>{{ d.code }}</code> {{ d.name }}</li>
 {% endfor %}</ul>{% endif %}
 </section>
+{{ role_panel|safe }}
 <section class="card">
 <h2>{{ t.your_work }}</h2>
 <p>{{ work }}</p>
@@ -187,6 +193,8 @@ pub(crate) struct HomeBody<'a> {
     pub posts: Vec<String>,
     pub divisions: Vec<DivisionLine>,
     pub session_note: String,
+    /// The role's own panel (a budget unit's quotas), rendered and escaped by its template.
+    pub role_panel: String,
 }
 
 /// A message: a refusal, a missing page, an error.
@@ -203,4 +211,27 @@ pub(crate) struct MessageBody<'a> {
     pub message: &'a str,
     pub link: &'a str,
     pub link_text: &'a str,
+}
+
+/// A one-time id for a form that moves money or vouchers: 128 random bits, hex. The first
+/// submit with it acts; a repeat finds the first one's outcome ([`super::desk::Desk::once`]).
+pub(crate) struct FormId(String);
+
+impl FormId {
+    pub(crate) fn new() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::fill(&mut bytes);
+        Self(super::session::hex(&bytes))
+    }
+
+    /// Whether `id` looks like one (32 lowercase hex digits).
+    pub(crate) fn is_well_formed(id: &str) -> bool {
+        id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+}
+
+impl std::fmt::Display for FormId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }

@@ -1,0 +1,194 @@
+//! The budget unit's desk at the counter (自助柜面), driven through the portal's forms on
+//! the demo province:
+//!
+//! - a unit's maker pays by 8202 through the form; every bad field is reported next to its
+//!   field and nothing is made; a double-clicked submit makes one draft;
+//! - the unit's checker checks it and its signer signs it: the 8202 is stamped and sent to
+//!   the bank, which pays it and returns its receipt, whose X fields the page then shows;
+//! - the maker cannot check their own payment (segregation of duties); another unit's
+//!   payment is 404 for them, and the search finds payments by payee;
+//! - the home page shows the unit's quota by month.
+
+mod common;
+#[path = "common/web.rs"]
+mod web;
+#[allow(unused_imports)]
+use web::*;
+
+const COUNTER: &str = "DW4300000001";
+const UNIT: &str = "A43000001";
+const OTHER_UNIT: &str = "A43010201";
+
+fn unit_user(unit: &str, post: &str) -> String {
+    format!("{unit}-{post}")
+}
+
+/// The path of the payment a 303 after the pay form leads to.
+fn payment_path(a: &Answer) -> String {
+    let location = a.location().to_owned();
+    assert!(
+        location.starts_with(&format!("/o/{COUNTER}/unit/v/")),
+        "{} {location} {}",
+        a.status,
+        a.body
+    );
+    location
+}
+
+async fn pay(
+    env: &Env,
+    b: &mut Browser,
+    fields: &[(&str, &str)],
+) -> (Answer, Option<(String, String)>) {
+    let path = format!("/o/{COUNTER}/unit/pay");
+    let form = b.get(&env.app, &path).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let csrf = form.csrf(&path);
+    let form_id = form.form_id(&path);
+    let mut all = vec![("csrf", csrf.as_str()), ("form_id", form_id.as_str())];
+    all.extend_from_slice(fields);
+    let a = b.post(&env.app, &path, &all).await;
+    (a, Some((csrf, form_id)))
+}
+
+const GOOD: [(&str, &str); 6] = [
+    ("unit", UNIT),
+    ("payee_name", "长沙市办公用品有限公司"),
+    ("payee_account", "6222-0001-0002"),
+    ("payee_bank", "中国工商银行长沙分行"),
+    ("amount", "1,234.50"),
+    ("summary", "办公用品"),
+];
+
+web::both!(a_unit_pays_by_8202_and_its_checker_and_signer_approve, |env| {
+    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+    let (a, ids) = pay(env, &mut maker, &GOOD).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let payment = payment_path(&a);
+
+    // A double click: the same form id again leads to the same payment, nothing new.
+    let (csrf, form_id) = ids.unwrap();
+    let path = format!("/o/{COUNTER}/unit/pay");
+    let mut again = vec![("csrf", csrf.as_str()), ("form_id", form_id.as_str())];
+    again.extend_from_slice(&GOOD);
+    let second = maker.post(&env.app, &path, &again).await;
+    assert_eq!(second.status, StatusCode::SEE_OTHER);
+    assert_eq!(second.location(), payment);
+    let list = maker
+        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
+        .await;
+    assert_eq!(list.body.matches("长沙市办公用品有限公司").count(), 1, "{}", list.body);
+
+    // The maker may not check their own payment.
+    let page = maker.get(&env.app, &payment).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.has_form(&format!("{payment}/check")), "{}", page.body);
+    let own = maker
+        .post(
+            &env.app,
+            &format!("{payment}/check"),
+            &[
+                ("csrf", page.form_value("csrf").unwrap().as_str()),
+                ("form_id", "0123456789abcdef0123456789abcdef"),
+            ],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
+
+    // The checker checks, the signer signs: stamped and sent to the bank.
+    let mut checker = sign_in(env, &env.app, &unit_user(UNIT, "checker")).await;
+    let page = checker.get(&env.app, &payment).await;
+    let action = format!("{payment}/check");
+    let checked = checker
+        .post(
+            &env.app,
+            &action,
+            &[
+                ("csrf", page.csrf(&action).as_str()),
+                ("form_id", page.form_id(&action).as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(checked.status, StatusCode::SEE_OTHER, "{}", checked.body);
+    let mut signer = sign_in(env, &env.app, &unit_user(UNIT, "signer")).await;
+    let page = signer.get(&env.app, &payment).await;
+    let action = format!("{payment}/sign");
+    let signed = signer
+        .post(
+            &env.app,
+            &action,
+            &[
+                ("csrf", page.csrf(&action).as_str()),
+                ("form_id", page.form_id(&action).as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+
+    // The bank pays and returns its receipt; the page shows the receipt's X fields.
+    env.demo.settle(20).await.unwrap();
+    let page = signer.get(&env.app, &payment).await;
+    assert!(page.body.contains("id=\"receipt-fields\""), "{}", page.body);
+    assert!(page.body.contains("XPayAmt"), "{}", page.body);
+    assert!(page.body.contains("1234.50"), "{}", page.body);
+});
+
+web::sqlite!(every_bad_field_is_shown_and_nothing_is_made, |env| {
+    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+    let (a, _) = pay(
+        env,
+        &mut maker,
+        &[
+            ("unit", OTHER_UNIT),
+            ("payee_name", ""),
+            ("payee_account", "12ab"),
+            ("payee_bank", "中国工商银行长沙分行"),
+            ("amount", "-5"),
+            ("summary", "办公用品"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    for field in ["unit", "payee_name", "payee_account", "amount"] {
+        assert!(
+            a.body.contains(&format!("data-field=\"{field}\"")),
+            "{field}: {}",
+            a.body
+        );
+    }
+    assert!(!a.body.contains("data-field=\"summary\""));
+    let list = maker
+        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
+        .await;
+    assert!(!list.body.contains("id=\"payments\""), "{}", list.body);
+});
+
+web::sqlite!(another_units_payment_is_not_found_and_search_finds_by_payee, |env| {
+    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+    let (a, _) = pay(env, &mut maker, &GOOD).await;
+    let payment = payment_path(&a);
+    let mut other = sign_in(env, &env.app, &unit_user(OTHER_UNIT, "checker")).await;
+    let page = other.get(&env.app, &payment).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+    let list = other
+        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
+        .await;
+    assert!(!list.body.contains("长沙市办公用品有限公司"));
+
+    let found = maker
+        .get(
+            &env.app,
+            &format!("/o/{COUNTER}/unit/vouchers?q=%E5%8A%9E%E5%85%AC"),
+        )
+        .await;
+    assert!(found.body.contains("长沙市办公用品有限公司"), "{}", found.body);
+    let missed = maker
+        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers?q=nobody"))
+        .await;
+    assert!(!missed.body.contains("长沙市办公用品有限公司"));
+
+    // The home page's quota panel: this month's authorized quota from the bank.
+    let home = maker.get(&env.app, &format!("/o/{COUNTER}")).await;
+    assert!(home.body.contains("quota-panel"), "{}", home.body);
+    assert!(home.body.contains("<svg class=\"chart\""), "{}", home.body);
+});
