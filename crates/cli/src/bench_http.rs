@@ -429,7 +429,8 @@ async fn prepare(
         "the password was refused: {}",
         answer.status
     );
-    let form = step(&mut c, &mut jar, get(&host, "/login/totp", &cookie_header(&jar), None)).await?;
+    let request = get(&host, "/login/totp", &cookie_header(&jar), None);
+    let form = step(&mut c, &mut jar, request).await?;
     let csrf = csrf_of(&form.text(), "/login/totp")?;
     let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp())?;
     let code = demo_totp_secret(login).code_at(now);

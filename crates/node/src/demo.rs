@@ -602,7 +602,15 @@ impl Demo {
                     .await
                     .map_err(seed)?;
             }
-            for user in self.users.iter().filter(|u| u.org_code == party.org_code()) {
+            // A unit's maker is also known to finance, whose drafts keep the unit's direct
+            // payment applications (made by them, checked and signed by finance's people).
+            let here = |u: &&DemoUser| {
+                u.org_code == party.org_code()
+                    || (party.role() == OrgRole::Finance
+                        && !u.units.is_empty()
+                        && u.post == crate::access::Post::Maker)
+            };
+            for user in self.users.iter().filter(here) {
                 let record = match access.user_by_login(&user.login).await.map_err(seed)? {
                     Some(record) => record,
                     None => {

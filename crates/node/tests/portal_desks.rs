@@ -110,8 +110,8 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
         .unwrap();
 
     // The bank's checker sees them; the other bank's checker does not know them.
-    let mut checker = sign_in(env, app, &checker(ICBC)).await;
-    let incoming = checker.get(app, &format!("/o/{ICBC}/bank")).await;
+    let mut teller = sign_in(env, app, &checker(ICBC)).await;
+    let incoming = teller.get(app, &format!("/o/{ICBC}/bank")).await;
     assert_eq!(incoming.status, StatusCode::OK, "{}", incoming.body);
     assert!(incoming.body.contains(&returned.voucher_no));
     assert!(incoming.body.contains(&refused.voucher_no));
@@ -138,7 +138,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
 
     // Return: the page offers it (not refuse); a blank reason changes nothing.
     let detail = format!("/o/{ICBC}/bank/v/{}", key_path(&returned));
-    let page = checker.get(app, &detail).await;
+    let page = teller.get(app, &detail).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let action = format!("{detail}/return");
     assert!(page.has_form(&action));
@@ -161,9 +161,9 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     assert_eq!(still.exchange, Exchange::Acknowledged);
 
     // A signer may not return.
-    let mut signer = sign_in(env, app, &signer(ICBC)).await;
-    let signer_csrf = csrf_of(&mut signer, env, ICBC).await;
-    let refused_post = signer
+    let mut sealer = sign_in(env, app, &signer(ICBC)).await;
+    let signer_csrf = csrf_of(&mut sealer, env, ICBC).await;
+    let refused_post = sealer
         .post(
             app,
             &action,
@@ -213,7 +213,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
 
     // Refuse the one left read.
     let detail = format!("/o/{ICBC}/bank/v/{}", key_path(&refused));
-    let page = checker.get(app, &detail).await;
+    let page = teller.get(app, &detail).await;
     let action = format!("{detail}/refuse");
     assert!(page.has_form(&action), "{}", page.body);
     assert!(!page.has_form(&format!("{detail}/return")));
@@ -272,9 +272,9 @@ both!(pboc_lists_the_2301_it_cleared, |env| {
     assert_eq!(at_bank.processing, Some(Processing::ReceiptSent));
 
     // The bank's checker asks for clearing now (the worker may have done so already).
-    let mut checker = sign_in(env, app, &checker(ICBC)).await;
+    let mut teller = sign_in(env, app, &checker(ICBC)).await;
     let clearing = format!("/o/{ICBC}/bank/clearing");
-    let page = checker.get(app, &clearing).await;
+    let page = teller.get(app, &clearing).await;
     let action = format!("{clearing}/request");
     let asked = checker
         .post(
@@ -316,7 +316,7 @@ both!(pboc_lists_the_2301_it_cleared, |env| {
     assert_eq!(detail.status, StatusCode::OK);
     assert!(detail.body.contains(&icbc.config.bank_no));
     // The bank sees its request with PBOC's receipt.
-    let ours = checker.get(app, &clearing).await;
+    let ours = teller.get(app, &clearing).await;
     assert!(ours.body.contains(&request.voucher_no));
     assert!(ours.body.contains("已收到对方回单"), "{}", ours.body);
     // The books: the quota cleared and the TSA's clearing posting.
@@ -615,7 +615,7 @@ both!(a_post_without_its_token_is_403_and_changes_nothing, |env| {
         .read(100, "test-worker", now)
         .await
         .unwrap();
-    let mut checker = sign_in(env, app, &checker(ICBC)).await;
+    let mut teller = sign_in(env, app, &checker(ICBC)).await;
     let action = format!("/o/{ICBC}/bank/v/{}/refuse", key_path(&key));
     for csrf in [None, Some("00".repeat(32))] {
         let mut fields = vec![("form_id", form_id()), ("reason", "伪造".to_owned())];
@@ -623,7 +623,7 @@ both!(a_post_without_its_token_is_403_and_changes_nothing, |env| {
             fields.push(("csrf", csrf));
         }
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let answer = checker.post(app, &action, &fields).await;
+        let answer = teller.post(app, &action, &fields).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
     }
     let record = icbc

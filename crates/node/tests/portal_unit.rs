@@ -192,3 +192,137 @@ web::sqlite!(another_units_payment_is_not_found_and_search_finds_by_payee, |env|
     assert!(home.body.contains("quota-panel"), "{}", home.body);
     assert!(home.body.contains("<svg class=\"chart\""), "{}", home.body);
 });
+
+const FINANCE: &str = "11430000006";
+
+/// Finance's drafts of `unit`, as (voucher number, state code, detail count).
+async fn finance_drafts(env: &Env, unit: &str) -> Vec<(String, String, usize)> {
+    use guoku_store::drafts::DraftFilter;
+    let page = env
+        .party(FINANCE)
+        .store
+        .drafts()
+        .list(&DraftFilter {
+            state: None,
+            within: vec!["430000".parse().unwrap()],
+            units: vec![unit.to_owned()],
+            after: 0,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    page.items
+        .iter()
+        .map(|d| {
+            let (v, _) = guoku_voucher::parse_voucher(&d.body, &guoku_voucher::Limits::default())
+                .unwrap();
+            (d.key.voucher_no.clone(), d.state.code().to_owned(), v.details.len())
+        })
+        .collect()
+}
+
+web::both!(a_direct_payment_application_waits_at_finance, |env| {
+    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+    let path = format!("/o/{COUNTER}/unit/apply");
+    let form = maker.get(&env.app, &path).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let csrf = form.csrf(&path);
+    let form_id = form.form_id(&path);
+    let mut fields = vec![("csrf", csrf.as_str()), ("form_id", form_id.as_str())];
+    fields.extend_from_slice(&GOOD);
+    let a = maker.post(&env.app, &path, &fields).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let application = a.location().to_owned();
+    assert!(application.starts_with(&format!("/o/{COUNTER}/unit/a/")), "{application}");
+    // It waits at finance as a draft of the unit, made by the unit's maker.
+    let drafts = finance_drafts(env, UNIT).await;
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    assert_eq!(drafts[0].1, "made");
+    assert!(application.ends_with(&drafts[0].0));
+    let page = maker.get(&env.app, &application).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("长沙市办公用品有限公司"));
+    // The unit checker does not check it (finance does); another unit does not see it.
+    let mut checker = sign_in(env, &env.app, &unit_user(UNIT, "checker")).await;
+    let page = checker.get(&env.app, &application).await;
+    assert!(!page.body.contains("check-button"), "{}", page.body);
+    let mut other = sign_in(env, &env.app, &unit_user(OTHER_UNIT, "maker")).await;
+    assert_eq!(
+        other.get(&env.app, &application).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let list = maker
+        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
+        .await;
+    assert!(list.body.contains("id=\"applications\""), "{}", list.body);
+});
+
+/// A multipart upload of the import form.
+async fn upload(
+    env: &Env,
+    b: &mut Browser,
+    kind: &str,
+    action: &str,
+    file: &[u8],
+) -> Answer {
+    let path = format!("/o/{COUNTER}/unit/import");
+    let form = b.get(&env.app, &path).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let boundary = "guoku-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in [
+        ("csrf", form.csrf(&path)),
+        ("form_id", form.form_id(&path)),
+        ("kind", kind.to_owned()),
+        ("unit", UNIT.to_owned()),
+        ("action", action.to_owned()),
+    ] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"list.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let request = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri(&path)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header("origin", "http://portal.test")
+        .header("sec-fetch-site", "same-origin");
+    b.send(&env.app, request, axum::body::Body::from(body)).await
+}
+
+web::sqlite!(a_salary_list_shows_row_errors_then_goes_to_finance_as_one_batch, |env| {
+    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+    let bad = "姓名,账号,开户行,金额\n张三,6222000011112222,中国工商银行长沙分行,5000.00\n,6222000011113333,中国建设银行长沙分行,4800.00\n王五,62220000abc,中国建设银行长沙分行,-1\n";
+    let a = upload(env, &mut maker, "salary", "submit", bad.as_bytes()).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert!(a.body.contains("id=\"row-errors\""), "{}", a.body);
+    assert!(a.body.matches("class=\"row-error\"").count() >= 3, "{}", a.body);
+    assert!(finance_drafts(env, UNIT).await.is_empty(), "nothing was submitted");
+
+    let good = "姓名,账号,开户行,金额\n张三,6222000011112222,中国工商银行长沙分行,\"5,000.00\"\n李四,6222000011113333,中国建设银行长沙分行,4800.00\n王五,6222000011114444,中国建设银行长沙分行,4750.50\n";
+    let checked = upload(env, &mut maker, "salary", "check", good.as_bytes()).await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
+    assert!(checked.body.contains("<dd id=\"rows-ok\">3</dd>"), "{}", checked.body);
+    assert!(checked.body.contains("14550.50"), "{}", checked.body);
+    assert!(finance_drafts(env, UNIT).await.is_empty(), "a check submits nothing");
+
+    let submitted = upload(env, &mut maker, "salary", "submit", good.as_bytes()).await;
+    assert_eq!(submitted.status, StatusCode::SEE_OTHER, "{}", submitted.body);
+    let drafts = finance_drafts(env, UNIT).await;
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    assert_eq!(drafts[0].2, 3, "one detail per row");
+});

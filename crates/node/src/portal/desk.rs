@@ -161,6 +161,33 @@ impl<T: Transport> Inner<T> {
             Ok(pairs) => pairs,
             Err(why) => return Ok(Err(rejected(lang, why))),
         };
+        self.desk_checked(headers, uri, org, lang, pairs).await
+    }
+
+    /// A POST whose fields were read another way (a multipart upload): from this site, with
+    /// the session's token; then the desk and the fields.
+    pub(crate) async fn desk_upload(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        org: &str,
+        lang: Lang,
+        pairs: Vec<(String, String)>,
+    ) -> Result<Opened<(Desk<T>, Fields)>, super::PortalError> {
+        if !session::same_origin(headers, uri) {
+            return Ok(Err(rejected(lang, Rejected::Forgery)));
+        }
+        self.desk_checked(headers, uri, org, lang, pairs).await
+    }
+
+    async fn desk_checked(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        org: &str,
+        lang: Lang,
+        pairs: Vec<(String, String)>,
+    ) -> Result<Opened<(Desk<T>, Fields)>, super::PortalError> {
         let desk = match self.desk(headers, uri, org, lang).await? {
             Ok(desk) => desk,
             Err(response) => return Ok(Err(response)),

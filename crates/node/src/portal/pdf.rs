@@ -678,14 +678,14 @@ fn draw(c: &mut Canvas<'_, '_>, doc: &ReceiptDoc, title: &Label) {
         return;
     }
     let r = 48.0;
-    let (cx, cy) = (right - r - 14.0, bottom + 16.0);
+    let (cx, cy) = (right - r - 14.0, bottom + 22.0);
     c.circle(cx, cy, r, 2.2, RED);
     c.circle(cx, cy, r - 4.0, 0.6, RED);
     let date = iso_date(doc.pay_date);
     for (text, dy, size) in [
-        (doc.bank_name.as_str(), -14.0, 10.0),
-        (doc.seal_name.as_str(), 4.0, 9.0),
-        (date.as_str(), 20.0, 8.0),
+        (doc.bank_name.as_str(), -12.0, 10.0),
+        (doc.seal_name.as_str(), 6.0, 9.0),
+        (date.as_str(), 22.0, 8.0),
     ] {
         let room = 2.0 * (r - 10.0);
         let mut size: f32 = size;

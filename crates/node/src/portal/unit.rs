@@ -19,6 +19,7 @@
 //! payment answers 404 like a missing one.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
@@ -35,9 +36,10 @@ use guoku_voucher::lifecycle::Leg;
 use guoku_voucher::{VoucherFlag, VoucherKey};
 
 use super::desk::{Desk, FieldErrors, Fields, body};
+use super::import;
 use super::i18n::{Lang, text_table};
 use super::{Inner, PortalError, Shared, lang_of, respond};
-use crate::access::{Action, Post};
+use crate::access::{Action, Post, Principal};
 use crate::api::{Acting, Making, PaymentOrder};
 use crate::demo::Payee;
 use crate::exchange::Transport;
@@ -99,6 +101,33 @@ text_table! {
     draft_issued: "已发送", "Sent";
     draft_rejected: "已退回", "Rejected";
     draft_failed: "失败", "Failed";
+    nav_apply: "直接支付申请", "Apply (direct)";
+    nav_import: "批量导入", "Batch import";
+    apply_title: "财政直接支付申请（5201）", "Direct payment application (5201)";
+    apply_hint: "申请提交财政，由财政审核、签章后向代理银行发出直接支付凭证；占用本月用款计划。", "The application goes to finance, whose people check and sign it; the direct payment voucher then goes to the agent bank. It draws on this month's spending plan.";
+    submit_apply: "提交财政", "Submit to finance";
+    not_at_finance: "您尚未在财政登记，不能提交直接支付申请。", "You are not registered with finance and cannot apply for direct payments.";
+    no_finance: "本节点不连接财政，不受理直接支付申请。", "This node is not connected to finance and takes no direct payment applications.";
+    applications: "直接支付申请", "Direct payment applications";
+    import_title: "批量导入（工资、公务卡）", "Batch import (salary, official card)";
+    import_hint: "上传 CSV 或 XLSX 文件。先“检查”查看逐行错误；全部无误后“提交财政”，整张清单作为一笔批量直接支付申请提交。有任何错误都不会提交。", "Upload a CSV or XLSX file. Check it first to see every row's errors; when it has none, submit it to finance as one batch direct payment application. Nothing is submitted while any row has an error.";
+    list_kind: "清单类型", "List";
+    kind_salary: "工资发放清单", "Salary list";
+    kind_card: "公务卡报销清单", "Official-card reimbursement list";
+    file: "文件", "File";
+    check_file: "检查", "Check";
+    submit_file: "提交财政", "Submit to finance";
+    no_file: "请选择文件。", "Choose a file.";
+    line: "行", "Line";
+    column: "列", "Column";
+    value: "内容", "Value";
+    problem: "问题", "Problem";
+    rows_ok: "行数", "Rows";
+    total: "合计", "Total";
+    file_ok: "清单无误，可以提交。", "The list has no errors; it may be submitted.";
+    file_has_errors: "清单有错误，未提交。请修改后重新上传。", "The list has errors and was not submitted. Correct them and upload it again.";
+    warnings: "提示", "Warnings";
+    too_many_rows: "一张批量申请最多 {max} 行，请拆分清单。", "A batch application takes at most {max} rows; split the list.";
 }
 
 fn draft_state_text(t: &UnitTexts, state: DraftState) -> &'static str {
@@ -125,6 +154,8 @@ pub(crate) fn nav<T: Transport>(desk: &Desk<T>) -> Vec<(&'static str, &'static s
     let mut links = Vec::new();
     if desk.may(Action::MakeVoucher) {
         links.push(("/unit/pay", t.nav_pay));
+        links.push(("/unit/apply", t.nav_apply));
+        links.push(("/unit/import", t.nav_import));
     }
     if desk.may(Action::ViewVouchers) {
         links.push(("/unit/vouchers", t.nav_vouchers));
@@ -139,7 +170,21 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
             "/o/{org}/unit/pay",
             get(pay_page::<T>).post(pay_submit::<T>),
         )
+        .route(
+            "/o/{org}/unit/apply",
+            get(apply_page::<T>).post(apply_submit::<T>),
+        )
+        .route(
+            "/o/{org}/unit/import",
+            get(import_page::<T>).post(import_submit::<T>).layer(
+                axum::extract::DefaultBodyLimit::max(IMPORT_BODY_MAX),
+            ),
+        )
         .route("/o/{org}/unit/vouchers", get(vouchers_page::<T>))
+        .route(
+            "/o/{org}/unit/a/{adm}/{year}/{vt}/{no}",
+            get(application_page::<T>),
+        )
         .route(
             "/o/{org}/unit/v/{adm}/{year}/{vt}/{no}",
             get(voucher_page::<T>),
@@ -173,6 +218,13 @@ fn acting<T: Transport>(desk: &Desk<T>) -> Acting {
     }
 }
 
+fn application_path(key: &VoucherKey) -> String {
+    format!(
+        "/unit/a/{}/{}/{}/{}",
+        key.adm_div_code, key.st_year, key.vt_code, key.voucher_no
+    )
+}
+
 fn key_path(key: &VoucherKey) -> String {
     format!(
         "/unit/v/{}/{}/{}/{}",
@@ -197,8 +249,8 @@ struct PayForm {
 #[derive(Template)]
 #[template(
     ext = "html",
-    source = r#"<h1>{{ t.pay_title }}</h1>
-<p class="hint">{{ t.pay_hint }}</p>
+    source = r#"<h1>{{ title }}</h1>
+<p class="hint">{{ hint }}</p>
 {% if let Some(error) = error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
 {% if units.is_empty() %}<p class="error">{{ t.no_builder }}</p>{% else %}
 <form method="post" action="{{ action }}" class="card" id="pay-form" hx-disabled-elt="find button[type=submit]">
@@ -225,7 +277,7 @@ struct PayForm {
 <label>{{ t.summary }}
 <input name="summary" value="{{ form.summary }}" maxlength="60" required></label>
 {% if errors.has("summary") %}<p class="error field-error" data-field="summary">{{ errors.of("summary") }}</p>{% endif %}
-<button type="submit">{{ t.submit_pay }}</button>
+<button type="submit">{{ submit }}</button>
 </form>
 {% if !payees.is_empty() %}<section class="card"><h2>{{ t.payee_book }}</h2><table>
 <tr><th>{{ t.payee_name }}</th><th>{{ t.payee_account }}</th><th>{{ t.payee_bank }}</th></tr>
@@ -236,6 +288,9 @@ struct PayForm {
 )]
 struct PayBody<'a> {
     t: &'static UnitTexts,
+    title: &'static str,
+    hint: &'static str,
+    submit: &'static str,
     action: String,
     csrf: &'a str,
     form_id: String,
@@ -248,7 +303,7 @@ struct PayBody<'a> {
 
 /// The payee book: distinct payees of the unit's latest payments.
 async fn payee_book<T: Transport>(desk: &Desk<T>) -> Result<Vec<Payee>, PortalError> {
-    let drafts = unit_drafts(desk, None, 0, 100).await?;
+    let drafts = unit_drafts(desk, &desk.party, None, 0, 100).await?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for d in drafts.iter().rev() {
@@ -271,15 +326,65 @@ async fn payee_book<T: Transport>(desk: &Desk<T>) -> Result<Vec<Payee>, PortalEr
     Ok(out)
 }
 
+/// The two payment forms: an authorized payment the counter sends to the bank, or a direct
+/// payment application finance issues.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PayKind {
+    Authorized,
+    Direct,
+}
+
+impl PayKind {
+    fn path(self) -> &'static str {
+        match self {
+            PayKind::Authorized => "/unit/pay",
+            PayKind::Direct => "/unit/apply",
+        }
+    }
+
+    fn texts(self, t: &'static UnitTexts) -> (&'static str, &'static str, &'static str) {
+        match self {
+            PayKind::Authorized => (t.pay_title, t.pay_hint, t.submit_pay),
+            PayKind::Direct => (t.apply_title, t.apply_hint, t.submit_apply),
+        }
+    }
+}
+
+/// The finance party this portal serves, if any (the demo serves every party).
+fn finance_of<T: Transport>(p: &Inner<T>) -> Option<Arc<Party<T>>> {
+    p.parties
+        .values()
+        .find(|party| party.role() == OrgRole::Finance)
+        .cloned()
+}
+
+/// The desk's user as finance knows them (a unit's maker is registered there too), if
+/// active there.
+async fn acting_at<T: Transport>(
+    party: &Party<T>,
+    desk: &Desk<T>,
+) -> Result<Option<Acting>, PortalError> {
+    let record = party.store.access().user_by_login(&desk.user.login).await?;
+    Ok(record
+        .and_then(|r| Principal::from_record(&r).ok())
+        .filter(|who| who.active && who.units == desk.principal.units)
+        .map(|who| Acting {
+            login: desk.user.login.clone(),
+            who,
+        }))
+}
+
 async fn pay_view<T: Transport>(
     p: &Inner<T>,
     desk: &Desk<T>,
+    kind: PayKind,
     form: PayForm,
     errors: FieldErrors,
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, PortalError> {
     let t = UnitTexts::of(desk.lang);
+    let (title, hint, submit) = kind.texts(t);
     let units = units_of(p, desk);
     let form = PayForm {
         unit: if form.unit.is_empty() {
@@ -291,7 +396,10 @@ async fn pay_view<T: Transport>(
     };
     let html = body(&PayBody {
         t,
-        action: desk.href("/unit/pay"),
+        title,
+        hint,
+        submit,
+        action: desk.href(kind.path()),
         csrf: &desk.csrf,
         form_id: desk.form_id().to_string(),
         units,
@@ -300,7 +408,7 @@ async fn pay_view<T: Transport>(
         errors,
         error,
     })?;
-    desk.page(status, t.pay_title, html)
+    desk.page(status, title, html)
 }
 
 async fn pay_page<T: Transport>(
@@ -308,6 +416,25 @@ async fn pay_page<T: Transport>(
     Path(org): Path<String>,
     headers: HeaderMap,
     uri: Uri,
+) -> Response {
+    form_page(p, org, headers, uri, PayKind::Authorized).await
+}
+
+async fn apply_page<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    form_page(p, org, headers, uri, PayKind::Direct).await
+}
+
+async fn form_page<T: Transport>(
+    p: Shared<T>,
+    org: String,
+    headers: HeaderMap,
+    uri: Uri,
+    kind: PayKind,
 ) -> Response {
     let lang = lang_of(&headers);
     let work = async {
@@ -324,6 +451,7 @@ async fn pay_page<T: Transport>(
         pay_view(
             &p,
             &desk,
+            kind,
             PayForm::default(),
             FieldErrors::default(),
             None,
@@ -424,6 +552,27 @@ async fn pay_submit<T: Transport>(
     uri: Uri,
     body: Bytes,
 ) -> Response {
+    form_submit(p, org, headers, uri, body, PayKind::Authorized).await
+}
+
+async fn apply_submit<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    form_submit(p, org, headers, uri, body, PayKind::Direct).await
+}
+
+async fn form_submit<T: Transport>(
+    p: Shared<T>,
+    org: String,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+    kind: PayKind,
+) -> Response {
     let lang = lang_of(&headers);
     let work = async {
         let (desk, fields) = match p.desk_post(&headers, &uri, &body, &org, lang).await? {
@@ -442,7 +591,7 @@ async fn pay_submit<T: Transport>(
         let Some((payee, amount)) = order else {
             let status = StatusCode::UNPROCESSABLE_ENTITY;
             let form_error = Some(desk.t().form_has_errors.to_owned());
-            return pay_view(&p, &desk, form, errors, form_error, status).await;
+            return pay_view(&p, &desk, kind, form, errors, form_error, status).await;
         };
         let Some(builder) = p.builder.clone() else {
             return Ok(desk.forbidden());
@@ -452,7 +601,11 @@ async fn pay_submit<T: Transport>(
             let (now, _) = party.now();
             let date = Party::<T>::business_date(now);
             let form_id = fields.get("form_id").unwrap_or_default();
-            let no = crate::api::voucher_no("GM", party.org_code(), desk.user.id, form_id);
+            let prefix = match kind {
+                PayKind::Authorized => "GM",
+                PayKind::Direct => "ZS",
+            };
+            let no = crate::api::voucher_no(prefix, party.org_code(), desk.user.id, form_id);
             let order = PaymentOrder {
                 unit: &form.unit,
                 amount,
@@ -464,25 +617,51 @@ async fn pay_submit<T: Transport>(
                 pay_view(
                     &p,
                     &desk,
+                    kind,
                     PayForm { ..form_again(&form) },
                     FieldErrors::default(),
                     Some(format!("{}{why}", t.refused)),
                     StatusCode::UNPROCESSABLE_ENTITY,
                 )
             };
-            let draft = match builder.authorized(&order) {
-                Ok(draft) => draft,
-                Err(e) => return Ok(Err(refused(e.to_string()).await?)),
+            let (at, acting, making, path) = match kind {
+                PayKind::Authorized => {
+                    let draft = match builder.authorized(&order) {
+                        Ok(draft) => draft,
+                        Err(e) => return Ok(Err(refused(e.to_string()).await?)),
+                    };
+                    let path = key_path(&draft.voucher.key());
+                    let making = Making {
+                        voucher: draft.voucher,
+                        receiver: draft.bank,
+                        plan_month: None,
+                        amount,
+                    };
+                    (desk.party.clone(), acting(&desk), making, path)
+                }
+                PayKind::Direct => {
+                    let Some(finance) = finance_of(&p) else {
+                        return Ok(Err(refused(t.no_finance.to_owned()).await?));
+                    };
+                    let Some(at_finance) = acting_at(&finance, &desk).await? else {
+                        return Ok(Err(refused(t.not_at_finance.to_owned()).await?));
+                    };
+                    let draft = match builder.direct(&order) {
+                        Ok(draft) => draft,
+                        Err(e) => return Ok(Err(refused(e.to_string()).await?)),
+                    };
+                    let path = application_path(&draft.voucher.key());
+                    let making = Making {
+                        voucher: draft.voucher,
+                        receiver: draft.bank,
+                        plan_month: Some(u8::from(date.month())),
+                        amount,
+                    };
+                    (finance, at_finance, making, path)
+                }
             };
-            let key = draft.voucher.key();
-            let making = Making {
-                voucher: draft.voucher,
-                receiver: draft.bank,
-                plan_month: None,
-                amount,
-            };
-            match crate::api::make_draft(party, &acting(&desk), making).await {
-                Ok(_) => Ok(Ok(desk.href(&key_path(&key)))),
+            match crate::api::make_draft(&at, &acting, making).await {
+                Ok(_) => Ok(Ok(desk.href(&path))),
                 Err(e) if e.is_business() => Ok(Err(refused(e.body().message).await?)),
                 Err(e) => Err(PortalError::Work(e.body().message)),
             }
@@ -509,6 +688,7 @@ fn form_again(form: &PayForm) -> PayForm {
 /// A page of the unit's drafts (payments), in making order.
 async fn unit_drafts<T: Transport>(
     desk: &Desk<T>,
+    party: &Party<T>,
     state: Option<DraftState>,
     after: u64,
     limit: u32,
@@ -520,8 +700,7 @@ async fn unit_drafts<T: Transport>(
         after,
         limit,
     };
-    let page = desk
-        .party
+    let page = party
         .store
         .drafts()
         .list(&filter)
@@ -563,6 +742,11 @@ struct Line {
 {% for l in lines %}<tr><td><a href="{{ l.href }}">{{ l.voucher_no }}</a></td><td>{{ l.date }}</td><td>{{ l.payee }}</td><td class="num">{{ l.amount }}</td><td>{{ l.state }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% if let Some(next) = next %}<p><a href="{{ next }}">{{ t.more }}</a></p>{% endif %}
+{% if !applications.is_empty() %}<h2>{{ t.applications }}</h2>
+<table class="list" id="applications">
+<tr><th>{{ t.voucher_no }}</th><th>{{ t.date }}</th><th>{{ t.payee_name }}</th><th>{{ t.amount }}</th><th>{{ t.state }}</th></tr>
+{% for l in applications %}<tr><td><a href="{{ l.href }}">{{ l.voucher_no }}</a></td><td>{{ l.date }}</td><td>{{ l.payee }}</td><td class="num">{{ l.amount }}</td><td>{{ l.state }}</td></tr>
+{% endfor %}</table>{% endif %}
 "#
 )]
 struct VouchersBody {
@@ -572,7 +756,64 @@ struct VouchersBody {
     state: String,
     states: Vec<(&'static str, &'static str)>,
     lines: Vec<Line>,
+    applications: Vec<Line>,
     next: Option<String>,
+}
+
+/// The unit's drafts at `party` matching `q` (payee, number or amount), newest first, up to
+/// 100 from ten pages after `after`; and the next page's link when there is more.
+async fn search<T: Transport>(
+    desk: &Desk<T>,
+    party: &Party<T>,
+    (state, state_code): (Option<DraftState>, &str),
+    q: &str,
+    mut after: u64,
+    path: fn(&VoucherKey) -> String,
+) -> Result<(Vec<Line>, Option<String>), PortalError> {
+    let t = UnitTexts::of(desk.lang);
+    let mut lines = Vec::new();
+    let mut next = None;
+    for _ in 0..10 {
+        let page = unit_drafts(desk, party, state, after, 100).await?;
+        let full = page.len() == 100;
+        for d in &page {
+            after = d.seq;
+            let Ok(v) = draft_voucher(d) else { continue };
+            let payee = v.header.get("PayeeAcctName").unwrap_or_default().to_owned();
+            let amount = d
+                .amount_fen
+                .and_then(|f| Amount::from_fen(f).ok())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let matches = q.is_empty()
+                || payee.contains(q)
+                || d.key.voucher_no.contains(q)
+                || amount == q;
+            if matches {
+                lines.push(Line {
+                    href: desk.href(&path(&d.key)),
+                    voucher_no: d.key.voucher_no.clone(),
+                    date: v.header.get("VouDate").unwrap_or_default().to_owned(),
+                    payee,
+                    amount,
+                    state: draft_state_text(t, d.state),
+                });
+            }
+        }
+        if !full || lines.len() >= 100 {
+            if full {
+                next = Some(format!(
+                    "{}?q={}&state={}&after={after}",
+                    desk.href("/unit/vouchers"),
+                    urlencode(q),
+                    urlencode(state_code)
+                ));
+            }
+            break;
+        }
+    }
+    lines.reverse();
+    Ok((lines, next))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -607,49 +848,23 @@ async fn vouchers_page<T: Transport>(
         let state_code = query.state.unwrap_or_default();
         let state = DraftState::from_code(&state_code);
         // A search reads up to ten pages of the unit's payments and keeps the matches.
-        let mut after = query.after.unwrap_or(0);
-        let mut lines = Vec::new();
-        let mut next = None;
-        for _ in 0..10 {
-            let page = unit_drafts(&desk, state, after, 100).await?;
-            let full = page.len() == 100;
-            for d in &page {
-                after = d.seq;
-                let Ok(v) = draft_voucher(d) else { continue };
-                let payee = v.header.get("PayeeAcctName").unwrap_or_default().to_owned();
-                let amount = d
-                    .amount_fen
-                    .and_then(|f| Amount::from_fen(f).ok())
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                let matches = q.is_empty()
-                    || payee.contains(&q)
-                    || d.key.voucher_no.contains(&q)
-                    || amount == q;
-                if matches {
-                    lines.push(Line {
-                        href: desk.href(&key_path(&d.key)),
-                        voucher_no: d.key.voucher_no.clone(),
-                        date: v.header.get("VouDate").unwrap_or_default().to_owned(),
-                        payee,
-                        amount,
-                        state: draft_state_text(t, d.state),
-                    });
-                }
+        let (lines, next) = search(
+            &desk,
+            &desk.party,
+            (state, &state_code),
+            &q,
+            query.after.unwrap_or(0),
+            key_path,
+        )
+        .await?;
+        let applications = match finance_of(&p) {
+            Some(finance) if !desk.principal.units.is_empty() => {
+                search(&desk, &finance, (state, &state_code), &q, 0, application_path)
+                    .await?
+                    .0
             }
-            if !full || lines.len() >= 100 {
-                if full {
-                    next = Some(format!(
-                        "{}?q={}&state={}&after={after}",
-                        desk.href("/unit/vouchers"),
-                        urlencode(&q),
-                        urlencode(&state_code)
-                    ));
-                }
-                break;
-            }
-        }
-        lines.reverse();
+            _ => Vec::new(),
+        };
         let states = DraftState::ALL
             .into_iter()
             .map(|s| (s.code(), draft_state_text(t, s)))
@@ -661,6 +876,7 @@ async fn vouchers_page<T: Transport>(
             state: state_code,
             states,
             lines,
+            applications,
             next,
         })?;
         desk.page(StatusCode::OK, t.vouchers_title, html)
@@ -733,13 +949,13 @@ struct VoucherBody<'a> {
 /// The unit's draft `key`, or `None` when it is not theirs to see.
 async fn own_draft<T: Transport>(
     desk: &Desk<T>,
+    party: &Party<T>,
     key: &VoucherKey,
 ) -> Result<Option<DraftRecord>, PortalError> {
     if !desk.sees_code(&key.adm_div_code) {
         return Ok(None);
     }
-    let draft = desk
-        .party
+    let draft = party
         .store
         .drafts()
         .get(key)
@@ -773,6 +989,40 @@ async fn voucher_page<T: Transport>(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
+    let key = VoucherKey {
+        adm_div_code: adm,
+        st_year: year,
+        vt_code: vt,
+        voucher_no: no,
+    };
+    draft_page(p, org, headers, uri, key, false).await
+}
+
+/// `GET /o/{org}/unit/a/…`: a direct payment application, as finance keeps it.
+async fn application_page<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path((org, adm, year, vt, no)): Path<(String, String, String, String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let key = VoucherKey {
+        adm_div_code: adm,
+        st_year: year,
+        vt_code: vt,
+        voucher_no: no,
+    };
+    draft_page(p, org, headers, uri, key, true).await
+}
+
+/// A payment's page: the counter's own (`application` false) or finance's application.
+async fn draft_page<T: Transport>(
+    p: Shared<T>,
+    org: String,
+    headers: HeaderMap,
+    uri: Uri,
+    key: VoucherKey,
+    application: bool,
+) -> Response {
     let lang = lang_of(&headers);
     let work = async {
         let desk = match p.desk(&headers, &uri, &org, lang).await? {
@@ -785,13 +1035,15 @@ async fn voucher_page<T: Transport>(
         if !desk.may(Action::ViewVouchers) {
             return Ok(desk.forbidden());
         }
-        let key = VoucherKey {
-            adm_div_code: adm,
-            st_year: year,
-            vt_code: vt,
-            voucher_no: no,
+        let party = if application {
+            match finance_of(&p) {
+                Some(finance) => finance,
+                None => return Ok(desk.not_found()),
+            }
+        } else {
+            desk.party.clone()
         };
-        let Some(draft) = own_draft(&desk, &key).await? else {
+        let Some(draft) = own_draft(&desk, &party, &key).await? else {
             return Ok(desk.not_found());
         };
         let t = UnitTexts::of(desk.lang);
@@ -806,7 +1058,7 @@ async fn voucher_page<T: Transport>(
             (t.amount, field("PayAmt")),
             (t.summary, field("PaySummaryName")),
         ];
-        let library = desk.party.store.library();
+        let library = party.store.library();
         let sent = library
             .status(&key, Leg::Original)
             .await
@@ -832,8 +1084,7 @@ async fn voucher_page<T: Transport>(
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        let events = desk
-            .party
+        let events = party
             .store
             .drafts()
             .events(&key)
@@ -847,8 +1098,12 @@ async fn voucher_page<T: Transport>(
                 when: time_text(e.at),
             })
             .collect();
-        let can_check = draft.state == DraftState::Made && desk.principal.holds(Post::Checker);
-        let can_sign = draft.state == DraftState::Checked && desk.principal.holds(Post::Signer);
+        // Finance checks and signs applications; the unit's own people the counter's.
+        let ours = !application;
+        let can_check =
+            ours && draft.state == DraftState::Made && desk.principal.holds(Post::Checker);
+        let can_sign =
+            ours && draft.state == DraftState::Checked && desk.principal.holds(Post::Signer);
         let base = desk.href(&key_path(&key));
         let html = body(&VoucherBody {
             t,
@@ -908,7 +1163,7 @@ async fn voucher_step<T: Transport>(
             vt_code: vt,
             voucher_no: no,
         };
-        if own_draft(&desk, &key).await?.is_none() {
+        if own_draft(&desk, &desk.party, &key).await?.is_none() {
             return Ok(desk.not_found());
         }
         let reason = fields.text("reason");
@@ -1071,4 +1326,359 @@ pub(crate) async fn home_panel<T: Transport>(
         });
     }
     Ok(body(&QuotaPanel { t, units })?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Batch import: salary and official-card lists become one batch direct payment application
+
+/// Largest upload body: the list's own limit (5 MB) and the multipart framing around it.
+const IMPORT_BODY_MAX: usize = 6 * 1024 * 1024;
+/// Most rows one batch application (one 5201 with its details) carries.
+const BATCH_ROWS_MAX: usize = 1_000;
+
+struct ErrorLine {
+    line: usize,
+    column: &'static str,
+    value: String,
+    problem: String,
+}
+
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r#"<h1>{{ t.import_title }}</h1>
+<p class="hint">{{ t.import_hint }}</p>
+{% if let Some(error) = error %}<p class="error" role="alert" id="import-error">{{ error }}</p>{% endif %}
+{% if units.is_empty() %}<p class="error">{{ t.no_builder }}</p>{% else %}
+<form method="post" action="{{ action }}" enctype="multipart/form-data" class="card" id="import-form" hx-boost="false">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="form_id" value="{{ form_id }}">
+<fieldset><legend>{{ t.list_kind }}</legend>
+<label><input type="radio" name="kind" value="salary"{% if kind == "salary" %} checked{% endif %}> {{ t.kind_salary }}</label>
+<label><input type="radio" name="kind" value="card"{% if kind == "card" %} checked{% endif %}> {{ t.kind_card }}</label>
+</fieldset>
+<label>{{ t.unit }}
+<select name="unit" required>
+{% for u in units %}<option value="{{ u.0 }}"{% if u.0 == unit %} selected{% endif %}>{{ u.1 }} ({{ u.0 }})</option>
+{% endfor %}</select></label>
+<label>{{ t.file }} <input type="file" name="file" accept=".csv,.xlsx,text/csv,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" required></label>
+<button type="submit" name="action" value="check" id="check-file">{{ t.check_file }}</button>
+<button type="submit" name="action" value="submit" id="submit-file">{{ t.submit_file }}</button>
+</form>{% endif %}
+{% if let Some(rows) = rows %}<section class="card" id="import-result">
+<dl><dt>{{ t.rows_ok }}</dt><dd id="rows-ok">{{ rows }}</dd><dt>{{ t.total }}</dt><dd id="rows-total">{{ total }}</dd></dl>
+{% if errors.is_empty() %}<p class="ok">{{ t.file_ok }}</p>{% else %}<p class="error" role="alert">{{ t.file_has_errors }}</p>
+<table class="list" id="row-errors"><tr><th>{{ t.line }}</th><th>{{ t.column }}</th><th>{{ t.value }}</th><th>{{ t.problem }}</th></tr>
+{% for e in errors %}<tr class="row-error"><td>{{ e.line }}</td><td>{{ e.column }}</td><td>{{ e.value }}</td><td>{{ e.problem }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% if !warnings.is_empty() %}<h2>{{ t.warnings }}</h2><table class="list" id="row-warnings"><tr><th>{{ t.line }}</th><th>{{ t.column }}</th><th>{{ t.value }}</th><th>{{ t.problem }}</th></tr>
+{% for e in warnings %}<tr><td>{{ e.line }}</td><td>{{ e.column }}</td><td>{{ e.value }}</td><td>{{ e.problem }}</td></tr>
+{% endfor %}</table>{% endif %}
+</section>{% endif %}
+"#
+)]
+struct ImportBody<'a> {
+    t: &'static UnitTexts,
+    action: String,
+    csrf: &'a str,
+    form_id: String,
+    kind: &'a str,
+    unit: String,
+    units: Vec<(String, String)>,
+    error: Option<String>,
+    rows: Option<usize>,
+    total: String,
+    errors: Vec<ErrorLine>,
+    warnings: Vec<ErrorLine>,
+}
+
+/// What an upload held, read so far.
+#[derive(Default)]
+struct Upload {
+    kind: String,
+    unit: String,
+    file: Option<Vec<u8>>,
+    error: Option<String>,
+    imported: Option<import::Imported>,
+}
+
+fn error_lines(errors: &[import::RowError], lang: Lang) -> Vec<ErrorLine> {
+    errors
+        .iter()
+        .map(|e| ErrorLine {
+            line: e.line,
+            column: e.column.map_or("", |c| c.label(lang)),
+            value: e.value.clone(),
+            problem: e.problem.message(lang),
+        })
+        .collect()
+}
+
+async fn import_view<T: Transport>(
+    p: &Inner<T>,
+    desk: &Desk<T>,
+    upload: Upload,
+    status: StatusCode,
+) -> Result<Response, PortalError> {
+    let t = UnitTexts::of(desk.lang);
+    let units = units_of(p, desk);
+    let unit = if upload.unit.is_empty() {
+        units.first().map(|u| u.0.clone()).unwrap_or_default()
+    } else {
+        upload.unit.clone()
+    };
+    let kind = if upload.kind == "card" { "card" } else { "salary" };
+    let (rows, total, errors, warnings) = match &upload.imported {
+        Some(i) => (
+            Some(i.rows.len()),
+            i.total.to_string(),
+            error_lines(&i.errors, desk.lang),
+            error_lines(&i.warnings, desk.lang),
+        ),
+        None => (None, String::new(), Vec::new(), Vec::new()),
+    };
+    let html = body(&ImportBody {
+        t,
+        action: desk.href("/unit/import"),
+        csrf: &desk.csrf,
+        form_id: desk.form_id().to_string(),
+        kind,
+        unit,
+        units,
+        error: upload.error,
+        rows,
+        total,
+        errors,
+        warnings,
+    })?;
+    desk.page(status, t.import_title, html)
+}
+
+async fn import_page<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let lang = lang_of(&headers);
+    let work = async {
+        let desk = match p.desk(&headers, &uri, &org, lang).await? {
+            Ok(desk) => desk,
+            Err(r) => return Ok(r),
+        };
+        if !is_unit_desk(&desk) {
+            return Ok(desk.not_found());
+        }
+        if !desk.may(Action::MakeVoucher) {
+            return Ok(desk.forbidden());
+        }
+        import_view(&p, &desk, Upload::default(), StatusCode::OK).await
+    };
+    respond(lang, work.await)
+}
+
+/// Reads the multipart form: its text fields (at most 1 KiB each) and the file.
+async fn read_upload(
+    mut multipart: axum::extract::Multipart,
+) -> Result<(Vec<(String, String)>, Option<Vec<u8>>), String> {
+    let mut pairs = Vec::new();
+    let mut file = None;
+    while let Some(field) = multipart.next_field().await.map_err(|e| e.to_string())? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let bytes = field.bytes().await.map_err(|e| e.to_string())?;
+            if !bytes.is_empty() {
+                file = Some(bytes.to_vec());
+            }
+        } else {
+            let text = field.text().await.map_err(|e| e.to_string())?;
+            if text.len() > 1024 || pairs.len() > 16 {
+                return Err("form field too long".into());
+            }
+            pairs.push((name, text));
+        }
+    }
+    Ok((pairs, file))
+}
+
+async fn import_submit<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let work = async {
+        let Ok(multipart) = multipart else {
+            return Ok(super::rejected(lang, super::Rejected::Malformed));
+        };
+        let (pairs, file) = match read_upload(multipart).await {
+            Ok(read) => read,
+            Err(_) => return Ok(super::rejected(lang, super::Rejected::Malformed)),
+        };
+        let (desk, fields) = match p.desk_upload(&headers, &uri, &org, lang, pairs).await? {
+            Ok(opened) => opened,
+            Err(r) => return Ok(r),
+        };
+        if !is_unit_desk(&desk) {
+            return Ok(desk.not_found());
+        }
+        if !desk.may(Action::MakeVoucher) {
+            return Ok(desk.forbidden());
+        }
+        let t = UnitTexts::of(desk.lang);
+        let mut upload = Upload {
+            kind: fields.text("kind"),
+            unit: fields.text("unit"),
+            file,
+            ..Upload::default()
+        };
+        let bad = StatusCode::UNPROCESSABLE_ENTITY;
+        let units = units_of(&p, &desk);
+        if !units.iter().any(|(code, _)| *code == upload.unit) {
+            upload.error = Some(t.not_your_unit.to_owned());
+            return import_view(&p, &desk, upload, bad).await;
+        }
+        let Some(bytes) = upload.file.take() else {
+            upload.error = Some(t.no_file.to_owned());
+            return import_view(&p, &desk, upload, bad).await;
+        };
+        let kind = if upload.kind == "card" {
+            import::ListKind::OfficialCard
+        } else {
+            import::ListKind::Salary
+        };
+        let (now, _) = desk.party.now();
+        let date = Party::<T>::business_date(now);
+        let limits = import::Limits::for_registry(&desk.party.registry);
+        let imported = match import::import(&bytes, kind, date, &limits) {
+            Ok(imported) => imported,
+            Err(e) => {
+                upload.error = Some(e.message(desk.lang));
+                return import_view(&p, &desk, upload, bad).await;
+            }
+        };
+        let has_errors = !imported.errors.is_empty();
+        let too_many = imported.rows.len() > BATCH_ROWS_MAX;
+        if too_many {
+            let max = BATCH_ROWS_MAX.to_string();
+            upload.error = Some(super::i18n::fill(t.too_many_rows, &[("max", &max)]));
+        }
+        let submit = fields.get("action") == Some("submit");
+        if !submit || has_errors || too_many || imported.rows.is_empty() {
+            let status = if has_errors || too_many { bad } else { StatusCode::OK };
+            upload.imported = Some(imported);
+            return import_view(&p, &desk, upload, status).await;
+        }
+        let Some(builder) = p.builder.clone() else {
+            return Ok(desk.forbidden());
+        };
+        let Some(finance) = finance_of(&p) else {
+            upload.error = Some(t.no_finance.to_owned());
+            return import_view(&p, &desk, upload, bad).await;
+        };
+        let Some(at_finance) = acting_at(&finance, &desk).await? else {
+            upload.error = Some(t.not_at_finance.to_owned());
+            return import_view(&p, &desk, upload, bad).await;
+        };
+        let unit = upload.unit.clone();
+        desk.once(&fields, async {
+            let form_id = fields.get("form_id").unwrap_or_default();
+            let no = crate::api::voucher_no("PL", desk.party.org_code(), desk.user.id, form_id);
+            let first = &imported.rows[0];
+            let payee = Payee {
+                name: first.payee_name.clone(),
+                account: first.payee_account.as_str().to_owned(),
+                bank_name: first.payee_bank.clone(),
+                summary: first.purpose.clone().unwrap_or_default(),
+            };
+            let order = PaymentOrder {
+                unit: &unit,
+                amount: imported.total,
+                payee: &payee,
+                voucher_no: &no,
+                date,
+            };
+            let draft = match builder.direct(&order) {
+                Ok(draft) => draft,
+                Err(e) => {
+                    let upload = Upload {
+                        kind: upload.kind.clone(),
+                        unit: unit.clone(),
+                        error: Some(format!("{}{e}", t.refused)),
+                        ..Upload::default()
+                    };
+                    return Ok(Err(import_view(&p, &desk, upload, bad).await?));
+                }
+            };
+            let mut voucher = draft.voucher;
+            batch_rows(&finance, &mut voucher, &imported);
+            let path = application_path(&voucher.key());
+            let making = Making {
+                voucher,
+                receiver: draft.bank,
+                plan_month: Some(u8::from(date.month())),
+                amount: imported.total,
+            };
+            match crate::api::make_draft(&finance, &at_finance, making).await {
+                Ok(_) => Ok(Ok(desk.href(&path))),
+                Err(e) if e.is_business() => {
+                    let upload = Upload {
+                        kind: upload.kind.clone(),
+                        unit: unit.clone(),
+                        error: Some(format!("{}{}", t.refused, e.body().message)),
+                        ..Upload::default()
+                    };
+                    Ok(Err(import_view(&p, &desk, upload, bad).await?))
+                }
+                Err(e) => Err(PortalError::Work(e.body().message)),
+            }
+        })
+        .await
+    };
+    respond(lang, work.await)
+}
+
+/// Makes `voucher` (a single 5201) the batch of `imported`: its business type, a detail
+/// per row, the header's amount their total and its count their number.
+fn batch_rows<T: Transport>(
+    finance: &Party<T>,
+    voucher: &mut guoku_voucher::Voucher,
+    imported: &import::Imported,
+) {
+    let template = voucher.details.first().cloned().unwrap_or_default();
+    voucher
+        .header
+        .set("BusinessTypeCode", imported.kind.business_type().code());
+    voucher.details = imported
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let mut d = template.clone();
+            d.set("Id", (i + 1).to_string());
+            d.set("PayeeAcctNo", row.payee_account.as_str());
+            d.set("PayeeAcctName", &row.payee_name);
+            d.set("PayeeAcctBankName", &row.payee_bank);
+            if let Some(bank_no) = &row.payee_bank_no {
+                d.set("PayeeAcctBankNo", bank_no.as_str());
+            }
+            d.set("PayAmt", row.amount.to_string());
+            if let Some(purpose) = &row.purpose {
+                d.set("PaySummaryName", purpose);
+            }
+            d
+        })
+        .collect();
+    voucher.header.set("PayAmt", imported.total.to_string());
+    if let Some(count) = finance
+        .registry
+        .get(voucher.vt_code())
+        .and_then(|ty| ty.count.clone())
+    {
+        voucher
+            .header
+            .set(&count, imported.rows.len().to_string());
+    }
 }
