@@ -44,7 +44,7 @@ fn key_path(key: &VoucherKey) -> String {
 /// A fresh one-time form id (32 hex digits).
 fn form_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{:032x}", NEXT.fetch_add(1, Ordering::SeqCst) + (1 << 100))
+    format!("{:032x}", u128::from(NEXT.fetch_add(1, Ordering::SeqCst)) + (1 << 100))
 }
 
 /// Finance issues a direct payment (5201) of `yuan` for the province's first unit to the
@@ -115,7 +115,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     assert_eq!(incoming.status, StatusCode::OK, "{}", incoming.body);
     assert!(incoming.body.contains(&returned.voucher_no));
     assert!(incoming.body.contains(&refused.voucher_no));
-    let exceptions = checker
+    let exceptions = teller
         .get(app, &format!("/o/{ICBC}/bank/exceptions"))
         .await;
     assert!(
@@ -144,7 +144,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     assert!(page.has_form(&action));
     assert!(!page.has_form(&format!("{detail}/refuse")));
     let (csrf, id) = (page.csrf(&action), page.form_id(&action));
-    let blank = checker
+    let blank = teller
         .post(
             app,
             &action,
@@ -177,7 +177,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     assert_eq!(refused_post.status, StatusCode::FORBIDDEN);
 
     let reason = "收款人账号有误";
-    let done = checker
+    let done = teller
         .post(
             app,
             &action,
@@ -187,7 +187,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location(), detail);
     // The same form again (a double click) does nothing more.
-    let again = checker
+    let again = teller
         .post(
             app,
             &action,
@@ -217,7 +217,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     let action = format!("{detail}/refuse");
     assert!(page.has_form(&action), "{}", page.body);
     assert!(!page.has_form(&format!("{detail}/return")));
-    let done = checker
+    let done = teller
         .post(
             app,
             &action,
@@ -248,7 +248,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     assert_eq!(at_finance.reason.as_deref(), Some(reason));
     assert_eq!(sent.status_code(&refused, Leg::Original).await.unwrap(), 4);
     // The detail page shows the return and who made it.
-    let page = checker
+    let page = teller
         .get(app, &format!("/o/{ICBC}/bank/v/{}", key_path(&returned)))
         .await;
     assert!(page.body.contains(reason) && page.body.contains(&checker(ICBC)));
@@ -276,7 +276,7 @@ both!(pboc_lists_the_2301_it_cleared, |env| {
     let clearing = format!("/o/{ICBC}/bank/clearing");
     let page = teller.get(app, &clearing).await;
     let action = format!("{clearing}/request");
-    let asked = checker
+    let asked = teller
         .post(
             app,
             &action,

@@ -131,7 +131,33 @@ web::both!(a_unit_pays_by_8202_and_its_checker_and_signer_approve, |env| {
     assert!(page.body.contains("id=\"receipt-fields\""), "{}", page.body);
     assert!(page.body.contains("XPayAmt"), "{}", page.body);
     assert!(page.body.contains("1234.50"), "{}", page.body);
+
+    // The receipt and the credit advice download as PDFs naming the payee.
+    for (doc, title) in [("receipt.pdf", "支付凭证回单"), ("notice.pdf", "入账通知书")] {
+        let pdf = signer.get(&env.app, &format!("{payment}/{doc}")).await;
+        assert_eq!(pdf.status, StatusCode::OK, "{doc}: {}", pdf.body);
+        assert_eq!(pdf.header("content-type"), Some("application/pdf"));
+        let text = pdf_text(&pdf.bytes);
+        assert!(text.contains("长沙市办公用品有限公司"), "{doc}: {text}");
+        assert!(text.contains(title), "{doc}: {text}");
+        assert!(text.contains("壹仟贰佰叁拾肆元伍角"), "{doc}: {text}");
+    }
+    // Another unit's people cannot download it.
+    let mut other = sign_in(env, &env.app, &unit_user(OTHER_UNIT, "maker")).await;
+    let denied = other.get(&env.app, &format!("{payment}/receipt.pdf")).await;
+    assert_eq!(denied.status, StatusCode::NOT_FOUND);
 });
+
+/// The text of a PDF's pages as a reader extracts it, whitespace dropped.
+fn pdf_text(pdf: &[u8]) -> String {
+    let doc = lopdf::Document::load_mem(pdf).expect("a readable PDF");
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    doc.extract_text(&pages)
+        .expect("text extraction")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
 
 web::sqlite!(every_bad_field_is_shown_and_nothing_is_made, |env| {
     let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;

@@ -87,12 +87,12 @@ impl Limits {
     pub fn for_registry(registry: &Registry) -> Limits {
         let mut limits = Limits::default();
         let text_max = |field: &str| {
-            ["8207", "5201"].iter().find_map(|vt| {
-                match registry.get(vt)?.detail_field(field)?.ty {
+            ["8207", "5201"]
+                .iter()
+                .find_map(|vt| match registry.get(vt)?.detail_field(field)?.ty {
                     guoku_voucher::registry::FieldType::Text { max } => Some(max),
                     _ => None,
-                }
-            })
+                })
         };
         if let Some(max) = text_max("PayeeAcctName") {
             limits.name_max_gbk = max;
@@ -159,7 +159,14 @@ impl Column {
         match self {
             Column::Name => &["姓名", "收款人名称", "name", "payee_name"],
             Column::Account => &["账号", "银行账号", "收款人账号", "account", "account_no"],
-            Column::Bank => &["开户行", "开户银行", "发卡行", "发卡银行", "bank", "bank_name"],
+            Column::Bank => &[
+                "开户行",
+                "开户银行",
+                "发卡行",
+                "发卡银行",
+                "bank",
+                "bank_name",
+            ],
             Column::BankNo => &["行号", "开户行行号", "bank_no"],
             Column::Amount => &["金额", "amount"],
             Column::Purpose => &["摘要", "用途", "purpose"],
@@ -268,9 +275,7 @@ impl Problem {
             }
             (Problem::NotPositive, Lang::Zh) => "金额必须大于零".to_owned(),
             (Problem::NotPositive, Lang::En) => "the amount must be above zero".to_owned(),
-            (Problem::BadAccount, Lang::Zh) => {
-                "账号应为 1 至 32 位数字、大写字母或“-”".to_owned()
-            }
+            (Problem::BadAccount, Lang::Zh) => "账号应为 1 至 32 位数字、大写字母或“-”".to_owned(),
             (Problem::BadAccount, Lang::En) => {
                 "an account number is 1 to 32 digits, capital letters or '-'".to_owned()
             }
@@ -502,9 +507,9 @@ fn csv_records(bytes: &[u8], limits: &Limits) -> Result<Vec<Record>, ImportError
             Ok(true) => {}
             Err(e) => return Err(ImportError::Csv(e.to_string())),
         }
-        let mut start = record
-            .position()
-            .map_or(counted_to, |p| (p.byte() as usize).clamp(counted_to, text.len()));
+        let mut start = record.position().map_or(counted_to, |p| {
+            (p.byte() as usize).clamp(counted_to, text.len())
+        });
         // The position is where reading began, before the blank lines it skipped.
         while matches!(text.as_bytes().get(start), Some(b'\n' | b'\r')) {
             start += 1;
@@ -592,12 +597,11 @@ fn xlsx_records(bytes: &[u8], limits: &Limits) -> Result<Vec<Record>, ImportErro
     while let Some(cell) = cells.next_cell().map_err(|e| bad(&e))? {
         let (row, col) = cell.get_position();
         let line = row as usize + 1;
-        if current.as_ref().is_some_and(|(l, _)| *l != line) {
-            if let Some(done) = current.take() {
-                if push_record(&mut records, done, limits) {
-                    return Ok(records);
-                }
-            }
+        if current.as_ref().is_some_and(|(l, _)| *l != line)
+            && let Some(done) = current.take()
+            && push_record(&mut records, done, limits)
+        {
+            return Ok(records);
         }
         if col >= MAX_COLUMNS {
             continue;
@@ -804,7 +808,13 @@ impl RowCheck<'_> {
     }
 
     /// A text field: no control characters, at most `max` GBK bytes.
-    fn text(&mut self, column: Column, required: bool, max: usize, limits: &Limits) -> Option<String> {
+    fn text(
+        &mut self,
+        column: Column,
+        required: bool,
+        max: usize,
+        limits: &Limits,
+    ) -> Option<String> {
         let text = self.cell(column, required, limits)?;
         // A number typed in a text column is its text.
         let text = text.trim_start_matches(NUMBER_MARK).to_owned();
@@ -853,11 +863,13 @@ impl RowCheck<'_> {
 
     fn salary(&mut self, limits: &Limits) -> Option<ImportedRow> {
         let name = self.text(Column::Name, true, limits.name_max_gbk, limits);
-        let account = self.digits_text(Column::Account, true, limits).and_then(|text| {
-            text.parse::<AccountNo>()
-                .map_err(|_| self.problem(Column::Account, &text, Problem::BadAccount))
-                .ok()
-        });
+        let account = self
+            .digits_text(Column::Account, true, limits)
+            .and_then(|text| {
+                text.parse::<AccountNo>()
+                    .map_err(|_| self.problem(Column::Account, &text, Problem::BadAccount))
+                    .ok()
+            });
         let bank = self.text(Column::Bank, true, limits.bank_max_gbk, limits);
         let bank_no = match self.digits_text(Column::BankNo, false, limits) {
             None => Ok(None),
@@ -883,19 +895,21 @@ impl RowCheck<'_> {
 
     fn card(&mut self, limits: &Limits, today: BizDate) -> Option<ImportedRow> {
         let name = self.text(Column::Cardholder, true, limits.name_max_gbk, limits);
-        let card = self.digits_text(Column::CardNo, true, limits).and_then(|text| {
-            let problem = if !(13..=19).contains(&text.len())
-                || !text.bytes().all(|b| b.is_ascii_digit())
-            {
-                Problem::BadCardNo
-            } else if !luhn_ok(&text) {
-                Problem::CardChecksum
-            } else {
-                return text.parse::<AccountNo>().ok();
-            };
-            self.problem(Column::CardNo, &text, problem);
-            None
-        });
+        let card = self
+            .digits_text(Column::CardNo, true, limits)
+            .and_then(|text| {
+                let problem = if !(13..=19).contains(&text.len())
+                    || !text.bytes().all(|b| b.is_ascii_digit())
+                {
+                    Problem::BadCardNo
+                } else if !luhn_ok(&text) {
+                    Problem::CardChecksum
+                } else {
+                    return text.parse::<AccountNo>().ok();
+                };
+                self.problem(Column::CardNo, &text, problem);
+                None
+            });
         let bank = self.text(Column::Bank, true, limits.bank_max_gbk, limits);
         let amount = self.amount(limits);
         let date = self.cell(Column::Date, true, limits).and_then(|text| {
@@ -988,7 +1002,7 @@ fn luhn_ok(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
@@ -1035,7 +1049,10 @@ mod tests {
         assert_eq!(first.payee_name, "张三");
         assert_eq!(first.payee_account.as_str(), "6222020200001234567");
         assert_eq!(first.payee_bank, "中国工商银行北京分行");
-        assert_eq!(first.payee_bank_no.as_ref().unwrap().as_str(), "102100099996");
+        assert_eq!(
+            first.payee_bank_no.as_ref().unwrap().as_str(),
+            "102100099996"
+        );
         assert_eq!(first.amount, yuan("1234.50"));
         assert_eq!(first.purpose.as_deref(), Some("三月工资"));
         assert_eq!(got.rows[1].amount, yuan("8000.00"));
@@ -1068,7 +1085,12 @@ mod tests {
 
     #[test]
     fn neither_utf8_nor_gbk_is_refused() {
-        let err = import(b"a,b\n\xff\xff\xff\n", ListKind::Salary, today(), &Limits::default());
+        let err = import(
+            b"a,b\n\xff\xff\xff\n",
+            ListKind::Salary,
+            today(),
+            &Limits::default(),
+        );
         assert_eq!(err, Err(ImportError::Encoding));
         assert!(ImportError::Encoding.message(Lang::Zh).contains("GBK"));
     }
@@ -1076,7 +1098,12 @@ mod tests {
     #[test]
     fn a_file_without_a_header_is_refused() {
         for text in ["", "\n , \n\n"] {
-            let got = import(text.as_bytes(), ListKind::Salary, today(), &Limits::default());
+            let got = import(
+                text.as_bytes(),
+                ListKind::Salary,
+                today(),
+                &Limits::default(),
+            );
             assert_eq!(got, Err(ImportError::Empty), "{text:?}");
         }
     }
@@ -1138,7 +1165,11 @@ mod tests {
             ]
         );
         // The spaces inside an account are dropped, so line 2's account was fine.
-        assert!(!got.errors.iter().any(|e| e.line == 2 && e.column == Some(C::Account)));
+        assert!(
+            !got.errors
+                .iter()
+                .any(|e| e.line == 2 && e.column == Some(C::Account))
+        );
         assert_eq!(got.errors[2].value, "abc");
         assert!(got.rows.is_empty());
         assert_eq!(got.total, Amount::ZERO);
@@ -1188,12 +1219,18 @@ mod tests {
         assert_eq!(got.total, yuan("31.00"));
         assert_eq!(got.warnings.len(), 1);
         assert_eq!(got.warnings[0].line, 3);
-        assert_eq!(got.warnings[0].problem, Problem::Duplicate { first_line: 2 });
+        assert_eq!(
+            got.warnings[0].problem,
+            Problem::Duplicate { first_line: 2 }
+        );
     }
 
     #[test]
     fn an_oversized_cell_is_an_error_not_kept() {
-        let text = format!("姓名,账号,开户行,金额\n{},6222,工行,1.00\n", "a".repeat(1001));
+        let text = format!(
+            "姓名,账号,开户行,金额\n{},6222,工行,1.00\n",
+            "a".repeat(1001)
+        );
         let got = csv(&text, ListKind::Salary);
         assert_eq!(
             problems(&got),
@@ -1425,11 +1462,23 @@ mod tests {
     fn an_xlsx_card_list_with_date_cells_and_a_rounded_card_number() {
         use X::{D, N, S};
         let bytes = xlsx(&[
-            vec![S("持卡人"), S("卡号"), S("发卡行"), S("金额"), S("消费日期")],
+            vec![
+                S("持卡人"),
+                S("卡号"),
+                S("发卡行"),
+                S("金额"),
+                S("消费日期"),
+            ],
             // 45717 is 2025-03-01 in the 1900 date system.
             vec![S("张三"), S(CARD), S("招行"), N("268"), D(45717)],
             // A 16-digit card number stored as a number has lost its last digit.
-            vec![S("李四"), N("6.22588013700123E+15"), S("招行"), N("1.5"), S("2025-03-20")],
+            vec![
+                S("李四"),
+                N("6.22588013700123E+15"),
+                S("招行"),
+                N("1.5"),
+                S("2025-03-20"),
+            ],
         ]);
         let got = import(&bytes, ListKind::OfficialCard, today(), &Limits::default()).unwrap();
         assert_eq!(got.rows.len(), 1);

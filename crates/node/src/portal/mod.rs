@@ -300,6 +300,8 @@ struct Inner<T> {
     key_dirs: BTreeMap<String, std::path::PathBuf>,
     /// The budget units' payment vouchers' builder ([`Portal::with_builder`]).
     builder: Option<Arc<dyn VoucherBuilder>>,
+    /// The CJK font of receipts, found on first use (or why none was found).
+    font: std::sync::OnceLock<Result<Arc<pdf::CjkFont>, String>>,
 }
 
 type Shared<T> = Arc<Inner<T>>;
@@ -317,6 +319,7 @@ pub fn router<T: Transport + 'static>(portal: Portal<T>) -> Router {
         key: portal.key,
         key_dirs: portal.key_dirs,
         builder: portal.builder,
+        font: std::sync::OnceLock::new(),
     });
     Router::new()
         .route("/", get(root::<T>))

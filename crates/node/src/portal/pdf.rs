@@ -151,7 +151,10 @@ impl CjkFont {
         let face = FontRef::from_index(&data, index)
             .map_err(|_| not_cjk("not a font, or no face at this index"))?;
         let charmap = face.charmap();
-        if !"国库支付凭证回单零壹贰¥0123456789".chars().all(|c| charmap.map(c).is_some()) {
+        if !"国库支付凭证回单零壹贰¥0123456789"
+            .chars()
+            .all(|c| charmap.map(c).is_some())
+        {
             return Err(not_cjk("the face lacks Chinese characters"));
         }
         let font =
@@ -414,7 +417,12 @@ impl Canvas<'_, '_> {
             Lang::Zh => self.fit(cell, 10.0, label.zh, Align::Center),
             Lang::En => {
                 self.fit((x, y + 1.0, w, h / 2.0), 9.5, label.zh, Align::Center);
-                self.fit((x, y + h / 2.0 - 1.0, w, h / 2.0), 6.5, label.en, Align::Center);
+                self.fit(
+                    (x, y + h / 2.0 - 1.0, w, h / 2.0),
+                    6.5,
+                    label.en,
+                    Align::Center,
+                );
             }
         }
     }
@@ -500,7 +508,12 @@ fn draw(c: &mut Canvas<'_, '_>, doc: &ReceiptDoc, title: &Label) {
     );
     let line1_right = format!("{}：{}", c.inline(&VOUCHER_NO), doc.voucher_no);
     c.fit((left, y, width * 0.6, 18.0), 9.5, &line1, Align::Left);
-    c.fit((left + width * 0.6, y, width * 0.4, 18.0), 9.5, &line1_right, Align::Right);
+    c.fit(
+        (left + width * 0.6, y, width * 0.4, 18.0),
+        9.5,
+        &line1_right,
+        Align::Right,
+    );
     y += 18.0;
     let line2 = format!(
         "{}：{} {}",
@@ -516,7 +529,12 @@ fn draw(c: &mut Canvas<'_, '_>, doc: &ReceiptDoc, title: &Label) {
         iso_date(doc.voucher_date)
     );
     c.fit((left, y, width * 0.5, 18.0), 9.5, &line2, Align::Left);
-    c.fit((left + width * 0.5, y, width * 0.5, 18.0), 9.5, &line2_right, Align::Right);
+    c.fit(
+        (left + width * 0.5, y, width * 0.5, 18.0),
+        9.5,
+        &line2_right,
+        Align::Right,
+    );
     y += 20.0;
 
     // The table: payer and payee side by side, three rows each, a narrow vertical label.
@@ -542,7 +560,12 @@ fn draw(c: &mut Canvas<'_, '_>, doc: &ReceiptDoc, title: &Label) {
             );
         }
         if c.lang == Lang::En {
-            c.fit((x, y + 3.0 * ROW_H - 12.0, side_w, 10.0), 5.5, who.en, Align::Center);
+            c.fit(
+                (x, y + 3.0 * ROW_H - 12.0, side_w, 10.0),
+                5.5,
+                who.en,
+                Align::Center,
+            );
         }
         c.vline(x + side_w, y, y + 3.0 * ROW_H);
         c.vline(x + side_w + label_w, y, y + 3.0 * ROW_H);
@@ -645,7 +668,13 @@ fn draw(c: &mut Canvas<'_, '_>, doc: &ReceiptDoc, title: &Label) {
         Lang::Zh => check.zh.to_owned(),
         Lang::En => format!("{} / {}", check.zh, check.en),
     };
-    c.text(left + words_label_w + 4.0, y + ROW_H / 2.0 + 3.6, 10.0, &check_text, colour);
+    c.text(
+        left + words_label_w + 4.0,
+        y + ROW_H / 2.0 + 3.6,
+        10.0,
+        &check_text,
+        colour,
+    );
     y += ROW_H;
     let bottom = y;
     c.rect(left, top, width, bottom - top, 1.2);
@@ -713,7 +742,7 @@ pub fn amount_in_figures(amount: Amount) -> String {
     }
     out.push('¥');
     for (i, d) in yuan.chars().enumerate() {
-        if i > 0 && (yuan.len() - i) % 3 == 0 {
+        if i > 0 && (yuan.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(d);
@@ -970,7 +999,11 @@ mod tests {
         let doc = sample(DocKind::PaymentReceipt, Lang::Zh);
         let pdf = render(&doc, &font).unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
-        assert!(pdf.len() < 200 * 1024, "{} bytes: the font is not subset", pdf.len());
+        assert!(
+            pdf.len() < 200 * 1024,
+            "{} bytes: the font is not subset",
+            pdf.len()
+        );
         let text = extract(&pdf);
         for needle in [
             "支付凭证回单",

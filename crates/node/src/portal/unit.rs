@@ -26,7 +26,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use guoku_domain::Amount;
 use guoku_seal::pki::OrgRole;
@@ -36,7 +36,7 @@ use guoku_voucher::lifecycle::Leg;
 use guoku_voucher::{VoucherFlag, VoucherKey};
 
 use super::desk::{Desk, FieldErrors, Fields, body};
-use super::import;
+use super::{import, pdf};
 use super::i18n::{Lang, text_table};
 use super::{Inner, PortalError, Shared, lang_of, respond};
 use crate::access::{Action, Post, Principal};
@@ -128,6 +128,9 @@ text_table! {
     file_has_errors: "清单有错误，未提交。请修改后重新上传。", "The list has errors and was not submitted. Correct them and upload it again.";
     warnings: "提示", "Warnings";
     too_many_rows: "一张批量申请最多 {max} 行，请拆分清单。", "A batch application takes at most {max} rows; split the list.";
+    receipt_pdf: "下载回单（PDF）", "Download the receipt (PDF)";
+    notice_pdf: "下载入账通知书（PDF）", "Download the credit advice (PDF)";
+    no_font: "无法生成 PDF：", "The PDF cannot be made: ";
 }
 
 fn draft_state_text(t: &UnitTexts, state: DraftState) -> &'static str {
@@ -184,6 +187,22 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
         .route(
             "/o/{org}/unit/a/{adm}/{year}/{vt}/{no}",
             get(application_page::<T>),
+        )
+        .route(
+            "/o/{org}/unit/v/{adm}/{year}/{vt}/{no}/receipt.pdf",
+            get(|s, p, h, u| pdf_of::<T>(s, p, h, u, "v", pdf::DocKind::PaymentReceipt)),
+        )
+        .route(
+            "/o/{org}/unit/v/{adm}/{year}/{vt}/{no}/notice.pdf",
+            get(|s, p, h, u| pdf_of::<T>(s, p, h, u, "v", pdf::DocKind::CreditAdvice)),
+        )
+        .route(
+            "/o/{org}/unit/a/{adm}/{year}/{vt}/{no}/receipt.pdf",
+            get(|s, p, h, u| pdf_of::<T>(s, p, h, u, "a", pdf::DocKind::PaymentReceipt)),
+        )
+        .route(
+            "/o/{org}/unit/a/{adm}/{year}/{vt}/{no}/notice.pdf",
+            get(|s, p, h, u| pdf_of::<T>(s, p, h, u, "a", pdf::DocKind::CreditAdvice)),
         )
         .route(
             "/o/{org}/unit/v/{adm}/{year}/{vt}/{no}",
@@ -913,7 +932,8 @@ struct StepLine {
 <section class="card"><h2>{{ t.receipt }}</h2>
 {% if receipt.is_empty() %}<p>{{ t.no_receipt }}</p>{% else %}<dl class="fields" id="receipt-fields">
 {% for f in receipt %}<dt>{{ f.0 }}</dt><dd>{{ f.1 }}</dd>{% endfor %}</dl>
-{% if let Some(pdf) = pdf %}<p><a href="{{ pdf }}" hx-boost="false" id="receipt-pdf">PDF</a></p>{% endif %}{% endif %}
+{% if let Some(pdf) = pdf %}<p><a href="{{ pdf }}/receipt.pdf" hx-boost="false" id="receipt-pdf" download>{{ t.receipt_pdf }}</a>
+<a href="{{ pdf }}/notice.pdf" hx-boost="false" id="notice-pdf" download>{{ t.notice_pdf }}</a></p>{% endif %}{% endif %}
 </section>
 {% if can_check || can_sign %}<section class="card">
 {% if can_check %}<form method="post" action="{{ base }}/check" class="inline" hx-disabled-elt="find button">
@@ -1113,7 +1133,13 @@ async fn draft_page<T: Transport>(
             exchange,
             reason: draft.reason.clone(),
             steps,
-            pdf: None,
+            pdf: (!receipt.is_empty()).then(|| {
+                if application {
+                    desk.href(&application_path(&key))
+                } else {
+                    desk.href(&key_path(&key))
+                }
+            }),
             receipt,
             can_check,
             can_sign,
@@ -1681,4 +1707,195 @@ fn batch_rows<T: Transport>(
             .header
             .set(&count, imported.rows.len().to_string());
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Receipts and account notices as PDF
+
+/// `GET …/receipt.pdf` and `…/notice.pdf` of a payment (`v`) or an application (`a`).
+async fn pdf_of<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path((org, adm, year, vt, no)): Path<(String, String, String, String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    source: &'static str,
+    kind: pdf::DocKind,
+) -> Response {
+    let key = VoucherKey {
+        adm_div_code: adm,
+        st_year: year,
+        vt_code: vt,
+        voucher_no: no,
+    };
+    document(p, org, headers, uri, (source, key), kind).await
+}
+
+/// The receipt (or account notice) of the unit's payment `key` as a PDF: from the bank's
+/// sealed receipt in the library (verified when it arrived: nothing unsigned takes effect).
+async fn document<T: Transport>(
+    p: Shared<T>,
+    org: String,
+    headers: HeaderMap,
+    uri: Uri,
+    (source, key): (&'static str, VoucherKey),
+    kind: pdf::DocKind,
+) -> Response {
+    let lang = lang_of(&headers);
+    let work = async {
+        let desk = match p.desk(&headers, &uri, &org, lang).await? {
+            Ok(desk) => desk,
+            Err(r) => return Ok(r),
+        };
+        if !is_unit_desk(&desk) || !desk.may(Action::ViewVouchers) {
+            return Ok(desk.not_found());
+        }
+        let party = match source {
+            "v" => desk.party.clone(),
+            "a" => match finance_of(&p) {
+                Some(finance) => finance,
+                None => return Ok(desk.not_found()),
+            },
+            _ => return Ok(desk.not_found()),
+        };
+        if own_draft(&desk, &party, &key).await?.is_none() {
+            return Ok(desk.not_found());
+        }
+        let Some(record) = party
+            .store
+            .library()
+            .status(&key, Leg::Receipt)
+            .await
+            .map_err(|e| PortalError::Work(e.to_string()))?
+        else {
+            return Ok(desk.not_found());
+        };
+        let receipt = crate::flows::common::stored_body(&record.body, VoucherFlag::Receipt)
+            .map_err(PortalError::Work)?
+            .voucher;
+        let bank_name = p
+            .parties
+            .get(&record.sender)
+            .map_or_else(|| record.sender.clone(), |b| b.config.name.clone());
+        let division_name = party
+            .store
+            .access()
+            .division(&key.adm_div_code.parse().map_err(|_| {
+                PortalError::Work(format!("{key}: a bad AdmDivCode"))
+            })?)
+            .await?
+            .map(|d| d.name)
+            .unwrap_or_default();
+        let doc = match receipt_doc(&receipt, kind, &bank_name, &division_name, desk.lang, desk.now) {
+            Ok(doc) => doc,
+            Err(why) => return Err(PortalError::Work(format!("{key}: {why}"))),
+        };
+        let font = p
+            .font
+            .get_or_init(|| pdf::CjkFont::discover().map(Arc::new).map_err(|e| e.to_string()))
+            .clone();
+        let font = match font {
+            Ok(font) => font,
+            Err(why) => {
+                let t = UnitTexts::of(desk.lang);
+                return Ok(super::message(
+                    desk.lang,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    desk.t().error_title,
+                    &format!("{}{why}", t.no_font),
+                    &desk.href(""),
+                    desk.t().back_home,
+                ));
+            }
+        };
+        let bytes = tokio::task::spawn_blocking(move || pdf::render(&doc, &font))
+            .await
+            .map_err(|e| PortalError::Runtime(e.to_string()))?
+            .map_err(|e| PortalError::Work(e.to_string()))?;
+        let name = match kind {
+            pdf::DocKind::PaymentReceipt => "receipt",
+            pdf::DocKind::CreditAdvice => "credit-advice",
+        };
+        let disposition = format!(
+            "attachment; filename=\"{name}-{}-{}.pdf\"",
+            key.vt_code, key.voucher_no
+        );
+        let mut response = (StatusCode::OK, bytes).into_response();
+        let h = response.headers_mut();
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/pdf"),
+        );
+        h.insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+        if let Ok(value) = axum::http::HeaderValue::from_str(&disposition) {
+            h.insert(axum::http::header::CONTENT_DISPOSITION, value);
+        }
+        Ok(response)
+    };
+    respond(lang, work.await)
+}
+
+/// What the PDF shows, from the bank's receipt (its X fields filled).
+fn receipt_doc(
+    receipt: &guoku_voucher::Voucher,
+    kind: pdf::DocKind,
+    bank_name: &str,
+    division_name: &str,
+    lang: Lang,
+    now: u64,
+) -> Result<pdf::ReceiptDoc, String> {
+    let field = |name: &str| receipt.header.get(name).unwrap_or_default().to_owned();
+    fn parse<F: std::str::FromStr>(v: &guoku_voucher::Voucher, name: &str) -> Result<F, String> {
+        let text = v.header.get(name).unwrap_or_default();
+        text.parse()
+            .map_err(|_| format!("the receipt's {name} {text:?} does not parse"))
+    }
+    let amount: Amount = match receipt.header.get("XPayAmt").filter(|a| !a.is_empty()) {
+        Some(paid) => paid.parse().map_err(|_| format!("XPayAmt {paid:?}"))?,
+        None => parse(receipt, "PayAmt")?,
+    };
+    let pay_date = match receipt.header.get("XPayDate").filter(|d| !d.is_empty()) {
+        Some(_) => parse(receipt, "XPayDate")?,
+        None => parse(receipt, "VouDate")?,
+    };
+    let vt_name = match receipt.vt_code() {
+        "5201" => "财政直接支付凭证",
+        "8202" => "财政授权支付凭证",
+        _ => "支付凭证",
+    };
+    Ok(pdf::ReceiptDoc {
+        kind,
+        vt_code: receipt
+            .vt_code()
+            .parse()
+            .map_err(|_| "the receipt's VtCode does not parse".to_owned())?,
+        vt_name: vt_name.to_owned(),
+        voucher_no: parse(receipt, "VoucherNo")?,
+        adm_div: parse(receipt, "AdmDivCode")?,
+        adm_div_name: division_name.to_owned(),
+        year: parse(receipt, "StYear")?,
+        voucher_date: parse(receipt, "VouDate")?,
+        payer: pdf::AccountParty {
+            account_no: field("PayAcctNo"),
+            name: field("PayAcctName"),
+            bank: field("PayAcctBankName"),
+        },
+        payee: pdf::AccountParty {
+            account_no: field("PayeeAcctNo"),
+            name: field("PayeeAcctName"),
+            bank: field("PayeeAcctBankName"),
+        },
+        amount,
+        purpose: field("PaySummaryName"),
+        pay_date,
+        bank_serial: field("XAgentBusinessNo"),
+        bank_name: bank_name.to_owned(),
+        sealed_by: bank_name.to_owned(),
+        seal_name: format!("{bank_name}转讫章"),
+        seal_check: pdf::SealCheck::Verified,
+        printed_at: time_text(now),
+        lang,
+    })
 }

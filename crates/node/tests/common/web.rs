@@ -253,6 +253,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body as it came (a PDF, say).
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -375,6 +377,7 @@ impl Browser {
             status,
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes: bytes.to_vec(),
         }
     }
 
