@@ -217,6 +217,7 @@ web::sqlite!(another_units_payment_is_not_found_and_search_finds_by_payee, |env|
     let home = maker.get(&env.app, &format!("/o/{COUNTER}")).await;
     assert!(home.body.contains("quota-panel"), "{}", home.body);
     assert!(home.body.contains("<svg class=\"chart\""), "{}", home.body);
+    assert!(home.body.contains("plan-by-class"), "{}", home.body);
 });
 
 const FINANCE: &str = "11430000006";

@@ -129,6 +129,8 @@ text_table! {
     warnings: "提示", "Warnings";
     too_many_rows: "一张批量申请最多 {max} 行，请拆分清单。", "A batch application takes at most {max} rows; split the list.";
     receipt_pdf: "下载回单（PDF）", "Download the receipt (PDF)";
+    plan_title: "直接支付用款计划（按功能分类、月份）", "Direct-payment plans by function class and month";
+    func_class: "功能分类", "Function class";
     notice_pdf: "下载入账通知书（PDF）", "Download the credit advice (PDF)";
     no_font: "无法生成 PDF：", "The PDF cannot be made: ";
 }
@@ -1264,6 +1266,10 @@ struct MonthQuota {
 <table class="list"><tr><th>{{ t.month }}</th><th>{{ t.granted }}</th><th>{{ t.used }}</th><th>{{ t.remaining }}</th></tr>
 {% for m in u.months %}<tr><td>{{ m.month }}</td><td class="num">{{ m.granted }}</td><td class="num">{{ m.used }}</td><td class="num">{{ m.remaining }}</td></tr>
 {% endfor %}</table>{% endif %}
+{% if !u.plans.is_empty() %}<h3>{{ t.plan_title }}</h3>
+<table class="list plan-by-class"><tr><th>{{ t.func_class }}</th><th>{{ t.month }}</th><th>{{ t.granted }}</th><th>{{ t.used }}</th><th>{{ t.remaining }}</th></tr>
+{% for r in u.plans %}<tr><td>{{ r.class }}</td><td>{{ r.month }}</td><td class="num">{{ r.granted }}</td><td class="num">{{ r.used }}</td><td class="num">{{ r.remaining }}</td></tr>
+{% endfor %}</table>{% endif %}
 </section>{% endfor %}"#
 )]
 struct QuotaPanel {
@@ -1274,6 +1280,51 @@ struct QuotaPanel {
 struct UnitQuota {
     name: String,
     months: Vec<MonthQuota>,
+    plans: Vec<PlanLine>,
+}
+
+/// A direct-payment plan line at finance: function class and month.
+struct PlanLine {
+    class: String,
+    month: u8,
+    granted: String,
+    used: String,
+    remaining: String,
+}
+
+/// The unit's direct-payment plans at finance, by function class and month.
+async fn plan_lines<T: Transport>(
+    finance: &Party<T>,
+    adm_div: &str,
+    year: u16,
+    unit: &str,
+) -> Result<Vec<PlanLine>, PortalError> {
+    let filter = BookFilter {
+        kind: AccountKind::Plan,
+        adm_div: adm_div.to_owned(),
+        year,
+        unit: unit.to_owned(),
+        func_class_prefix: String::new(),
+        month: 0,
+        bank: String::new(),
+    };
+    let mut sums: std::collections::BTreeMap<(String, u8), (u128, u128)> = Default::default();
+    for (label, account) in finance.store.book_accounts(filter).await? {
+        let e = sums.entry((label.func_class, label.month)).or_default();
+        e.0 += account.credits_posted;
+        e.1 += account.debits_posted + account.debits_pending;
+    }
+    Ok(sums
+        .into_iter()
+        .filter(|(_, (granted, used))| *granted > 0 || *used > 0)
+        .map(|((class, month), (granted, used))| PlanLine {
+            class,
+            month,
+            granted: yuan(granted),
+            used: yuan(used),
+            remaining: yuan(granted.saturating_sub(used)),
+        })
+        .collect())
 }
 
 fn yuan(fen: u128) -> String {
@@ -1346,9 +1397,14 @@ pub(crate) async fn home_panel<T: Transport>(
                 x: 10 + 32 * u32::try_from(i).unwrap_or(0),
             })
             .collect();
+        let plans = match finance_of(p) {
+            Some(finance) => plan_lines(&finance, &adm_div, year, &code).await?,
+            None => Vec::new(),
+        };
         units.push(UnitQuota {
             name: format!("{name} ({code})"),
             months,
+            plans,
         });
     }
     Ok(body(&QuotaPanel { t, units })?)
