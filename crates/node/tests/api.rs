@@ -2546,3 +2546,53 @@ async fn healthz_answers_503_when_the_store_is_gone() {
     assert_eq!(gone.body["status"], "unavailable");
     assert_eq!(gone.body["parties"][0]["store"], "unavailable");
 }
+
+/// A budget unit's 8202 made through the API by `token` for `unit`.
+async fn unit_payment(env: &DemoApi, token: &str, key: &str, unit: &str) -> Answer {
+    call(
+        &env.app,
+        Method::POST,
+        "/api/v1/authorized-payments",
+        Call {
+            token: Some(token),
+            key: Some(key),
+            body: Some(json!({
+                "unit": unit,
+                "amount": "66.00",
+                "payee": payee(),
+                "summary": "办公用品",
+            })),
+            ..Call::default()
+        },
+    )
+    .await
+}
+
+both_backends!(a_units_people_act_for_their_own_unit_only, |backend| {
+    let env = DemoApi::open(backend).await;
+    let (own, other) = ("A43000001", "A43010201");
+    let maker = env.token_of(&format!("{own}-maker"), Post::Maker);
+    // Their own unit: made. Another unit of their division: refused before anything.
+    let made = unit_payment(&env, maker, "unit-1", own).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let refused = unit_payment(&env, maker, "unit-2", "A43000002").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let path = voucher_path(&made.body["draft"]);
+    let counter = env.demo.province.counter.code;
+    let query = format!("{path}?org={counter}");
+    // Another unit's people neither see nor check it; their own checker does.
+    let stranger = env.token_of(&format!("{other}-checker"), Post::Checker);
+    assert_eq!(
+        get(&env.app, &query, stranger).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let denied = step(&env.app, &path, "check", stranger, "unit-x", json!({})).await;
+    assert_eq!(denied.status, StatusCode::NOT_FOUND, "{}", denied.text);
+    let drafts = get(&env.app, &format!("/api/v1/drafts?org={counter}"), stranger).await;
+    assert_eq!(drafts.status, StatusCode::OK, "{}", drafts.text);
+    assert_eq!(drafts.body["items"].as_array().unwrap().len(), 0, "{}", drafts.text);
+    let checker = env.token_of(&format!("{own}-checker"), Post::Checker);
+    assert_eq!(get(&env.app, &query, checker).await.status, StatusCode::OK);
+    let checked = step(&env.app, &path, "check", checker, "unit-c", json!({})).await;
+    assert_eq!(checked.status, StatusCode::OK, "{}", checked.text);
+});

@@ -784,6 +784,13 @@ async fn step<T: Transport>(
         DraftStep::Make => return Err(ApiError::internal("make is not a route")),
     }
     acting.sees(&scope::division_of(&key)?)?;
+    if !acting.who.units.is_empty() {
+        // A budget unit's user acts on their units' drafts only; another's does not exist.
+        let draft = draft_or_404(&party.store, &key).await?;
+        if !acting.who.acts_for(draft.agency_code.as_deref()) {
+            return Err(ApiError::new(ErrorCode::VoucherNotFound));
+        }
+    }
     let idempotency_key = idempotent::key_of(&headers)?;
     let bytes = input::body_bytes(body)?;
     let object = input::json_object(&bytes)?;

@@ -150,7 +150,9 @@ pub(crate) async fn list<T: Transport>(
                 .key
                 .adm_div_code
                 .parse::<AdmDivCode>()
-                .is_ok_and(|d| acting.who.sees(&d));
+                .is_ok_and(|d| acting.who.sees(&d))
+                && (acting.who.units.is_empty()
+                    || acting.who.acts_for(agency_of(record).as_deref()));
             if visible {
                 items.push(view(&party.registry, party.org_code(), record));
             }
@@ -201,6 +203,17 @@ pub(crate) async fn detail<T: Transport>(
     };
     if record.is_none() && draft.is_none() {
         return Err(ApiError::new(ErrorCode::VoucherNotFound));
+    }
+    // A budget unit's user sees their units' vouchers only; another's "does not exist".
+    if !acting.who.units.is_empty() {
+        let agency = match (&record, &draft) {
+            (Some(record), _) => agency_of(record),
+            (None, Some(draft)) => draft.agency_code.clone(),
+            (None, None) => None,
+        };
+        if !acting.who.acts_for(agency.as_deref()) {
+            return Err(ApiError::new(ErrorCode::VoucherNotFound));
+        }
     }
     let events: Vec<EventView> = match &record {
         Some(_) => library
@@ -417,4 +430,14 @@ pub(crate) async fn refuse<T: Transport>(
         body,
     };
     step(api, caller, request, Step::Refuse).await
+}
+
+/// The budget unit (AgencyCode) a stored voucher leg names, if it names one and reads.
+fn agency_of(record: &guoku_store::library::VoucherRecord) -> Option<String> {
+    let flag = match record.leg {
+        Leg::Original => guoku_voucher::VoucherFlag::Original,
+        Leg::Receipt => guoku_voucher::VoucherFlag::Receipt,
+    };
+    let body = crate::flows::common::stored_body(&record.body, flag).ok()?;
+    body.voucher.header.get("AgencyCode").map(str::to_owned)
 }
