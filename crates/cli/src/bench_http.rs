@@ -214,7 +214,10 @@ fn run_in(
 
 /// The demo, its portal users seeded and `SEEDED_VOUCHERS` direct payments issued: the
 /// vouchers' paths.
-async fn open_demo(dir: &std::path::Path, suite: Suite) -> anyhow::Result<(Arc<Demo>, Vec<String>)> {
+async fn open_demo(
+    dir: &std::path::Path,
+    suite: Suite,
+) -> anyhow::Result<(Arc<Demo>, Vec<String>)> {
     let clock: Clock = Arc::new(OffsetDateTime::now_utc);
     let demo = Demo::open(
         &DemoOptions {
@@ -330,7 +333,12 @@ fn get(host: &str, path: &str, cookies: &str, bearer: Option<&str>) -> Request<F
 }
 
 /// A form posted from the portal's own page, as a browser posts it.
-fn post_form(host: &str, path: &str, cookies: &str, fields: &[(&str, &str)]) -> Request<Full<Bytes>> {
+fn post_form(
+    host: &str,
+    path: &str,
+    cookies: &str,
+    fields: &[(&str, &str)],
+) -> Request<Full<Bytes>> {
     let body = fields
         .iter()
         .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
@@ -487,7 +495,11 @@ async fn prepare(
 /// The voucher's status code (状态查询) in a detail answer: `status.code`, wherever the
 /// voucher's view sits in it.
 fn find_status_code(v: &serde_json::Value) -> Option<i64> {
-    if let Some(code) = v.get("status").and_then(|s| s.get("code")).and_then(serde_json::Value::as_i64) {
+    if let Some(code) = v
+        .get("status")
+        .and_then(|s| s.get("code"))
+        .and_then(serde_json::Value::as_i64)
+    {
         return Some(code);
     }
     match v {
@@ -514,7 +526,11 @@ fn request_for(target: &Target, n: u64) -> (usize, Request<Full<Bytes>>) {
             host,
             "/lang",
             &target.cookies,
-            &[("csrf", &target.csrf), ("lang", "zh"), ("next", &target.home)],
+            &[
+                ("csrf", &target.csrf),
+                ("lang", "zh"),
+                ("next", &target.home),
+            ],
         ),
     };
     (route, request)
@@ -554,7 +570,8 @@ async fn drive(target: Arc<Target>, options: HttpBench) -> anyhow::Result<Report
                 let next = due_rx.lock().await.recv().await;
                 let Some((n, at)) = next else { break };
                 let (route, request) = request_for(&target, n);
-                let answer = tokio::time::timeout(REQUEST_TIMEOUT, send(&mut sender, request)).await;
+                let answer =
+                    tokio::time::timeout(REQUEST_TIMEOUT, send(&mut sender, request)).await;
                 let status = match answer {
                     Ok(Ok(answer)) => Ok(answer.status),
                     Ok(Err(_)) => Err("connection"),
@@ -669,8 +686,16 @@ fn print_report(report: &Report, options: HttpBench) {
     for o in &report.outcomes {
         match o.status {
             Ok(s) if s.is_success() || s.is_redirection() => {}
-            Ok(s) => *errors.entry(format!("{} {}", ROUTES[o.route].0, s.as_u16())).or_default() += 1,
-            Err(why) => *errors.entry(format!("{} {why}", ROUTES[o.route].0)).or_default() += 1,
+            Ok(s) => {
+                *errors
+                    .entry(format!("{} {}", ROUTES[o.route].0, s.as_u16()))
+                    .or_default() += 1
+            }
+            Err(why) => {
+                *errors
+                    .entry(format!("{} {why}", ROUTES[o.route].0))
+                    .or_default() += 1
+            }
         }
     }
     if errors.is_empty() {
@@ -714,7 +739,11 @@ fn print_report(report: &Report, options: HttpBench) {
     let p99 = quantile_ms(&all, 0.99);
     outln!(
         "  p99 {p99:.2} ms against the target of ≤ {P99_TARGET_MS} ms on the 2-core machine → {}",
-        if p99 <= P99_TARGET_MS { "met" } else { "MISSED" }
+        if p99 <= P99_TARGET_MS {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 }
 

@@ -18,7 +18,9 @@ fn row(out: &str, name: &str) -> (u64, [f64; 5]) {
         .unwrap_or_else(|_| panic!("count in {line}"));
     let mut ms = [0.0; 5];
     for (slot, text) in ms.iter_mut().zip(&numbers[1..]) {
-        *slot = text.parse().unwrap_or_else(|_| panic!("a figure in {line}"));
+        *slot = text
+            .parse()
+            .unwrap_or_else(|_| panic!("a figure in {line}"));
     }
     (count, ms)
 }

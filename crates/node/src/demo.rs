@@ -361,6 +361,8 @@ pub struct Demo {
     pub year: StYear,
     /// Whether this start created the data (false: resumed).
     pub created: bool,
+    /// The data directory: each organisation's keys are in `dir/<org code>/`.
+    pub dir: PathBuf,
     next_voucher: AtomicU64,
 }
 
@@ -558,6 +560,7 @@ impl Demo {
             users,
             year,
             created,
+            dir: dir.clone(),
             next_voucher: AtomicU64::new(0),
         };
         demo.seed_access().await?;

@@ -264,7 +264,10 @@ async fn the_language_switches_and_stays_across_pages() {
         return;
     };
     let (zh, en) = (Lang::Zh.texts(), Lang::En.texts());
-    let html_lang = || async { tab.call::<String>("() => document.documentElement.lang", &[]).await };
+    let html_lang = || async {
+        tab.call::<String>("() => document.documentElement.lang", &[])
+            .await
+    };
 
     tab.open("/login").await;
     assert_eq!(tab.text("main h1").await, zh.sign_in_title);
@@ -361,9 +364,6 @@ async fn after_signing_out_back_and_the_home_address_bring_the_sign_in_form() {
     tab.open(&home_path(FINANCE)).await;
     tab.wait_for_text("main h1", t.home_title).await;
 
-    if std::env::var("H2_EXPERIMENT").is_ok() {
-        let _: bool = tab.call("() => { htmx.config.historyCacheSize = 0; htmx.config.refreshOnHistoryMiss = true; sessionStorage.clear(); return true; }", &[]).await;
-    }
     tab.mark_page().await;
     tab.click("header form[action=\"/logout\"] button").await;
     tab.next_page().await;

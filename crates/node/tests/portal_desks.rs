@@ -44,7 +44,10 @@ fn key_path(key: &VoucherKey) -> String {
 /// A fresh one-time form id (32 hex digits).
 fn form_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{:032x}", u128::from(NEXT.fetch_add(1, Ordering::SeqCst)) + (1 << 100))
+    format!(
+        "{:032x}",
+        u128::from(NEXT.fetch_add(1, Ordering::SeqCst)) + (1 << 100)
+    )
 }
 
 /// Finance issues a direct payment (5201) of `yuan` for the province's first unit to the
@@ -115,9 +118,7 @@ both!(a_bank_checker_returns_and_refuses_exceptions, |env| {
     assert_eq!(incoming.status, StatusCode::OK, "{}", incoming.body);
     assert!(incoming.body.contains(&returned.voucher_no));
     assert!(incoming.body.contains(&refused.voucher_no));
-    let exceptions = teller
-        .get(app, &format!("/o/{ICBC}/bank/exceptions"))
-        .await;
+    let exceptions = teller.get(app, &format!("/o/{ICBC}/bank/exceptions")).await;
     assert!(
         exceptions.body.contains(&returned.voucher_no),
         "{}",

@@ -125,7 +125,10 @@ async fn submit(
 /// The number in `<span class="{class}">N</span>`.
 fn count(body: &str, class: &str) -> u64 {
     let marker = format!("<span class=\"{class}\">");
-    let start = body.find(&marker).unwrap_or_else(|| panic!("no {class} in {body}")) + marker.len();
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {class} in {body}"))
+        + marker.len();
     let end = start + body[start..].find('<').unwrap();
     body[start..end].parse().unwrap()
 }
@@ -142,7 +145,10 @@ web::both!(a_payment_is_checked_and_signed_in_the_portal, |env| {
     assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
     assert!(queue.body.contains(&key.voucher_no), "{}", queue.body);
     assert!(queue.body.contains("123.45"), "the amount");
-    assert!(queue.body.contains("长沙市芙蓉建筑工程有限公司"), "the payee");
+    assert!(
+        queue.body.contains("长沙市芙蓉建筑工程有限公司"),
+        "the payee"
+    );
     assert!(queue.body.contains(&maker(FINANCE)), "the maker");
     let page = checker_b.get(app, &draft_path(&key)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -166,11 +172,17 @@ web::both!(a_payment_is_checked_and_signed_in_the_portal, |env| {
     // The signer finds it waiting for a signature and signs it.
     let mut signer_b = sign_in(env, app, &signer(FINANCE)).await;
     let queue = signer_b
-        .get(app, &format!("/o/{FINANCE}/finance/approvals?state=checked"))
+        .get(
+            app,
+            &format!("/o/{FINANCE}/finance/approvals?state=checked"),
+        )
         .await;
     assert!(queue.body.contains(&key.voucher_no), "{}", queue.body);
     let page = signer_b.get(app, &draft_path(&key)).await;
-    assert!(page.body.contains(&checker(FINANCE)), "the check step and who took it");
+    assert!(
+        page.body.contains(&checker(FINANCE)),
+        "the check step and who took it"
+    );
     let done = submit(
         &mut signer_b,
         env,
@@ -218,7 +230,14 @@ web::both!(whoever_made_a_draft_cannot_check_it, |env| {
     let key = make_draft(env, &checker(FINANCE), PROVINCE_UNIT, 500).await;
     let mut b = sign_in(env, app, &checker(FINANCE)).await;
     let page = b.get(app, &draft_path(&key)).await;
-    let refused = submit(&mut b, env, &page, &format!("{}/check", draft_path(&key)), &[]).await;
+    let refused = submit(
+        &mut b,
+        env,
+        &page,
+        &format!("{}/check", draft_path(&key)),
+        &[],
+    )
+    .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
     assert!(refused.body.contains("class=\"error\""), "{}", refused.body);
     assert!(refused.body.contains("操作未执行"), "{}", refused.body);
@@ -281,7 +300,10 @@ web::both!(a_county_checker_sees_only_the_county, |env| {
             &format!("{}/check", draft_path(&province)),
             &[
                 ("csrf", &page.csrf("/logout")),
-                ("form_id", &page.form_id(&format!("{}/check", draft_path(&county)))),
+                (
+                    "form_id",
+                    &page.form_id(&format!("{}/check", draft_path(&county))),
+                ),
             ],
         )
         .await;
@@ -308,22 +330,48 @@ web::sqlite!(two_hundred_drafts_are_signed_with_one_pin, |env| {
     );
 
     // A wrong PIN: a field error, nothing signed.
-    let wrong = submit(&mut b, env, &form, &action, &[("all", "1"), ("pin", "654321")]).await;
-    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
-    assert!(wrong.body.contains("签章 PIN 错误，还可尝试 4 次"), "{}", wrong.body);
+    let wrong = submit(
+        &mut b,
+        env,
+        &form,
+        &action,
+        &[("all", "1"), ("pin", "654321")],
+    )
+    .await;
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        wrong.body
+    );
+    assert!(
+        wrong.body.contains("签章 PIN 错误，还可尝试 4 次"),
+        "{}",
+        wrong.body
+    );
     for key in &keys {
         assert_eq!(state_of(env, key).await, DraftState::Checked);
     }
 
     // The right one: a job, polled until it is done.
-    let started = submit(&mut b, env, &wrong, &action, &[("all", "1"), ("pin", DEMO_PIN)]).await;
+    let started = submit(
+        &mut b,
+        env,
+        &wrong,
+        &action,
+        &[("all", "1"), ("pin", DEMO_PIN)],
+    )
+    .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
     let job = started.location().to_owned();
     assert!(job.starts_with(&format!("{action}/jobs/")), "{job}");
     let page = b.get(app, &job).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("<progress"), "{}", page.body);
-    assert!(page.body.contains("hx-trigger=\"every 1s\"") || page.body.contains("data-finished=\"true\""));
+    assert!(
+        page.body.contains("hx-trigger=\"every 1s\"")
+            || page.body.contains("data-finished=\"true\"")
+    );
     let poll = format!("{job}/progress");
     let mut polls = 0u32;
     let last = loop {
@@ -333,12 +381,18 @@ web::sqlite!(two_hundred_drafts_are_signed_with_one_pin, |env| {
         if a.body.contains("data-finished=\"true\"") {
             break a;
         }
-        assert!(a.body.contains("hx-trigger=\"every 1s\""), "it asks again while running");
+        assert!(
+            a.body.contains("hx-trigger=\"every 1s\""),
+            "it asks again while running"
+        );
         polls += 1;
         assert!(polls < 60_000, "the job never finished");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
-    assert!(!last.body.contains("hx-trigger"), "a finished job stops the polling");
+    assert!(
+        !last.body.contains("hx-trigger"),
+        "a finished job stops the polling"
+    );
     assert_eq!(count(&last.body, "total"), 200);
     assert_eq!(count(&last.body, "failed"), 0, "{}", last.body);
     assert_eq!(count(&last.body, "signed"), 200);
@@ -349,9 +403,18 @@ web::sqlite!(two_hundred_drafts_are_signed_with_one_pin, |env| {
         assert!(sent.is_some_and(|r| r.direction == Direction::Sent));
     }
     let signer_user = env.user(&signer(FINANCE)).await;
-    let steps = env.demo.finance.store.access().steps(&keys[0]).await.unwrap();
+    let steps = env
+        .demo
+        .finance
+        .store
+        .access()
+        .steps(&keys[0])
+        .await
+        .unwrap();
     assert!(
-        steps.iter().any(|s| s.step == "sign" && s.user == signer_user.id),
+        steps
+            .iter()
+            .any(|s| s.step == "sign" && s.user == signer_user.id),
         "signed as the user"
     );
 
@@ -371,8 +434,22 @@ web::both!(a_double_submit_starts_one_job, |env| {
         "{}/{}/{}/{}",
         key.adm_div_code, key.st_year, key.vt_code, key.voucher_no
     );
-    let first = submit(&mut b, env, &form, &action, &[("key", &path), ("pin", DEMO_PIN)]).await;
-    let second = submit(&mut b, env, &form, &action, &[("key", &path), ("pin", DEMO_PIN)]).await;
+    let first = submit(
+        &mut b,
+        env,
+        &form,
+        &action,
+        &[("key", &path), ("pin", DEMO_PIN)],
+    )
+    .await;
+    let second = submit(
+        &mut b,
+        env,
+        &form,
+        &action,
+        &[("key", &path), ("pin", DEMO_PIN)],
+    )
+    .await;
     assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
     assert_eq!(second.status, StatusCode::SEE_OTHER, "{}", second.body);
     assert_eq!(first.location(), second.location(), "the same job");
@@ -401,13 +478,19 @@ web::both!(a_post_without_the_token_is_refused, |env| {
     let refused = b.post(app, &action, &[("form_id", &form_id)]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let wrong = b
-        .post(app, &action, &[("form_id", &form_id), ("csrf", &"0".repeat(64))])
+        .post(
+            app,
+            &action,
+            &[("form_id", &form_id), ("csrf", &"0".repeat(64))],
+        )
         .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     assert_eq!(state_of(env, &key).await, DraftState::Made);
     let mut s = sign_in(env, app, &signer(FINANCE)).await;
     let batch = format!("/o/{FINANCE}/finance/batch-sign");
-    let refused = s.post(app, &batch, &[("all", "1"), ("pin", DEMO_PIN)]).await;
+    let refused = s
+        .post(app, &batch, &[("all", "1"), ("pin", DEMO_PIN)])
+        .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 });
 
@@ -428,7 +511,10 @@ web::sqlite!(a_bank_user_cannot_open_finance_pages, |env| {
         assert_eq!(own.status, StatusCode::NOT_FOUND, "{area}");
     }
     let home = b.get(app, &format!("/o/{ICBC}")).await;
-    assert!(!home.body.contains("/finance/"), "no finance links for a bank");
+    assert!(
+        !home.body.contains("/finance/"),
+        "no finance links for a bank"
+    );
     let mut f = sign_in(env, app, &checker(FINANCE)).await;
     let home = f.get(app, &format!("/o/{FINANCE}")).await;
     for area in ["approvals", "quotas", "returns", "reconcile", "execution"] {
@@ -470,10 +556,24 @@ web::sqlite!(reconciliation_rounds_show_the_banks_results, |env| {
     let key = make_draft(env, &maker(FINANCE), PROVINCE_UNIT, 100).await;
     let mut c = sign_in(env, app, &checker(FINANCE)).await;
     let page = c.get(app, &draft_path(&key)).await;
-    submit(&mut c, env, &page, &format!("{}/check", draft_path(&key)), &[]).await;
+    submit(
+        &mut c,
+        env,
+        &page,
+        &format!("{}/check", draft_path(&key)),
+        &[],
+    )
+    .await;
     let mut s = sign_in(env, app, &signer(FINANCE)).await;
     let page = s.get(app, &draft_path(&key)).await;
-    let signed = submit(&mut s, env, &page, &format!("{}/sign", draft_path(&key)), &[]).await;
+    let signed = submit(
+        &mut s,
+        env,
+        &page,
+        &format!("{}/sign", draft_path(&key)),
+        &[],
+    )
+    .await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
     env.demo.settle(30).await.unwrap();
     let sent = env.demo.finance.reconcile_day("test").await.unwrap();
@@ -498,7 +598,14 @@ web::sqlite!(budget_execution_sums_the_books, |env| {
     check_in_store(env, &checker(FINANCE), &key).await;
     let mut s = sign_in(env, app, &signer(FINANCE)).await;
     let page = s.get(app, &draft_path(&key)).await;
-    let signed = submit(&mut s, env, &page, &format!("{}/sign", draft_path(&key)), &[]).await;
+    let signed = submit(
+        &mut s,
+        env,
+        &page,
+        &format!("{}/sign", draft_path(&key)),
+        &[],
+    )
+    .await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
 
     let mut county = sign_in(env, app, &county_checker()).await;
@@ -507,14 +614,34 @@ web::sqlite!(budget_execution_sums_the_books, |env| {
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("<svg"), "a chart");
-    assert!(page.body.contains("class=\"bar paid\""));
+    assert!(page.body.contains("class=\"bar-used paid\""));
     let main = &page.body[page.body.find("<main>").unwrap()..];
     assert!(!main.contains("<script"), "the chart needs no script");
     assert!(page.body.contains("430102 长沙市芙蓉区"), "{}", page.body);
     assert!(!page.body.contains("430000 湖南省"), "only the county");
     assert!(
-        page.body.contains("<td class=\"amount\">123.00</td>"),
+        page.body.contains("<td class=\"num\">123.00</td>"),
         "the paid amount: {}",
         page.body
     );
+});
+
+web::sqlite!(the_refunds_and_returns_page_has_its_three_lists, |env| {
+    let app = &env.app;
+    let mut b = sign_in(env, app, &checker(FINANCE)).await;
+    for vt in ["5201", "2203", "2204"] {
+        let page = b
+            .get(app, &format!("/o/{FINANCE}/finance/returns?vt={vt}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(
+            page.body.contains(&format!(
+                "href=\"/o/{FINANCE}/finance/returns?vt={vt}\" aria-current=\"page\""
+            )),
+            "{vt} is the tab shown: {}",
+            page.body
+        );
+        // Nothing was returned or refunded in a fresh demo.
+        assert!(page.body.contains("没有记录"), "{}", page.body);
+    }
 });

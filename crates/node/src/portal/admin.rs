@@ -42,8 +42,8 @@ use guoku_voucher::VoucherKey;
 use guoku_voucher::lifecycle::{Exchange, Leg};
 
 use super::bank::{
-    self, BankTexts, Extra, Selection, cursor, find, legs, list_page, open, open_post, pager,
-    param, when,
+    self, BankTexts, Extra, Listing, Selection, cursor, find, legs, list_page, open, open_post,
+    pager, param, when,
 };
 use super::desk::{Desk, FieldErrors, body};
 use super::i18n::{fill, text_table};
@@ -491,6 +491,8 @@ struct FormIds {
 </dl>
 </section>
 {% if own %}<p class="hint">{{ a.own_access }}</p>{% endif %}
+{% if !manage && !grant %}{% for e in errors.0 %}<p class="error" role="alert">{{ e.message }}</p>
+{% endfor %}{% endif %}
 {% if errors.has("form") %}<p class="error" role="alert">{{ errors.of("form") }}</p>{% endif %}
 {% if manage %}<section class="card">
 <h2>{{ a.col_status }}</h2>
@@ -989,6 +991,8 @@ async fn vouchers<T: Transport>(
         let registry = desk.party.registry.clone();
         let vt = param(&uri, "vt")
             .filter(|vt| registry.get(vt).is_some())
+            // The direct payment first: what an auditor reads most.
+            .or_else(|| registry.get("5201").map(|t| t.vt_code.to_string()))
             .or_else(|| registry.types().next().map(|t| t.vt_code.to_string()))
             .unwrap_or_default();
         let receipt = param(&uri, "leg").as_deref() == Some("receipt");
@@ -1025,15 +1029,17 @@ async fn vouchers<T: Transport>(
         let leg = if receipt { "receipt" } else { "" };
         list_page(
             &desk,
-            &desk.href("/admin/vouchers/v"),
             &uri,
-            a.nav_vouchers,
-            a.vouchers_hint,
-            before,
-            "",
+            Listing {
+                base: desk.href("/admin/vouchers/v"),
+                title: a.nav_vouchers,
+                hint: a.vouchers_hint,
+                before,
+                extra_title: "",
+                extra: Extra::None,
+                keep: &[("vt", &vt), ("leg", leg)],
+            },
             page,
-            Extra::None,
-            &[("vt", &vt), ("leg", leg)],
         )
         .await
     };

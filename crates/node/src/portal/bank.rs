@@ -193,7 +193,10 @@ pub(super) async fn open<T: Transport>(
         Ok(desk) => desk,
         Err(response) => return Ok(Err(response)),
     };
-    Ok(check(desk, role, action))
+    Ok(match refusal(&desk, role, action) {
+        Some(response) => Err(response),
+        None => Ok(desk),
+    })
 }
 
 /// As [`open`], for a POST: its checked fields too.
@@ -211,21 +214,26 @@ pub(super) async fn open_post<T: Transport>(
         Ok(opened) => opened,
         Err(response) => return Ok(Err(response)),
     };
-    Ok(check(desk, role, action).map(|desk| (desk, fields)))
+    Ok(match refusal(&desk, role, action) {
+        Some(response) => Err(response),
+        None => Ok((desk, fields)),
+    })
 }
 
-fn check<T: Transport>(
-    desk: Desk<T>,
+/// The answer refusing `desk` the page: 404 for another role's desk, 403 for an action
+/// the user's posts do not allow; `None` when the page is theirs.
+fn refusal<T: Transport>(
+    desk: &Desk<T>,
     role: Option<OrgRole>,
     action: Action,
-) -> Result<Desk<T>, Response> {
+) -> Option<Response> {
     if role.is_some_and(|role| desk.party.role() != role) {
-        return Err(desk.not_found());
+        return Some(desk.not_found());
     }
     if !desk.may(action) {
-        return Err(desk.forbidden());
+        return Some(desk.forbidden());
     }
-    Ok(desk)
+    None
 }
 
 /// A query parameter of `uri`, trimmed, if present and not blank.
@@ -302,7 +310,12 @@ pub(super) async fn legs<T: Transport>(
     let mut all = Vec::new();
     let mut more = false;
     for vt in selection.vt_codes {
-        for state in selection.states {
+        // A state the leg has no code for (a receipt's receipt) holds nothing.
+        for state in selection
+            .states
+            .iter()
+            .filter(|s| s.code(selection.leg).is_some())
+        {
             let page = library
                 .by_status(vt, selection.leg, *state, after, PAGE)
                 .await
@@ -733,18 +746,38 @@ fn base<T: Transport>(desk: &Desk<T>) -> String {
     desk.href("/bank/v")
 }
 
+/// What a list page shows besides its lines.
+pub(super) struct Listing<'a> {
+    /// Where its vouchers' pages are (`…/v`).
+    pub base: String,
+    pub title: &'a str,
+    pub hint: &'a str,
+    /// Rendered (and escaped) by its own template: a summary, a form, filters.
+    pub before: String,
+    /// The extra column's heading and content.
+    pub extra_title: &'a str,
+    pub extra: Extra,
+    /// The query parameters the pager keeps.
+    pub keep: &'a [(&'a str, &'a str)],
+}
+
+/// A list page of `records`, `next` the cursor of the page after.
 pub(super) async fn list_page<T: Transport>(
     desk: &Desk<T>,
-    base: &str,
     uri: &Uri,
-    title: &str,
-    hint: &str,
-    before: String,
-    extra_title: &str,
+    listing: Listing<'_>,
     (records, next): (Vec<VoucherRecord>, Option<u64>),
-    extra: Extra,
-    keep: &[(&str, &str)],
 ) -> Result<Response, PortalError> {
+    let Listing {
+        base,
+        title,
+        hint,
+        before,
+        extra_title,
+        extra,
+        keep,
+    } = listing;
+    let base = base.as_str();
     let b = BankTexts::of(desk.lang);
     let mut lines = Vec::with_capacity(records.len());
     for record in &records {
@@ -866,15 +899,17 @@ async fn incoming<T: Transport>(
         let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            b.nav_incoming,
-            b.incoming_hint,
-            String::new(),
-            "",
+            Listing {
+                base: base(&desk),
+                title: b.nav_incoming,
+                hint: b.incoming_hint,
+                before: String::new(),
+                extra_title: "",
+                extra: Extra::None,
+                keep: &[],
+            },
             page,
-            Extra::None,
-            &[],
         )
         .await
     };
@@ -926,15 +961,17 @@ async fn exceptions<T: Transport>(
         let page = legs(&desk, &selection, cursor(&uri), is_exception).await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            b.nav_exceptions,
-            b.exceptions_hint,
-            String::new(),
-            "",
+            Listing {
+                base: base(&desk),
+                title: b.nav_exceptions,
+                hint: b.exceptions_hint,
+                before: String::new(),
+                extra_title: "",
+                extra: Extra::None,
+                keep: &[],
+            },
             page,
-            Extra::None,
-            &[],
         )
         .await
     };
@@ -1042,15 +1079,17 @@ async fn payments<T: Transport>(
         .await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            b.nav_payments,
-            b.payments_hint,
-            before,
-            "",
+            Listing {
+                base: base(&desk),
+                title: b.nav_payments,
+                hint: b.payments_hint,
+                before,
+                extra_title: "",
+                extra: Extra::None,
+                keep: &[],
+            },
             page,
-            Extra::None,
-            &[],
         )
         .await
     };
@@ -1117,15 +1156,17 @@ async fn clearing<T: Transport>(
         let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            b.nav_clearing,
-            b.clearing_hint,
-            before,
-            b.col_receipt,
+            Listing {
+                base: base(&desk),
+                title: b.nav_clearing,
+                hint: b.clearing_hint,
+                before,
+                extra_title: b.col_receipt,
+                extra: Extra::Receipt,
+                keep: &[],
+            },
             page,
-            Extra::Receipt,
-            &[],
         )
         .await
     };
@@ -1213,15 +1254,17 @@ async fn receipts<T: Transport>(
         let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            b.nav_receipts,
-            b.receipts_hint,
-            String::new(),
-            "",
+            Listing {
+                base: base(&desk),
+                title: b.nav_receipts,
+                hint: b.receipts_hint,
+                before: String::new(),
+                extra_title: "",
+                extra: Extra::None,
+                keep: &[],
+            },
             page,
-            Extra::None,
-            &[],
         )
         .await
     };
@@ -1259,15 +1302,17 @@ async fn reconcile<T: Transport>(
         let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            b.nav_reconcile,
-            b.reconcile_hint,
-            String::new(),
-            b.col_result,
+            Listing {
+                base: base(&desk),
+                title: b.nav_reconcile,
+                hint: b.reconcile_hint,
+                before: String::new(),
+                extra_title: b.col_result,
+                extra: Extra::Result,
+                keep: &[],
+            },
             page,
-            Extra::Result,
-            &[],
         )
         .await
     };

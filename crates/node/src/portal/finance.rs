@@ -405,7 +405,11 @@ fn page<T: Transport>(
 
 /// A link under the desk with a query.
 fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
-    let pairs: Vec<(&str, &str)> = pairs.iter().filter(|(_, v)| !v.is_empty()).copied().collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .copied()
+        .collect();
     if pairs.is_empty() {
         return base.to_owned();
     }
@@ -517,7 +521,7 @@ async fn drafts_page<T: Transport>(
 <table class="drafts">
 <thead><tr><th>{{ f.voucher_no }}</th><th>{{ f.division }}</th><th>{{ f.amount }}</th><th>{{ f.unit }}</th><th>{{ f.payee }}</th><th>{{ f.maker }}</th><th>{{ f.when }}</th><th></th></tr></thead>
 <tbody>
-{% for r in rows %}<tr><td><code>{{ r.voucher_no }}</code></td><td>{{ r.adm_div }}</td><td class="amount">{{ r.amount }}</td><td>{{ r.unit }}</td><td>{{ r.payee }}</td><td>{{ r.maker }}</td><td>{{ r.when }}</td><td><a href="{{ r.href }}">{{ f.open }}</a></td></tr>
+{% for r in rows %}<tr><td><code>{{ r.voucher_no }}</code></td><td>{{ r.adm_div }}</td><td class="num">{{ r.amount }}</td><td>{{ r.unit }}</td><td>{{ r.payee }}</td><td>{{ r.maker }}</td><td>{{ r.when }}</td><td><a href="{{ r.href }}">{{ f.open }}</a></td></tr>
 {% endfor %}</tbody>
 </table>{% endif %}
 <p>{% if let Some(first) = first %}<a href="{{ first }}">{{ f.first_page }}</a> {% endif %}{% if let Some(next) = next %}<a href="{{ next }}" rel="next">{{ f.next_page }}</a>{% endif %}</p>
@@ -558,7 +562,10 @@ async fn approvals_page<T: Transport>(
         Ok(desk) => desk,
         Err(response) => return Ok(response),
     };
-    let (may_check, may_sign) = (desk.may(Action::CheckVoucher), desk.may(Action::SignVoucher));
+    let (may_check, may_sign) = (
+        desk.may(Action::CheckVoucher),
+        desk.may(Action::SignVoucher),
+    );
     if !may_check && !may_sign {
         return Ok(desk.forbidden());
     }
@@ -586,12 +593,8 @@ async fn approvals_page<T: Transport>(
         sign_href: with_query(&base, &[("state", "checked")]),
         rows,
         first: (after > 0).then(|| with_query(&base, &[("state", state.code())])),
-        next: next.map(|n| {
-            with_query(
-                &base,
-                &[("state", state.code()), ("after", &n.to_string())],
-            )
-        }),
+        next: next
+            .map(|n| with_query(&base, &[("state", state.code()), ("after", &n.to_string())])),
     })?;
     page(&desk, StatusCode::OK, f.approvals_title, body)
 }
@@ -748,9 +751,7 @@ async fn draft_view<T: Transport>(
     let (view, events) = api_drafts::draft_with_events(store, desk.org(), draft)
         .await
         .map_err(api)?;
-    let steps = api_drafts::steps_of(store, &draft.key)
-        .await
-        .map_err(api)?;
+    let steps = api_drafts::steps_of(store, &draft.key).await.map_err(api)?;
     let fields = api_drafts::voucher_of(draft)
         .map(|v| {
             v.header
@@ -934,16 +935,15 @@ async fn step<T: Transport>(
             let done = match step {
                 PageStep::Check => api_drafts::check_draft(party, &acting, &key).await,
                 PageStep::Sign => api_drafts::sign_draft(None, party, &acting, &key).await,
-                PageStep::Reject => {
-                    api_drafts::reject_draft(party, &acting, &key, &reason).await
-                }
+                PageStep::Reject => api_drafts::reject_draft(party, &acting, &key, &reason).await,
             };
             match done {
                 Ok(_) => Ok(Ok(location.clone())),
                 Err(e) if e.code() == ErrorCode::VoucherNotFound => Ok(Err(desk.not_found())),
-                Err(e) if e.code() == ErrorCode::Internal => {
-                    Err(PortalError::Work(format!("draft {key}: {}", e.body().message)))
-                }
+                Err(e) if e.code() == ErrorCode::Internal => Err(PortalError::Work(format!(
+                    "draft {key}: {}",
+                    e.body().message
+                ))),
                 Err(e) => {
                     // A refusal (segregation of duties, the order of the steps, the books,
                     // the business window): the page again, saying why.
@@ -991,10 +991,15 @@ fn jobs() -> &'static Jobs {
 /// Keeps `job` under a fresh id, pruning finished jobs older than [`JOB_KEEP_SECS`] (and,
 /// when still full, the oldest finished ones); `None` when [`JOBS_MAX`] jobs are running.
 fn register(org: &str, job: Arc<Job>, now: u64) -> Option<String> {
-    let mut all = jobs().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut all = jobs()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     all.retain(|_, j| {
         !j.finished.load(Ordering::SeqCst)
-            || j.finished_at.load(Ordering::SeqCst).saturating_add(JOB_KEEP_SECS) > now
+            || j.finished_at
+                .load(Ordering::SeqCst)
+                .saturating_add(JOB_KEEP_SECS)
+                > now
     });
     while all.len() >= JOBS_MAX {
         let oldest = all
@@ -1016,7 +1021,9 @@ fn register(org: &str, job: Arc<Job>, now: u64) -> Option<String> {
 
 /// The job `id` of `org` if `user` started it.
 fn job_of(org: &str, id: &str, user: UserId) -> Option<Arc<Job>> {
-    let all = jobs().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let all = jobs()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     all.get(&(org.to_owned(), id.to_owned()))
         .filter(|j| j.user == user)
         .cloned()
@@ -1090,7 +1097,7 @@ async fn run_job<T: Transport>(
 <table class="drafts">
 <thead><tr><th>{{ f.select }}</th><th>{{ f.voucher_no }}</th><th>{{ f.division }}</th><th>{{ f.amount }}</th><th>{{ f.unit }}</th><th>{{ f.payee }}</th><th>{{ f.maker }}</th><th>{{ f.when }}</th></tr></thead>
 <tbody>
-{% for r in rows %}<tr><td><input type="checkbox" name="key" value="{{ r.key_path }}"{% if chosen.contains(r.key_path) %} checked{% endif %} aria-label="{{ r.voucher_no }}"></td><td><a href="{{ r.href }}"><code>{{ r.voucher_no }}</code></a></td><td>{{ r.adm_div }}</td><td class="amount">{{ r.amount }}</td><td>{{ r.unit }}</td><td>{{ r.payee }}</td><td>{{ r.maker }}</td><td>{{ r.when }}</td></tr>
+{% for r in rows %}<tr><td><input type="checkbox" name="key" value="{{ r.key_path }}"{% if chosen.contains(r.key_path) %} checked{% endif %} aria-label="{{ r.voucher_no }}"></td><td><a href="{{ r.href }}"><code>{{ r.voucher_no }}</code></a></td><td>{{ r.adm_div }}</td><td class="num">{{ r.amount }}</td><td>{{ r.unit }}</td><td>{{ r.payee }}</td><td>{{ r.maker }}</td><td>{{ r.when }}</td></tr>
 {% endfor %}</tbody>
 </table>{% endif %}
 <label>{{ f.pin }}
@@ -1183,11 +1190,10 @@ async fn batch_page<T: Transport + 'static>(
 /// Whether `pin` opens the signer's key store at `path` (run off the async threads: the
 /// key derivation is deliberately slow). A wrong PIN counts towards the store's lock.
 async fn check_pin(path: PathBuf, pin: Pin) -> Result<Result<(), guoku_seal::Error>, PortalError> {
-    let opened = tokio::task::spawn_blocking(move || {
-        KeyStoreFile::open(path).unlock(&pin).map(drop)
-    })
-    .await
-    .map_err(|e| PortalError::Runtime(e.to_string()))?;
+    let opened =
+        tokio::task::spawn_blocking(move || KeyStoreFile::open(path).unlock(&pin).map(drop))
+            .await
+            .map_err(|e| PortalError::Runtime(e.to_string()))?;
     Ok(opened)
 }
 
@@ -1322,13 +1328,7 @@ async fn start_job<T: Transport + 'static>(
         return again(errors, chosen).await;
     };
     tracing::info!(user = %desk.user.login, drafts = keys.len(), "batch signing started");
-    tokio::spawn(run_job(
-        desk.party.clone(),
-        acting_of(desk),
-        keys,
-        job,
-        f,
-    ));
+    tokio::spawn(run_job(desk.party.clone(), acting_of(desk), keys, job, f));
     Ok(Ok(desk.href(&format!("/finance/batch-sign/jobs/{id}"))))
 }
 
@@ -1503,6 +1503,14 @@ async fn scan<T: Transport>(
     let mut found = Vec::new();
     let mut scanned = 0usize;
     while cursor.state < states.len() && found.len() < PAGE && scanned < SCAN_MAX {
+        if states[cursor.state].code(leg).is_none() {
+            // A state the leg has no code for holds nothing.
+            cursor = Cursor {
+                state: cursor.state + 1,
+                after: 0,
+            };
+            continue;
+        }
         let page = library
             .by_status(vt, leg, states[cursor.state], cursor.after, LIST_MAX)
             .await
@@ -1646,7 +1654,7 @@ struct Tab {
 <table class="vouchers">
 <thead><tr><th>{{ f.vt }}</th><th>{% if reconcile %}{{ f.check_no }}{% else %}{{ f.voucher_no }}{% endif %}</th><th>{{ f.division }}</th>{% if !reconcile %}<th>{{ f.amount }}</th>{% endif %}<th>{{ counterparty }}</th><th>{{ f.when }}</th><th>{{ f.status }}</th>{% if let Some(extra) = extra %}<th>{{ extra }}</th>{% endif %}{% if receipts %}<th>{{ f.receipt }}</th>{% endif %}{% if reconcile %}<th>{{ f.result }}</th><th>{{ f.diff_num }}</th><th>{{ f.differences }}</th>{% endif %}<th>{{ f.reason }}</th></tr></thead>
 <tbody>
-{% for l in lines %}<tr><td>{{ l.vt }}</td><td><code>{{ l.voucher_no }}</code></td><td>{{ l.adm_div }}</td>{% if !reconcile %}<td class="amount">{{ l.amount }}</td>{% endif %}<td>{{ l.counterparty }}</td><td>{{ l.when }}</td><td class="status">{{ l.status }}</td>{% if extra.is_some() %}<td><code>{{ l.extra }}</code></td>{% endif %}{% if receipts %}<td>{% if l.receipt.is_empty() %}{{ f.receipt_no }}{% else %}{{ f.receipt_yes }} {{ l.receipt }}{% endif %}</td>{% endif %}{% if reconcile %}<td class="result">{{ l.result }}</td><td>{{ l.diff_num }}</td><td>{% if !l.differences.is_empty() %}<ul class="differences">{% for d in l.differences %}<li>{{ d }}</li>{% endfor %}</ul>{% endif %}</td>{% endif %}<td>{{ l.reason }}</td></tr>
+{% for l in lines %}<tr><td>{{ l.vt }}</td><td><code>{{ l.voucher_no }}</code></td><td>{{ l.adm_div }}</td>{% if !reconcile %}<td class="num">{{ l.amount }}</td>{% endif %}<td>{{ l.counterparty }}</td><td>{{ l.when }}</td><td class="status">{{ l.status }}</td>{% if extra.is_some() %}<td><code>{{ l.extra }}</code></td>{% endif %}{% if receipts %}<td>{% if l.receipt.is_empty() %}{{ f.receipt_no }}{% else %}{{ f.receipt_yes }} {{ l.receipt }}{% endif %}</td>{% endif %}{% if reconcile %}<td class="result">{{ l.result }}</td><td>{{ l.diff_num }}</td><td>{% if !l.differences.is_empty() %}<ul class="differences">{% for d in l.differences %}<li>{{ d }}</li>{% endfor %}</ul>{% endif %}</td>{% endif %}<td>{{ l.reason }}</td></tr>
 {% endfor %}</tbody>
 </table>{% endif %}
 <p>{% if let Some(first) = first %}<a href="{{ first }}">{{ f.first_page }}</a> {% endif %}{% if let Some(next) = next %}<a href="{{ next }}" rel="next">{{ f.next_page }}</a>{% endif %}</p>
@@ -1711,15 +1719,7 @@ async fn list_page<T: Transport>(
         .map_or("", |(code, _)| *code);
     let tab = tab_spec(f, vt);
     let cursor = Cursor::parse(param(&query, "at"));
-    let (records, next) = scan(
-        &desk,
-        vt,
-        Leg::Original,
-        tab.direction,
-        tab.states,
-        cursor,
-    )
-    .await?;
+    let (records, next) = scan(&desk, vt, Leg::Original, tab.direction, tab.states, cursor).await?;
     let mut lines = Vec::with_capacity(records.len());
     for record in &records {
         lines.push(voucher_line(&desk, record, tab.receipts, tab.extra.map(|(n, _)| n)).await?);
@@ -1884,7 +1884,7 @@ struct Tick {
 }
 
 const CHART_HEIGHT: u32 = 160;
-const CHART_TOP: u32 = 10;
+const CHART_TOP: u32 = 20;
 const BAR_WIDTH: u32 = 14;
 const MONTH_WIDTH: u32 = 40;
 
@@ -1901,15 +1901,16 @@ const MONTH_WIDTH: u32 = 40;
 <h2>{{ f.chart_title }}</h2>
 <svg class="chart" role="img" aria-label="{{ f.chart_title }}" viewBox="0 0 {{ width }} {{ height }}" width="{{ width }}" height="{{ height }}" xmlns="http://www.w3.org/2000/svg">
 <line x1="0" y1="{{ base }}" x2="{{ width }}" y2="{{ base }}" stroke="#888"/>
-{% for b in bars %}<rect class="bar {{ b.kind }}" x="{{ b.x }}" y="{{ b.y }}" width="{{ bar_width }}" height="{{ b.height }}" fill="{% if b.kind == "paid" %}#c0392b{% else %}#2e86c1{% endif %}"><title>{{ b.title }}</title></rect>
+<rect class="bar-used" x="4" y="2" width="10" height="10"/><text x="18" y="11" font-size="11">{{ f.paid }}</text>
+<rect class="bar-granted" x="110" y="2" width="10" height="10"/><text x="124" y="11" font-size="11">{{ f.remaining }}</text>
+{% for b in bars %}<rect class="{{ b.kind }}" x="{{ b.x }}" y="{{ b.y }}" width="{{ bar_width }}" height="{{ b.height }}"><title>{{ b.title }}</title></rect>
 {% endfor %}{% for t in ticks %}<text x="{{ t.x }}" y="{{ label_y }}" font-size="11" text-anchor="middle">{{ t.text }}</text>
 {% endfor %}</svg>
-<p><span class="tag">■ {{ f.paid }}（#c0392b）</span> <span class="tag">■ {{ f.remaining }}（#2e86c1）</span></p>
 </section>
 {% for (title, first, rows) in tables %}<section class="card">
 <h2>{{ title }}</h2>
 <table class="execution"><thead><tr><th>{{ first }}</th><th>{{ f.paid }}</th><th>{{ f.remaining }}</th></tr></thead>
-<tbody>{% for r in rows %}<tr><td>{{ r.label }}</td><td class="amount">{{ r.paid }}</td><td class="amount">{{ r.remaining }}</td></tr>
+<tbody>{% for r in rows %}<tr><td>{{ r.label }}</td><td class="num">{{ r.paid }}</td><td class="num">{{ r.remaining }}</td></tr>
 {% endfor %}</tbody></table>
 </section>
 {% endfor %}"##
@@ -1958,14 +1959,18 @@ fn chart(months: &[Sums; 12]) -> (Vec<Bar>, Vec<Tick>) {
     let mut ticks = Vec::new();
     for (i, s) in (0u32..).zip(months.iter()) {
         let x = i * MONTH_WIDTH + 4;
-        for (j, (value, kind)) in (0u32..).zip([(s.paid, "paid"), (s.remaining, "remaining")]) {
+        let kinds = [
+            (s.paid, "bar-used paid"),
+            (s.remaining, "bar-granted remaining"),
+        ];
+        for (j, (value, kind)) in (0u32..).zip(kinds) {
             let height = scale(value);
             bars.push(Bar {
                 x: x + j * (BAR_WIDTH + 2),
                 y: CHART_TOP + CHART_HEIGHT - height,
                 height,
                 kind,
-                title: format!("{} {}: {}", i + 1, kind, yuan(value)),
+                title: format!("{:02} {}", i + 1, yuan(value)),
             });
         }
         ticks.push(Tick {
@@ -2052,9 +2057,7 @@ async fn execution<T: Transport + 'static>(
                             name
                         }
                     };
-                    add(by_unit
-                        .entry(format!("{} {name}", label.unit))
-                        .or_default());
+                    add(by_unit.entry(format!("{} {name}", label.unit)).or_default());
                     let class = label.func_class.get(..3).unwrap_or(&label.func_class);
                     add(by_func.entry(class.to_owned()).or_default());
                     if let Some(m) = usize::from(label.month).checked_sub(1).filter(|m| *m < 12) {

@@ -284,7 +284,8 @@ impl Portal<InMemory> {
             .expect("the demo configuration passes its checks")
             .with_builder(builder);
         for party in demo.parties() {
-            portal = portal.serve(party);
+            let org = party.org_code().to_owned();
+            portal = portal.serve(party).key_dir(&org, demo.dir.join(&org));
         }
         portal
     }

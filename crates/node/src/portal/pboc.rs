@@ -34,8 +34,8 @@ use guoku_voucher::VoucherKey;
 use guoku_voucher::lifecycle::{Exchange, Leg};
 
 use super::bank::{
-    self, BankTexts, CLEARING, Extra, RECEIVED_STATES, Selection, cursor, find, legs, list_page,
-    open, pager, param, when, yuan,
+    self, BankTexts, CLEARING, Extra, Listing, RECEIVED_STATES, Selection, cursor, find, legs,
+    list_page, open, pager, param, when, yuan,
 };
 use super::desk::{Desk, body};
 use super::i18n::text_table;
@@ -155,15 +155,17 @@ async fn clearing<T: Transport>(
         let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            t.nav_clearing,
-            t.clearing_hint,
-            String::new(),
-            b.col_receipt,
+            Listing {
+                base: base(&desk),
+                title: t.nav_clearing,
+                hint: t.clearing_hint,
+                before: String::new(),
+                extra_title: b.col_receipt,
+                extra: Extra::Receipt,
+                keep: &[],
+            },
             page,
-            Extra::Receipt,
-            &[],
         )
         .await
     };
@@ -201,15 +203,17 @@ async fn reconcile<T: Transport>(
         let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
         list_page(
             &desk,
-            &base(&desk),
             &uri,
-            t.nav_reconcile,
-            t.reconcile_hint,
-            String::new(),
-            b.col_result,
+            Listing {
+                base: base(&desk),
+                title: t.nav_reconcile,
+                hint: t.reconcile_hint,
+                before: String::new(),
+                extra_title: b.col_result,
+                extra: Extra::Result,
+                keep: &[],
+            },
             page,
-            Extra::Result,
-            &[],
         )
         .await
     };

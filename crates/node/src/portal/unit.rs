@@ -675,7 +675,7 @@ async fn form_submit<T: Transport>(
                     let making = Making {
                         voucher: draft.voucher,
                         receiver: draft.bank,
-                        plan_month: Some(u8::from(date.month())),
+                        plan_month: Some(date.month()),
                         amount,
                     };
                     (finance, at_finance, making, path)
@@ -1407,7 +1407,7 @@ pub(crate) async fn home_panel<T: Transport>(
             plans,
         });
     }
-    Ok(body(&QuotaPanel { t, units })?)
+    body(&QuotaPanel { t, units })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1700,7 +1700,7 @@ async fn import_submit<T: Transport>(
             let making = Making {
                 voucher,
                 receiver: draft.bank,
-                plan_month: Some(u8::from(date.month())),
+                plan_month: Some(date.month()),
                 amount: imported.total,
             };
             match crate::api::make_draft(&finance, &at_finance, making).await {

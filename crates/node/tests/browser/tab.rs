@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use chromiumoxide::Page;
-use chromiumoxide::error::CdpError;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::js_protocol::runtime::{CallArgument, CallFunctionOnParams};
+use chromiumoxide::error::CdpError;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -145,14 +145,18 @@ impl Tab {
             params = params.argument(CallArgument::builder().value(arg.clone()).build());
         }
         let params = params.build().map_err(|e| e.to_string())?;
-        let value = self.page.evaluate_function(params).await.map_err(|e| match e {
-            // The script's own error, not the protocol's whole record of it.
-            CdpError::JavascriptException(details) => details
-                .exception
-                .and_then(|e| e.description)
-                .unwrap_or(details.text),
-            other => other.to_string(),
-        })?;
+        let value = self
+            .page
+            .evaluate_function(params)
+            .await
+            .map_err(|e| match e {
+                // The script's own error, not the protocol's whole record of it.
+                CdpError::JavascriptException(details) => details
+                    .exception
+                    .and_then(|e| e.description)
+                    .unwrap_or(details.text),
+                other => other.to_string(),
+            })?;
         value.into_value().map_err(|e| e.to_string())
     }
 
