@@ -6,7 +6,10 @@
 #   - PostgreSQL for the storage tests: GUOKU_TEST_PG_URL, else a server on
 #     127.0.0.1:5432, else a throwaway cluster made with initdb/pg_ctl (installing
 #     Debian's postgresql package as root when it is missing). With CI=true a missing
-#     PostgreSQL fails the run; otherwise its tests are reported as skipped, loudly.
+#     PostgreSQL fails the run; otherwise its tests are reported as skipped, loudly;
+#   - Chromium for the browser tests: GUOKU_CHROMIUM, else one on PATH, else Debian's
+#     chromium (installed as root), and a CJK font (fonts-wqy-microhei) when none is found.
+#     With CI=true a missing Chromium fails the run; otherwise its tests say SKIPPED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,6 +71,45 @@ elif [ "${CI:-}" = "true" ]; then
   exit 2
 else
   say "WARNING: no PostgreSQL; its tests will report themselves SKIPPED"
+fi
+
+# Chromium for the browser tests (crates/node/tests/browser.rs): GUOKU_CHROMIUM, else
+# chromium / chromium-browser / google-chrome on PATH, else Debian's chromium installed as
+# root. Receipts and pages show Chinese, so a CJK font is installed when none is found.
+# With CI=true a missing browser fails the run; otherwise its tests report SKIPPED.
+apt_install() { # packages...
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+  say "installing $* (Debian packages)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+find_chromium() {
+  local name
+  for name in chromium chromium-browser google-chrome; do
+    if command -v "$name" >/dev/null 2>&1; then
+      command -v "$name"
+      return 0
+    fi
+  done
+  return 1
+}
+if [ -n "${GUOKU_CHROMIUM:-}" ]; then
+  say "Chromium: $GUOKU_CHROMIUM (from GUOKU_CHROMIUM)"
+elif GUOKU_CHROMIUM=$(find_chromium) || { apt_install chromium && GUOKU_CHROMIUM=$(find_chromium); }; then
+  export GUOKU_CHROMIUM
+  say "Chromium: $GUOKU_CHROMIUM"
+elif [ "${CI:-}" = "true" ]; then
+  say "Chromium: none found and none could be installed; CI requires it (set GUOKU_CHROMIUM)"
+  exit 2
+else
+  unset GUOKU_CHROMIUM
+  say "WARNING: no Chromium; the browser tests will report themselves SKIPPED"
+fi
+if command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; then
+  say "CJK font: $(fc-list :lang=zh family 2>/dev/null | head -n 1)"
+elif apt_install fonts-wqy-microhei; then
+  say "CJK font: WenQuanYi Micro Hei (installed)"
+else
+  say "WARNING: no CJK font (fc-list :lang=zh is empty): Chinese may render as boxes"
 fi
 
 cargo test --workspace --locked "$@"

@@ -113,14 +113,22 @@ web::both!(a_unit_pays_by_8202_and_its_checker_and_signer_approve, |env| {
     let mut signer = sign_in(env, &env.app, &unit_user(UNIT, "signer")).await;
     let page = signer.get(&env.app, &payment).await;
     let action = format!("{payment}/sign");
+    let (csrf, form_id) = (page.csrf(&action), page.form_id(&action));
+    // The signer's PIN opens the signing key; a wrong one signs nothing.
+    let wrong = signer
+        .post(
+            &env.app,
+            &action,
+            &[("csrf", &csrf), ("form_id", &form_id), ("pin", "000000")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
+    assert!(!signer.get(&env.app, &payment).await.body.contains("receipt-fields"));
     let signed = signer
         .post(
             &env.app,
             &action,
-            &[
-                ("csrf", page.csrf(&action).as_str()),
-                ("form_id", page.form_id(&action).as_str()),
-            ],
+            &[("csrf", &csrf), ("form_id", &form_id), ("pin", "123456")],
         )
         .await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);

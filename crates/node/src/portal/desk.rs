@@ -20,6 +20,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use guoku_domain::AdmDivCode;
+use guoku_seal::keystore::{KeyStoreFile, Pin};
 use guoku_store::access::{UserRecord, UserStatus};
 use guoku_store::idempotency::{Begin, IdempotencyConfig, StoredResponse, request_fingerprint};
 use guoku_store::sessions::SessionStage;
@@ -395,6 +396,47 @@ impl<T: Transport> Desk<T> {
                 Err(e)
             }
         }
+    }
+}
+
+/// The file of an organisation's signer key store, in its key directory.
+pub(crate) const SIGNER_KEY_FILE: &str = "signer.key";
+
+/// The signing PIN typed into a form, or the message for its field.
+pub(crate) fn read_pin(t: &Texts, text: Option<&str>) -> Result<Pin, &'static str> {
+    match text {
+        None => Err(t.pin_required),
+        Some(text) => Pin::new(text).map_err(|_| t.pin_malformed),
+    }
+}
+
+/// Whether `pin` opens the organisation's signer key store in `key_dir` (off the async
+/// threads: the key derivation is deliberately slow): `Ok(Err(message))` for the PIN
+/// field when not. A wrong PIN counts towards the key store's lock.
+pub(crate) async fn open_signer(
+    t: &Texts,
+    key_dir: Option<&std::path::Path>,
+    pin: Pin,
+) -> Result<Result<(), String>, super::PortalError> {
+    let Some(dir) = key_dir else {
+        return Ok(Err(t.no_key_store.to_owned()));
+    };
+    let path = dir.join(SIGNER_KEY_FILE);
+    let opened = tokio::task::spawn_blocking(move || {
+        KeyStoreFile::open(path).unlock(&pin).map(drop)
+    })
+    .await
+    .map_err(|e| super::PortalError::Runtime(e.to_string()))?;
+    match opened {
+        Ok(()) => Ok(Ok(())),
+        Err(guoku_seal::Error::WrongPin { remaining }) => Ok(Err(super::i18n::fill(
+            t.pin_wrong,
+            &[("remaining", &remaining.to_string())],
+        ))),
+        Err(guoku_seal::Error::Locked) => Ok(Err(t.pin_locked.to_owned())),
+        Err(e) => Err(super::PortalError::Work(format!(
+            "the signer's key store: {e}"
+        ))),
     }
 }
 

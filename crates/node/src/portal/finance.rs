@@ -42,7 +42,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use guoku_domain::{AdmDivCode, Amount, StYear, gbk_len};
-use guoku_seal::keystore::{KeyStoreFile, Pin};
 use guoku_seal::pki::OrgRole;
 use guoku_store::access::UserId;
 use guoku_store::books::{AccountKind, BookFilter, Tenant};
@@ -79,7 +78,6 @@ const FAILURES_KEPT: usize = 1_000;
 /// The voucher type of a direct payment.
 const VT_5201: &str = "5201";
 /// Which file of an organisation's key directory is the signer's PIN key store.
-const SIGNER_KEY_FILE: &str = "signer.key";
 /// The offset the desk shows times in (China Standard Time, UTC+8).
 const SHOWN_OFFSET_SECS: i64 = 8 * 3_600;
 
@@ -145,11 +143,6 @@ text_table! {
     pin: "签章 PIN", "Signing PIN";
     pin_hint: "连续输错 5 次将锁定签章密钥，需安全管理员解锁。", "Five wrong PINs in a row lock the signing key until the security administrator resets it.";
     start_button: "开始签章", "Sign them";
-    pin_required: "请输入签章 PIN。", "Enter your signing PIN.";
-    pin_malformed: "签章 PIN 为 6 至 64 个字符。", "A signing PIN has 6 to 64 characters.";
-    pin_wrong: "签章 PIN 错误，还可尝试 {remaining} 次。", "Wrong signing PIN: {remaining} tries left.";
-    pin_locked: "签章密钥已锁定，请联系安全管理员。", "The signing key is locked: ask the security administrator.";
-    no_key_store: "本节点未配置签章密钥，无法签章。", "This node has no signing key store configured.";
     nothing_selected: "请至少选择一笔凭证。", "Select at least one voucher.";
     too_many: "一次最多签章 {max} 笔。", "At most {max} vouchers are signed at once.";
     none_checked: "所选范围内没有已审核的凭证。", "There is no checked voucher in the selection.";
@@ -1187,16 +1180,6 @@ async fn batch_page<T: Transport + 'static>(
     respond(lang, outcome.await)
 }
 
-/// Whether `pin` opens the signer's key store at `path` (run off the async threads: the
-/// key derivation is deliberately slow). A wrong PIN counts towards the store's lock.
-async fn check_pin(path: PathBuf, pin: Pin) -> Result<Result<(), guoku_seal::Error>, PortalError> {
-    let opened =
-        tokio::task::spawn_blocking(move || KeyStoreFile::open(path).unlock(&pin).map(drop))
-            .await
-            .map_err(|e| PortalError::Runtime(e.to_string()))?;
-    Ok(opened)
-}
-
 /// Every checked draft of the user's divisions, oldest first, at most `max + 1`.
 async fn all_checked<T: Transport>(
     desk: &Desk<T>,
@@ -1261,18 +1244,13 @@ async fn start_job<T: Transport + 'static>(
             super::i18n::fill(f.too_many, &[("max", &BATCH_MAX.to_string())]),
         );
     }
-    let pin = match fields.get("pin") {
-        None => {
-            errors.add("pin", f.pin_required);
+    let t = desk.t();
+    let pin = match super::desk::read_pin(t, fields.get("pin")) {
+        Ok(pin) => Some(pin),
+        Err(message) => {
+            errors.add("pin", message);
             None
         }
-        Some(text) => match Pin::new(text) {
-            Ok(pin) => Some(pin),
-            Err(_) => {
-                errors.add("pin", f.pin_malformed);
-                None
-            }
-        },
     };
     let again = |errors: FieldErrors, chosen: Vec<String>| async move {
         let status = StatusCode::UNPROCESSABLE_ENTITY;
@@ -1281,22 +1259,9 @@ async fn start_job<T: Transport + 'static>(
     let (Some(pin), true) = (pin, errors.is_empty()) else {
         return again(errors, chosen).await;
     };
-    let Some(dir) = key_dir else {
-        errors.add("pin", f.no_key_store);
+    if let Err(message) = super::desk::open_signer(t, key_dir.as_deref(), pin).await? {
+        errors.add("pin", message);
         return again(errors, chosen).await;
-    };
-    match check_pin(dir.join(SIGNER_KEY_FILE), pin).await? {
-        Ok(()) => {}
-        Err(guoku_seal::Error::WrongPin { remaining }) => {
-            let text = super::i18n::fill(f.pin_wrong, &[("remaining", &remaining.to_string())]);
-            errors.add("pin", text);
-            return again(errors, chosen).await;
-        }
-        Err(guoku_seal::Error::Locked) => {
-            errors.add("pin", f.pin_locked);
-            return again(errors, chosen).await;
-        }
-        Err(e) => return Err(PortalError::Work(format!("the signer's key store: {e}"))),
     }
     let keys = if all {
         all_checked(desk, BATCH_MAX).await?

@@ -203,6 +203,14 @@ texts! {
     in_progress: "该表单已提交，正在处理中，请勿重复提交。稍后刷新查看结果。", "This form was already submitted and is being processed; do not submit it again. Reload shortly to see the outcome.";
     form_has_errors: "表单有误，请按提示修改后重新提交。未做任何更改。", "The form has errors; correct them and submit again. Nothing was changed.";
 
+    // Signing with the organisation's signer key.
+    pin: "签章 PIN", "Signing PIN";
+    pin_required: "请输入签章 PIN。", "Enter your signing PIN.";
+    pin_malformed: "签章 PIN 为 6 至 64 个字符。", "A signing PIN has 6 to 64 characters.";
+    pin_wrong: "签章 PIN 错误，还可尝试 {remaining} 次。", "Wrong signing PIN: {remaining} tries left.";
+    pin_locked: "签章密钥已锁定，请联系安全管理员。", "The signing key is locked: ask the security administrator.";
+    no_key_store: "本节点未配置签章密钥，无法签章。", "This node has no signing key store configured.";
+
     // The desks' navigation.
     navigation: "功能导航", "Navigation";
 }

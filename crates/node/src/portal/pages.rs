@@ -12,8 +12,11 @@ use super::i18n::Texts;
 
 /// htmx's configuration: no inline styles or scripts (the pages' Content Security Policy
 /// allows neither), requests to this site only, and 4xx answers swapped in like 2xx ones,
-/// so a refused form shows its message.
-const HTMX_CONFIG: &str = r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true,"responseHandling":[{"code":"204","swap":false},{"code":"[2345]..","swap":true}]}"#;
+/// so a refused form shows its message. No history cache: htmx would otherwise keep copies
+/// of signed-in pages (names, form tokens) in the browser's session storage and show them
+/// again on Back after signing out; without it, Back asks the server, which sends a
+/// signed-out user to the sign-in form.
+const HTMX_CONFIG: &str = r#"{"historyCacheSize":0,"refreshOnHistoryMiss":true,"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true,"responseHandling":[{"code":"204","swap":false},{"code":"[2345]..","swap":true}]}"#;
 
 /// The frame of every page: head, language switch, sign-out, footer.
 #[derive(Template)]

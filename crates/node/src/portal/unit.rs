@@ -941,8 +941,9 @@ struct StepLine {
 {% if can_check %}<form method="post" action="{{ base }}/check" class="inline" hx-disabled-elt="find button">
 <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="form_id" value="{{ form_id }}">
 <button type="submit" id="check-button">{{ t.check }}</button></form>{% endif %}
-{% if can_sign %}<form method="post" action="{{ base }}/sign" class="inline" hx-disabled-elt="find button">
+{% if can_sign %}<form method="post" action="{{ base }}/sign" class="card" hx-disabled-elt="find button">
 <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="form_id" value="{{ form_id }}">
+<label>{{ pin_label }} <input name="pin" type="password" autocomplete="off" minlength="6" maxlength="64" required></label>
 <button type="submit" id="sign-button">{{ t.sign }}</button></form>{% endif %}
 <form method="post" action="{{ base }}/reject" class="card" hx-disabled-elt="find button">
 <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="form_id" value="{{ form_id }}">
@@ -966,6 +967,7 @@ struct VoucherBody<'a> {
     base: String,
     csrf: &'a str,
     form_id: String,
+    pin_label: &'static str,
 }
 
 /// The unit's draft `key`, or `None` when it is not theirs to see.
@@ -1148,6 +1150,7 @@ async fn draft_page<T: Transport>(
             base,
             csrf: &desk.csrf,
             form_id: desk.form_id().to_string(),
+            pin_label: desk.t().pin,
         })?;
         desk.page(StatusCode::OK, t.detail_title, html)
     };
@@ -1207,6 +1210,28 @@ async fn voucher_step<T: Transport>(
             ));
         }
         let back = desk.href(&key_path(&key));
+        if step == "sign" {
+            // The signer proves they hold the signing key: its PIN opens the key store.
+            let t = desk.t();
+            let refused = |message: String| {
+                super::message(
+                    desk.lang,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    t.form_has_errors,
+                    &format!("{}: {message}", t.pin),
+                    &back,
+                    t.back,
+                )
+            };
+            let pin = match super::desk::read_pin(t, fields.get("pin")) {
+                Ok(pin) => pin,
+                Err(message) => return Ok(refused(message.to_owned())),
+            };
+            let key_dir = p.key_dirs.get(desk.org()).map(std::path::PathBuf::as_path);
+            if let Err(message) = super::desk::open_signer(t, key_dir, pin).await? {
+                return Ok(refused(message));
+            }
+        }
         desk.once(&fields, async {
             let acting = acting(&desk);
             let party = &desk.party;
