@@ -97,6 +97,9 @@ pub fn demo(args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> {
             )
         );
         let demo = Arc::new(Demo::open(&options, system_clock()).await?);
+        // The portal's users (passwords, authenticator secrets) before anything serves, so
+        // the organisations' own nodes (`guoku serve`) take them too.
+        let logins = guoku_node::portal::seed_demo_users(&demo).await?;
         if args.init_only {
             outln!(
                 "{} {}",
@@ -114,7 +117,6 @@ pub fn demo(args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> {
         }
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let (tokens, token_lines) = guoku_node::serve::demo_tokens(&demo);
-        let logins = guoku_node::portal::seed_demo_users(&demo).await?;
         print_demo(
             &demo,
             &args,

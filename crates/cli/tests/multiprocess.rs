@@ -159,6 +159,13 @@ async fn payments_end_exactly_once(backend: Backend) {
         cluster.spawn(org, role, &data.join(org).join("node.toml"), ports[org].1);
     }
     cluster.wait_ready().await;
+    // Every node serves its own portal beside its API (the demo's users sign in there).
+    for (org, _) in PARTIES {
+        let login = get(ports[org].1, "/login", None).await.expect("the portal answers");
+        let page = String::from_utf8_lossy(&login.body);
+        assert_eq!(login.status, 200, "{org}: {page}");
+        assert!(page.contains("name=\"password\""), "{org}: {page}");
+    }
 
     // Payments through finance's API, in waves: each wave is posted while the one before
     // is still being cleared, so deliveries, receipts and clearing requests overlap.

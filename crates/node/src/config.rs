@@ -73,6 +73,15 @@ pub struct NodeConfig {
     /// `sha256` = the hex SHA-256 of the bearer token); none: the API refuses every call.
     #[serde(default)]
     pub api_tokens: Option<PathBuf>,
+    /// The web portal: a file of the 32 secret bytes that seal the users' authenticator
+    /// secrets (relative to this file; `guoku demo --init-only` writes the demo's). None:
+    /// the node serves no portal.
+    #[serde(default)]
+    pub portal_key: Option<PathBuf>,
+    /// Mark the portal's cookies `Secure` (the default). Off only for a portal served over
+    /// plain HTTP on the loopback, as the demo's nodes are.
+    #[serde(default = "default_true")]
+    pub portal_secure_cookies: bool,
     /// The other parties' exchange endpoints.
     #[serde(default)]
     pub peers: Vec<PeerAddress>,
@@ -139,6 +148,10 @@ pub fn parse_post(post: &str) -> Result<guoku_seal::pki::Post, String> {
 
 fn default_status_every() -> u64 {
     5
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_backoff() -> [u64; 2] {
@@ -220,6 +233,7 @@ impl NodeConfig {
         for p in [&mut config.dir, &mut config.root]
             .into_iter()
             .chain(config.api_tokens.as_mut())
+            .chain(config.portal_key.as_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -1287,6 +1287,8 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
             },
             backoff_secs: [2, 60],
             api_tokens: None,
+            portal_key: Some(PathBuf::from("portal.key")),
+            portal_secure_cookies: false,
             peers: orgs
                 .iter()
                 .enumerate()
@@ -1300,6 +1302,12 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
         };
         let path = dir.join(org.code).join("node.toml");
         write(&path, config.to_toml().as_bytes())?;
+        // The demo's portal key (public, as the demo's passwords are): the users seeded in
+        // this store can sign in to the organisation's own node too.
+        write_secret(
+            &dir.join(org.code).join("portal.key"),
+            &crate::portal::demo_key_bytes(),
+        )?;
     }
     Ok(())
 }

@@ -407,9 +407,34 @@ pub async fn serve_node_api(
     )
     .serve(node.party.clone());
     let path = PathBuf::from(node.config.api_listen.to_string());
-    // No portal yet on a node of its own (its TOTP key needs configuring): the start page
-    // says what the node serves.
-    let router = crate::api::router(api).route("/", axum::routing::get(landing));
+    let router = match &node.config.portal_key {
+        // The portal beside the API, for the users of this party's store.
+        Some(key_path) => {
+            let bytes = std::fs::read(key_path).map_err(|source| ServeError::Io {
+                path: key_path.clone(),
+                source,
+            })?;
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| ServeError::Config {
+                path: key_path.clone(),
+                detail: "a portal key is exactly 32 bytes".into(),
+            })?;
+            let config = crate::portal::PortalConfig {
+                secure_cookies: node.config.portal_secure_cookies,
+                ..crate::portal::PortalConfig::default()
+            };
+            let portal =
+                crate::portal::Portal::new(config, crate::portal::PortalKey::from_bytes(key))
+                    .map_err(|e| ServeError::Config {
+                        path: key_path.clone(),
+                        detail: e.to_string(),
+                    })?
+                    .serve(node.party.clone())
+                    .key_dir(&node.config.org_code, node.config.dir.clone());
+            crate::api::router(api).merge(crate::portal::router(portal))
+        }
+        // No portal: the start page says what the node serves.
+        None => crate::api::router(api).route("/", axum::routing::get(landing)),
+    };
     serve_http(listener, router, stop)
         .await
         .map_err(|source| ServeError::Io { path, source })

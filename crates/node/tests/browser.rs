@@ -10,7 +10,15 @@
 //!   exactly as a wrong one;
 //! - after signing out, neither the back button nor the home page's address shows the
 //!   signed-in page: the sign-in form comes instead;
-//! - a double-clicked submit signs in once (one session in the store).
+//! - a double-clicked submit signs in once (one session in the store);
+//! - a unit pays by 8202 at the counter: its maker fills the form, its checker checks, its
+//!   signer signs with the PIN, the parties' workers run, and the payment's page shows the
+//!   bank's receipt fields; the receipt and the credit advice download as PDFs whose
+//!   extracted text names the payee;
+//! - a salary list is checked and submitted from a file chosen in the file input, finance's
+//!   checker and signer approve the batch in their queue, and the bank pays it;
+//! - finance's signer batch-signs 2,000 checked direct payments with one PIN, watching the
+//!   progress bar until it says done.
 //!
 //! Chromium: `GUOKU_CHROMIUM`, else `chromium`, `chromium-browser` or `google-chrome` on
 //! `PATH` (`scripts/test.sh` installs Debian's `chromium`). Without one every test says
@@ -19,24 +27,37 @@
 
 #[path = "browser/chromium.rs"]
 mod chromium;
+#[path = "browser/drafts.rs"]
+mod drafts;
 #[path = "browser/tab.rs"]
 mod tab;
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
-use guoku_node::demo::{Demo, DemoOptions};
+use guoku_node::demo::{DEMO_PIN, Demo, DemoOptions};
 use guoku_node::exchange::{Clock, InMemory};
 use guoku_node::party::Party;
 use guoku_node::portal::{DEMO_PASSWORD, DemoLogin, Lang, demo_totp_secret, i18n, seed_demo_users};
 use guoku_node::serve::{demo_tokens, serve_demo_api};
 use guoku_seal::Suite;
+use guoku_store::library::Direction;
 use guoku_store::sessions::{SessionRecord, SessionStage};
+use guoku_voucher::lifecycle::Leg;
 use time::OffsetDateTime;
 
 use chromium::Chromium;
 use tab::Tab;
 
 const FINANCE: &str = "11430000006";
+/// The budget units' counter (自助柜面), a province unit, and a county unit.
+const COUNTER: &str = "DW4300000001";
+const UNIT: &str = "A43000001";
+const COUNTY_UNIT: &str = "A43010201";
+/// Rounds of the parties' workers, then a reload, at most this many times, until the
+/// bank's receipt shows.
+const RECEIPT_RELOADS: usize = 5;
 
 /// The demo served on a free port of `127.0.0.1`, on the real clock.
 struct Portal {
@@ -182,6 +203,104 @@ async fn sign_in(tab: &Tab, lang: Lang, p: &Portal, login: &str) {
     submit_code_clicks(tab, lang, p, login, 1).await;
     let t = lang.texts();
     tab.wait_for_text("main h1", t.home_title).await;
+}
+
+fn unit_user(post: &str) -> String {
+    format!("{UNIT}-{post}")
+}
+
+/// The payee of the 8202 journey, and what is paid them.
+const PAYEE: &str = "长沙市办公用品有限公司";
+const PAID: &str = "1234.50";
+
+/// Lets the parties' workers run until they are idle, then reloads `path` in `tab`, until
+/// `#receipt-fields` shows (at most [`RECEIPT_RELOADS`] times).
+async fn reload_until_the_receipt(tab: &Tab, p: &Portal, path: &str) {
+    for _ in 0..RECEIPT_RELOADS {
+        p.demo.settle(20).await.expect("the parties' workers");
+        tab.open(path).await;
+        tab.wait_for("#voucher-fields").await;
+        if tab.has("#receipt-fields", None).await {
+            return;
+        }
+    }
+    panic!(
+        "no receipt after {RECEIPT_RELOADS} rounds of the workers\n{}",
+        tab.where_am_i().await
+    );
+}
+
+/// A unit pays by 8202 through the counter's pages (maker, checker, signer, each in their
+/// own window) and the bank pays it: the payment's path, and the signer's window on it
+/// showing the bank's receipt.
+async fn a_unit_pays_by_8202(maker_tab: &Tab, p: &Portal) -> (String, Tab) {
+    sign_in(maker_tab, Lang::Zh, p, &unit_user("maker")).await;
+    maker_tab.open(&format!("/o/{COUNTER}/unit/pay")).await;
+    maker_tab.select("unit", UNIT).await;
+    for (field, value) in [
+        ("payee_name", PAYEE),
+        ("payee_account", "6222-0001-0002"),
+        ("payee_bank", "中国工商银行长沙分行"),
+        ("amount", PAID),
+        ("summary", "办公用品"),
+    ] {
+        maker_tab.fill(field, value).await;
+    }
+    maker_tab.mark_page().await;
+    maker_tab.click_button("#pay-form", "提交审核").await;
+    maker_tab.next_page().await;
+    maker_tab.wait_for_text("#draft-state", "待审核").await;
+    let path = maker_tab.path().await;
+    assert!(
+        path.starts_with(&format!("/o/{COUNTER}/unit/v/")) && path.contains("/8202/"),
+        "{path}"
+    );
+    assert!(maker_tab.text("#voucher-fields").await.contains(PAYEE));
+    // Whoever made it cannot check it.
+    assert!(!maker_tab.has("#check-button", None).await);
+
+    let checker_tab = maker_tab.another_window().await;
+    sign_in(&checker_tab, Lang::Zh, p, &unit_user("checker")).await;
+    checker_tab.open(&path).await;
+    checker_tab.mark_page().await;
+    checker_tab.click("#check-button").await;
+    checker_tab.next_page().await;
+    checker_tab.wait_for_text("#draft-state", "待签章").await;
+    // A checker does not sign.
+    assert!(!checker_tab.has("#sign-button", None).await);
+    checker_tab.close().await;
+
+    let signer_tab = maker_tab.another_window().await;
+    sign_in(&signer_tab, Lang::Zh, p, &unit_user("signer")).await;
+    signer_tab.open(&path).await;
+    signer_tab.fill("pin", DEMO_PIN).await;
+    signer_tab.mark_page().await;
+    signer_tab.click("#sign-button").await;
+    signer_tab.next_page().await;
+    signer_tab.wait_for_text("#draft-state", "已发送").await;
+    assert!(!signer_tab.has("#sign-button", None).await);
+
+    reload_until_the_receipt(&signer_tab, p, &path).await;
+    (path, signer_tab)
+}
+
+/// The text of a PDF's pages as a reader extracts it, whitespace dropped.
+fn pdf_text(pdf: &[u8]) -> String {
+    let doc = lopdf::Document::load_mem(pdf).expect("a readable PDF");
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    doc.extract_text(&pages)
+        .expect("text extraction")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
+
+/// `N` in `<span class="{class}">N</span>` of the batch job's progress.
+async fn progress_count(tab: &Tab, class: &str) -> u64 {
+    let text = tab.text(&format!("#batch-progress .counts .{class}")).await;
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{class} is {text:?}"))
 }
 
 // ----- the journeys ------------------------------------------------------------------------
@@ -412,6 +531,248 @@ async fn a_double_clicked_submit_signs_in_once() {
     // And it is this window's: the home page opens by its address.
     tab.open(&home_path(FINANCE)).await;
     tab.wait_for_text("main h1", t.home_title).await;
+
+    tab.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_pays_by_8202_and_the_checker_approves() {
+    let Some((tab, p)) = world("pay_8202").await else {
+        return;
+    };
+    let (path, signer_tab) = a_unit_pays_by_8202(&tab, &p).await;
+
+    // The bank's receipt: its X fields, the amount paid among them.
+    let receipt = signer_tab.text("#receipt-fields").await;
+    assert!(receipt.contains("XPayAmt"), "{receipt}");
+    assert!(receipt.contains(PAID), "{receipt}");
+    // The maker sees it too, and the payment in the unit's list.
+    tab.open(&path).await;
+    assert!(tab.text("#receipt-fields").await.contains("XPayAmt"));
+    tab.open(&format!("/o/{COUNTER}/unit/vouchers")).await;
+    let list = tab.text("main").await;
+    assert_eq!(list.matches(PAYEE).count(), 1, "{list}");
+
+    signer_tab.close().await;
+    tab.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_pdf_downloads_and_names_the_payee() {
+    let Some((tab, p)) = world("receipt_pdf").await else {
+        return;
+    };
+    let (path, signer_tab) = a_unit_pays_by_8202(&tab, &p).await;
+
+    for (link, file, title) in [
+        ("#receipt-pdf", "/receipt.pdf", "支付凭证回单"),
+        ("#notice-pdf", "/notice.pdf", "入账通知书"),
+    ] {
+        let href = signer_tab
+            .attribute(link, "href")
+            .await
+            .unwrap_or_else(|| panic!("{link} has no href"));
+        assert_eq!(href, format!("{path}{file}"));
+        let pdf = signer_tab.download(&href).await;
+        assert_eq!(pdf.status, 200, "{}", pdf.url);
+        assert_eq!(pdf.content_type.as_deref(), Some("application/pdf"));
+        assert!(pdf.bytes.starts_with(b"%PDF-"), "{link}");
+        let text = pdf_text(&pdf.bytes);
+        assert!(text.contains(PAYEE), "{link}: {text}");
+        assert!(text.contains(title), "{link}: {text}");
+    }
+    // Another unit's people do not get it.
+    let other = tab.another_window().await;
+    sign_in(&other, Lang::Zh, &p, &format!("{COUNTY_UNIT}-maker")).await;
+    let denied = other.download(&format!("{path}/receipt.pdf")).await;
+    assert_eq!(denied.status, 404);
+
+    other.close().await;
+    signer_tab.close().await;
+    tab.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salary_batch_is_imported_and_paid() {
+    let Some((tab, p)) = world("salary_batch").await else {
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    let list = files.path().join("工资.csv");
+    std::fs::write(
+        &list,
+        "姓名,账号,开户行,金额\n\
+         张三,6222000011112222,中国工商银行长沙分行,5000.00\n\
+         李四,6222000011113333,中国建设银行长沙分行,4800.00\n\
+         王五,6222000011114444,中国建设银行长沙分行,4750.50\n",
+    )
+    .unwrap();
+    let list: &Path = &list;
+
+    // The unit's maker checks the file, then submits it.
+    sign_in(&tab, Lang::Zh, &p, &unit_user("maker")).await;
+    tab.open(&format!("/o/{COUNTER}/unit/import")).await;
+    tab.click("#import-form input[name=\"kind\"][value=\"salary\"]")
+        .await;
+    tab.select("unit", UNIT).await;
+    tab.set_files("#import-form input[name=\"file\"]", &[list])
+        .await;
+    tab.mark_page().await;
+    tab.click("#check-file").await;
+    tab.next_page().await;
+    assert_eq!(tab.text("#rows-ok").await, "3");
+    assert_eq!(tab.text("#rows-total").await, "14550.50");
+    assert!(!tab.has("#row-errors", None).await);
+    assert_eq!(tab.path().await, format!("/o/{COUNTER}/unit/import"));
+    // A file input keeps no file across pages: choose it again to submit.
+    tab.set_files("#import-form input[name=\"file\"]", &[list])
+        .await;
+    tab.mark_page().await;
+    tab.click("#submit-file").await;
+    tab.next_page().await;
+    tab.wait_for("#draft-state").await;
+    let application = tab.path().await;
+    assert!(
+        application.starts_with(&format!("/o/{COUNTER}/unit/a/")) && application.contains("/5201/"),
+        "{application}"
+    );
+    let no = application.rsplit('/').next().unwrap().to_owned();
+    assert!(tab.text("#voucher-fields").await.contains("14550.50"));
+
+    // Finance's checker finds it in the queue and checks it.
+    let checker_tab = tab.another_window().await;
+    sign_in(&checker_tab, Lang::Zh, &p, &checker(FINANCE)).await;
+    checker_tab
+        .open(&format!("/o/{FINANCE}/finance/approvals"))
+        .await;
+    let row = format!("main table.drafts a[href$=\"/5201/{no}\"]");
+    checker_tab.mark_page().await;
+    checker_tab.click(&row).await;
+    checker_tab.next_page().await;
+    assert!(checker_tab.text("main h1").await.contains(&no));
+    assert_eq!(checker_tab.text("main dd.state").await, "待审核");
+    checker_tab.mark_page().await;
+    checker_tab.click_button("main", "审核通过").await;
+    checker_tab.next_page().await;
+    assert_eq!(checker_tab.text("main dd.state").await, "待签章");
+    checker_tab.close().await;
+
+    // Finance's signer signs it (the desk's key; no PIN on this page).
+    let signer_tab = tab.another_window().await;
+    sign_in(&signer_tab, Lang::Zh, &p, &signer(FINANCE)).await;
+    signer_tab
+        .open(&format!("/o/{FINANCE}/finance/approvals?state=checked"))
+        .await;
+    signer_tab.mark_page().await;
+    signer_tab.click(&row).await;
+    signer_tab.next_page().await;
+    signer_tab.mark_page().await;
+    signer_tab.click_button("main", "签章").await;
+    signer_tab.next_page().await;
+    assert_eq!(signer_tab.text("main dd.state").await, "已发送");
+    signer_tab.close().await;
+
+    // The bank pays the three rows; the unit sees the receipt on the application's page.
+    reload_until_the_receipt(&tab, &p, &application).await;
+    let receipt = tab.text("#receipt-fields").await;
+    assert!(receipt.contains("XPayAmt"), "{receipt}");
+    assert!(receipt.contains("14550.50"), "{receipt}");
+
+    tab.close().await;
+}
+
+/// How long the batch's progress may stand still before the journey gives up, in
+/// milliseconds (a liveness bound: each signature moves it).
+const PROGRESS_STALL_MS: u64 = 60_000;
+/// The batch finance signs.
+const BATCH: u64 = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_batch_signs_two_thousand_vouchers_with_one_pin() {
+    let Some((tab, p)) = world("batch_sign").await else {
+        return;
+    };
+    let made = Instant::now();
+    let keys = drafts::checked_drafts(
+        &p.demo,
+        &maker(FINANCE),
+        &checker(FINANCE),
+        COUNTY_UNIT,
+        100,
+        usize::try_from(BATCH).unwrap(),
+    )
+    .await;
+    eprintln!(
+        "batch_sign: {BATCH} checked drafts made in {:.1} s",
+        made.elapsed().as_secs_f64()
+    );
+    assert_eq!(keys.len() as u64, BATCH);
+
+    sign_in(&tab, Lang::Zh, &p, &signer(FINANCE)).await;
+    tab.open(&format!("/o/{FINANCE}/finance/batch-sign")).await;
+    tab.click("main form input[name=\"all\"]").await;
+    tab.fill("pin", DEMO_PIN).await;
+    tab.mark_page().await;
+    tab.click_button("main form", "开始签章").await;
+    tab.next_page().await;
+    let signing = Instant::now();
+    tab.wait_for("#batch-progress progress").await;
+    let job = tab.path().await;
+    assert!(
+        job.starts_with(&format!("/o/{FINANCE}/finance/batch-sign/jobs/")),
+        "{job}"
+    );
+    assert_eq!(progress_count(&tab, "total").await, BATCH);
+
+    // The bar moves (htmx asks every second) until the job says it is done.
+    let done = "#batch-progress .job-state[data-finished=\"true\"]";
+    let mut finished = false;
+    for _ in 0..=BATCH + 1 {
+        if tab.has(done, None).await {
+            finished = true;
+            break;
+        }
+        let handled: String = tab
+            .call(
+                "() => { const p = document.querySelector('#batch-progress progress'); \
+                 return p ? p.getAttribute('value') : ''; }",
+                &[],
+            )
+            .await;
+        tab.wait_for_within(
+            &format!("#batch-progress progress:not([value=\"{handled}\"]), {done}"),
+            PROGRESS_STALL_MS,
+        )
+        .await;
+    }
+    assert!(finished, "{}", tab.where_am_i().await);
+    let took = signing.elapsed().as_secs_f64();
+    eprintln!(
+        "batch_sign: {BATCH} vouchers signed in {took:.1} s ({:.0} a second)",
+        BATCH as f64 / took
+    );
+    assert_eq!(tab.text("#batch-progress .job-state").await, "签章已完成。");
+    assert_eq!(progress_count(&tab, "signed").await, BATCH);
+    assert_eq!(progress_count(&tab, "failed").await, 0);
+    assert!(!tab.has("#batch-progress table.failures", None).await);
+    assert_eq!(
+        tab.attribute("#batch-progress progress", "value").await,
+        Some(BATCH.to_string())
+    );
+
+    // Finance's library holds them all as sent direct payments.
+    let sent: u64 = p
+        .party(FINANCE)
+        .store
+        .library()
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.vt_code == "5201" && c.leg == Leg::Original && c.direction == Direction::Sent)
+        .map(|c| c.legs)
+        .sum();
+    assert_eq!(sent, BATCH);
 
     tab.close().await;
 }

@@ -604,6 +604,207 @@ both!(administrators_are_three_people, |env| {
     assert_eq!(events_before, events_after, "the auditor changed nothing");
 });
 
+/// RFC 4648 base32 (upper case, no padding) decoded: the test reads the secret the page
+/// shows as a person types it into an app. Written here because no base32 crate is among
+/// the node's test dependencies, and ten lines do.
+fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.bytes() {
+        let value = ALPHABET.iter().position(|&a| a == c).expect("a base32 digit");
+        buffer = (buffer << 5) | u32::try_from(value).unwrap();
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
+        }
+    }
+    out
+}
+
+/// The text of the first `<code class="{class}">…</code>` of a page, entities decoded.
+fn code_text(body: &str, class: &str) -> Option<String> {
+    let open = format!("<code class=\"{class}\">");
+    let start = body.find(&open)? + open.len();
+    let end = start + body[start..].find("</code>")?;
+    Some(
+        body[start..end]
+            .replace("&#x2f;", "/")
+            .replace("&#61;", "=")
+            .replace("&#x3d;", "=")
+            .replace("&amp;", "&"),
+    )
+}
+
+both!(a_new_user_signs_in_with_the_authenticator_enrolled_for_them, |env| {
+    let app = &env.app;
+    let users = format!("/o/{FINANCE}/admin/users");
+    let (login, password_text) = ("new-signer", "Guoku-Enrol-2026");
+    // The system administrator creates the user with a password.
+    let mut sys = sign_in(env, app, &admin(FINANCE, "sysadmin")).await;
+    let form = sys.get(app, &format!("{users}/new")).await;
+    let created = sys
+        .post(
+            app,
+            &users,
+            &[
+                ("csrf", &form.csrf(&users)),
+                ("form_id", &form.form_id(&users)),
+                ("login", login),
+                ("display_name", "新签章员"),
+                ("password", password_text),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let page_of = created.location().to_owned();
+    let user = env
+        .party(FINANCE)
+        .store
+        .access()
+        .user_by_login(login)
+        .await
+        .unwrap()
+        .expect("created");
+    // Without an authenticator the right password leads nowhere.
+    let mut newcomer = Browser::default();
+    let refused = password(env, &mut newcomer, app, login, password_text).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("尚未绑定动态口令"), "{}", refused.body);
+
+    // The security administrator grants a post and a division, then enrols.
+    let mut sec = sign_in(env, app, &admin(FINANCE, "secadmin")).await;
+    for (rest, field, value) in [("posts", "post", "maker"), ("divisions", "division", "430000")] {
+        let page = sec.get(app, &page_of).await;
+        let action = format!("{page_of}/{rest}");
+        let granted = sec
+            .post(
+                app,
+                &action,
+                &[
+                    ("csrf", &page.csrf(&action)),
+                    ("form_id", &page.form_id(&action)),
+                    (field, value),
+                ],
+            )
+            .await;
+        assert_eq!(granted.status, StatusCode::SEE_OTHER, "{}", granted.body);
+    }
+    let page = sec.get(app, &page_of).await;
+    assert!(page.body.contains("未绑定"), "{}", page.body);
+    let enrol = format!("{page_of}/totp");
+    assert!(page.has_form(&enrol), "{}", page.body);
+    let (csrf, id) = (page.csrf(&enrol), page.form_id(&enrol));
+    let shown = sec
+        .post(app, &enrol, &[("csrf", &csrf), ("form_id", &id)])
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(shown.header("cache-control"), Some("no-store"));
+    let secret = code_text(&shown.body, "totp-secret").expect("the secret is shown");
+    let uri = code_text(&shown.body, "totp-uri").expect("the otpauth URI is shown");
+    assert_eq!(secret.len(), 32, "160 bits in base32: {secret}");
+    assert!(
+        uri.starts_with("otpauth://totp/guoku:new-signer%4011430000006?secret=")
+            && uri.contains(&format!("secret={secret}&")),
+        "{uri}"
+    );
+    assert!(shown.body.contains("只显示这一次"), "{}", shown.body);
+    // Never again: the same form (a double click or a reload) enrols nothing more and goes
+    // to the user's page, which shows no secret.
+    let again = sec
+        .post(app, &enrol, &[("csrf", &csrf), ("form_id", &id)])
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(again.location(), page_of);
+    let after = sec.get(app, &page_of).await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert!(!after.body.contains(&secret), "the user page shows no secret");
+    assert!(after.body.contains("已绑定"), "{}", after.body);
+    let events = env
+        .party(FINANCE)
+        .store
+        .access()
+        .events(0, 1000)
+        .await
+        .unwrap();
+    let enrolments: Vec<_> = events.iter().filter(|e| e.action == "enrol_totp").collect();
+    assert_eq!(enrolments.len(), 1, "enrolled once");
+    assert_eq!(enrolments[0].actor, admin(FINANCE, "secadmin"));
+    assert_eq!(enrolments[0].subject, user.id.to_string());
+    let factor = env
+        .party(FINANCE)
+        .store
+        .sessions()
+        .totp(user.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    let bytes = base32_decode(&secret);
+    assert!(
+        !factor.sealed.windows(bytes.len()).any(|w| w == bytes.as_slice()),
+        "stored sealed, not in the clear"
+    );
+
+    // The new user signs in with the password and a code from the shown secret.
+    let secret = guoku_node::portal::TotpSecret::from_bytes(bytes.try_into().unwrap());
+    let step = password(env, &mut newcomer, app, login, password_text).await;
+    assert_eq!(step.status, StatusCode::SEE_OTHER, "{}", step.body);
+    assert_eq!(step.location(), "/login/totp");
+    let signed = code(&mut newcomer, app, &secret.code_at(env.now())).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    assert_eq!(signed.location(), format!("/o/{FINANCE}"));
+    let home = newcomer.get(app, &format!("/o/{FINANCE}")).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains("新签章员"), "{}", home.body);
+
+    // Nobody enrols themselves; the system administrator may not enrol anybody.
+    let me = env.user(&admin(FINANCE, "secadmin")).await;
+    let csrf_sec = csrf_of(&mut sec, env, FINANCE).await;
+    let own = sec
+        .post(
+            app,
+            &format!("{users}/{}/totp", me.id.0),
+            &[("csrf", &csrf_sec), ("form_id", &form_id())],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", own.body);
+    assert!(own.body.contains("不能更改本人的权限"), "{}", own.body);
+    let csrf_sys = csrf_of(&mut sys, env, FINANCE).await;
+    let by_sys = sys
+        .post(app, &enrol, &[("csrf", &csrf_sys), ("form_id", &form_id())])
+        .await;
+    assert_eq!(by_sys.status, StatusCode::FORBIDDEN);
+
+    // Enrolling again ends the user's sessions: the old factor's session does not outlive it.
+    let page = sec.get(app, &page_of).await;
+    let second = sec
+        .post(
+            app,
+            &enrol,
+            &[
+                ("csrf", &page.csrf(&enrol)),
+                ("form_id", &page.form_id(&enrol)),
+            ],
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let newer = code_text(&second.body, "totp-secret").unwrap();
+    assert_ne!(newer, code_text(&shown.body, "totp-secret").unwrap());
+    let ended = newcomer.get(app, &format!("/o/{FINANCE}")).await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER);
+    assert!(ended.location().starts_with("/login"), "{}", ended.location());
+
+    // The auditor sees both enrolments, by whom and of whom, and never a secret.
+    let mut auditor = sign_in(env, app, &admin(FINANCE, "auditor")).await;
+    let log = auditor.get(app, &format!("/o/{FINANCE}/admin/log")).await;
+    assert_eq!(log.status, StatusCode::OK);
+    assert_eq!(log.body.matches("enrol_totp").count(), 2, "{}", log.body);
+    assert!(log.body.contains(&user.id.to_string()));
+    for shown_secret in [&code_text(&shown.body, "totp-secret").unwrap(), &newer] {
+        assert!(!log.body.contains(shown_secret.as_str()), "no secret in the log");
+    }
+});
+
 both!(a_post_without_its_token_is_403_and_changes_nothing, |env| {
     env.demo.settle(30).await.unwrap();
     let app = &env.app;

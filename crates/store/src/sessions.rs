@@ -317,6 +317,9 @@ const PUT_TOTP: &str = "INSERT INTO portal_totp (user_id, sealed, enrolled_at, l
 const GET_TOTP: &str = "SELECT sealed, enrolled_at, last_step FROM portal_totp WHERE user_id = $1";
 const USE_STEP: &str =
     "UPDATE portal_totp SET last_step = $2 WHERE user_id = $1 AND last_step < $2";
+/// The administrative log's record of an enrolment: who, whose, when; never the secret.
+const ENROL_EVENT: &str = "INSERT INTO access_events (actor, action, subject, detail, at) \
+     VALUES ($1, 'enrol_totp', $2, NULL, $3)";
 
 fn select_live() -> String {
     format!("SELECT {COLUMNS} FROM portal_sessions WHERE id_sha256 = $1 AND {LIVE}")
@@ -477,6 +480,29 @@ mod lite {
         Ok(())
     }
 
+    pub(super) fn enrol_totp(
+        conn: &mut Connection,
+        user: i64,
+        user_id: UserId,
+        sealed: &[u8],
+        actor: &str,
+        now: i64,
+    ) -> Result<u64, SessionError> {
+        let tx = crate::sqlite::begin(conn)?;
+        if !user_exists(&tx, user)? {
+            return Err(not_found(user_id));
+        }
+        tx.prepare_cached(&sq(PUT_TOTP))?
+            .execute(params![user, sealed, now])?;
+        let ended = tx
+            .prepare_cached(&sq(DELETE_OF_USER))?
+            .execute(params![user])?;
+        tx.prepare_cached(&sq(ENROL_EVENT))?
+            .execute(params![actor, user_id.to_string(), now])?;
+        tx.commit()?;
+        Ok(ended as u64)
+    }
+
     pub(super) fn totp(
         conn: &Connection,
         user: i64,
@@ -627,6 +653,27 @@ mod pg {
         }
         client.execute(PUT_TOTP, &[&user, &sealed, &now]).await?;
         Ok(())
+    }
+
+    pub(super) async fn enrol_totp(
+        pool: &deadpool_postgres::Pool,
+        user: i64,
+        user_id: UserId,
+        sealed: &[u8],
+        actor: &str,
+        now: i64,
+    ) -> Result<u64, SessionError> {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        if tx.query_opt(USER_EXISTS, &[&user]).await?.is_none() {
+            return Err(not_found(user_id));
+        }
+        tx.execute(PUT_TOTP, &[&user, &sealed, &now]).await?;
+        let ended = tx.execute(DELETE_OF_USER, &[&user]).await?;
+        tx.execute(ENROL_EVENT, &[&actor, &user_id.to_string(), &now])
+            .await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     pub(super) async fn totp(
@@ -875,6 +922,52 @@ impl Sessions {
                     .await?
             }
             Store::Postgres(p) => pg::put_totp(&p.pool, user_sql, user, &sealed, now).await,
+        }
+    }
+
+    /// Enrols `user`'s authenticator, in one transaction: stores the sealed secret (replacing
+    /// one stored before; the last accepted time step is kept, as in [`Sessions::put_totp`]),
+    /// ends every session of the user (a session opened with the old factor does not
+    /// outlive it), and records an `enrol_totp` event in the administrative log with
+    /// `actor` and the user, never the secret. Returns how many sessions ended.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidArgument`] for a secret as [`Sessions::put_totp`] refuses it,
+    /// or an `actor` that is empty, over 64 bytes or holds control characters;
+    /// [`SessionError::NotFound`] for the user; a store error.
+    pub async fn enrol_totp(
+        &self,
+        user: UserId,
+        sealed: Vec<u8>,
+        actor: &str,
+        now: u64,
+    ) -> Result<u64, SessionError> {
+        if sealed.is_empty() || sealed.len() > SEALED_MAX_BYTES {
+            return Err(SessionError::InvalidArgument(
+                "a sealed secret is 1..=SEALED_MAX_BYTES bytes",
+            ));
+        }
+        if actor.is_empty()
+            || actor.len() > crate::access::NAME_MAX_BYTES
+            || actor.chars().any(char::is_control)
+        {
+            return Err(SessionError::InvalidArgument(
+                "an actor is 1..=64 bytes without control characters",
+            ));
+        }
+        let user_sql = user_to_sql(user)?;
+        let now = to_sql(now, "now must be ≤ i64::MAX")?;
+        let actor = actor.to_owned();
+        match &self.store {
+            Store::Sqlite(s) => {
+                s.write(move |conn, _| {
+                    Ok(lite::enrol_totp(conn, user_sql, user, &sealed, &actor, now))
+                })
+                .await?
+            }
+            Store::Postgres(p) => {
+                pg::enrol_totp(&p.pool, user_sql, user, &sealed, &actor, now).await
+            }
         }
     }
 

@@ -17,21 +17,24 @@
 //! [`super::direct`]; every book operation's id is derived from the voucher key, so a
 //! repeated step is not booked twice.
 
-use guoku_domain::{Amount, BizDate, PayType};
+use guoku_domain::{Amount, BankNo, BizDate, PayType};
 use guoku_store::Store;
 use guoku_store::books::{BookOp, Tenant, UnitCode};
 use guoku_store::library::{NewVoucher, VoucherRecord, content_hash};
 use guoku_voucher::lifecycle::{Exchange, Leg};
+use guoku_voucher::registry::VoucherType;
 use guoku_voucher::{EnvelopeBody, Registry, Voucher, VoucherFlag};
 
+use super::batch::is_batch;
 use super::direct::{
-    Bank, DirectError, PayOutcome, Payment, ReceiptOutcome, Route, fill_receipt, op_id,
-    payment_amount, serial_for, tenant_of,
+    Bank, DirectError, PayOutcome, PayeeBankRule, Payment, ReceiptOutcome, Route,
+    fill_completed_bank_no, fill_receipt, op_id, payment_amount, serial_for, tenant_of,
 };
 use crate::stamping::{self, Positions};
 
 use super::common::{
-    Returner, accept_for_processing, envelope_bytes, record_booking, seal_and_return,
+    Returner, accept_for_processing, envelope_bytes, hold_for_completion, is_awaiting_completion,
+    record_booking, record_completion, seal_and_return,
 };
 use super::direct::{self, field, invalid, stored_body};
 
@@ -239,24 +242,37 @@ pub async fn pay_record(
     record: &VoucherRecord,
     now: u64,
 ) -> Result<PayOutcome, DirectError> {
+    pay_or_hold(
+        store,
+        registry,
+        bank,
+        accounts,
+        PayeeBankRule::Optional,
+        record,
+        now,
+    )
+    .await
+}
+
+/// Pays one read 8202 original as [`pay_record`] does, unless `payee_bank` requires the
+/// payee's bank number and this single payment (`BusinessTypeCode` 1) has none: then it is
+/// acknowledged and approved and waits for a person at 待补录 (74,
+/// [`PayOutcome::AwaitingCompletion`]), nothing booked, until [`complete_payee_bank`].
+///
+/// # Errors
+/// As [`pay_received`].
+pub async fn pay_or_hold(
+    store: &Store,
+    registry: &Registry,
+    bank: &Bank<'_>,
+    accounts: &[UnitAccount<'_>],
+    payee_bank: PayeeBankRule,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
     let library = store.library();
     let key = &record.key;
-    let decided = stored_body(&record.body, VoucherFlag::Original).and_then(|body| {
-        let authorized = check_8202(&body.voucher)?;
-        let acct_no = field(&body.voucher, "PayAcctNo")?;
-        if !accounts
-            .iter()
-            .any(|a| a.unit == authorized.unit.as_str() && a.acct_no == acct_no)
-        {
-            return Err(invalid(format!(
-                "PayAcctNo {acct_no} is not a zero-balance account of unit {}",
-                authorized.unit.as_str()
-            )));
-        }
-        let ty = stamping::type_of(registry, &body.voucher)?;
-        Ok((body, authorized, ty))
-    });
-    let (original, authorized, ty) = match decided {
+    let decided = match decide_payment(registry, accounts, record) {
         Ok(decided) => decided,
         Err(e) => {
             let reason = e.to_string();
@@ -270,6 +286,75 @@ pub async fn pay_record(
         }
     };
     accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
+    let voucher = &decided.0.voucher;
+    // A batch (or a BusinessTypeCode this flow does not know) is paid as it is.
+    if is_batch(voucher).is_ok_and(|batch| !batch) && payee_bank.holds(voucher) {
+        hold_for_completion::<DirectError>(store, key, bank.actor, now).await?;
+        return Ok(PayOutcome::AwaitingCompletion { key: key.clone() });
+    }
+    pay_approved(store, bank, record, decided, None, now).await
+}
+
+/// A person at the bank completes the payee's bank number of an 8202 waiting at 待补录
+/// (`record`, as the library holds it now): the number goes into the event log
+/// (待补录 → 复核), then the voucher is paid as [`pay_or_hold`] pays an approved one, and
+/// its sealed receipt carries the number ([`fill_completed_bank_no`]).
+///
+/// # Errors
+/// As [`direct::complete_payee_bank`].
+pub async fn complete_payee_bank(
+    store: &Store,
+    registry: &Registry,
+    bank: &Bank<'_>,
+    accounts: &[UnitAccount<'_>],
+    record: &VoucherRecord,
+    bank_no: &BankNo,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
+    if record.key.vt_code != VT_8202 || !is_awaiting_completion(record) {
+        return Err(direct::not_awaiting(&record.key));
+    }
+    let decided = decide_payment(registry, accounts, record)?;
+    record_completion::<DirectError>(store, &record.key, bank_no, bank.actor, now).await?;
+    pay_approved(store, bank, record, decided, Some(bank_no), now).await
+}
+
+/// What the bank reads from an 8202 before paying it: the original, what it asks, its type.
+type Decided<'r> = (EnvelopeBody, Authorized, &'r VoucherType);
+
+fn decide_payment<'r>(
+    registry: &'r Registry,
+    accounts: &[UnitAccount<'_>],
+    record: &VoucherRecord,
+) -> Result<Decided<'r>, DirectError> {
+    let body = stored_body(&record.body, VoucherFlag::Original)?;
+    let authorized = check_8202(&body.voucher)?;
+    let acct_no = field(&body.voucher, "PayAcctNo")?;
+    if !accounts
+        .iter()
+        .any(|a| a.unit == authorized.unit.as_str() && a.acct_no == acct_no)
+    {
+        return Err(invalid(format!(
+            "PayAcctNo {acct_no} is not a zero-balance account of unit {}",
+            authorized.unit.as_str()
+        )));
+    }
+    let ty = stamping::type_of(registry, &body.voucher)?;
+    Ok((body, authorized, ty))
+}
+
+/// Books an approved 8202 (复核) and returns its sealed receipt, with the payee's bank
+/// number a person `completed`, if any; returns (退回) the voucher when the books refuse.
+async fn pay_approved(
+    store: &Store,
+    bank: &Bank<'_>,
+    record: &VoucherRecord,
+    (original, authorized, ty): Decided<'_>,
+    completed: Option<&BankNo>,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
+    let library = store.library();
+    let key = &record.key;
     // Plan quota used and money fronted (advance → unit ZBA → payees), all or nothing.
     let booked = BookOp::pay_authorized(
         op_id("authorized-pay", key),
@@ -305,6 +390,9 @@ pub async fn pay_record(
         serial: serial_for(bank.serial_prefix, key),
     };
     let mut receipt = fill_authorized_receipt(&original, &payment)?;
+    if let Some(bank_no) = completed {
+        fill_completed_bank_no(ty, &mut receipt, bank_no);
+    }
     let returner = Returner {
         suite: bank.suite,
         sealer: bank.sealer,

@@ -1,12 +1,14 @@
-//! Steps the flows share: how a stored voucher is written back into an envelope, and how a
-//! receiver seals a receipt and sends it back to the original's sender.
+//! Steps the flows share: how a stored voucher is written back into an envelope, how a
+//! receiver seals a receipt and sends it back to the original's sender, and how a payment
+//! waits for a person to complete it (待补录) and is completed.
 
+use guoku_domain::BankNo;
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::Store;
 use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord};
 use guoku_voucher::lifecycle::Exchange;
-use guoku_voucher::lifecycle::{Leg, ProcessingEvent};
+use guoku_voucher::lifecycle::{Leg, Processing, ProcessingEvent};
 use guoku_voucher::registry::VoucherType;
 use guoku_voucher::{Encoding, Envelope, EnvelopeBody, write_envelope};
 use guoku_voucher::{Voucher, VoucherFlag, VoucherKey};
@@ -206,4 +208,76 @@ pub(crate) fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBod
         .into_iter()
         .find(|b| b.flag == flag)
         .ok_or_else(|| "the stored envelope does not hold the voucher".to_owned())
+}
+
+/// The reason a payment waiting for its payee's bank number carries (待补录).
+pub(crate) const AWAITING_BANK_NO: &str =
+    "待补录: PayeeAcctBankNo (收款银行行号) is empty; a person must complete it";
+
+/// The detail of the event completing a payment: what the person entered. The library's
+/// event log keeps it (with who and when), whatever the registry's receipt fields.
+pub(crate) fn completion_detail(bank_no: &BankNo) -> String {
+    format!("补录 PayeeAcctBankNo {}", bank_no.as_str())
+}
+
+/// An approved payment stops for a person (待补录, 74) with [`AWAITING_BANK_NO`]; nothing
+/// is booked. The worker's read-again sweep takes only vouchers left read (已读取), so it
+/// leaves this one to the person.
+pub(crate) async fn hold_for_completion<E>(
+    store: &Store,
+    key: &VoucherKey,
+    actor: &str,
+    now: u64,
+) -> Result<(), E>
+where
+    E: From<LibraryError>,
+{
+    store
+        .library()
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::NeedCompletion,
+            Some(AWAITING_BANK_NO),
+            actor,
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether `record` is a received original waiting for a person (待补录): the only state a
+/// completion may start from, so a second completion of the same voucher is refused and
+/// changes nothing.
+pub(crate) fn is_awaiting_completion(record: &VoucherRecord) -> bool {
+    record.leg == Leg::Original
+        && record.direction == guoku_store::library::Direction::Received
+        && record.processing == Some(Processing::AwaitingCompletion)
+}
+
+/// A person completed the payee's bank number: 待补录 → 复核 (approved again), the number in
+/// the event's detail. Two completions racing each other: the library lets one through and
+/// refuses the other ([`LibraryError::Illegal`]).
+pub(crate) async fn record_completion<E>(
+    store: &Store,
+    key: &VoucherKey,
+    bank_no: &BankNo,
+    actor: &str,
+    now: u64,
+) -> Result<(), E>
+where
+    E: From<LibraryError>,
+{
+    store
+        .library()
+        .process(
+            key,
+            Leg::Original,
+            ProcessingEvent::Complete,
+            Some(&completion_detail(bank_no)),
+            actor,
+            now,
+        )
+        .await?;
+    Ok(())
 }

@@ -16,13 +16,14 @@
 //! ids) are pure functions; the I/O goes through the [`Store`] passed in. Every book
 //! operation's id is derived from the voucher key, so a repeated step is not booked twice.
 
-use guoku_domain::{Amount, BizDate, FuncClass, FundType, PayType};
+use guoku_domain::{Amount, BankNo, BizDate, FuncClass, FundType, PayType};
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::books::{Applied, BookOp, IndicatorKey, Refusal, Tenant};
 use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord, content_hash};
 use guoku_store::{Store, StoreError};
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
+use guoku_voucher::registry::VoucherType;
 use guoku_voucher::{EnvelopeBody, Registry, Voucher, VoucherFlag, VoucherKey};
 
 use crate::stamping::{self, Positions, StampingError};
@@ -33,7 +34,8 @@ use super::batch::{
 };
 
 use super::common::{
-    Returner, accept_for_processing, envelope_bytes, record_booking, seal_and_return,
+    Returner, accept_for_processing, envelope_bytes, hold_for_completion, is_awaiting_completion,
+    record_booking, record_completion, seal_and_return,
 };
 
 /// The direct payment voucher's type code.
@@ -238,6 +240,60 @@ pub fn fill_receipt(
     Ok(receipt)
 }
 
+/// The header field naming the payee's bank (收款银行行号).
+pub const PAYEE_BANK_NO: &str = "PayeeAcctBankNo";
+
+/// The receipt field for the payee's bank number a bank completed (实际收款银行行号), where
+/// the registry has it: [`fill_completed_bank_no`].
+pub const X_PAYEE_BANK_NO: &str = "XPayeeAcctBankNo";
+
+/// Whether a bank pays a single payment (5201 or 8202 of `BusinessTypeCode` 1) that does
+/// not name the payee's bank ([`PAYEE_BANK_NO`]): a rule that varies by province, so it
+/// comes from the bank's configuration (`require_payee_bank_no`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PayeeBankRule {
+    /// It is paid (the default).
+    #[default]
+    Optional,
+    /// It waits for a person to complete the number (待补录).
+    Required,
+}
+
+impl PayeeBankRule {
+    /// The rule a configuration's `require_payee_bank_no` names.
+    #[must_use]
+    pub fn required_if(required: bool) -> Self {
+        if required {
+            Self::Required
+        } else {
+            Self::Optional
+        }
+    }
+
+    /// Whether `voucher`, a single payment, waits for a person under this rule.
+    #[must_use]
+    pub fn holds(self, voucher: &Voucher) -> bool {
+        self == Self::Required
+            && voucher
+                .header
+                .get(PAYEE_BANK_NO)
+                .is_none_or(|no| no.trim().is_empty())
+    }
+}
+
+/// Writes the payee's bank number a person completed into `receipt`'s [`X_PAYEE_BANK_NO`]
+/// when its type `ty` has that receipt field. A registry without it has no place for the
+/// number on the receipt (a field outside the registry would break the original's
+/// stamps): the library's event log keeps it then.
+pub fn fill_completed_bank_no(ty: &VoucherType, receipt: &mut EnvelopeBody, bank_no: &BankNo) {
+    if ty.header_field(X_PAYEE_BANK_NO).is_some_and(|f| f.receipt) {
+        receipt
+            .voucher
+            .header
+            .set(X_PAYEE_BANK_NO, bank_no.as_str().to_owned());
+    }
+}
+
 /// What finance checks on a receipt against its original: the same voucher, paid no more
 /// than ordered, with the bank's X fields; the amount paid.
 ///
@@ -362,6 +418,12 @@ pub enum PayOutcome {
         /// The amount paid.
         amount: Amount,
     },
+    /// Acknowledged and approved, waiting for a person to complete the payee's bank number
+    /// (待补录, 74); nothing booked.
+    AwaitingCompletion {
+        /// The voucher.
+        key: VoucherKey,
+    },
     /// Refused or returned before any money moved, or booking failed; the reason.
     Failed {
         /// The voucher.
@@ -440,20 +502,37 @@ pub async fn pay_record_with(
     record: &VoucherRecord,
     now: u64,
 ) -> Result<PayOutcome, DirectError> {
+    pay_or_hold(
+        store,
+        registry,
+        bank,
+        rules,
+        PayeeBankRule::Optional,
+        record,
+        now,
+    )
+    .await
+}
+
+/// Pays one read 5201 original as [`pay_record_with`] does, unless `payee_bank` requires
+/// the payee's bank number and this single payment has none: then it is acknowledged and
+/// approved and waits for a person at 待补录 (74, [`PayOutcome::AwaitingCompletion`]),
+/// nothing booked, until [`complete_payee_bank`]. Batches are paid as they are.
+///
+/// # Errors
+/// As [`pay_received`].
+pub async fn pay_or_hold(
+    store: &Store,
+    registry: &Registry,
+    bank: &Bank<'_>,
+    rules: &RowRules<'_>,
+    payee_bank: PayeeBankRule,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
     let library = store.library();
     let key = &record.key;
-    let decided = stored_body(&record.body, VoucherFlag::Original).and_then(|body| {
-        let amount = payment_amount(&body.voucher)?;
-        let tenant = tenant_of(key)?;
-        let ty = stamping::type_of(registry, &body.voucher)?;
-        let rows = if is_batch(&body.voucher)? {
-            Some(decide_rows(&body.voucher, rules)?)
-        } else {
-            None
-        };
-        Ok((body, amount, tenant, ty, rows))
-    });
-    let (original, amount, tenant, ty, rows) = match decided {
+    let decided = match decide_payment(registry, rules, record) {
         Ok(decided) => decided,
         Err(e) => {
             let reason = e.to_string();
@@ -467,6 +546,100 @@ pub async fn pay_record_with(
         }
     };
     accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
+    if decided.rows.is_none() && payee_bank.holds(&decided.original.voucher) {
+        hold_for_completion::<DirectError>(store, key, bank.actor, now).await?;
+        return Ok(PayOutcome::AwaitingCompletion { key: key.clone() });
+    }
+    pay_approved(store, bank, record, decided, None, now).await
+}
+
+/// A person at the bank completes the payee's bank number of a 5201 waiting at 待补录
+/// (`record`, as the library holds it now): the number goes into the event log
+/// (待补录 → 复核), then the voucher is paid as [`pay_or_hold`] pays an approved one, and
+/// its sealed receipt carries the number ([`fill_completed_bank_no`]). The original keeps
+/// its signed body.
+///
+/// # Errors
+/// [`DirectError::Invalid`] for a voucher not waiting at 待补录 (a second completion:
+/// nothing changes); [`DirectError::Library`] with [`LibraryError::Illegal`] when another
+/// completion won the race; otherwise as [`pay_received`].
+pub async fn complete_payee_bank(
+    store: &Store,
+    registry: &Registry,
+    bank: &Bank<'_>,
+    rules: &RowRules<'_>,
+    record: &VoucherRecord,
+    bank_no: &BankNo,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
+    if record.key.vt_code != VT_5201 || !is_awaiting_completion(record) {
+        return Err(not_awaiting(&record.key));
+    }
+    let decided = decide_payment(registry, rules, record)?;
+    record_completion::<DirectError>(store, &record.key, bank_no, bank.actor, now).await?;
+    pay_approved(store, bank, record, decided, Some(bank_no), now).await
+}
+
+/// The refusal of a completion for a voucher not waiting at 待补录.
+pub(crate) fn not_awaiting(key: &VoucherKey) -> DirectError {
+    invalid(format!(
+        "{key} is not waiting for its payee's bank number (待补录)"
+    ))
+}
+
+/// What the bank reads from a 5201 before paying it.
+struct Decided<'r> {
+    original: EnvelopeBody,
+    amount: Amount,
+    tenant: Tenant,
+    ty: &'r VoucherType,
+    /// A salary or batch payment's rows; `None` for a single payment.
+    rows: Option<Vec<RowDecision>>,
+}
+
+fn decide_payment<'r>(
+    registry: &'r Registry,
+    rules: &RowRules<'_>,
+    record: &VoucherRecord,
+) -> Result<Decided<'r>, DirectError> {
+    let original = stored_body(&record.body, VoucherFlag::Original)?;
+    let amount = payment_amount(&original.voucher)?;
+    let tenant = tenant_of(&record.key)?;
+    let ty = stamping::type_of(registry, &original.voucher)?;
+    let rows = if is_batch(&original.voucher)? {
+        Some(decide_rows(&original.voucher, rules)?)
+    } else {
+        None
+    };
+    Ok(Decided {
+        original,
+        amount,
+        tenant,
+        ty,
+        rows,
+    })
+}
+
+/// Books an approved 5201 (复核) and returns its sealed receipt, with the payee's bank
+/// number a person `completed`, if any; returns (退回) the voucher when nothing could be
+/// paid.
+async fn pay_approved(
+    store: &Store,
+    bank: &Bank<'_>,
+    record: &VoucherRecord,
+    decided: Decided<'_>,
+    completed: Option<&BankNo>,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
+    let library = store.library();
+    let key = &record.key;
+    let Decided {
+        original,
+        amount,
+        tenant,
+        ty,
+        rows,
+    } = decided;
     let (refusal, rows) = match rows {
         // Pay first (垫付): advance → finance ZBA → payees, all or nothing.
         None => {
@@ -505,6 +678,9 @@ pub async fn pay_record_with(
             paid_sum(rows)?,
         ),
     };
+    if let Some(bank_no) = completed {
+        fill_completed_bank_no(ty, &mut receipt, bank_no);
+    }
     let returner = Returner {
         suite: bank.suite,
         sealer: bank.sealer,

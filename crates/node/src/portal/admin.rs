@@ -13,6 +13,10 @@
 //!     /users/{id}/divisions`, `POST /users/{id}/divisions/revoke`, `POST
 //!     /users/{id}/unlock` (security administrator, 安全管理员): grant and revoke posts and
 //!     divisions, unlock;
+//!   - `POST /users/{id}/totp` (security administrator): enrol the user's authenticator
+//!     (重置动态口令) with a fresh secret, sealed with the portal's key; the answer to the
+//!     POST itself shows the secret, once (a 200 page, `no-store`, not a redirect), and
+//!     nothing shows it again; the old secret stops working and the user's sessions end;
 //! - `GET /log`: the administrative log (`access.events`), for the audit administrator
 //!   (审计管理员);
 //! - `GET /vouchers?vt=&leg=`, `GET /vouchers/v/{adm_div}/{year}/{vt_code}/{voucher_no}`:
@@ -32,7 +36,8 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use guoku_domain::AdmDivCode;
@@ -46,6 +51,7 @@ use super::bank::{
     pager, param, when,
 };
 use super::desk::{Desk, FieldErrors, body};
+use super::totp::TotpSecret;
 use super::i18n::{fill, text_table};
 use super::{Inner, PortalError, Shared, lang_of, respond};
 use crate::access::{
@@ -116,6 +122,16 @@ text_table! {
     show: "查看", "Show";
     empty: "暂无记录。", "Nothing here.";
     none: "无", "none";
+    totp: "动态口令", "Authenticator";
+    totp_enrolled: "已绑定（{at} 设置）", "enrolled ({at})";
+    totp_missing: "未绑定：该用户无法登录。", "not enrolled: the user cannot sign in.";
+    totp_enrol: "重置动态口令", "Enrol authenticator";
+    totp_enrol_hint: "生成新的动态口令密钥：原密钥立即失效，该用户已登录的会话全部结束。", "Makes a new secret: the old one stops working at once and the user's sessions end.";
+    totp_done: "动态口令已重置", "Authenticator enrolled";
+    totp_hand_over: "请将以下密钥交给用户 {login} 本人，由其录入手机上的身份验证器（扫描或输入）。密钥只显示这一次：离开或刷新本页后无法再次查看，遗失时请重新重置。", "Hand this secret to {login} in person, to enter into the authenticator app on their phone. It is shown this once: after leaving or reloading this page nobody can see it again; if it is lost, enrol again.";
+    totp_secret: "密钥（Base32）", "Secret (base32)";
+    totp_uri: "otpauth 链接", "otpauth URI";
+    back_to_user: "返回用户页面", "Back to the user";
 }
 
 /// The administration links.
@@ -154,6 +170,7 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
             post(revoke_division::<T>),
         )
         .route("/o/{org}/admin/users/{id}/unlock", post(unlock::<T>))
+        .route("/o/{org}/admin/users/{id}/totp", post(enrol::<T>))
         .route("/o/{org}/admin/log", get(log::<T>))
         .route("/o/{org}/admin/vouchers", get(vouchers::<T>))
         .route(
@@ -472,6 +489,7 @@ struct FormIds {
     grant_division: String,
     revoke_division: String,
     unlock: String,
+    totp: String,
 }
 
 #[derive(Template)]
@@ -550,6 +568,17 @@ struct FormIds {
 </form>
 {% if errors.has("unlock") %}<p class="error" role="alert">{{ errors.of("unlock") }}</p>{% endif %}
 </section>{% endif %}
+<section class="card">
+<h2>{{ a.totp }}</h2>
+<p class="totp">{{ totp }}</p>
+{% if grant %}<form method="post" action="{{ action }}/totp" class="inline">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="form_id" value="{{ ids.totp }}">
+<button type="submit" hx-disabled-elt="this">{{ a.totp_enrol }}</button>
+</form>
+<p class="hint">{{ a.totp_enrol_hint }}</p>{% endif %}
+{% if errors.has("totp") %}<p class="error" role="alert">{{ errors.of("totp") }}</p>{% endif %}
+</section>
 "#
 )]
 struct UserBody {
@@ -567,6 +596,8 @@ struct UserBody {
     post_choices: Vec<Choice>,
     held_divisions: Vec<Held>,
     division_choices: Vec<Choice>,
+    /// Whether the user has an authenticator, and since when.
+    totp: String,
     errors: FieldErrors,
 }
 
@@ -589,6 +620,10 @@ async fn user_page<T: Transport>(
     let own = policy::check_grant(&desk.principal, user.id).is_err();
     let held: BTreeSet<&str> = user.posts.iter().map(String::as_str).collect();
     let divisions = desk.party.store.access().divisions().await?;
+    let totp = match desk.party.store.sessions().totp(user.id).await? {
+        Some(factor) => fill(a.totp_enrolled, &[("at", &when(factor.enrolled_at))]),
+        None => a.totp_missing.to_owned(),
+    };
     let form_id = || desk.form_id().to_string();
     let page = UserBody {
         a,
@@ -607,6 +642,7 @@ async fn user_page<T: Transport>(
             grant_division: form_id(),
             revoke_division: form_id(),
             unlock: form_id(),
+            totp: form_id(),
         },
         held_posts: user
             .posts
@@ -643,6 +679,7 @@ async fn user_page<T: Transport>(
                 text: format!("{} {}", d.code, d.name),
             })
             .collect(),
+        totp,
         errors,
     };
     desk.page(status, a.user_title, body(&page)?)
@@ -876,6 +913,137 @@ change_route!(revoke_post, Change::RevokePost);
 change_route!(grant_division, Change::GrantDivision);
 change_route!(revoke_division, Change::RevokeDivision);
 change_route!(unlock, Change::Unlock);
+
+// ---------------------------------------------------------------------------------------
+// The authenticator
+
+/// The issuer authenticator apps show next to the account.
+const ISSUER: &str = "guoku";
+
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r#"<h1>{{ a.totp_done }}</h1>
+<section class="card">
+<p class="hint">{{ hand_over }}</p>
+<dl>
+<dt>{{ a.login }}</dt><dd class="login">{{ login }}</dd>
+<dt>{{ a.totp_secret }}</dt><dd><code class="totp-secret">{{ secret }}</code></dd>
+<dt>{{ a.totp_uri }}</dt><dd><code class="totp-uri">{{ uri }}</code></dd>
+</dl>
+</section>
+<p><a href="{{ back }}">{{ a.back_to_user }}</a></p>
+"#
+)]
+struct EnrolledBody<'a> {
+    a: &'static AdminTexts,
+    hand_over: String,
+    login: &'a str,
+    secret: &'a str,
+    uri: &'a str,
+    back: &'a str,
+}
+
+async fn enrol<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path(path): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    bytes: Bytes,
+) -> Response {
+    let lang = lang_of(&headers);
+    respond(lang, enrol_totp(&p, path, &headers, &uri, &bytes).await)
+}
+
+/// `POST /users/{id}/totp`: a fresh secret for the user, sealed for them with the portal's
+/// key, stored with an `enrol_totp` event (the store ends the user's sessions in the same
+/// transaction), and shown in this answer only. A repeat of the same form (a double click)
+/// enrols nothing more and goes to the user's page, which never shows a secret.
+async fn enrol_totp<T: Transport>(
+    p: &Inner<T>,
+    (org, id): (String, String),
+    headers: &HeaderMap,
+    uri: &Uri,
+    bytes: &Bytes,
+) -> Result<Response, PortalError> {
+    let (mut desk, fields) =
+        match open_post(p, headers, uri, bytes, &org, None, Action::GrantAccess).await? {
+            Ok(opened) => opened,
+            Err(response) => return Ok(response),
+        };
+    let Some(user) = target(&desk, &id).await? else {
+        return Ok(desk.not_found());
+    };
+    let (a, t) = (AdminTexts::of(desk.lang), desk.t());
+    let refuse = async |desk: &Desk<T>, message: String| {
+        let mut errors = FieldErrors::default();
+        errors.add("totp", message);
+        user_page(desk, &user, StatusCode::UNPROCESSABLE_ENTITY, errors).await
+    };
+    // Nobody enrols their own authenticator (三权分立): the policy says so first.
+    if let Err(v) = policy::check_grant(&desk.principal, user.id) {
+        return refuse(&desk, sod_text(t, a, &v)).await;
+    }
+    // In every division the user holds, as for revoking a post.
+    if user
+        .divisions
+        .iter()
+        .any(|d| policy::may(&desk.principal, Action::GrantAccess, d).is_err())
+    {
+        return refuse(&desk, a.outside_divisions.to_owned()).await;
+    }
+    let back = desk.href(&format!("/admin/users/{}", user.id.0));
+    let mut enrolled: Option<TotpSecret> = None;
+    let answer = desk
+        .once(&fields, async {
+            let secret = TotpSecret::generate();
+            let sealed = secret.seal(&p.key, user.id)?;
+            let (_, now) = desk.party.now();
+            let actor = desk.principal.login.as_str();
+            match desk
+                .party
+                .store
+                .sessions()
+                .enrol_totp(user.id, sealed, actor, now)
+                .await
+            {
+                Ok(ended) => {
+                    // Never the secret.
+                    tracing::info!(org = %desk.org(), by = %actor, user = %user.login, sessions_ended = ended, "authenticator enrolled from the portal");
+                }
+                Err(guoku_store::sessions::SessionError::NotFound { .. }) => {
+                    return Ok(Err(desk.not_found()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            enrolled = Some(secret);
+            Ok(Ok(back.clone()))
+        })
+        .await?;
+    let Some(secret) = enrolled else {
+        // Refused, or a repeat of a form already done: its answer as it is.
+        return Ok(answer);
+    };
+    // The frame's language switch returns to the user's page, not to this POST.
+    desk.path.clone_from(&back);
+    let base32 = secret.base32();
+    let account = format!("{}@{}", user.login, desk.org());
+    let otpauth = secret.otpauth_uri(ISSUER, &account);
+    let page = EnrolledBody {
+        a,
+        hand_over: fill(a.totp_hand_over, &[("login", &user.login)]),
+        login: &user.login,
+        secret: &base32,
+        uri: &otpauth,
+        back: &back,
+    };
+    let mut response = desk.page(StatusCode::OK, a.totp_done, body(&page)?)?;
+    // Kept by no cache, shown again by no Back button.
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
 
 // ---------------------------------------------------------------------------------------
 // The log and the auditor's vouchers

@@ -35,7 +35,13 @@ const ISSUER: &str = "guoku";
 /// and keeps it with its other keys.
 #[must_use]
 pub fn demo_key() -> PortalKey {
-    PortalKey::from_bytes(Sha256::digest(b"guoku demo portal key: not a secret").into())
+    PortalKey::from_bytes(demo_key_bytes())
+}
+
+/// The bytes of [`demo_key`] (the demo writes them to each node's `portal.key`).
+#[must_use]
+pub fn demo_key_bytes() -> [u8; 32] {
+    Sha256::digest(b"guoku demo portal key: not a secret").into()
 }
 
 /// The demo user `login`'s TOTP secret, derived from the login under the demo key. Demo

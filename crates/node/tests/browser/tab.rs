@@ -1,6 +1,6 @@
 //! A browser window on the portal, with the few steps a journey takes: open a path, fill a
-//! field, choose an option, click a button, wait for something to show, read text, go
-//! back, fetch a file with the window's cookies.
+//! field, choose an option or a file, click a button, wait for something to show, read
+//! text, go back, fetch a file with the window's cookies, open another window.
 //!
 //! Waiting never sleeps: [`Tab::wait_for`] runs in the page, resolving as soon as a
 //! `MutationObserver` sees the element (or rejecting after [`WAIT_MS`]); when the page
@@ -10,12 +10,14 @@
 //! Every failure panics with what was expected and the page's URL and text, so a broken
 //! journey says where it stopped.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::dom::SetFileInputFilesParams;
 use chromiumoxide::cdp::js_protocol::runtime::{CallArgument, CallFunctionOnParams};
 use chromiumoxide::error::CdpError;
 use serde::de::DeserializeOwned;
@@ -170,8 +172,18 @@ impl Tab {
         self.wait(selector, Some(text)).await;
     }
 
+    /// Waits until an element matching `selector` shows, looking for at most `ms` at a
+    /// time (for what takes longer than a click's answer, e.g. a batch job's progress).
+    pub async fn wait_for_within(&self, selector: &str, ms: u64) {
+        self.wait_ms(selector, None, ms).await;
+    }
+
     async fn wait(&self, selector: &str, text: Option<&str>) {
-        let args = [json!(selector), json!(text), json!(WAIT_MS)];
+        self.wait_ms(selector, text, WAIT_MS).await;
+    }
+
+    async fn wait_ms(&self, selector: &str, text: Option<&str>, ms: u64) {
+        let args = [json!(selector), json!(text), json!(ms)];
         let mut why = String::new();
         for _ in 0..WAIT_TRIES {
             match self.try_call::<bool>(WAIT_JS, &args).await {
@@ -211,6 +223,16 @@ impl Tab {
         self.call(
             "(selector) => document.querySelector(selector).innerText",
             &[json!(selector)],
+        )
+        .await
+    }
+
+    /// The attribute `name` of the first element matching `selector` (waiting for it).
+    pub async fn attribute(&self, selector: &str, name: &str) -> Option<String> {
+        self.wait_for(selector).await;
+        self.call(
+            "(selector, name) => document.querySelector(selector).getAttribute(name)",
+            &[json!(selector), json!(name)],
         )
         .await
     }
@@ -327,6 +349,24 @@ impl Tab {
         }
     }
 
+    /// Chooses `files` in the file input matching `selector`, as the file dialog would
+    /// (the protocol's `DOM.setFileInputFiles`: a page's script cannot set a file input).
+    pub async fn set_files(&self, selector: &str, files: &[&Path]) {
+        self.wait_for(selector).await;
+        let input = self.element(selector).await;
+        let params = SetFileInputFilesParams::builder()
+            .files(files.iter().map(|f| f.display().to_string()))
+            .backend_node_id(input.backend_node_id)
+            .build()
+            .expect("file input parameters");
+        if let Err(e) = self.page.execute(params).await {
+            panic!(
+                "cannot choose {files:?} in {selector}: {e}\n{}",
+                self.where_am_i().await
+            );
+        }
+    }
+
     /// The browser's back button.
     pub async fn back(&self) {
         let _: bool = self
@@ -366,6 +406,12 @@ impl Tab {
             .and_then(|r| r.into_value::<String>().ok())
             .unwrap_or_default();
         format!("at {url}, showing:\n{text}")
+    }
+
+    /// Another private window of the same browser on the same portal (someone else at
+    /// another desk: its own cookies).
+    pub async fn another_window(&self) -> Tab {
+        self.chromium.window(&self.base).await
     }
 
     /// Closes the window (its private context, cookies and all).
