@@ -19,124 +19,22 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`; without a server the PostgreSQL tests say
 //! SKIPPED loudly, and fail when `CI=true`.
 
-use std::collections::BTreeMap;
+mod common;
+#[path = "common/web.rs"]
+mod web;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use guoku_node::access::{Password, hash_password};
-use guoku_node::demo::{Demo, DemoOptions, DemoPostgres};
-use guoku_node::exchange::{Clock, InMemory};
-use guoku_node::party::Party;
-use guoku_node::portal::{
-    self, DEMO_PASSWORD, DemoLogin, Portal, PortalConfig, TotpSecret, demo_key, demo_totp_secret,
-    seed_demo_users,
-};
-use guoku_seal::Suite;
-use guoku_store::access::{AccessEvent, NewUser, UserRecord};
+use guoku_node::portal::{self, DEMO_PASSWORD, Portal, PortalConfig, TotpSecret, demo_key, demo_totp_secret, seed_demo_users};
+use guoku_store::access::{AccessEvent, NewUser};
 use guoku_store::sessions::{SessionRecord, SessionStage};
-use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
-use tower::ServiceExt;
-
-const FINANCE: &str = "11430000006";
-const PBOC: &str = "001430000001";
-const HOST: &str = "portal.test";
-
-// ----- the demo and its clock ----------------------------------------------------------
-
-struct Env {
-    demo: Arc<Demo>,
-    /// The portal with the demo's configuration (cookies without `Secure`).
-    app: Router,
-    time: Arc<AtomicI64>,
-    logins: Vec<DemoLogin>,
-    _dir: tempfile::TempDir,
-    _schemas: Option<SchemaGuard>,
-}
+use web::*;
 
 impl Env {
-    async fn open(postgres: Option<DemoPostgres>) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        // A fixed start, mid-step, so step boundaries fall where the tests put them.
-        let start = (OffsetDateTime::now_utc().unix_timestamp() / 30) * 30 + 1;
-        let time = Arc::new(AtomicI64::new(start));
-        let t = time.clone();
-        let clock: Clock = Arc::new(move || {
-            OffsetDateTime::from_unix_timestamp(t.load(Ordering::SeqCst)).expect("a time")
-        });
-        let schemas = postgres.as_ref().map(|pg| SchemaGuard(pg.clone()));
-        let options = DemoOptions {
-            dir: dir.path().join("guoku-data"),
-            fresh: false,
-            suite: Suite::Sm,
-            postgres,
-        };
-        let demo = Arc::new(Demo::open(&options, clock).await.unwrap());
-        let logins = seed_demo_users(&demo).await.unwrap();
-        let app = portal::router(Portal::demo(&demo));
-        Env {
-            demo,
-            app,
-            time,
-            logins,
-            _dir: dir,
-            _schemas: schemas,
-        }
-    }
-
-    /// The portal with `config` over the same parties.
-    fn app_with(&self, config: PortalConfig) -> Router {
-        let mut portal = Portal::new(config, demo_key()).unwrap();
-        for party in self.demo.parties() {
-            portal = portal.serve(party);
-        }
-        portal::router(portal)
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.time.load(Ordering::SeqCst)).unwrap()
-    }
-
-    fn advance(&self, secs: u64) {
-        self.time
-            .fetch_add(i64::try_from(secs).unwrap(), Ordering::SeqCst);
-    }
-
-    fn login(&self, login: &str) -> &DemoLogin {
-        self.logins
-            .iter()
-            .find(|l| l.login == login)
-            .unwrap_or_else(|| panic!("no demo login {login}"))
-    }
-
-    fn party(&self, org: &str) -> Arc<Party<InMemory>> {
-        self.demo
-            .parties()
-            .into_iter()
-            .find(|p| p.org_code() == org)
-            .unwrap()
-    }
-
-    /// The code `login`'s authenticator shows now.
-    fn code(&self, login: &str) -> String {
-        demo_totp_secret(login).code_at(self.now())
-    }
-
-    async fn user(&self, login: &str) -> UserRecord {
-        let org = &self.login(login).org_code;
-        self.party(org)
-            .store
-            .access()
-            .user_by_login(login)
-            .await
-            .unwrap()
-            .unwrap()
-    }
-
     async fn sessions_of(&self, login: &str) -> Vec<SessionRecord> {
         let user = self.user(login).await;
         let org = &self.login(login).org_code;
@@ -160,298 +58,10 @@ impl Env {
     }
 }
 
-fn maker(org: &str) -> String {
-    format!("{org}-maker")
-}
-
-fn checker(org: &str) -> String {
-    format!("{org}-checker")
-}
-
-fn signer(org: &str) -> String {
-    format!("{org}-signer")
-}
-
-// ----- PostgreSQL ------------------------------------------------------------------------
-
-/// PostgreSQL for a test: a unique schema prefix; `None` (said loudly) when no server
-/// answers, which fails under `CI=true`.
-async fn postgres() -> Option<DemoPostgres> {
-    let url = std::env::var("GUOKU_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let reachable = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio_postgres::connect(&url, tokio_postgres::NoTls),
-    )
-    .await
-    .is_ok_and(|c| c.is_ok());
-    if !reachable {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(!ci, "CI=true and PostgreSQL at {url} does not answer");
-        eprintln!("\n*** SKIPPED: PostgreSQL portal test: no server at {url} ***\n");
-        return None;
-    }
-    static NEXT: AtomicI64 = AtomicI64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    Some(DemoPostgres {
-        url,
-        schema_prefix: format!(
-            "t_portal_{}_{}_{nanos}_",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ),
-    })
-}
-
-/// Drops a test's schemas when the test ends, even if it failed.
-struct SchemaGuard(DemoPostgres);
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let pg = self.0.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok((client, conn)) =
-                    tokio_postgres::connect(&pg.url, tokio_postgres::NoTls).await
-                else {
-                    return;
-                };
-                tokio::spawn(conn);
-                let Ok(rows) = client
-                    .query(
-                        "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)",
-                        &[&pg.schema_prefix],
-                    )
-                    .await
-                else {
-                    return;
-                };
-                for row in rows {
-                    let name: String = row.get(0);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
-                        .await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
-
-/// Runs a test body on the demo on SQLite and on PostgreSQL, as two tests.
-macro_rules! both {
-    ($name:ident, |$env:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            async fn body($env: &Env) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let env = Env::open(None).await;
-                body(&env).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(pg) = super::postgres().await else {
-                    return;
-                };
-                let env = Env::open(Some(pg)).await;
-                body(&env).await;
-            }
-        }
-    };
-}
-
 /// A form's fields.
 type Fields<'a> = Vec<(&'a str, &'a str)>;
 /// Request headers.
 type Headers<'a> = &'a [(&'a str, &'a str)];
-
-// ----- a browser -----------------------------------------------------------------------
-
-/// An answer: status, headers, body text.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The `Set-Cookie` header setting `name`, whole.
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.split_once('=').is_some_and(|(n, _)| n == name))
-            .map(str::to_owned)
-    }
-
-    /// The CSRF token of the form posting to `action`.
-    fn csrf(&self, action: &str) -> String {
-        let form = self
-            .body
-            .find(&format!("action=\"{action}\""))
-            .unwrap_or_else(|| panic!("no form for {action} in {}", self.body));
-        let rest = &self.body[form..];
-        let start = rest.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-        rest[start..start + 64].to_owned()
-    }
-}
-
-/// A browser: a cookie jar over the app.
-#[derive(Clone, Default)]
-struct Browser {
-    jar: BTreeMap<String, String>,
-}
-
-impl Browser {
-    async fn send(
-        &mut self,
-        app: &Router,
-        request: axum::http::request::Builder,
-        body: Body,
-    ) -> Answer {
-        let mut request = request.header(header::HOST, HOST);
-        if !self.jar.is_empty() {
-            let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            request = request.header(header::COOKIE, cookies.join("; "));
-        }
-        let response = app
-            .clone()
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        for set in headers.get_all(header::SET_COOKIE) {
-            let text = set.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if attributes.contains("Max-Age=0") {
-                self.jar.remove(name);
-            } else {
-                self.jar.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    async fn get(&mut self, app: &Router, path: &str) -> Answer {
-        self.get_with(app, path, &[]).await
-    }
-
-    async fn get_with(&mut self, app: &Router, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut request = Request::builder().method(Method::GET).uri(path);
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        self.send(app, request, Body::empty()).await
-    }
-
-    /// A form posted from this site (`Origin` and `Sec-Fetch-Site` as a browser sends them).
-    async fn post(&mut self, app: &Router, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let origin = format!("http://{HOST}");
-        self.post_with(
-            app,
-            path,
-            fields,
-            &[("origin", &origin), ("sec-fetch-site", "same-origin")],
-        )
-        .await
-    }
-
-    async fn post_with(
-        &mut self,
-        app: &Router,
-        path: &str,
-        fields: &[(&str, &str)],
-        headers: &[(&str, &str)],
-    ) -> Answer {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let body = serde_urlencoded::to_string(fields).unwrap();
-        self.send(app, request, Body::from(body)).await
-    }
-
-    fn session(&self) -> Option<&str> {
-        self.jar
-            .iter()
-            .find(|(k, _)| k.ends_with("gk_session"))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Posts the password form: the answer.
-async fn password(env: &Env, b: &mut Browser, app: &Router, login: &str, pw: &str) -> Answer {
-    let org = env.login(login).org_code.clone();
-    let form = b.get(app, "/login").await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-    let csrf = form.csrf("/login");
-    b.post(
-        app,
-        "/login",
-        &[
-            ("csrf", &csrf),
-            ("org", &org),
-            ("login", login),
-            ("password", pw),
-        ],
-    )
-    .await
-}
-
-/// Posts a code on the code form: the answer.
-async fn code(b: &mut Browser, app: &Router, code: &str) -> Answer {
-    let form = b.get(app, "/login/totp").await;
-    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-    let csrf = form.csrf("/login/totp");
-    b.post(app, "/login/totp", &[("csrf", &csrf), ("code", code)])
-        .await
-}
-
-/// Signs `login` in with both factors: the browser, holding the session.
-async fn sign_in(env: &Env, app: &Router, login: &str) -> Browser {
-    let mut b = Browser::default();
-    let a = password(env, &mut b, app, login, DEMO_PASSWORD).await;
-    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
-    assert_eq!(a.location(), "/login/totp");
-    let a = code(&mut b, app, &env.code(login)).await;
-    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
-    assert_eq!(a.location(), format!("/o/{}", env.login(login).org_code));
-    b
-}
 
 /// A code `login`'s authenticator does not show around now (none of the steps taken).
 fn wrong_code(env: &Env, login: &str) -> String {
@@ -478,7 +88,7 @@ fn sha256_of_cookie_id(cookie_value: &str) -> [u8; 32] {
 
 // ----- the tests -------------------------------------------------------------------------
 
-both!(
+web::both!(
     signing_in_takes_a_password_and_a_code_and_rotates_the_session,
     |env| {
         let app = &env.app;
@@ -655,7 +265,7 @@ both!(
     }
 );
 
-both!(five_wrong_attempts_lock_the_user, |env| {
+web::both!(five_wrong_attempts_lock_the_user, |env| {
     let app = &env.app;
     let refusal = "用户名或密码错误";
 
@@ -762,7 +372,7 @@ both!(five_wrong_attempts_lock_the_user, |env| {
     assert_eq!(failed("second_factor_failed"), 5);
 });
 
-both!(sessions_end_after_idle_time_and_absolute_lifetime, |env| {
+web::both!(sessions_end_after_idle_time_and_absolute_lifetime, |env| {
     let app = &env.app;
     let login = maker(FINANCE);
     let home = format!("/o/{FINANCE}");
@@ -810,7 +420,7 @@ both!(sessions_end_after_idle_time_and_absolute_lifetime, |env| {
     assert_eq!((a.status, a.location()), (StatusCode::SEE_OTHER, "/login"));
 });
 
-both!(
+web::both!(
     posts_without_the_right_token_or_origin_change_nothing,
     |env| {
         let app = &env.app;
@@ -948,7 +558,7 @@ both!(
     }
 );
 
-both!(get_requests_change_no_state, |env| {
+web::both!(get_requests_change_no_state, |env| {
     let app = &env.app;
     let login = maker(FINANCE);
     let home = format!("/o/{FINANCE}");
@@ -1027,7 +637,7 @@ both!(get_requests_change_no_state, |env| {
     );
 });
 
-both!(signing_out_ends_the_session, |env| {
+web::both!(signing_out_ends_the_session, |env| {
     let app = &env.app;
     let login = maker(FINANCE);
     let home = format!("/o/{FINANCE}");
@@ -1066,7 +676,7 @@ both!(signing_out_ends_the_session, |env| {
     assert!(env.sessions_of(&login).await.is_empty());
 });
 
-both!(the_language_switches_and_stays, |env| {
+web::both!(the_language_switches_and_stays, |env| {
     let app = &env.app;
     let mut b = Browser::default();
     let zh = b.get(app, "/login").await;
@@ -1164,7 +774,7 @@ both!(the_language_switches_and_stays, |env| {
     }
 });
 
-both!(a_user_sees_only_their_own_organisations_pages, |env| {
+web::both!(a_user_sees_only_their_own_organisations_pages, |env| {
     let app = &env.app;
     let login = maker(FINANCE);
     let mut b = sign_in(env, app, &login).await;
@@ -1229,7 +839,7 @@ both!(a_user_sees_only_their_own_organisations_pages, |env| {
     assert!(!page.body.contains("<code>430000</code>"));
 });
 
-both!(demo_users_are_seeded_once, |env| {
+web::both!(demo_users_are_seeded_once, |env| {
     assert_eq!(env.logins.len(), env.demo.users.len());
     for (login, user) in env.logins.iter().zip(&env.demo.users) {
         assert_eq!(login.login, user.login, "in the demo's order");
@@ -1284,7 +894,7 @@ both!(demo_users_are_seeded_once, |env| {
     sign_in(env, &env.app, &maker(FINANCE)).await;
 });
 
-both!(
+web::both!(
     pages_escape_what_they_show_and_assets_come_from_the_binary,
     |env| {
         let app = &env.app;

@@ -45,7 +45,7 @@ mod input;
 mod payments;
 pub(crate) mod scope;
 pub(crate) mod view;
-mod vouchers;
+pub(crate) mod vouchers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

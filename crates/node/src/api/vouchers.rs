@@ -433,7 +433,7 @@ pub(crate) async fn refuse<T: Transport>(
 }
 
 /// The budget unit (AgencyCode) a stored voucher leg names, if it names one and reads.
-fn agency_of(record: &guoku_store::library::VoucherRecord) -> Option<String> {
+pub(crate) fn agency_of(record: &guoku_store::library::VoucherRecord) -> Option<String> {
     let flag = match record.leg {
         Leg::Original => guoku_voucher::VoucherFlag::Original,
         Leg::Receipt => guoku_voucher::VoucherFlag::Receipt,

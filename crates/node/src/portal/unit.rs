@@ -173,11 +173,13 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
     Router::new()
         .route(
             "/o/{org}/unit/pay",
-            get(pay_page::<T>).post(pay_submit::<T>),
+            get(|s, o, h, u| form_page::<T>(s, o, h, u, PayKind::Authorized))
+                .post(|s, o, h, u, b| form_submit::<T>(s, o, h, u, b, PayKind::Authorized)),
         )
         .route(
             "/o/{org}/unit/apply",
-            get(apply_page::<T>).post(apply_submit::<T>),
+            get(|s, o, h, u| form_page::<T>(s, o, h, u, PayKind::Direct))
+                .post(|s, o, h, u, b| form_submit::<T>(s, o, h, u, b, PayKind::Direct)),
         )
         .route(
             "/o/{org}/unit/import",
@@ -188,7 +190,7 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
         .route("/o/{org}/unit/vouchers", get(vouchers_page::<T>))
         .route(
             "/o/{org}/unit/a/{adm}/{year}/{vt}/{no}",
-            get(application_page::<T>),
+            get(|s, k, h, u| draft_page::<T>(s, k, h, u, true)),
         )
         .route(
             "/o/{org}/unit/v/{adm}/{year}/{vt}/{no}/receipt.pdf",
@@ -208,7 +210,7 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
         )
         .route(
             "/o/{org}/unit/v/{adm}/{year}/{vt}/{no}",
-            get(voucher_page::<T>),
+            get(|s, k, h, u| draft_page::<T>(s, k, h, u, false)),
         )
         .route(
             "/o/{org}/unit/v/{adm}/{year}/{vt}/{no}/{step}",
@@ -432,27 +434,10 @@ async fn pay_view<T: Transport>(
     desk.page(status, title, html)
 }
 
-async fn pay_page<T: Transport>(
-    State(p): State<Shared<T>>,
-    Path(org): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    form_page(p, org, headers, uri, PayKind::Authorized).await
-}
-
-async fn apply_page<T: Transport>(
-    State(p): State<Shared<T>>,
-    Path(org): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    form_page(p, org, headers, uri, PayKind::Direct).await
-}
-
+/// `GET /o/{org}/unit/pay` and `…/apply`: the payment's form.
 async fn form_page<T: Transport>(
-    p: Shared<T>,
-    org: String,
+    State(p): State<Shared<T>>,
+    Path(org): Path<String>,
     headers: HeaderMap,
     uri: Uri,
     kind: PayKind,
@@ -566,29 +551,10 @@ fn check_pay_form(
     (form, errors, order)
 }
 
-async fn pay_submit<T: Transport>(
-    State(p): State<Shared<T>>,
-    Path(org): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    form_submit(p, org, headers, uri, body, PayKind::Authorized).await
-}
-
-async fn apply_submit<T: Transport>(
-    State(p): State<Shared<T>>,
-    Path(org): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    form_submit(p, org, headers, uri, body, PayKind::Direct).await
-}
-
+/// `POST /o/{org}/unit/pay` and `…/apply`: the payment made as a draft (once per form).
 async fn form_submit<T: Transport>(
-    p: Shared<T>,
-    org: String,
+    State(p): State<Shared<T>>,
+    Path(org): Path<String>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
@@ -1007,46 +973,20 @@ fn time_text(unix: u64) -> String {
         .unwrap_or_default()
 }
 
-async fn voucher_page<T: Transport>(
-    State(p): State<Shared<T>>,
-    Path((org, adm, year, vt, no)): Path<(String, String, String, String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let key = VoucherKey {
-        adm_div_code: adm,
-        st_year: year,
-        vt_code: vt,
-        voucher_no: no,
-    };
-    draft_page(p, org, headers, uri, key, false).await
-}
-
-/// `GET /o/{org}/unit/a/…`: a direct payment application, as finance keeps it.
-async fn application_page<T: Transport>(
-    State(p): State<Shared<T>>,
-    Path((org, adm, year, vt, no)): Path<(String, String, String, String, String)>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let key = VoucherKey {
-        adm_div_code: adm,
-        st_year: year,
-        vt_code: vt,
-        voucher_no: no,
-    };
-    draft_page(p, org, headers, uri, key, true).await
-}
-
 /// A payment's page: the counter's own (`application` false) or finance's application.
 async fn draft_page<T: Transport>(
-    p: Shared<T>,
-    org: String,
+    State(p): State<Shared<T>>,
+    Path((org, adm, year, vt, no)): Path<(String, String, String, String, String)>,
     headers: HeaderMap,
     uri: Uri,
-    key: VoucherKey,
     application: bool,
 ) -> Response {
+    let key = VoucherKey {
+        adm_div_code: adm,
+        st_year: year,
+        vt_code: vt,
+        voucher_no: no,
+    };
     let lang = lang_of(&headers);
     let work = async {
         let desk = match p.desk(&headers, &uri, &org, lang).await? {
