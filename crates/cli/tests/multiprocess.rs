@@ -161,7 +161,9 @@ async fn payments_end_exactly_once(backend: Backend) {
     cluster.wait_ready().await;
     // Every node serves its own portal beside its API (the demo's users sign in there).
     for (org, _) in PARTIES {
-        let login = get(ports[org].1, "/login", None).await.expect("the portal answers");
+        let login = get(ports[org].1, "/login", None)
+            .await
+            .expect("the portal answers");
         let page = String::from_utf8_lossy(&login.body);
         assert_eq!(login.status, 200, "{org}: {page}");
         assert!(page.contains("name=\"password\""), "{org}: {page}");

@@ -54,6 +54,11 @@ pub struct NodeConfig {
     /// A bank: seconds between clearing rounds (0: only when asked).
     #[serde(default)]
     pub clearing_every_secs: u64,
+    /// A bank: a single payment (5201 or 8202 of `BusinessTypeCode` 1) without the payee's
+    /// bank number (`PayeeAcctBankNo`) waits for a person to complete it (待补录, on the
+    /// bank desk's exceptions page) instead of being paid. Optional; default `false`.
+    #[serde(default)]
+    pub require_payee_bank_no: bool,
     /// Seconds between asking receivers what became of the vouchers sent (0: never).
     #[serde(default = "default_status_every")]
     pub status_every_secs: u64,

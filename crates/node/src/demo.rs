@@ -455,6 +455,7 @@ impl Demo {
             backoff: Backoff { base: 2, cap: 60 },
             clearing_every_secs: 0,
             status_every_secs: 5,
+            require_payee_bank_no: false,
             banks: province
                 .banks
                 .iter()
@@ -1265,6 +1266,7 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
                 Vec::new()
             },
             clearing_every_secs: if bank.is_some() { 10 } else { 0 },
+            require_payee_bank_no: false,
             status_every_secs: 5,
             reconcile_banks: if matches!(org.role, OrgRole::Pboc | OrgRole::Finance) {
                 province

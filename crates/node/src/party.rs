@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use guoku_domain::BizDate;
+use guoku_domain::{BankNo, BizDate};
 use guoku_seal::SigningKey;
 use guoku_seal::Suite;
 use guoku_seal::pki::{Certificate, OrgRole};
@@ -39,8 +39,11 @@ use tokio::sync::watch;
 
 use crate::exchange::{Clock, Peer, Transport};
 use crate::flows::authorized::{self, UnitAccount};
+use crate::flows::batch::RowRules;
 use crate::flows::clearing::{self, ClearOutcome, Clearer, PaidState, Pboc, SettleOutcome};
-use crate::flows::direct::{self, Bank, DirectError, PayOutcome, ReceiptOutcome, Route};
+use crate::flows::direct::{
+    self, Bank, DirectError, PayOutcome, PayeeBankRule, ReceiptOutcome, Route,
+};
 use crate::flows::quota::{self, NoticeOutcome, Notifier, Treasury};
 use crate::flows::reconcile::{self, CheckKind};
 use crate::flows::{refund, returns};
@@ -160,6 +163,10 @@ pub struct PartyConfig {
     /// How often the worker asks receivers what became of the vouchers this party sent
     /// (签收, 签收失败, 退回), in seconds (0: never).
     pub status_every_secs: u64,
+    /// A bank: a single payment (5201 or 8202 of `BusinessTypeCode` 1) without the payee's
+    /// bank number (`PayeeAcctBankNo`) waits for a person to complete it (待补录) instead
+    /// of being paid ([`Party::complete_payee_bank`]). Off by default.
+    pub require_payee_bank_no: bool,
 }
 
 /// Why a party's step failed.
@@ -861,6 +868,79 @@ impl<T: Transport> Party<T> {
         Ok(refund::record_refund(&self.store, &self.registry, &desk, request, now).await?)
     }
 
+    /// An agent bank's person completes the payee's bank number (补录收款行行号) of a
+    /// received single payment (5201 or 8202) waiting at 待补录: the number is recorded in
+    /// the library's event log and the voucher is paid by the same step the worker takes,
+    /// its sealed receipt carrying the number where the registry has the field
+    /// ([`direct::X_PAYEE_BANK_NO`]). A second completion of the same voucher is refused and
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off a bank; [`PartyError::Direct`] with
+    /// [`DirectError::Invalid`] for a number that is not 12 digits or a voucher not waiting
+    /// at 待补录, or with [`LibraryError::Illegal`] inside when another completion won;
+    /// the flow's failures.
+    pub async fn complete_payee_bank(
+        &self,
+        key: &VoucherKey,
+        bank_no: &str,
+        actor: &str,
+    ) -> Result<PayOutcome, PartyError> {
+        if self.role() != OrgRole::AgentBank {
+            return Err(self.wrong_role("complete payee bank numbers"));
+        }
+        let bank_no: BankNo = bank_no.trim().parse().map_err(|_| {
+            DirectError::Invalid("PayeeAcctBankNo (收款银行行号) must be 12 digits".into())
+        })?;
+        let record = self
+            .store
+            .library()
+            .status(key, Leg::Original)
+            .await?
+            .ok_or_else(|| direct::not_awaiting(key))?;
+        let Some(paid_seal) = self.staff.paid_seal.as_ref() else {
+            return Err(DirectError::Invalid("this bank has no paid seal (转讫章)".into()).into());
+        };
+        let (t, now) = self.now();
+        let sealer = self.staff.sealer(paid_seal, t);
+        let serial_prefix = format!("{}-", self.config.bank_no);
+        let bank = Bank {
+            me: self.org_code(),
+            actor,
+            pay_date: Self::business_date(t),
+            serial_prefix: &serial_prefix,
+            suite: self.config.suite,
+            sealer: &sealer,
+        };
+        let (store, registry) = (&self.store, &self.registry);
+        let outcome = match key.vt_code.as_str() {
+            direct::VT_5201 => {
+                let rules = RowRules::default();
+                direct::complete_payee_bank(store, registry, &bank, &rules, &record, &bank_no, now)
+                    .await?
+            }
+            authorized::VT_8202 => {
+                let accounts = self.unit_accounts();
+                authorized::complete_payee_bank(
+                    store, registry, &bank, &accounts, &record, &bank_no, now,
+                )
+                .await?
+            }
+            _ => return Err(direct::not_awaiting(key).into()),
+        };
+        tracing::info!(key = %key, actor, outcome = ?outcome, "payee bank number completed");
+        Ok(outcome)
+    }
+
+    /// A bank's unit zero-balance accounts, as the flows take them.
+    fn unit_accounts(&self) -> Vec<UnitAccount<'_>> {
+        self.config
+            .unit_accounts
+            .iter()
+            .map(|(unit, acct_no)| UnitAccount { unit, acct_no })
+            .collect()
+    }
+
     async fn dispatch_keyed(
         &self,
         record: &VoucherRecord,
@@ -1003,18 +1083,24 @@ impl<T: Transport> Party<T> {
                     suite: self.config.suite,
                     sealer: &sealer,
                 };
+                let payee_bank = PayeeBankRule::required_if(self.config.require_payee_bank_no);
                 let outcome = if vt == direct::VT_5201 {
-                    direct::pay_record(store, registry, &bank, record, now).await?
+                    let rules = RowRules::default();
+                    direct::pay_or_hold(store, registry, &bank, &rules, payee_bank, record, now)
+                        .await?
                 } else {
-                    let accounts: Vec<UnitAccount<'_>> = self
-                        .config
-                        .unit_accounts
-                        .iter()
-                        .map(|(unit, acct_no)| UnitAccount { unit, acct_no })
-                        .collect();
-                    authorized::pay_record(store, registry, &bank, &accounts, record, now).await?
+                    let accounts = self.unit_accounts();
+                    authorized::pay_or_hold(
+                        store, registry, &bank, &accounts, payee_bank, record, now,
+                    )
+                    .await?
                 };
-                Ok(Handled::of(matches!(outcome, PayOutcome::Paid { .. })))
+                // A payment waiting for a person (待补录) took its step: the person's
+                // completion pays it, not the worker.
+                Ok(Handled::of(matches!(
+                    outcome,
+                    PayOutcome::Paid { .. } | PayOutcome::AwaitingCompletion { .. }
+                )))
             }
             (OrgRole::AgentBank, quota::VT_5105, Leg::Original) => {
                 let sealer = self.staff.sealer(&self.staff.business_seal, t);

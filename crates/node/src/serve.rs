@@ -164,6 +164,7 @@ impl Node {
             },
             clearing_every_secs: config.clearing_every_secs,
             status_every_secs: config.status_every_secs,
+            require_payee_bank_no: config.require_payee_bank_no,
             banks: config
                 .reconcile_banks
                 .iter()
@@ -414,10 +415,13 @@ pub async fn serve_node_api(
                 path: key_path.clone(),
                 source,
             })?;
-            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| ServeError::Config {
-                path: key_path.clone(),
-                detail: "a portal key is exactly 32 bytes".into(),
-            })?;
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| ServeError::Config {
+                    path: key_path.clone(),
+                    detail: "a portal key is exactly 32 bytes".into(),
+                })?;
             let config = crate::portal::PortalConfig {
                 secure_cookies: node.config.portal_secure_cookies,
                 ..crate::portal::PortalConfig::default()

@@ -2212,6 +2212,7 @@ async fn finance_node(backend: Backend) -> FinanceNode {
         backoff: Backoff { base: 2, cap: 60 },
         clearing_every_secs: 0,
         status_every_secs: 0,
+        require_payee_bank_no: false,
         banks: Vec::new(),
         divisions: Vec::new(),
         reconcile_every_secs: 0,
@@ -2590,7 +2591,12 @@ both_backends!(a_units_people_act_for_their_own_unit_only, |backend| {
     assert_eq!(denied.status, StatusCode::NOT_FOUND, "{}", denied.text);
     let drafts = get(&env.app, &format!("/api/v1/drafts?org={counter}"), stranger).await;
     assert_eq!(drafts.status, StatusCode::OK, "{}", drafts.text);
-    assert_eq!(drafts.body["items"].as_array().unwrap().len(), 0, "{}", drafts.text);
+    assert_eq!(
+        drafts.body["items"].as_array().unwrap().len(),
+        0,
+        "{}",
+        drafts.text
+    );
     let checker = env.token_of(&format!("{own}-checker"), Post::Checker);
     assert_eq!(get(&env.app, &query, checker).await.status, StatusCode::OK);
     let checked = step(&env.app, &path, "check", checker, "unit-c", json!({})).await;

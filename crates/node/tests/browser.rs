@@ -657,7 +657,7 @@ async fn a_salary_batch_is_imported_and_paid() {
     assert_eq!(checker_tab.text("main dd.state").await, "待签章");
     checker_tab.close().await;
 
-    // Finance's signer signs it (the desk's key; no PIN on this page).
+    // Finance's signer signs it with the signing PIN.
     let signer_tab = tab.another_window().await;
     sign_in(&signer_tab, Lang::Zh, &p, &signer(FINANCE)).await;
     signer_tab
@@ -666,8 +666,9 @@ async fn a_salary_batch_is_imported_and_paid() {
     signer_tab.mark_page().await;
     signer_tab.click(&row).await;
     signer_tab.next_page().await;
+    signer_tab.fill("pin", "123456").await;
     signer_tab.mark_page().await;
-    signer_tab.click_button("main", "签章").await;
+    signer_tab.click("#sign-button").await;
     signer_tab.next_page().await;
     assert_eq!(signer_tab.text("main dd.state").await, "已发送");
     signer_tab.close().await;

@@ -28,7 +28,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use guoku_node::access::{Password, hash_password};
-use guoku_node::portal::{self, DEMO_PASSWORD, Portal, PortalConfig, TotpSecret, demo_key, demo_totp_secret, seed_demo_users};
+use guoku_node::portal::{
+    self, DEMO_PASSWORD, Portal, PortalConfig, TotpSecret, demo_key, demo_totp_secret,
+    seed_demo_users,
+};
 use guoku_store::access::{AccessEvent, NewUser};
 use guoku_store::sessions::{SessionRecord, SessionStage};
 use sha2::{Digest, Sha256};

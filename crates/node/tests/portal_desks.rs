@@ -23,6 +23,7 @@ mod web;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::Router;
 use guoku_domain::Amount;
 use guoku_node::demo::Payee;
 use guoku_node::party::business_date;
@@ -611,7 +612,10 @@ fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
     for c in text.bytes() {
-        let value = ALPHABET.iter().position(|&a| a == c).expect("a base32 digit");
+        let value = ALPHABET
+            .iter()
+            .position(|&a| a == c)
+            .expect("a base32 digit");
         buffer = (buffer << 5) | u32::try_from(value).unwrap();
         bits += 5;
         if bits >= 8 {
@@ -636,174 +640,215 @@ fn code_text(body: &str, class: &str) -> Option<String> {
     )
 }
 
-both!(a_new_user_signs_in_with_the_authenticator_enrolled_for_them, |env| {
-    let app = &env.app;
-    let users = format!("/o/{FINANCE}/admin/users");
-    let (login, password_text) = ("new-signer", "Guoku-Enrol-2026");
-    // The system administrator creates the user with a password.
-    let mut sys = sign_in(env, app, &admin(FINANCE, "sysadmin")).await;
-    let form = sys.get(app, &format!("{users}/new")).await;
-    let created = sys
-        .post(
-            app,
-            &users,
-            &[
-                ("csrf", &form.csrf(&users)),
-                ("form_id", &form.form_id(&users)),
-                ("login", login),
-                ("display_name", "新签章员"),
-                ("password", password_text),
-            ],
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
-    let page_of = created.location().to_owned();
-    let user = env
-        .party(FINANCE)
-        .store
-        .access()
-        .user_by_login(login)
-        .await
-        .unwrap()
-        .expect("created");
-    // Without an authenticator the right password leads nowhere.
-    let mut newcomer = Browser::default();
-    let refused = password(env, &mut newcomer, app, login, password_text).await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.body.contains("尚未绑定动态口令"), "{}", refused.body);
+/// Posts the password form for `login` of `org` (a user the demo did not seed).
+async fn password_at(b: &mut Browser, app: &Router, org: &str, login: &str, pw: &str) -> Answer {
+    let form = b.get(app, "/login").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let csrf = form.csrf("/login");
+    b.post(
+        app,
+        "/login",
+        &[
+            ("csrf", &csrf),
+            ("org", org),
+            ("login", login),
+            ("password", pw),
+        ],
+    )
+    .await
+}
 
-    // The security administrator grants a post and a division, then enrols.
-    let mut sec = sign_in(env, app, &admin(FINANCE, "secadmin")).await;
-    for (rest, field, value) in [("posts", "post", "maker"), ("divisions", "division", "430000")] {
-        let page = sec.get(app, &page_of).await;
-        let action = format!("{page_of}/{rest}");
-        let granted = sec
+both!(
+    a_new_user_signs_in_with_the_authenticator_enrolled_for_them,
+    |env| {
+        let app = &env.app;
+        let users = format!("/o/{FINANCE}/admin/users");
+        let (login, password_text) = ("new-signer", "Guoku-Enrol-2026");
+        // The system administrator creates the user with a password.
+        let mut sys = sign_in(env, app, &admin(FINANCE, "sysadmin")).await;
+        let form = sys.get(app, &format!("{users}/new")).await;
+        let created = sys
             .post(
                 app,
-                &action,
+                &users,
                 &[
-                    ("csrf", &page.csrf(&action)),
-                    ("form_id", &page.form_id(&action)),
-                    (field, value),
+                    ("csrf", &form.csrf(&users)),
+                    ("form_id", &form.form_id(&users)),
+                    ("login", login),
+                    ("display_name", "新签章员"),
+                    ("password", password_text),
                 ],
             )
             .await;
-        assert_eq!(granted.status, StatusCode::SEE_OTHER, "{}", granted.body);
+        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+        let page_of = created.location().to_owned();
+        let user = env
+            .party(FINANCE)
+            .store
+            .access()
+            .user_by_login(login)
+            .await
+            .unwrap()
+            .expect("created");
+        // Without an authenticator the right password leads nowhere.
+        let mut newcomer = Browser::default();
+        let refused = password_at(&mut newcomer, app, FINANCE, login, password_text).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        assert!(
+            refused.body.contains("尚未绑定动态口令"),
+            "{}",
+            refused.body
+        );
+
+        // The security administrator grants a post and a division, then enrols.
+        let mut sec = sign_in(env, app, &admin(FINANCE, "secadmin")).await;
+        for (rest, field, value) in [
+            ("posts", "post", "maker"),
+            ("divisions", "division", "430000"),
+        ] {
+            let page = sec.get(app, &page_of).await;
+            let action = format!("{page_of}/{rest}");
+            let granted = sec
+                .post(
+                    app,
+                    &action,
+                    &[
+                        ("csrf", &page.csrf(&action)),
+                        ("form_id", &page.form_id(&action)),
+                        (field, value),
+                    ],
+                )
+                .await;
+            assert_eq!(granted.status, StatusCode::SEE_OTHER, "{}", granted.body);
+        }
+        let page = sec.get(app, &page_of).await;
+        assert!(page.body.contains("未绑定"), "{}", page.body);
+        let enrol = format!("{page_of}/totp");
+        assert!(page.has_form(&enrol), "{}", page.body);
+        let (csrf, id) = (page.csrf(&enrol), page.form_id(&enrol));
+        let shown = sec
+            .post(app, &enrol, &[("csrf", &csrf), ("form_id", &id)])
+            .await;
+        assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+        assert_eq!(shown.header("cache-control"), Some("no-store"));
+        let secret = code_text(&shown.body, "totp-secret").expect("the secret is shown");
+        let uri = code_text(&shown.body, "totp-uri").expect("the otpauth URI is shown");
+        assert_eq!(secret.len(), 32, "160 bits in base32: {secret}");
+        assert!(
+            uri.starts_with("otpauth://totp/guoku:new-signer%4011430000006?secret=")
+                && uri.contains(&format!("secret={secret}&")),
+            "{uri}"
+        );
+        assert!(shown.body.contains("只显示这一次"), "{}", shown.body);
+        // Never again: the same form (a double click or a reload) enrols nothing more and goes
+        // to the user's page, which shows no secret.
+        let again = sec
+            .post(app, &enrol, &[("csrf", &csrf), ("form_id", &id)])
+            .await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER);
+        assert_eq!(again.location(), page_of);
+        let after = sec.get(app, &page_of).await;
+        assert_eq!(after.status, StatusCode::OK);
+        assert!(
+            !after.body.contains(&secret),
+            "the user page shows no secret"
+        );
+        assert!(after.body.contains("已绑定"), "{}", after.body);
+        let events = env
+            .party(FINANCE)
+            .store
+            .access()
+            .events(0, 1000)
+            .await
+            .unwrap();
+        let enrolments: Vec<_> = events.iter().filter(|e| e.action == "enrol_totp").collect();
+        assert_eq!(enrolments.len(), 1, "enrolled once");
+        assert_eq!(enrolments[0].actor, admin(FINANCE, "secadmin"));
+        assert_eq!(enrolments[0].subject, user.id.to_string());
+        let factor = env
+            .party(FINANCE)
+            .store
+            .sessions()
+            .totp(user.id)
+            .await
+            .unwrap()
+            .expect("stored");
+        let bytes = base32_decode(&secret);
+        assert!(
+            !factor
+                .sealed
+                .windows(bytes.len())
+                .any(|w| w == bytes.as_slice()),
+            "stored sealed, not in the clear"
+        );
+
+        // The new user signs in with the password and a code from the shown secret.
+        let secret = guoku_node::portal::TotpSecret::from_bytes(bytes.try_into().unwrap());
+        let step = password_at(&mut newcomer, app, FINANCE, login, password_text).await;
+        assert_eq!(step.status, StatusCode::SEE_OTHER, "{}", step.body);
+        assert_eq!(step.location(), "/login/totp");
+        let signed = code(&mut newcomer, app, &secret.code_at(env.now())).await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+        assert_eq!(signed.location(), format!("/o/{FINANCE}"));
+        let home = newcomer.get(app, &format!("/o/{FINANCE}")).await;
+        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+        assert!(home.body.contains("新签章员"), "{}", home.body);
+
+        // Nobody enrols themselves; the system administrator may not enrol anybody.
+        let me = env.user(&admin(FINANCE, "secadmin")).await;
+        let csrf_sec = csrf_of(&mut sec, env, FINANCE).await;
+        let own = sec
+            .post(
+                app,
+                &format!("{users}/{}/totp", me.id.0),
+                &[("csrf", &csrf_sec), ("form_id", &form_id())],
+            )
+            .await;
+        assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", own.body);
+        assert!(own.body.contains("不能更改本人的权限"), "{}", own.body);
+        let csrf_sys = csrf_of(&mut sys, env, FINANCE).await;
+        let by_sys = sys
+            .post(app, &enrol, &[("csrf", &csrf_sys), ("form_id", &form_id())])
+            .await;
+        assert_eq!(by_sys.status, StatusCode::FORBIDDEN);
+
+        // Enrolling again ends the user's sessions: the old factor's session does not outlive it.
+        let page = sec.get(app, &page_of).await;
+        let second = sec
+            .post(
+                app,
+                &enrol,
+                &[
+                    ("csrf", &page.csrf(&enrol)),
+                    ("form_id", &page.form_id(&enrol)),
+                ],
+            )
+            .await;
+        assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+        let newer = code_text(&second.body, "totp-secret").unwrap();
+        assert_ne!(newer, code_text(&shown.body, "totp-secret").unwrap());
+        let ended = newcomer.get(app, &format!("/o/{FINANCE}")).await;
+        assert_eq!(ended.status, StatusCode::SEE_OTHER);
+        assert!(
+            ended.location().starts_with("/login"),
+            "{}",
+            ended.location()
+        );
+
+        // The auditor sees both enrolments, by whom and of whom, and never a secret.
+        let mut auditor = sign_in(env, app, &admin(FINANCE, "auditor")).await;
+        let log = auditor.get(app, &format!("/o/{FINANCE}/admin/log")).await;
+        assert_eq!(log.status, StatusCode::OK);
+        assert_eq!(log.body.matches("enrol_totp").count(), 2, "{}", log.body);
+        assert!(log.body.contains(&user.id.to_string()));
+        for shown_secret in [&code_text(&shown.body, "totp-secret").unwrap(), &newer] {
+            assert!(
+                !log.body.contains(shown_secret.as_str()),
+                "no secret in the log"
+            );
+        }
     }
-    let page = sec.get(app, &page_of).await;
-    assert!(page.body.contains("未绑定"), "{}", page.body);
-    let enrol = format!("{page_of}/totp");
-    assert!(page.has_form(&enrol), "{}", page.body);
-    let (csrf, id) = (page.csrf(&enrol), page.form_id(&enrol));
-    let shown = sec
-        .post(app, &enrol, &[("csrf", &csrf), ("form_id", &id)])
-        .await;
-    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
-    assert_eq!(shown.header("cache-control"), Some("no-store"));
-    let secret = code_text(&shown.body, "totp-secret").expect("the secret is shown");
-    let uri = code_text(&shown.body, "totp-uri").expect("the otpauth URI is shown");
-    assert_eq!(secret.len(), 32, "160 bits in base32: {secret}");
-    assert!(
-        uri.starts_with("otpauth://totp/guoku:new-signer%4011430000006?secret=")
-            && uri.contains(&format!("secret={secret}&")),
-        "{uri}"
-    );
-    assert!(shown.body.contains("只显示这一次"), "{}", shown.body);
-    // Never again: the same form (a double click or a reload) enrols nothing more and goes
-    // to the user's page, which shows no secret.
-    let again = sec
-        .post(app, &enrol, &[("csrf", &csrf), ("form_id", &id)])
-        .await;
-    assert_eq!(again.status, StatusCode::SEE_OTHER);
-    assert_eq!(again.location(), page_of);
-    let after = sec.get(app, &page_of).await;
-    assert_eq!(after.status, StatusCode::OK);
-    assert!(!after.body.contains(&secret), "the user page shows no secret");
-    assert!(after.body.contains("已绑定"), "{}", after.body);
-    let events = env
-        .party(FINANCE)
-        .store
-        .access()
-        .events(0, 1000)
-        .await
-        .unwrap();
-    let enrolments: Vec<_> = events.iter().filter(|e| e.action == "enrol_totp").collect();
-    assert_eq!(enrolments.len(), 1, "enrolled once");
-    assert_eq!(enrolments[0].actor, admin(FINANCE, "secadmin"));
-    assert_eq!(enrolments[0].subject, user.id.to_string());
-    let factor = env
-        .party(FINANCE)
-        .store
-        .sessions()
-        .totp(user.id)
-        .await
-        .unwrap()
-        .expect("stored");
-    let bytes = base32_decode(&secret);
-    assert!(
-        !factor.sealed.windows(bytes.len()).any(|w| w == bytes.as_slice()),
-        "stored sealed, not in the clear"
-    );
-
-    // The new user signs in with the password and a code from the shown secret.
-    let secret = guoku_node::portal::TotpSecret::from_bytes(bytes.try_into().unwrap());
-    let step = password(env, &mut newcomer, app, login, password_text).await;
-    assert_eq!(step.status, StatusCode::SEE_OTHER, "{}", step.body);
-    assert_eq!(step.location(), "/login/totp");
-    let signed = code(&mut newcomer, app, &secret.code_at(env.now())).await;
-    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
-    assert_eq!(signed.location(), format!("/o/{FINANCE}"));
-    let home = newcomer.get(app, &format!("/o/{FINANCE}")).await;
-    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
-    assert!(home.body.contains("新签章员"), "{}", home.body);
-
-    // Nobody enrols themselves; the system administrator may not enrol anybody.
-    let me = env.user(&admin(FINANCE, "secadmin")).await;
-    let csrf_sec = csrf_of(&mut sec, env, FINANCE).await;
-    let own = sec
-        .post(
-            app,
-            &format!("{users}/{}/totp", me.id.0),
-            &[("csrf", &csrf_sec), ("form_id", &form_id())],
-        )
-        .await;
-    assert_eq!(own.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", own.body);
-    assert!(own.body.contains("不能更改本人的权限"), "{}", own.body);
-    let csrf_sys = csrf_of(&mut sys, env, FINANCE).await;
-    let by_sys = sys
-        .post(app, &enrol, &[("csrf", &csrf_sys), ("form_id", &form_id())])
-        .await;
-    assert_eq!(by_sys.status, StatusCode::FORBIDDEN);
-
-    // Enrolling again ends the user's sessions: the old factor's session does not outlive it.
-    let page = sec.get(app, &page_of).await;
-    let second = sec
-        .post(
-            app,
-            &enrol,
-            &[
-                ("csrf", &page.csrf(&enrol)),
-                ("form_id", &page.form_id(&enrol)),
-            ],
-        )
-        .await;
-    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
-    let newer = code_text(&second.body, "totp-secret").unwrap();
-    assert_ne!(newer, code_text(&shown.body, "totp-secret").unwrap());
-    let ended = newcomer.get(app, &format!("/o/{FINANCE}")).await;
-    assert_eq!(ended.status, StatusCode::SEE_OTHER);
-    assert!(ended.location().starts_with("/login"), "{}", ended.location());
-
-    // The auditor sees both enrolments, by whom and of whom, and never a secret.
-    let mut auditor = sign_in(env, app, &admin(FINANCE, "auditor")).await;
-    let log = auditor.get(app, &format!("/o/{FINANCE}/admin/log")).await;
-    assert_eq!(log.status, StatusCode::OK);
-    assert_eq!(log.body.matches("enrol_totp").count(), 2, "{}", log.body);
-    assert!(log.body.contains(&user.id.to_string()));
-    for shown_secret in [&code_text(&shown.body, "totp-secret").unwrap(), &newer] {
-        assert!(!log.body.contains(shown_secret.as_str()), "no secret in the log");
-    }
-});
+);
 
 both!(a_post_without_its_token_is_403_and_changes_nothing, |env| {
     env.demo.settle(30).await.unwrap();
@@ -872,10 +917,24 @@ const POSTS: [&str; 6] = [
 const READERS: &[&str] = &["maker", "checker", "signer", "auditor"];
 /// Who reads users: the three administrators.
 const ADMINS: &[&str] = &["sysadmin", "secadmin", "auditor"];
+/// Who works the approval queue: checkers and signers.
+const CHECK_SIGN: &[&str] = &["checker", "signer"];
 
-/// One route of the desks: its method, its path under `/o/{org}` (`{v}`: a voucher of the
-/// organisation's library; `{id}`: one of its users), the role whose desk it is (`None`:
-/// every organisation's) and the posts allowed.
+/// The login suffix of a stored post code (the matrix names posts as the demo's logins).
+fn post_name(code: &str) -> &str {
+    match code {
+        "system_admin" => "sysadmin",
+        "security_admin" => "secadmin",
+        "audit_admin" => "auditor",
+        other => other,
+    }
+}
+
+/// One route of the desks: its method, its path under `/o/{org}` with its record in
+/// braces (`{v}`: a voucher of the organisation's library; `{id}`: one of its users;
+/// `{d}`: a draft — finance's approvals, the counter's payments; `{a}`: a unit's
+/// application, a draft at finance; `{job}`: a batch-signing job), the role whose desk it
+/// is (`None`: every organisation's) and the posts allowed.
 struct Route {
     method: &'static str,
     path: &'static str,
@@ -899,8 +958,10 @@ const fn route(
 
 const BANK: Option<OrgRole> = Some(OrgRole::AgentBank);
 const TREASURY: Option<OrgRole> = Some(OrgRole::Pboc);
+const FINANCE_DESK: Option<OrgRole> = Some(OrgRole::Finance);
+const UNIT_DESK: Option<OrgRole> = Some(OrgRole::BudgetUnit);
 
-/// Every route of the bank's, PBOC's and the administration desks.
+/// Every route of the desks.
 const ROUTES: &[Route] = &[
     route("GET", "/bank", BANK, READERS),
     route("GET", "/bank/exceptions", BANK, READERS),
@@ -912,11 +973,66 @@ const ROUTES: &[Route] = &[
     route("GET", "/bank/v/{v}", BANK, READERS),
     route("POST", "/bank/v/{v}/return", BANK, &["checker"]),
     route("POST", "/bank/v/{v}/refuse", BANK, &["checker"]),
+    route("POST", "/bank/v/{v}/complete", BANK, &["checker"]),
     route("GET", "/pboc", TREASURY, READERS),
     route("GET", "/pboc/quotas", TREASURY, READERS),
     route("GET", "/pboc/tsa", TREASURY, READERS),
     route("GET", "/pboc/reconcile", TREASURY, READERS),
     route("GET", "/pboc/v/{v}", TREASURY, READERS),
+    route("GET", "/finance/approvals", FINANCE_DESK, CHECK_SIGN),
+    route("GET", "/finance/approvals/{d}", FINANCE_DESK, READERS),
+    route(
+        "POST",
+        "/finance/approvals/{d}/check",
+        FINANCE_DESK,
+        &["checker"],
+    ),
+    route(
+        "POST",
+        "/finance/approvals/{d}/reject",
+        FINANCE_DESK,
+        CHECK_SIGN,
+    ),
+    route(
+        "POST",
+        "/finance/approvals/{d}/sign",
+        FINANCE_DESK,
+        &["signer"],
+    ),
+    route("GET", "/finance/batch-sign", FINANCE_DESK, &["signer"]),
+    route("POST", "/finance/batch-sign", FINANCE_DESK, &["signer"]),
+    route(
+        "GET",
+        "/finance/batch-sign/jobs/{job}",
+        FINANCE_DESK,
+        &["signer"],
+    ),
+    route(
+        "GET",
+        "/finance/batch-sign/jobs/{job}/progress",
+        FINANCE_DESK,
+        &["signer"],
+    ),
+    route("GET", "/finance/quotas", FINANCE_DESK, READERS),
+    route("GET", "/finance/returns", FINANCE_DESK, READERS),
+    route("GET", "/finance/reconcile", FINANCE_DESK, READERS),
+    route("GET", "/finance/execution", FINANCE_DESK, READERS),
+    route("GET", "/unit/pay", UNIT_DESK, &["maker"]),
+    route("POST", "/unit/pay", UNIT_DESK, &["maker"]),
+    route("GET", "/unit/apply", UNIT_DESK, &["maker"]),
+    route("POST", "/unit/apply", UNIT_DESK, &["maker"]),
+    route("GET", "/unit/import", UNIT_DESK, &["maker"]),
+    route("POST", "/unit/import", UNIT_DESK, &["maker"]),
+    route("GET", "/unit/vouchers", UNIT_DESK, READERS),
+    route("GET", "/unit/v/{d}", UNIT_DESK, READERS),
+    route("POST", "/unit/v/{d}/check", UNIT_DESK, &["checker"]),
+    route("POST", "/unit/v/{d}/sign", UNIT_DESK, &["signer"]),
+    route("POST", "/unit/v/{d}/reject", UNIT_DESK, CHECK_SIGN),
+    route("GET", "/unit/v/{d}/receipt.pdf", UNIT_DESK, READERS),
+    route("GET", "/unit/v/{d}/notice.pdf", UNIT_DESK, READERS),
+    route("GET", "/unit/a/{a}", UNIT_DESK, READERS),
+    route("GET", "/unit/a/{a}/receipt.pdf", UNIT_DESK, READERS),
+    route("GET", "/unit/a/{a}/notice.pdf", UNIT_DESK, READERS),
     route("GET", "/admin", None, ADMINS),
     route("GET", "/admin/users/new", None, &["sysadmin"]),
     route("POST", "/admin/users", None, &["sysadmin"]),
@@ -937,41 +1053,56 @@ const ROUTES: &[Route] = &[
         &["secadmin"],
     ),
     route("POST", "/admin/users/{id}/unlock", None, &["secadmin"]),
+    route("POST", "/admin/users/{id}/totp", None, &["secadmin"]),
     route("GET", "/admin/log", None, &["auditor"]),
     route("GET", "/admin/vouchers", None, READERS),
     route("GET", "/admin/vouchers/v/{v}", None, READERS),
 ];
 
-/// A desk link or form target on a page, as a route of the table: `/o/{org}` and the query
-/// taken off, a voucher's key and a user's number replaced by `{v}` and `{id}`.
-fn as_route(org: &str, target: &str) -> Option<String> {
-    let rest = target.strip_prefix(&format!("/o/{org}"))?;
-    let rest = rest.split('?').next().unwrap_or(rest);
+/// The desks' areas (the first segment after `/o/{org}`).
+const AREAS: [&str; 5] = ["bank", "pboc", "finance", "unit", "admin"];
+
+/// A desk path (after `/o/{org}`, no query) as a route of the table: a voucher's key (four
+/// segments after `v`, `a` or `approvals`) replaced by its record (`{d}` for finance's
+/// approvals and the counter's payments, `{a}` for a unit's applications, else `{v}`), a
+/// user's number by `{id}`, a job's by `{job}`. Works on the router's own paths too
+/// (`{adm}/{year}/{vt}/{no}`, `{id}`), so both can be compared.
+fn canonical(rest: &str) -> Option<String> {
     let parts: Vec<&str> = rest.split('/').collect();
-    if !matches!(parts.get(1), Some(&("bank" | "pboc" | "admin"))) {
+    let area = *parts.get(1)?;
+    if !AREAS.contains(&area) {
         return None;
     }
-    let mut out = Vec::new();
+    let mut out: Vec<&str> = Vec::new();
     let mut i = 0;
     while i < parts.len() {
         let part = parts[i];
-        if part == "v" && parts.len() >= i + 5 {
-            out.push("v");
-            out.push("{v}");
+        let keyed = matches!(part, "v" | "a" | "approvals") && parts.len() >= i + 5;
+        if keyed {
+            out.push(part);
+            out.push(match (area, part) {
+                ("unit", "a") => "{a}",
+                ("unit", "v") | ("finance", "approvals") => "{d}",
+                _ => "{v}",
+            });
             i += 5;
             continue;
         }
-        if !part.is_empty()
-            && part.bytes().all(|b| b.is_ascii_digit())
-            && out.last() == Some(&"users")
-        {
-            out.push("{id}");
-        } else {
-            out.push(part);
+        let number = part.bytes().all(|b| b.is_ascii_digit()) || part.starts_with('{');
+        match out.last() {
+            Some(&"users") if !part.is_empty() && number && part != "{step}" => out.push("{id}"),
+            Some(&"jobs") if !part.is_empty() => out.push("{job}"),
+            _ => out.push(part),
         }
         i += 1;
     }
     Some(out.join("/"))
+}
+
+/// A desk link or form target on a page, as a route of the table.
+fn as_route(org: &str, target: &str) -> Option<String> {
+    let rest = target.strip_prefix(&format!("/o/{org}"))?;
+    canonical(rest.split('?').next().unwrap_or(rest))
 }
 
 /// Every `href="…"` and `action="…"` of a page.
@@ -988,6 +1119,79 @@ fn targets(body: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// The desks' modules, whose `routes()` the table must cover.
+const DESK_SOURCES: [(&str, &str); 5] = [
+    ("bank", include_str!("../src/portal/bank.rs")),
+    ("pboc", include_str!("../src/portal/pboc.rs")),
+    ("finance", include_str!("../src/portal/finance.rs")),
+    ("unit", include_str!("../src/portal/unit.rs")),
+    ("admin", include_str!("../src/portal/admin.rs")),
+];
+
+/// The routes a module registers, as (method, canonical path), read from its `routes()`
+/// source: each `.route(` call's path (a literal, or a `format!` with the `KEY` constant)
+/// and the methods of its handlers. A route with a `{step}` segment stands for its steps.
+fn registered(source: &str) -> Vec<(String, String)> {
+    let start = source.find("fn routes<").expect("a routes() function");
+    let body = &source[start..];
+    let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+    let key = body
+        .find("const KEY: &str = \"")
+        .map(|at| {
+            let rest = &body[at + 19..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for call in body.split(".route(").skip(1) {
+        let open = call.find('"').expect("a route's path");
+        let close = open + 1 + call[open + 1..].find('"').unwrap();
+        let path = call[open + 1..close]
+            .replace("{{", "{")
+            .replace("}}", "}")
+            .replace("{KEY}", &key);
+        let rest = path.strip_prefix("/o/{org}").expect("a desk path");
+        let path = canonical(rest).unwrap_or_else(|| panic!("{rest} is no desk's"));
+        let handlers = &call[close..];
+        let mut methods = Vec::new();
+        if handlers.contains("get(") {
+            methods.push("GET");
+        }
+        if handlers.contains("post(") {
+            methods.push("POST");
+        }
+        assert!(!methods.is_empty(), "{path}: no method read");
+        for method in methods {
+            if path.ends_with("/{step}") {
+                for step in ["check", "sign", "reject"] {
+                    out.push((method.to_owned(), path.replace("{step}", step)));
+                }
+            } else {
+                out.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_registered_desk_route_has_a_row() {
+    let table: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    let mut all = BTreeSet::new();
+    for (area, source) in DESK_SOURCES {
+        let routes = registered(source);
+        assert!(routes.len() >= 5, "{area}: {routes:?}");
+        all.extend(routes);
+    }
+    let missing: Vec<_> = all.difference(&table).collect();
+    assert!(missing.is_empty(), "routes without a row: {missing:?}");
+    let stale: Vec<_> = table.difference(&all).collect();
+    assert!(stale.is_empty(), "rows of no route: {stale:?}");
 }
 
 /// A voucher the organisation's library holds, to fill `{v}` with.
@@ -1008,11 +1212,115 @@ async fn voucher_of(env: &Env, org: &str) -> VoucherKey {
     panic!("no voucher in {org}'s library");
 }
 
-both!(the_authorization_matrix_holds, |env| {
-    // Vouchers everywhere: a direct and an authorized payment, paid, receipted and cleared.
+/// A record a route's path names: its path text, and who sees it (its division, the budget
+/// unit it is of, the one user it belongs to).
+#[derive(Clone)]
+struct Record {
+    path: String,
+    division: String,
+    unit: Option<String>,
+    owner: Option<String>,
+}
+
+impl Record {
+    fn of_key(key: &VoucherKey, unit: Option<&str>) -> Record {
+        Record {
+            path: key_path(key),
+            division: key.adm_div_code.clone(),
+            unit: unit.map(str::to_owned),
+            owner: None,
+        }
+    }
+
+    /// Whether `user` (signed in as `login`) sees the record: one of their divisions holds
+    /// it (GB/T 2260: a province's code covers its cities', a city's its counties'), a
+    /// unit's user only their units' records, a job only its starter.
+    fn seen_by(&self, login: &str, user: &guoku_store::access::UserRecord) -> bool {
+        let covers = |d: &guoku_domain::AdmDivCode| {
+            let mut prefix = d.to_string();
+            while prefix.ends_with("00") {
+                prefix.truncate(prefix.len() - 2);
+            }
+            self.division.starts_with(&prefix)
+        };
+        let division = self.division.is_empty() || user.divisions.iter().any(covers);
+        let unit =
+            user.units.is_empty() || self.unit.as_ref().is_some_and(|u| user.units.contains(u));
+        division && unit && self.owner.as_deref().is_none_or(|o| o == login)
+    }
+}
+
+/// The counter's unit whose people pay in the matrix, and another unit's.
+const OWN_UNIT: &str = "A43000001";
+
+/// The fields of a good payment of `unit`.
+fn payment(unit: &str) -> [(&'static str, String); 6] {
+    [
+        ("unit", unit.to_owned()),
+        ("payee_name", "长沙市办公用品有限公司".to_owned()),
+        ("payee_account", "6222-0001-0002".to_owned()),
+        ("payee_bank", "中国工商银行长沙分行".to_owned()),
+        ("amount", "88.00".to_owned()),
+        ("summary", "办公用品".to_owned()),
+    ]
+}
+
+/// Posts the form at `form_path` (read from the page first) with `fields`: the answer.
+async fn submit(
+    b: &mut Browser,
+    app: &Router,
+    page_path: &str,
+    action: &str,
+    fields: &[(&str, String)],
+) -> Answer {
+    let page = b.get(app, page_path).await;
+    assert_eq!(page.status, StatusCode::OK, "{page_path}: {}", page.body);
+    let (csrf, id) = (page.csrf(action), page.form_id(action));
+    let mut all: Vec<(&str, &str)> = vec![("csrf", &csrf), ("form_id", &id)];
+    all.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+    b.post(app, action, &all).await
+}
+
+/// A form posted as `multipart/form-data` from this site (the import's upload).
+async fn post_multipart(
+    b: &mut Browser,
+    app: &Router,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Answer {
+    use axum::body::Body;
+    use axum::http::{Method, Request, header};
+    const BOUNDARY: &str = "guoku-matrix-boundary";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{BOUNDARY}--\r\n"));
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header("origin", format!("http://{HOST}"))
+        .header("sec-fetch-site", "same-origin");
+    b.send(app, request, Body::from(body)).await
+}
+
+/// The records of the matrix: vouchers everywhere, a unit's payment at the counter and its
+/// application at finance (both paid, with receipts), and a batch-signing job of finance's
+/// signer. Returns the records by organisation and placeholder.
+async fn matrix_records(env: &Env) -> Vec<(&'static str, &'static str, Record)> {
+    let app = &env.app;
+    // A direct and an authorized payment (of another unit than OWN_UNIT), paid, receipted
+    // and cleared.
     env.demo.settle(30).await.unwrap();
     issue_5201(env, "10.00").await;
     let unit = env.demo.province.units[1].clone();
+    assert_ne!(unit.code, OWN_UNIT);
     let (t, _) = env.demo.counter.now();
     let (voucher, bank) = env
         .demo
@@ -1023,15 +1331,123 @@ both!(the_authorization_matrix_holds, |env| {
             business_date(t),
         )
         .unwrap();
+    let other_unit_voucher = voucher.key();
     env.demo
         .counter
         .issue_authorized(voucher, bank, "maker")
         .await
         .unwrap();
+
+    // OWN_UNIT's people pay (8202) and apply (5201, drafted at finance): checked and
+    // signed through the desks.
+    let unit_user = |post: &str| format!("{OWN_UNIT}-{post}");
+    let mut payer = sign_in(env, app, &unit_user("maker")).await;
+    let pay = format!("/o/{COUNTER}/unit/pay");
+    let paid = submit(&mut payer, app, &pay, &pay, &payment(OWN_UNIT)).await;
+    assert_eq!(paid.status, StatusCode::SEE_OTHER, "{}", paid.body);
+    let own = paid.location().to_owned();
+    let apply = format!("/o/{COUNTER}/unit/apply");
+    let applied = submit(&mut payer, app, &apply, &apply, &payment(OWN_UNIT)).await;
+    assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
+    let application = applied.location().to_owned();
+    let own_key = own
+        .strip_prefix(&format!("/o/{COUNTER}/unit/v/"))
+        .unwrap()
+        .to_owned();
+    let application_key = application
+        .strip_prefix(&format!("/o/{COUNTER}/unit/a/"))
+        .unwrap()
+        .to_owned();
+    let mut checker_b = sign_in(env, app, &unit_user("checker")).await;
+    let done = submit(&mut checker_b, app, &own, &format!("{own}/check"), &[]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let mut signer_b = sign_in(env, app, &unit_user("signer")).await;
+    let pin = [("pin", guoku_node::demo::DEMO_PIN.to_owned())];
+    let done = submit(&mut signer_b, app, &own, &format!("{own}/sign"), &pin).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let draft = format!("/o/{FINANCE}/finance/approvals/{application_key}");
+    let mut checker_f = sign_in(env, app, &checker(FINANCE)).await;
+    let done = submit(&mut checker_f, app, &draft, &format!("{draft}/check"), &[]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let mut signer_f = sign_in(env, app, &signer(FINANCE)).await;
+    let done = submit(&mut signer_f, app, &draft, &format!("{draft}/sign"), &pin).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    // Finance's signer starts a batch (of a draft that is not there: the job runs and
+    // fails it, and stays to be seen).
+    let batch = format!("/o/{FINANCE}/finance/batch-sign");
+    let fields = [
+        ("pin", guoku_node::demo::DEMO_PIN.to_owned()),
+        ("key", "430000/2026/5201/NOSUCHDRAFT".to_owned()),
+    ];
+    let started = submit(&mut signer_f, app, &batch, &batch, &fields).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let job = started
+        .location()
+        .strip_prefix(&format!("{batch}/jobs/"))
+        .expect("a job's page")
+        .to_owned();
     env.demo.settle(30).await.unwrap();
     env.advance(11);
     env.demo.settle(30).await.unwrap();
+    // Both payments came back receipted.
+    let receipt = payer.get(app, &format!("{own}/receipt.pdf")).await;
+    assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.body);
+    let receipt = payer.get(app, &format!("{application}/receipt.pdf")).await;
+    assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.body);
+    // A second application stays in finance's queue, for its pages to link to.
+    let waiting = submit(&mut payer, app, &apply, &apply, &payment(OWN_UNIT)).await;
+    assert_eq!(waiting.status, StatusCode::SEE_OTHER, "{}", waiting.body);
+    // The next time step: everybody signs in again with a code not used yet.
+    env.advance(30);
 
+    let key_record = |path: &str, unit: Option<&str>| {
+        let division = path.split('/').next().unwrap().to_owned();
+        Record {
+            path: path.to_owned(),
+            division,
+            unit: unit.map(str::to_owned),
+            owner: None,
+        }
+    };
+    let mut records = Vec::new();
+    for org in [FINANCE, PBOC, ICBC, COUNTER] {
+        let v = if org == COUNTER {
+            Record::of_key(&other_unit_voucher, Some(&unit.code))
+        } else {
+            Record::of_key(&voucher_of(env, org).await, None)
+        };
+        records.push((org, "{v}", v));
+        // The user records are the organisation's maker (division 430000).
+        let id = env.user(&maker(org)).await.id.0.to_string();
+        records.push((
+            org,
+            "{id}",
+            Record {
+                path: id,
+                division: String::new(),
+                unit: None,
+                owner: None,
+            },
+        ));
+    }
+    records.push((FINANCE, "{d}", key_record(&application_key, Some(OWN_UNIT))));
+    records.push((
+        FINANCE,
+        "{job}",
+        Record {
+            path: job,
+            division: String::new(),
+            unit: None,
+            owner: Some(signer(FINANCE)),
+        },
+    ));
+    records.push((COUNTER, "{d}", key_record(&own_key, Some(OWN_UNIT))));
+    records.push((COUNTER, "{a}", key_record(&application_key, Some(OWN_UNIT))));
+    records
+}
+
+both!(the_authorization_matrix_holds, |env| {
+    let records = matrix_records(env).await;
     let app = &env.app;
     let orgs = [
         (FINANCE, OrgRole::Finance),
@@ -1039,41 +1455,90 @@ both!(the_authorization_matrix_holds, |env| {
         (ICBC, OrgRole::AgentBank),
         (COUNTER, OrgRole::BudgetUnit),
     ];
+    // Every organisation's people and administrators; finance's county trio (430102); the
+    // counter's unit people, who act for their own unit only.
+    let logins_of = |org: &str| {
+        let mut logins: Vec<String> = POSTS.iter().map(|p| format!("{org}-{p}")).collect();
+        let trio = ["maker", "checker", "signer"];
+        if org == FINANCE {
+            logins.extend(trio.iter().map(|p| format!("{org}-{p}-430102")));
+        }
+        if org == COUNTER {
+            for unit in guoku_node::demo::COUNTER_UNITS {
+                logins.extend(trio.iter().map(|p| format!("{unit}-{p}")));
+            }
+        }
+        logins
+    };
+    // A record no organisation of another role has: its desk answers 404 before looking.
+    let nowhere = Record {
+        path: "430000/2026/5201/NONE".to_owned(),
+        division: String::new(),
+        unit: None,
+        owner: None,
+    };
     let known: BTreeSet<String> = ROUTES.iter().map(|r| r.path.to_owned()).collect();
     let mut seen_targets = BTreeSet::new();
     let mut failures = Vec::new();
     for (org, role) in orgs {
-        let v = key_path(&voucher_of(env, org).await);
-        let id = env.user(&maker(org)).await.id.0.to_string();
-        for post in POSTS {
-            let login = format!("{org}-{post}");
+        let record = |placeholder: &str| {
+            records
+                .iter()
+                .find(|(o, p, _)| *o == org && *p == placeholder)
+                .map_or(&nowhere, |(_, _, r)| r)
+        };
+        for login in logins_of(org) {
+            let user = env.user(&login).await;
+            let posts: Vec<&str> = user.posts.iter().map(|p| post_name(p)).collect();
             let mut b = sign_in(env, app, &login).await;
             let csrf = csrf_of(&mut b, env, org).await;
             for r in ROUTES {
-                let path = format!("/o/{org}{}", r.path.replace("{v}", &v).replace("{id}", &id));
-                let answer = if r.method == "GET" {
-                    b.get(app, &path).await
-                } else {
+                let mut path = format!("/o/{org}{}", r.path);
+                let mut seen = true;
+                for placeholder in ["{v}", "{id}", "{d}", "{a}", "{job}"] {
+                    if path.contains(placeholder) {
+                        let rec = record(placeholder);
+                        path = path.replace(placeholder, &rec.path);
+                        seen &= rec.seen_by(&login, &user);
+                    }
+                }
+                let fields = [("csrf", csrf.as_str()), ("form_id", &form_id())];
+                let answer = match r.method {
+                    "GET" => b.get(app, &path).await,
+                    _ if r.path == "/unit/import" => {
+                        post_multipart(&mut b, app, &path, &fields).await
+                    }
                     // Only the token and a form id: an allowed POST is refused for its
-                    // blank fields (422) or acts harmlessly (303), changing no access.
-                    b.post(app, &path, &[("csrf", &csrf), ("form_id", &form_id())])
-                        .await
+                    // blank fields (422), refused by the record's state (409), or acts
+                    // harmlessly (303; 200 for an authenticator shown once).
+                    _ => b.post(app, &path, &fields).await,
                 };
                 let desk_ok = r.role.is_none_or(|desk| desk == role);
-                let allowed = desk_ok && r.posts.contains(&post);
-                let ok = if allowed {
-                    matches!(
-                        answer.status,
-                        StatusCode::OK | StatusCode::SEE_OTHER | StatusCode::UNPROCESSABLE_ENTITY
-                    ) && (r.method == "POST" || answer.status == StatusCode::OK)
-                } else if !desk_ok {
-                    answer.status == StatusCode::NOT_FOUND
+                let post_ok = r.posts.iter().any(|p| posts.contains(p));
+                let expected = if !desk_ok {
+                    "404"
+                } else if !post_ok {
+                    "403"
+                } else if !seen {
+                    "404"
                 } else {
-                    answer.status == StatusCode::FORBIDDEN
+                    "allowed"
+                };
+                let ok = match expected {
+                    "404" => answer.status == StatusCode::NOT_FOUND,
+                    "403" => answer.status == StatusCode::FORBIDDEN,
+                    _ if r.method == "GET" => answer.status == StatusCode::OK,
+                    _ => matches!(
+                        answer.status,
+                        StatusCode::OK
+                            | StatusCode::SEE_OTHER
+                            | StatusCode::CONFLICT
+                            | StatusCode::UNPROCESSABLE_ENTITY
+                    ),
                 };
                 if !ok {
                     failures.push(format!(
-                        "{login} {} {path}: {} (allowed: {allowed})",
+                        "{login} {} {path}: {} (expected {expected})",
                         r.method, answer.status
                     ));
                 }
@@ -1100,7 +1565,12 @@ both!(the_authorization_matrix_holds, |env| {
         "/bank/v/{v}",
         "/pboc/v/{v}",
         "/admin/users/{id}/unlock",
+        "/admin/users/{id}/totp",
         "/admin/vouchers/v/{v}",
+        "/finance/approvals/{d}",
+        "/unit/v/{d}",
+        "/unit/v/{d}/receipt.pdf",
+        "/unit/a/{a}",
     ] {
         assert!(
             seen_targets.contains(path),

@@ -188,7 +188,7 @@ web::both!(a_payment_is_checked_and_signed_in_the_portal, |env| {
         env,
         &page,
         &format!("{}/sign", draft_path(&key)),
-        &[],
+        &[("pin", DEMO_PIN)],
     )
     .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
@@ -571,7 +571,7 @@ web::sqlite!(reconciliation_rounds_show_the_banks_results, |env| {
         env,
         &page,
         &format!("{}/sign", draft_path(&key)),
-        &[],
+        &[("pin", DEMO_PIN)],
     )
     .await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
@@ -603,7 +603,7 @@ web::sqlite!(budget_execution_sums_the_books, |env| {
         env,
         &page,
         &format!("{}/sign", draft_path(&key)),
-        &[],
+        &[("pin", DEMO_PIN)],
     )
     .await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);

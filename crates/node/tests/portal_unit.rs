@@ -60,101 +60,123 @@ const GOOD: [(&str, &str); 6] = [
     ("summary", "办公用品"),
 ];
 
-web::both!(a_unit_pays_by_8202_and_its_checker_and_signer_approve, |env| {
-    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
-    let (a, ids) = pay(env, &mut maker, &GOOD).await;
-    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
-    let payment = payment_path(&a);
+web::both!(
+    a_unit_pays_by_8202_and_its_checker_and_signer_approve,
+    |env| {
+        let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+        let (a, ids) = pay(env, &mut maker, &GOOD).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+        let payment = payment_path(&a);
 
-    // A double click: the same form id again leads to the same payment, nothing new.
-    let (csrf, form_id) = ids.unwrap();
-    let path = format!("/o/{COUNTER}/unit/pay");
-    let mut again = vec![("csrf", csrf.as_str()), ("form_id", form_id.as_str())];
-    again.extend_from_slice(&GOOD);
-    let second = maker.post(&env.app, &path, &again).await;
-    assert_eq!(second.status, StatusCode::SEE_OTHER);
-    assert_eq!(second.location(), payment);
-    let list = maker
-        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
-        .await;
-    assert_eq!(list.body.matches("长沙市办公用品有限公司").count(), 1, "{}", list.body);
+        // A double click: the same form id again leads to the same payment, nothing new.
+        let (csrf, form_id) = ids.unwrap();
+        let path = format!("/o/{COUNTER}/unit/pay");
+        let mut again = vec![("csrf", csrf.as_str()), ("form_id", form_id.as_str())];
+        again.extend_from_slice(&GOOD);
+        let second = maker.post(&env.app, &path, &again).await;
+        assert_eq!(second.status, StatusCode::SEE_OTHER);
+        assert_eq!(second.location(), payment);
+        let list = maker
+            .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
+            .await;
+        assert_eq!(
+            list.body.matches("长沙市办公用品有限公司").count(),
+            1,
+            "{}",
+            list.body
+        );
 
-    // The maker may not check their own payment.
-    let page = maker.get(&env.app, &payment).await;
-    assert_eq!(page.status, StatusCode::OK);
-    assert!(!page.has_form(&format!("{payment}/check")), "{}", page.body);
-    let own = maker
-        .post(
-            &env.app,
-            &format!("{payment}/check"),
-            &[
-                ("csrf", page.form_value("csrf").unwrap().as_str()),
-                ("form_id", "0123456789abcdef0123456789abcdef"),
-            ],
-        )
-        .await;
-    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
+        // The maker may not check their own payment.
+        let page = maker.get(&env.app, &payment).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(!page.has_form(&format!("{payment}/check")), "{}", page.body);
+        let own = maker
+            .post(
+                &env.app,
+                &format!("{payment}/check"),
+                &[
+                    ("csrf", page.form_value("csrf").unwrap().as_str()),
+                    ("form_id", "0123456789abcdef0123456789abcdef"),
+                ],
+            )
+            .await;
+        assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
 
-    // The checker checks, the signer signs: stamped and sent to the bank.
-    let mut checker = sign_in(env, &env.app, &unit_user(UNIT, "checker")).await;
-    let page = checker.get(&env.app, &payment).await;
-    let action = format!("{payment}/check");
-    let checked = checker
-        .post(
-            &env.app,
-            &action,
-            &[
-                ("csrf", page.csrf(&action).as_str()),
-                ("form_id", page.form_id(&action).as_str()),
-            ],
-        )
-        .await;
-    assert_eq!(checked.status, StatusCode::SEE_OTHER, "{}", checked.body);
-    let mut signer = sign_in(env, &env.app, &unit_user(UNIT, "signer")).await;
-    let page = signer.get(&env.app, &payment).await;
-    let action = format!("{payment}/sign");
-    let (csrf, form_id) = (page.csrf(&action), page.form_id(&action));
-    // The signer's PIN opens the signing key; a wrong one signs nothing.
-    let wrong = signer
-        .post(
-            &env.app,
-            &action,
-            &[("csrf", &csrf), ("form_id", &form_id), ("pin", "000000")],
-        )
-        .await;
-    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
-    assert!(!signer.get(&env.app, &payment).await.body.contains("receipt-fields"));
-    let signed = signer
-        .post(
-            &env.app,
-            &action,
-            &[("csrf", &csrf), ("form_id", &form_id), ("pin", "123456")],
-        )
-        .await;
-    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+        // The checker checks, the signer signs: stamped and sent to the bank.
+        let mut checker = sign_in(env, &env.app, &unit_user(UNIT, "checker")).await;
+        let page = checker.get(&env.app, &payment).await;
+        let action = format!("{payment}/check");
+        let checked = checker
+            .post(
+                &env.app,
+                &action,
+                &[
+                    ("csrf", page.csrf(&action).as_str()),
+                    ("form_id", page.form_id(&action).as_str()),
+                ],
+            )
+            .await;
+        assert_eq!(checked.status, StatusCode::SEE_OTHER, "{}", checked.body);
+        let mut signer = sign_in(env, &env.app, &unit_user(UNIT, "signer")).await;
+        let page = signer.get(&env.app, &payment).await;
+        let action = format!("{payment}/sign");
+        let (csrf, form_id) = (page.csrf(&action), page.form_id(&action));
+        // The signer's PIN opens the signing key; a wrong one signs nothing.
+        let wrong = signer
+            .post(
+                &env.app,
+                &action,
+                &[("csrf", &csrf), ("form_id", &form_id), ("pin", "000000")],
+            )
+            .await;
+        assert_eq!(
+            wrong.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            wrong.body
+        );
+        assert!(
+            !signer
+                .get(&env.app, &payment)
+                .await
+                .body
+                .contains("receipt-fields")
+        );
+        let signed = signer
+            .post(
+                &env.app,
+                &action,
+                &[("csrf", &csrf), ("form_id", &form_id), ("pin", "123456")],
+            )
+            .await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
 
-    // The bank pays and returns its receipt; the page shows the receipt's X fields.
-    env.demo.settle(20).await.unwrap();
-    let page = signer.get(&env.app, &payment).await;
-    assert!(page.body.contains("id=\"receipt-fields\""), "{}", page.body);
-    assert!(page.body.contains("XPayAmt"), "{}", page.body);
-    assert!(page.body.contains("1234.50"), "{}", page.body);
+        // The bank pays and returns its receipt; the page shows the receipt's X fields.
+        env.demo.settle(20).await.unwrap();
+        let page = signer.get(&env.app, &payment).await;
+        assert!(page.body.contains("id=\"receipt-fields\""), "{}", page.body);
+        assert!(page.body.contains("XPayAmt"), "{}", page.body);
+        assert!(page.body.contains("1234.50"), "{}", page.body);
 
-    // The receipt and the credit advice download as PDFs naming the payee.
-    for (doc, title) in [("receipt.pdf", "支付凭证回单"), ("notice.pdf", "入账通知书")] {
-        let pdf = signer.get(&env.app, &format!("{payment}/{doc}")).await;
-        assert_eq!(pdf.status, StatusCode::OK, "{doc}: {}", pdf.body);
-        assert_eq!(pdf.header("content-type"), Some("application/pdf"));
-        let text = pdf_text(&pdf.bytes);
-        assert!(text.contains("长沙市办公用品有限公司"), "{doc}: {text}");
-        assert!(text.contains(title), "{doc}: {text}");
-        assert!(text.contains("壹仟贰佰叁拾肆元伍角"), "{doc}: {text}");
+        // The receipt and the credit advice download as PDFs naming the payee.
+        for (doc, title) in [
+            ("receipt.pdf", "支付凭证回单"),
+            ("notice.pdf", "入账通知书"),
+        ] {
+            let pdf = signer.get(&env.app, &format!("{payment}/{doc}")).await;
+            assert_eq!(pdf.status, StatusCode::OK, "{doc}: {}", pdf.body);
+            assert_eq!(pdf.header("content-type"), Some("application/pdf"));
+            let text = pdf_text(&pdf.bytes);
+            assert!(text.contains("长沙市办公用品有限公司"), "{doc}: {text}");
+            assert!(text.contains(title), "{doc}: {text}");
+            assert!(text.contains("壹仟贰佰叁拾肆元伍角"), "{doc}: {text}");
+        }
+        // Another unit's people cannot download it.
+        let mut other = sign_in(env, &env.app, &unit_user(OTHER_UNIT, "maker")).await;
+        let denied = other.get(&env.app, &format!("{payment}/receipt.pdf")).await;
+        assert_eq!(denied.status, StatusCode::NOT_FOUND);
     }
-    // Another unit's people cannot download it.
-    let mut other = sign_in(env, &env.app, &unit_user(OTHER_UNIT, "maker")).await;
-    let denied = other.get(&env.app, &format!("{payment}/receipt.pdf")).await;
-    assert_eq!(denied.status, StatusCode::NOT_FOUND);
-});
+);
 
 /// The text of a PDF's pages as a reader extracts it, whitespace dropped.
 fn pdf_text(pdf: &[u8]) -> String {
@@ -197,36 +219,43 @@ web::sqlite!(every_bad_field_is_shown_and_nothing_is_made, |env| {
     assert!(!list.body.contains("id=\"payments\""), "{}", list.body);
 });
 
-web::sqlite!(another_units_payment_is_not_found_and_search_finds_by_payee, |env| {
-    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
-    let (a, _) = pay(env, &mut maker, &GOOD).await;
-    let payment = payment_path(&a);
-    let mut other = sign_in(env, &env.app, &unit_user(OTHER_UNIT, "checker")).await;
-    let page = other.get(&env.app, &payment).await;
-    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
-    let list = other
-        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
-        .await;
-    assert!(!list.body.contains("长沙市办公用品有限公司"));
+web::sqlite!(
+    another_units_payment_is_not_found_and_search_finds_by_payee,
+    |env| {
+        let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+        let (a, _) = pay(env, &mut maker, &GOOD).await;
+        let payment = payment_path(&a);
+        let mut other = sign_in(env, &env.app, &unit_user(OTHER_UNIT, "checker")).await;
+        let page = other.get(&env.app, &payment).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+        let list = other
+            .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers"))
+            .await;
+        assert!(!list.body.contains("长沙市办公用品有限公司"));
 
-    let found = maker
-        .get(
-            &env.app,
-            &format!("/o/{COUNTER}/unit/vouchers?q=%E5%8A%9E%E5%85%AC"),
-        )
-        .await;
-    assert!(found.body.contains("长沙市办公用品有限公司"), "{}", found.body);
-    let missed = maker
-        .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers?q=nobody"))
-        .await;
-    assert!(!missed.body.contains("长沙市办公用品有限公司"));
+        let found = maker
+            .get(
+                &env.app,
+                &format!("/o/{COUNTER}/unit/vouchers?q=%E5%8A%9E%E5%85%AC"),
+            )
+            .await;
+        assert!(
+            found.body.contains("长沙市办公用品有限公司"),
+            "{}",
+            found.body
+        );
+        let missed = maker
+            .get(&env.app, &format!("/o/{COUNTER}/unit/vouchers?q=nobody"))
+            .await;
+        assert!(!missed.body.contains("长沙市办公用品有限公司"));
 
-    // The home page's quota panel: this month's authorized quota from the bank.
-    let home = maker.get(&env.app, &format!("/o/{COUNTER}")).await;
-    assert!(home.body.contains("quota-panel"), "{}", home.body);
-    assert!(home.body.contains("<svg class=\"chart\""), "{}", home.body);
-    assert!(home.body.contains("plan-by-class"), "{}", home.body);
-});
+        // The home page's quota panel: this month's authorized quota from the bank.
+        let home = maker.get(&env.app, &format!("/o/{COUNTER}")).await;
+        assert!(home.body.contains("quota-panel"), "{}", home.body);
+        assert!(home.body.contains("<svg class=\"chart\""), "{}", home.body);
+        assert!(home.body.contains("plan-by-class"), "{}", home.body);
+    }
+);
 
 const FINANCE: &str = "11430000006";
 
@@ -249,9 +278,13 @@ async fn finance_drafts(env: &Env, unit: &str) -> Vec<(String, String, usize)> {
     page.items
         .iter()
         .map(|d| {
-            let (v, _) = guoku_voucher::parse_voucher(&d.body, &guoku_voucher::Limits::default())
-                .unwrap();
-            (d.key.voucher_no.clone(), d.state.code().to_owned(), v.details.len())
+            let (v, _) =
+                guoku_voucher::parse_voucher(&d.body, &guoku_voucher::Limits::default()).unwrap();
+            (
+                d.key.voucher_no.clone(),
+                d.state.code().to_owned(),
+                v.details.len(),
+            )
         })
         .collect()
 }
@@ -268,7 +301,10 @@ web::both!(a_direct_payment_application_waits_at_finance, |env| {
     let a = maker.post(&env.app, &path, &fields).await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
     let application = a.location().to_owned();
-    assert!(application.starts_with(&format!("/o/{COUNTER}/unit/a/")), "{application}");
+    assert!(
+        application.starts_with(&format!("/o/{COUNTER}/unit/a/")),
+        "{application}"
+    );
     // It waits at finance as a draft of the unit, made by the unit's maker.
     let drafts = finance_drafts(env, UNIT).await;
     assert_eq!(drafts.len(), 1, "{drafts:?}");
@@ -293,13 +329,7 @@ web::both!(a_direct_payment_application_waits_at_finance, |env| {
 });
 
 /// A multipart upload of the import form.
-async fn upload(
-    env: &Env,
-    b: &mut Browser,
-    kind: &str,
-    action: &str,
-    file: &[u8],
-) -> Answer {
+async fn upload(env: &Env, b: &mut Browser, kind: &str, action: &str, file: &[u8]) -> Answer {
     let path = format!("/o/{COUNTER}/unit/import");
     let form = b.get(&env.app, &path).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
@@ -336,28 +366,51 @@ async fn upload(
         )
         .header("origin", "http://portal.test")
         .header("sec-fetch-site", "same-origin");
-    b.send(&env.app, request, axum::body::Body::from(body)).await
+    b.send(&env.app, request, axum::body::Body::from(body))
+        .await
 }
 
-web::sqlite!(a_salary_list_shows_row_errors_then_goes_to_finance_as_one_batch, |env| {
-    let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
-    let bad = "姓名,账号,开户行,金额\n张三,6222000011112222,中国工商银行长沙分行,5000.00\n,6222000011113333,中国建设银行长沙分行,4800.00\n王五,62220000abc,中国建设银行长沙分行,-1\n";
-    let a = upload(env, &mut maker, "salary", "submit", bad.as_bytes()).await;
-    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
-    assert!(a.body.contains("id=\"row-errors\""), "{}", a.body);
-    assert!(a.body.matches("class=\"row-error\"").count() >= 3, "{}", a.body);
-    assert!(finance_drafts(env, UNIT).await.is_empty(), "nothing was submitted");
+web::sqlite!(
+    a_salary_list_shows_row_errors_then_goes_to_finance_as_one_batch,
+    |env| {
+        let mut maker = sign_in(env, &env.app, &unit_user(UNIT, "maker")).await;
+        let bad = "姓名,账号,开户行,金额\n张三,6222000011112222,中国工商银行长沙分行,5000.00\n,6222000011113333,中国建设银行长沙分行,4800.00\n王五,62220000abc,中国建设银行长沙分行,-1\n";
+        let a = upload(env, &mut maker, "salary", "submit", bad.as_bytes()).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+        assert!(a.body.contains("id=\"row-errors\""), "{}", a.body);
+        assert!(
+            a.body.matches("class=\"row-error\"").count() >= 3,
+            "{}",
+            a.body
+        );
+        assert!(
+            finance_drafts(env, UNIT).await.is_empty(),
+            "nothing was submitted"
+        );
 
-    let good = "姓名,账号,开户行,金额\n张三,6222000011112222,中国工商银行长沙分行,\"5,000.00\"\n李四,6222000011113333,中国建设银行长沙分行,4800.00\n王五,6222000011114444,中国建设银行长沙分行,4750.50\n";
-    let checked = upload(env, &mut maker, "salary", "check", good.as_bytes()).await;
-    assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
-    assert!(checked.body.contains("<dd id=\"rows-ok\">3</dd>"), "{}", checked.body);
-    assert!(checked.body.contains("14550.50"), "{}", checked.body);
-    assert!(finance_drafts(env, UNIT).await.is_empty(), "a check submits nothing");
+        let good = "姓名,账号,开户行,金额\n张三,6222000011112222,中国工商银行长沙分行,\"5,000.00\"\n李四,6222000011113333,中国建设银行长沙分行,4800.00\n王五,6222000011114444,中国建设银行长沙分行,4750.50\n";
+        let checked = upload(env, &mut maker, "salary", "check", good.as_bytes()).await;
+        assert_eq!(checked.status, StatusCode::OK, "{}", checked.body);
+        assert!(
+            checked.body.contains("<dd id=\"rows-ok\">3</dd>"),
+            "{}",
+            checked.body
+        );
+        assert!(checked.body.contains("14550.50"), "{}", checked.body);
+        assert!(
+            finance_drafts(env, UNIT).await.is_empty(),
+            "a check submits nothing"
+        );
 
-    let submitted = upload(env, &mut maker, "salary", "submit", good.as_bytes()).await;
-    assert_eq!(submitted.status, StatusCode::SEE_OTHER, "{}", submitted.body);
-    let drafts = finance_drafts(env, UNIT).await;
-    assert_eq!(drafts.len(), 1, "{drafts:?}");
-    assert_eq!(drafts[0].2, 3, "one detail per row");
-});
+        let submitted = upload(env, &mut maker, "salary", "submit", good.as_bytes()).await;
+        assert_eq!(
+            submitted.status,
+            StatusCode::SEE_OTHER,
+            "{}",
+            submitted.body
+        );
+        let drafts = finance_drafts(env, UNIT).await;
+        assert_eq!(drafts.len(), 1, "{drafts:?}");
+        assert_eq!(drafts[0].2, 3, "one detail per row");
+    }
+);

@@ -2284,8 +2284,13 @@ impl Access {
         now: u64,
     ) -> Result<UserRecord, AccessError> {
         check_unit_code(agency_code)?;
-        self.change_user(id, UserChange::GrantUnit(agency_code.to_owned()), actor, now)
-            .await
+        self.change_user(
+            id,
+            UserChange::GrantUnit(agency_code.to_owned()),
+            actor,
+            now,
+        )
+        .await
     }
 
     /// Takes a budget unit from a user, recording a `revoke_unit` event (none if not
@@ -2301,8 +2306,13 @@ impl Access {
         now: u64,
     ) -> Result<UserRecord, AccessError> {
         check_unit_code(agency_code)?;
-        self.change_user(id, UserChange::RevokeUnit(agency_code.to_owned()), actor, now)
-            .await
+        self.change_user(
+            id,
+            UserChange::RevokeUnit(agency_code.to_owned()),
+            actor,
+            now,
+        )
+        .await
     }
 
     /// Takes a division from a user, recording a `revoke_division` event (none if not

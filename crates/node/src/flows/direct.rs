@@ -8,6 +8,10 @@
 //!    moves it through validation, check and approval, books the payment (advance → finance
 //!    zero-balance account → payees), fills the receipt fields, stamps the receipt with its
 //!    转讫章, writes and sends it back to finance, up to ReceiptSent (回单成功).
+//!    A bank whose rule requires the payee's bank number ([`PayeeBankRule`]) stops a single
+//!    5201 without it at 待补录 (74) instead ([`pay_or_hold`]); a person completes the
+//!    number ([`complete_payee_bank`]) and the same step pays it, the receipt carrying the
+//!    number where the registry has [`X_PAYEE_BANK_NO`].
 //! 3. [`book_receipts`]: finance reads the receipts its library received (the exchange
 //!    verified their stamps), records that the bank acknowledged and returned the original
 //!    (已收到对方回单, 12) and marks the receipt processed (处理成功): the payment is done.

@@ -20,7 +20,8 @@
 //! - `GET /log`: the administrative log (`access.events`), for the audit administrator
 //!   (审计管理员);
 //! - `GET /vouchers?vt=&leg=`, `GET /vouchers/v/{adm_div}/{year}/{vt_code}/{voucher_no}`:
-//!   the library's vouchers of one type, read only (the auditor reads everything).
+//!   the library's vouchers of one type, read only (the auditor reads everything; a budget
+//!   unit's user only their units' vouchers, as on their desk and in the API).
 //!
 //! **The policy decides** ([`crate::access`]): what a post may do ([`Action`]), that an
 //! administrator post is held alone (`check_posts`: its refusal is shown next to the
@@ -51,13 +52,14 @@ use super::bank::{
     pager, param, when,
 };
 use super::desk::{Desk, FieldErrors, body};
-use super::totp::TotpSecret;
 use super::i18n::{fill, text_table};
+use super::totp::TotpSecret;
 use super::{Inner, PortalError, Shared, lang_of, respond};
 use crate::access::{
     self as policy, AccessDenied, Action, Denied, Password, PasswordError, PolicyError, Post,
     SodViolation,
 };
+use crate::api::view::header_fields;
 use crate::exchange::Transport;
 
 /// Most users or events one page lists.
@@ -1048,6 +1050,14 @@ async fn enrol_totp<T: Transport>(
 // ---------------------------------------------------------------------------------------
 // The log and the auditor's vouchers
 
+/// The budget unit (AgencyCode) a stored voucher leg names, if it names one and reads.
+fn agency_of(record: &guoku_store::library::VoucherRecord) -> Option<String> {
+    header_fields(record)?
+        .into_iter()
+        .find(|(name, _)| name == "AgencyCode")
+        .map(|(_, value)| value)
+}
+
 struct EventLine {
     id: u64,
     at: String,
@@ -1192,7 +1202,11 @@ async fn vouchers<T: Transport>(
             states: &Exchange::ALL,
             direction: None::<Direction>,
         };
-        let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
+        // A budget unit's user reads their units' vouchers only, as everywhere.
+        let page = legs(&desk, &selection, cursor(&uri), |r| {
+            desk.principal.acts_for(agency_of(r).as_deref())
+        })
+        .await?;
         // The pager keeps the type and leg.
         let leg = if receipt { "receipt" } else { "" };
         list_page(
@@ -1238,7 +1252,10 @@ async fn voucher<T: Transport>(
             Ok(desk) => desk,
             Err(response) => return Ok(response),
         };
-        let Some(found) = find(&desk, &key).await? else {
+        let Some(found) = find(&desk, &key)
+            .await?
+            .filter(|(record, _)| desk.principal.acts_for(agency_of(record).as_deref()))
+        else {
             return Ok(desk.not_found());
         };
         bank::detail_page(

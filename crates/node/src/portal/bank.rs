@@ -11,7 +11,10 @@
 //! - `GET /v/{adm_div}/{year}/{vt_code}/{voucher_no}`: one voucher: its fields, the X
 //!   fields of its receipt, its history; for a checker (审核) an exception's actions:
 //!   `POST …/return` (退回, through the same returns flow as the API) and `POST …/refuse`
-//!   (签收失败, the library's step), each with a required reason;
+//!   (签收失败, the library's step), each with a required reason; for a payment waiting for
+//!   its payee's bank number (待补录), `POST …/complete` (补录收款行行号: 12 digits, then
+//!   the payment is made, [`Party::complete_payee_bank`]), also offered on the exceptions
+//!   page;
 //! - `GET /payments`: payments made (receipts written for 5201/8202), today's count and sum;
 //! - `GET /clearing`: clearing requests (2301/2302) sent, with PBOC's receipt;
 //!   `POST /clearing/request` (a checker): send the clearing requests due now
@@ -33,7 +36,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
-use guoku_domain::{Amount, gbk_len};
+use guoku_domain::{Amount, BankNo, gbk_len};
 use guoku_seal::pki::OrgRole;
 use guoku_store::library::{Direction, LibraryError, REASON_MAX_GBK_BYTES, VoucherRecord};
 use guoku_store::{Calendar, Store};
@@ -47,8 +50,9 @@ use super::{Inner, PortalError, Shared, lang_of, respond};
 use crate::access::Action;
 use crate::api::view::header_fields;
 use crate::exchange::Transport;
+use crate::flows::direct::DirectError;
 use crate::flows::returns::{self, ReturnsCtx};
-use crate::party::Party;
+use crate::party::{Party, PartyError};
 
 /// Most vouchers one page lists.
 pub(super) const PAGE: u32 = 50;
@@ -82,7 +86,7 @@ text_table! {
     nav_receipts: "回单", "Receipts";
     nav_reconcile: "对账", "Reconciliation";
     incoming_hint: "本行收到的财政直接支付凭证（5201）、财政授权支付凭证（8202）和授权额度通知单（5105）。", "The direct payment (5201), authorized payment (8202) and quota notice (5105) vouchers this bank received.";
-    exceptions_hint: "工作进程未能处理完毕、需要人工处理的凭证：已读取未处理、签收失败、已退回或处理中止，附原因。审核岗可退回（须填原因）或签收失败。", "Vouchers the worker could not take through and a person must look at: read but not processed, refused, returned, or stopped in processing, with the reason. A checker may return them (with a reason) or refuse them.";
+    exceptions_hint: "工作进程未能处理完毕、需要人工处理的凭证：已读取未处理、签收失败、已退回或处理中止（含待补录），附原因。审核岗可退回（须填原因）或签收失败，待补录的凭证补录收款行行号后即支付。", "Vouchers the worker could not take through and a person must look at: read but not processed, refused, returned, or stopped in processing (awaiting completion among them), with the reason. A checker may return them (with a reason) or refuse them, and pays a voucher awaiting completion by completing its payee bank number.";
     payments_hint: "本行已支付并返回回单的凭证。", "Vouchers this bank paid and returned a receipt for.";
     paid_today: "今日支付", "Paid today";
     paid_count: "笔数", "Count";
@@ -130,6 +134,15 @@ text_table! {
     reason_too_long: "原因过长（最多 200 字节）。", "The reason is too long (at most 200 bytes).";
     no_action: "该凭证当前状态下无需人工处理。", "Nothing for a person to do on this voucher in its state.";
     back_to_list: "返回列表", "Back to the list";
+    complete_title: "补录收款行行号", "Complete the payee bank number";
+    complete_hint: "该笔支付未注明收款银行行号，本行须补录后方可支付。请填写 12 位收款银行行号；提交后即按原凭证支付，并将行号写入回单。", "This payment does not name the payee's bank number, which this bank needs before paying. Enter the 12-digit bank number: the voucher is then paid as ordered and the number goes on its receipt.";
+    bank_no: "收款银行行号", "Payee bank number";
+    complete_button: "补录并支付", "Complete and pay";
+    bank_no_required: "请填写收款银行行号。", "The payee bank number is required.";
+    bank_no_format: "收款银行行号应为 12 位数字。", "The payee bank number must be 12 digits.";
+    not_awaiting: "该凭证已不在待补录状态，未做任何处理。", "This voucher no longer awaits completion; nothing was done.";
+    awaiting_title: "待补录", "Awaiting completion";
+    awaiting_hint: "以下支付凭证缺少收款银行行号，补录后即支付。", "These payments lack their payee's bank number and are paid once it is completed.";
 }
 
 /// The bank's links.
@@ -172,6 +185,10 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
         .route(
             "/o/{org}/bank/v/{adm_div}/{year}/{vt_code}/{voucher_no}/refuse",
             post(refuse_voucher::<T>),
+        )
+        .route(
+            "/o/{org}/bank/v/{adm_div}/{year}/{vt_code}/{voucher_no}/complete",
+            post(complete_voucher::<T>),
         )
 }
 
@@ -519,11 +536,18 @@ pub(super) struct EventRow {
 pub(super) struct Actions {
     pub return_href: String,
     pub refuse_href: String,
+    pub complete_href: String,
     pub can_return: bool,
     pub can_refuse: bool,
+    /// The voucher waits for its payee's bank number (待补录).
+    pub can_complete: bool,
     pub csrf: String,
     pub form_id: String,
+    /// The completion form's own one-time id.
+    pub complete_form_id: String,
     pub reason: String,
+    /// The bank number typed into the completion form.
+    pub bank_no: String,
     pub errors: FieldErrors,
 }
 
@@ -547,6 +571,15 @@ pub(super) struct Actions {
 </section>
 {% if let Some(a) = actions %}<section class="card">
 <h2>{{ b.actions_title }}</h2>
+{% if a.can_complete %}<form method="post" action="{{ a.complete_href }}" class="card">
+<input type="hidden" name="csrf" value="{{ a.csrf }}">
+<input type="hidden" name="form_id" value="{{ a.complete_form_id }}">
+<h3>{{ b.complete_title }}</h3>
+<p class="hint">{{ b.complete_hint }}</p>
+<label>{{ b.bank_no }}<input name="bank_no" required inputmode="numeric" pattern="[0-9]{12}" minlength="12" maxlength="12" autocomplete="off" value="{{ a.bank_no }}"></label>
+{% if a.errors.has("bank_no") %}<p class="error" role="alert">{{ a.errors.of("bank_no") }}</p>{% endif %}
+<button type="submit" hx-disabled-elt="this">{{ b.complete_button }}</button>
+</form>{% else if a.errors.has("bank_no") %}<p class="error" role="alert">{{ a.errors.of("bank_no") }}</p>{% endif %}
 {% if a.can_return || a.can_refuse %}<p class="hint">{% if a.can_return %}{{ b.return_hint }} {% endif %}{% if a.can_refuse %}{{ b.refuse_hint }}{% endif %}</p>
 {% if a.can_return %}<form method="post" action="{{ a.return_href }}" class="card">
 <input type="hidden" name="csrf" value="{{ a.csrf }}">
@@ -562,7 +595,7 @@ pub(super) struct Actions {
 {% if a.errors.has("reason") %}<p class="error" role="alert">{{ a.errors.of("reason") }}</p>{% endif %}
 <button type="submit" hx-disabled-elt="this">{{ b.refuse_button }}</button>
 </form>{% endif %}
-{% else %}<p class="hint">{{ b.no_action }}</p>{% if a.errors.has("reason") %}<p class="error" role="alert">{{ a.errors.of("reason") }}</p>{% endif %}{% endif %}
+{% else if !a.can_complete %}<p class="hint">{{ b.no_action }}</p>{% if a.errors.has("reason") %}<p class="error" role="alert">{{ a.errors.of("reason") }}</p>{% endif %}{% endif %}
 </section>{% endif %}
 <section class="card">
 <h2>{{ b.fields_title }}</h2>
@@ -959,6 +992,7 @@ async fn exceptions<T: Transport>(
             direction: Some(Direction::Received),
         };
         let page = legs(&desk, &selection, cursor(&uri), is_exception).await?;
+        let before = awaiting_forms(&desk, &page.0)?;
         list_page(
             &desk,
             &uri,
@@ -966,7 +1000,7 @@ async fn exceptions<T: Transport>(
                 base: base(&desk),
                 title: b.nav_exceptions,
                 hint: b.exceptions_hint,
-                before: String::new(),
+                before,
                 extra_title: "",
                 extra: Extra::None,
                 keep: &[],
@@ -976,6 +1010,60 @@ async fn exceptions<T: Transport>(
         .await
     };
     respond(lang, outcome.await)
+}
+
+/// One payment waiting for its payee's bank number, on the exceptions page.
+struct AwaitingRow {
+    line: Line,
+    /// The completion form's one-time id; `None` for a user who may not complete.
+    form_id: Option<String>,
+}
+
+/// The payments of an exceptions page waiting for their payee's bank number (待补录), each
+/// with its completion form (补录收款行行号) for a checker.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r#"{% if !rows.is_empty() %}<section class="card awaiting">
+<h2>{{ b.awaiting_title }}</h2>
+<p class="hint">{{ b.awaiting_hint }}</p>
+<table class="vouchers"><thead><tr><th>{{ b.col_type }}</th><th>{{ b.col_no }}</th><th>{{ b.col_peer }}</th><th>{{ b.col_amount }}</th><th>{{ b.complete_title }}</th></tr></thead>
+<tbody>
+{% for r in rows %}<tr><td>{{ r.line.vt_code }} {{ r.line.vt_name }}</td><td><a href="{{ r.line.href }}">{{ r.line.voucher_no }}</a></td><td>{{ r.line.peer }}</td><td class="amount">{{ r.line.amount }}</td><td>{% if let Some(form_id) = r.form_id %}<form method="post" action="{{ r.line.href }}/complete" class="inline">
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<input type="hidden" name="form_id" value="{{ form_id }}">
+<label>{{ b.bank_no }} <input name="bank_no" required inputmode="numeric" pattern="[0-9]{12}" minlength="12" maxlength="12" autocomplete="off"></label>
+<button type="submit" hx-disabled-elt="this">{{ b.complete_button }}</button>
+</form>{% endif %}</td></tr>
+{% endfor %}</tbody></table></section>{% endif %}
+"#
+)]
+struct AwaitingBody {
+    b: &'static BankTexts,
+    csrf: String,
+    rows: Vec<AwaitingRow>,
+}
+
+/// The exceptions page's section of payments waiting for their payee's bank number.
+fn awaiting_forms<T: Transport>(
+    desk: &Desk<T>,
+    records: &[VoucherRecord],
+) -> Result<String, PortalError> {
+    let may_complete = desk.may(Action::CheckVoucher);
+    let base = base(desk);
+    let rows = records
+        .iter()
+        .filter(|r| awaits_completion(r))
+        .map(|r| AwaitingRow {
+            line: line(desk, &base, r),
+            form_id: may_complete.then(|| desk.form_id().to_string()),
+        })
+        .collect();
+    body(&AwaitingBody {
+        b: BankTexts::of(desk.lang),
+        csrf: desk.csrf.clone(),
+        rows,
+    })
 }
 
 /// Today's payments: count and sum.
@@ -1335,6 +1423,14 @@ fn key_of(
     )
 }
 
+/// Whether `record` is an original this bank received that waits for its payee's bank
+/// number (待补录).
+fn awaits_completion(record: &VoucherRecord) -> bool {
+    record.direction == Direction::Received
+        && record.leg == Leg::Original
+        && record.processing == Some(Processing::AwaitingCompletion)
+}
+
 /// What a checker may do on `record` (an original this bank received).
 fn possible(record: &VoucherRecord) -> (bool, bool) {
     let received = record.direction == Direction::Received && record.leg == Leg::Original;
@@ -1348,14 +1444,25 @@ fn possible(record: &VoucherRecord) -> (bool, bool) {
     (can_return, can_refuse)
 }
 
+/// What the forms of a voucher's page hold: the reason and bank number typed, the errors.
+#[derive(Default)]
+struct Typed {
+    reason: String,
+    bank_no: String,
+    errors: FieldErrors,
+}
+
 fn actions_for<T: Transport>(
     desk: &Desk<T>,
     key: &VoucherKey,
     record: &VoucherRecord,
-    reason: String,
-    errors: FieldErrors,
+    typed: Typed,
 ) -> Option<Actions> {
-    if !desk.may(Action::ReturnVoucher) {
+    let (may_return, may_complete) = (
+        desk.may(Action::ReturnVoucher),
+        desk.may(Action::CheckVoucher),
+    );
+    if !may_return && !may_complete {
         return None;
     }
     let (can_return, can_refuse) = possible(record);
@@ -1363,12 +1470,16 @@ fn actions_for<T: Transport>(
     Some(Actions {
         return_href: format!("{href}/return"),
         refuse_href: format!("{href}/refuse"),
-        can_return,
-        can_refuse,
+        complete_href: format!("{href}/complete"),
+        can_return: may_return && can_return,
+        can_refuse: may_return && can_refuse,
+        can_complete: may_complete && awaits_completion(record),
         csrf: desk.csrf.clone(),
         form_id: desk.form_id().to_string(),
-        reason,
-        errors,
+        complete_form_id: desk.form_id().to_string(),
+        reason: typed.reason,
+        bank_no: typed.bank_no,
+        errors: typed.errors,
     })
 }
 
@@ -1397,7 +1508,7 @@ async fn detail<T: Transport>(
         let Some(found) = find(&desk, &key).await? else {
             return Ok(desk.not_found());
         };
-        let actions = actions_for(&desk, &key, &found.0, String::new(), FieldErrors::default());
+        let actions = actions_for(&desk, &key, &found.0, Typed::default());
         detail_page(
             &desk,
             &base(&desk),
@@ -1485,7 +1596,12 @@ async fn step<T: Transport>(
     }
     let href = voucher_href(&base(&desk), &key);
     if !errors.is_empty() {
-        return again(&desk, &key, errors, reason).await;
+        let typed = Typed {
+            reason,
+            errors,
+            ..Typed::default()
+        };
+        return again(&desk, &key, typed).await;
     }
     desk.once(&fields, async {
         let (_, now) = desk.party.now();
@@ -1514,8 +1630,103 @@ async fn step<T: Transport>(
             Some(why) => {
                 let mut errors = FieldErrors::default();
                 errors.add("reason", why);
-                Ok(Err(again(&desk, &key, errors, reason.clone()).await?))
+                let typed = Typed {
+                    reason: reason.clone(),
+                    errors,
+                    ..Typed::default()
+                };
+                Ok(Err(again(&desk, &key, typed).await?))
             }
+        }
+    })
+    .await
+}
+
+/// The payee bank number typed into a completion form, or the message for its field.
+fn read_bank_no(b: &BankTexts, typed: &str) -> Result<BankNo, &'static str> {
+    if typed.is_empty() {
+        return Err(b.bank_no_required);
+    }
+    typed.parse().map_err(|_| b.bank_no_format)
+}
+
+async fn complete_voucher<T: Transport>(
+    State(p): State<Shared<T>>,
+    Path(path): KeyPath,
+    headers: HeaderMap,
+    uri: Uri,
+    bytes: Bytes,
+) -> Response {
+    let lang = lang_of(&headers);
+    respond(lang, complete(&p, path, &headers, &uri, &bytes).await)
+}
+
+/// 补录收款行行号: a checker completes the payee's bank number of a payment waiting at
+/// 待补录, and the bank pays it ([`Party::complete_payee_bank`]); the voucher's page
+/// follows, showing it processed. A number that is not 12 digits, or a voucher that no
+/// longer waits, is an error next to the field and changes nothing.
+async fn complete<T: Transport>(
+    p: &Inner<T>,
+    path: (String, String, String, String, String),
+    headers: &HeaderMap,
+    uri: &Uri,
+    bytes: &Bytes,
+) -> Result<Response, PortalError> {
+    let (org, key) = key_of(path);
+    let (desk, fields) = match open_post(
+        p,
+        headers,
+        uri,
+        bytes,
+        &org,
+        Some(OrgRole::AgentBank),
+        Action::CheckVoucher,
+    )
+    .await?
+    {
+        Ok(opened) => opened,
+        Err(response) => return Ok(response),
+    };
+    let Some(found) = find(&desk, &key).await? else {
+        return Ok(desk.not_found());
+    };
+    if found.0.direction != Direction::Received || found.0.leg != Leg::Original {
+        return Ok(desk.not_found());
+    }
+    let b = BankTexts::of(desk.lang);
+    let typed = fields.text("bank_no");
+    let refused = |message: String| {
+        let mut errors = FieldErrors::default();
+        errors.add("bank_no", message);
+        Typed {
+            bank_no: typed.clone(),
+            errors,
+            ..Typed::default()
+        }
+    };
+    let bank_no = match read_bank_no(b, &typed) {
+        Ok(bank_no) => bank_no,
+        Err(message) => return again(&desk, &key, refused(message.to_owned())).await,
+    };
+    let href = voucher_href(&base(&desk), &key);
+    // A repeat of a form that went through (a double click) is answered by `once` with where
+    // the first led; a voucher no longer waiting is refused by the completion itself.
+    desk.once(&fields, async {
+        let login = desk.user.login.clone();
+        match desk
+            .party
+            .complete_payee_bank(&key, bank_no.as_str(), &login)
+            .await
+        {
+            Ok(outcome) => {
+                tracing::info!(key = %key, user = %login, outcome = ?outcome, "payee bank number completed at the bank's desk");
+                Ok(Ok(href.clone()))
+            }
+            // Another completion won, or the voucher moved on meanwhile: nothing was done.
+            Err(PartyError::Direct(
+                DirectError::Invalid(_) | DirectError::Library(LibraryError::Illegal { .. }),
+            )) => Ok(Err(again(&desk, &key, refused(b.not_awaiting.to_owned())).await?)),
+            Err(e) => Err(PortalError::Work(e.to_string())),
         }
     })
     .await
@@ -1525,13 +1736,12 @@ async fn step<T: Transport>(
 async fn again<T: Transport>(
     desk: &Desk<T>,
     key: &VoucherKey,
-    errors: FieldErrors,
-    reason: String,
+    typed: Typed,
 ) -> Result<Response, PortalError> {
     let Some(found) = find(desk, key).await? else {
         return Ok(desk.not_found());
     };
-    let actions = actions_for(desk, key, &found.0, reason, errors);
+    let actions = actions_for(desk, key, &found.0, typed);
     detail_page(
         desk,
         &base(desk),

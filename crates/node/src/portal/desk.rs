@@ -27,7 +27,7 @@ use guoku_store::sessions::SessionStage;
 
 use super::i18n::{Lang, Texts};
 use super::pages::FormId;
-use super::{Inner, Page, Rejected, home_path, message, render, rejected, see_other, session};
+use super::{Inner, Page, Rejected, home_path, message, rejected, render, see_other, session};
 use crate::access::{self as policy, Action, Principal};
 use crate::exchange::Transport;
 use crate::party::Party;
@@ -193,7 +193,10 @@ impl<T: Transport> Inner<T> {
             Ok(desk) => desk,
             Err(response) => return Ok(Err(response)),
         };
-        let presented = pairs.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str());
+        let presented = pairs
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.as_str());
         let Some(current) = self.session(headers, false).await? else {
             return Ok(Err(see_other("/login", vec![self.clear_session_cookie()])));
         };
@@ -335,7 +338,10 @@ impl<T: Transport> Desk<T> {
     where
         F: Future<Output = Result<Result<String, Response>, super::PortalError>>,
     {
-        let Some(id) = fields.get("form_id").filter(|id| FormId::is_well_formed(id)) else {
+        let Some(id) = fields
+            .get("form_id")
+            .filter(|id| FormId::is_well_formed(id))
+        else {
             return Ok(rejected(self.lang, Rejected::Malformed));
         };
         let keys = self
@@ -422,11 +428,10 @@ pub(crate) async fn open_signer(
         return Ok(Err(t.no_key_store.to_owned()));
     };
     let path = dir.join(SIGNER_KEY_FILE);
-    let opened = tokio::task::spawn_blocking(move || {
-        KeyStoreFile::open(path).unlock(&pin).map(drop)
-    })
-    .await
-    .map_err(|e| super::PortalError::Runtime(e.to_string()))?;
+    let opened =
+        tokio::task::spawn_blocking(move || KeyStoreFile::open(path).unlock(&pin).map(drop))
+            .await
+            .map_err(|e| super::PortalError::Runtime(e.to_string()))?;
     match opened {
         Ok(()) => Ok(Ok(())),
         Err(guoku_seal::Error::WrongPin { remaining }) => Ok(Err(super::i18n::fill(

@@ -645,12 +645,13 @@ fn step_text(f: &'static FinanceTexts, code: &str) -> String {
 {% if may_check %}<form method="post" action="{{ action_check }}" class="inline">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="form_id" value="{{ form_check }}">
-<button type="submit" hx-disabled-elt="this">{{ f.check_button }}</button>
+<button type="submit" id="check-button" hx-disabled-elt="this">{{ f.check_button }}</button>
 </form>{% endif %}
 {% if may_sign %}<form method="post" action="{{ action_sign }}" class="inline">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="form_id" value="{{ form_sign }}">
-<button type="submit" hx-disabled-elt="this">{{ f.sign_button }}</button>
+<label>{{ pin_label }} <input name="pin" type="password" autocomplete="off" minlength="6" maxlength="64" required></label>
+<button type="submit" id="sign-button" hx-disabled-elt="this">{{ f.sign_button }}</button>
 </form>{% endif %}
 {% if may_reject %}<form method="post" action="{{ action_reject }}" class="card">
 <input type="hidden" name="csrf" value="{{ csrf }}">
@@ -658,7 +659,7 @@ fn step_text(f: &'static FinanceTexts, code: &str) -> String {
 <label>{{ f.reject_reason }}
 <input name="reason" value="{{ reason_typed }}" maxlength="200" required{% if !reason_error.is_empty() %} aria-invalid="true"{% endif %}></label>
 {% if !reason_error.is_empty() %}<p class="error" role="alert">{{ reason_error }}</p>{% endif %}
-<button type="submit" hx-disabled-elt="this">{{ f.reject_button }}</button>
+<button type="submit" id="reject-button" hx-disabled-elt="this">{{ f.reject_button }}</button>
 </form>{% endif %}
 </section>
 <section class="card">
@@ -696,6 +697,7 @@ struct DraftBody<'a> {
     action_check: String,
     action_sign: String,
     action_reject: String,
+    pin_label: &'static str,
     form_check: String,
     form_sign: String,
     form_reject: String,
@@ -773,6 +775,7 @@ async fn draft_view<T: Transport>(
         action_check: format!("{path}/check"),
         action_sign: format!("{path}/sign"),
         action_reject: format!("{path}/reject"),
+        pin_label: desk.t().pin,
         form_check: desk.form_id().to_string(),
         form_sign: desk.form_id().to_string(),
         form_reject: desk.form_id().to_string(),
@@ -917,6 +920,26 @@ async fn step<T: Transport>(
                     error: None,
                     reason_typed: reason,
                     reason_error: problem,
+                };
+                return draft_view(&desk, &draft, shown).await;
+            }
+        }
+        if step == PageStep::Sign {
+            // The signer proves they hold the signing key: its PIN opens the key store.
+            let t = desk.t();
+            let checked = match super::desk::read_pin(t, fields.get("pin")) {
+                Ok(pin) => {
+                    let key_dir = p.key_dirs.get(desk.org()).map(std::path::PathBuf::as_path);
+                    super::desk::open_signer(t, key_dir, pin).await?
+                }
+                Err(message) => Err(message.to_owned()),
+            };
+            if let Err(message) = checked {
+                let shown = Shown {
+                    status: Some(StatusCode::UNPROCESSABLE_ENTITY),
+                    error: Some(format!("{}: {message}", t.pin)),
+                    reason_typed: reason,
+                    reason_error: String::new(),
                 };
                 return draft_view(&desk, &draft, shown).await;
             }

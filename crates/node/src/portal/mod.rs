@@ -33,9 +33,9 @@
 //! The clock is each party's ([`Party::now`]); randomness comes from the operating system.
 
 pub mod i18n;
-pub mod totp;
 pub mod import;
 pub mod pdf;
+pub mod totp;
 
 mod admin;
 mod bank;
@@ -43,10 +43,10 @@ mod desk;
 mod finance;
 mod pages;
 mod pboc;
-mod unit;
 mod seed;
 mod session;
 mod signin;
+mod unit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -36,9 +36,9 @@ use guoku_voucher::lifecycle::Leg;
 use guoku_voucher::{VoucherFlag, VoucherKey};
 
 use super::desk::{Desk, FieldErrors, Fields, body};
-use super::{import, pdf};
 use super::i18n::{Lang, text_table};
 use super::{Inner, PortalError, Shared, lang_of, respond};
+use super::{import, pdf};
 use crate::access::{Action, Post, Principal};
 use crate::api::{Acting, Making, PaymentOrder};
 use crate::demo::Payee;
@@ -183,9 +183,9 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
         )
         .route(
             "/o/{org}/unit/import",
-            get(import_page::<T>).post(import_submit::<T>).layer(
-                axum::extract::DefaultBodyLimit::max(IMPORT_BODY_MAX),
-            ),
+            get(import_page::<T>)
+                .post(import_submit::<T>)
+                .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_MAX)),
         )
         .route("/o/{org}/unit/vouchers", get(vouchers_page::<T>))
         .route(
@@ -227,9 +227,7 @@ fn units_of<T: Transport>(p: &Inner<T>, desk: &Desk<T>) -> Vec<(String, String)>
     builder
         .units()
         .into_iter()
-        .filter(|(code, _, adm_div)| {
-            desk.principal.acts_for(Some(code)) && desk.sees_code(adm_div)
-        })
+        .filter(|(code, _, adm_div)| desk.principal.acts_for(Some(code)) && desk.sees_code(adm_div))
         .map(|(code, name, _)| (code, name))
         .collect()
 }
@@ -605,7 +603,9 @@ async fn form_submit<T: Transport>(
                     &p,
                     &desk,
                     kind,
-                    PayForm { ..form_again(&form) },
+                    PayForm {
+                        ..form_again(&form)
+                    },
                     FieldErrors::default(),
                     Some(format!("{}{why}", t.refused)),
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -772,10 +772,8 @@ async fn search<T: Transport>(
                 .and_then(|f| Amount::from_fen(f).ok())
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            let matches = q.is_empty()
-                || payee.contains(q)
-                || d.key.voucher_no.contains(q)
-                || amount == q;
+            let matches =
+                q.is_empty() || payee.contains(q) || d.key.voucher_no.contains(q) || amount == q;
             if matches {
                 lines.push(Line {
                     href: desk.href(&path(&d.key)),
@@ -846,9 +844,16 @@ async fn vouchers_page<T: Transport>(
         .await?;
         let applications = match finance_of(&p) {
             Some(finance) if !desk.principal.units.is_empty() => {
-                search(&desk, &finance, (state, &state_code), &q, 0, application_path)
-                    .await?
-                    .0
+                search(
+                    &desk,
+                    &finance,
+                    (state, &state_code),
+                    &q,
+                    0,
+                    application_path,
+                )
+                .await?
+                .0
             }
             _ => Vec::new(),
         };
@@ -1014,7 +1019,10 @@ async fn draft_page<T: Transport>(
         let v = draft_voucher(&draft)?;
         let field = |name: &str| v.header.get(name).unwrap_or_default().to_owned();
         let fields = vec![
-            (t.unit, format!("{} ({})", field("AgencyName"), field("AgencyCode"))),
+            (
+                t.unit,
+                format!("{} ({})", field("AgencyName"), field("AgencyCode")),
+            ),
             (t.date, field("VouDate")),
             (t.payee_name, field("PayeeAcctName")),
             (t.payee_account, field("PayeeAcctNo")),
@@ -1176,7 +1184,9 @@ async fn voucher_step<T: Transport>(
             let acting = acting(&desk);
             let party = &desk.party;
             let done = match step.as_str() {
-                "check" => crate::api::check_draft(party, &acting, &key).await.map(|_| ()),
+                "check" => crate::api::check_draft(party, &acting, &key)
+                    .await
+                    .map(|_| ()),
                 "sign" => crate::api::sign_draft(None, party, &acting, &key)
                     .await
                     .map(|_| ()),
@@ -1314,10 +1324,7 @@ pub(crate) async fn home_panel<T: Transport>(
         .values()
         .filter(|party| party.role() == OrgRole::AgentBank)
         .collect();
-    let year = p
-        .builder
-        .as_ref()
-        .map_or(0, |b| b.year());
+    let year = p.builder.as_ref().map_or(0, |b| b.year());
     let mut units = Vec::new();
     for (code, name, adm_div) in p.builder.as_ref().map(|b| b.units()).unwrap_or_default() {
         if !desk.principal.units.contains(&code) {
@@ -1474,7 +1481,11 @@ async fn import_view<T: Transport>(
     } else {
         upload.unit.clone()
     };
-    let kind = if upload.kind == "card" { "card" } else { "salary" };
+    let kind = if upload.kind == "card" {
+        "card"
+    } else {
+        "salary"
+    };
     let (rows, total, errors, warnings) = match &upload.imported {
         Some(i) => (
             Some(i.rows.len()),
@@ -1614,7 +1625,11 @@ async fn import_submit<T: Transport>(
         }
         let submit = fields.get("action") == Some("submit");
         if !submit || has_errors || too_many || imported.rows.is_empty() {
-            let status = if has_errors || too_many { bad } else { StatusCode::OK };
+            let status = if has_errors || too_many {
+                bad
+            } else {
+                StatusCode::OK
+            };
             upload.imported = Some(imported);
             return import_view(&p, &desk, upload, status).await;
         }
@@ -1724,9 +1739,7 @@ fn batch_rows<T: Transport>(
         .get(voucher.vt_code())
         .and_then(|ty| ty.count.clone())
     {
-        voucher
-            .header
-            .set(&count, imported.rows.len().to_string());
+        voucher.header.set(&count, imported.rows.len().to_string());
     }
 }
 
@@ -1767,8 +1780,11 @@ async fn document<T: Transport>(
             Ok(desk) => desk,
             Err(r) => return Ok(r),
         };
-        if !is_unit_desk(&desk) || !desk.may(Action::ViewVouchers) {
+        if !is_unit_desk(&desk) {
             return Ok(desk.not_found());
+        }
+        if !desk.may(Action::ViewVouchers) {
+            return Ok(desk.forbidden());
         }
         let party = match source {
             "v" => desk.party.clone(),
@@ -1800,19 +1816,32 @@ async fn document<T: Transport>(
         let division_name = party
             .store
             .access()
-            .division(&key.adm_div_code.parse().map_err(|_| {
-                PortalError::Work(format!("{key}: a bad AdmDivCode"))
-            })?)
+            .division(
+                &key.adm_div_code
+                    .parse()
+                    .map_err(|_| PortalError::Work(format!("{key}: a bad AdmDivCode")))?,
+            )
             .await?
             .map(|d| d.name)
             .unwrap_or_default();
-        let doc = match receipt_doc(&receipt, kind, &bank_name, &division_name, desk.lang, desk.now) {
+        let doc = match receipt_doc(
+            &receipt,
+            kind,
+            &bank_name,
+            &division_name,
+            desk.lang,
+            desk.now,
+        ) {
             Ok(doc) => doc,
             Err(why) => return Err(PortalError::Work(format!("{key}: {why}"))),
         };
         let font = p
             .font
-            .get_or_init(|| pdf::CjkFont::discover().map(Arc::new).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                pdf::CjkFont::discover()
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
             .clone();
         let font = match font {
             Ok(font) => font,

@@ -15,8 +15,8 @@ use guoku_store::library::content_hash;
 use guoku_voucher::{Encoding, Layout, VoucherKey, write_voucher};
 
 /// Drafts made and checked at once: the store's writer commits the jobs waiting together
-/// in one transaction, so a few in flight make thousands quickly.
-const IN_FLIGHT: usize = 32;
+/// in one transaction, so many in flight make thousands quickly.
+const IN_FLIGHT: usize = 128;
 
 /// `n` direct payments of `fen` each for `unit`, made by `maker` and checked by
 /// `checker` (finance's logins): their keys.
@@ -82,10 +82,7 @@ pub async fn checked_drafts(
         .await
 }
 
-async fn user_id(
-    party: &Arc<Party<InMemory>>,
-    login: &str,
-) -> guoku_store::access::UserId {
+async fn user_id(party: &Arc<Party<InMemory>>, login: &str) -> guoku_store::access::UserId {
     party
         .store
         .access()

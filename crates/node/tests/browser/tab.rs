@@ -18,6 +18,7 @@ use base64::Engine;
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::dom::SetFileInputFilesParams;
+use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::js_protocol::runtime::{CallArgument, CallFunctionOnParams};
 use chromiumoxide::error::CdpError;
 use serde::de::DeserializeOwned;
@@ -252,7 +253,9 @@ impl Tab {
         self.call("() => location.pathname", &[]).await
     }
 
-    /// Types `value` into the field named `name` (emptied first), as a person would.
+    /// Types `value` into the field named `name` (emptied first), as a person would: key
+    /// by key, except Chinese text, which an input method commits whole (the protocol's
+    /// `Input.insertText`; the keyboard the protocol emulates has no key for `长`).
     pub async fn fill(&self, name: &str, value: &str) {
         let selector = format!("[name=\"{name}\"]");
         self.wait_for(&selector).await;
@@ -264,10 +267,20 @@ impl Tab {
             )
             .await;
         let field = self.element(&selector).await;
-        field
-            .type_str(value)
-            .await
-            .unwrap_or_else(|e| panic!("cannot type into {selector}: {e}"));
+        let typed = if value.is_ascii() {
+            field.type_str(value).await.map(|_| ())
+        } else {
+            self.page
+                .execute(InsertTextParams::new(value))
+                .await
+                .map(|_| ())
+        };
+        if let Err(e) = typed {
+            panic!(
+                "cannot type {value:?} into {selector}: {e}\n{}",
+                self.where_am_i().await
+            );
+        }
     }
 
     /// Chooses the option `value` of the `<select>` named `name`.
