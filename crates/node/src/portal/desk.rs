@@ -26,7 +26,6 @@ use guoku_store::idempotency::{Begin, IdempotencyConfig, StoredResponse, request
 use guoku_store::sessions::SessionStage;
 
 use super::i18n::{Lang, Texts};
-use super::pages::FormId;
 use super::{Inner, Page, Rejected, home_path, message, rejected, render, see_other, session};
 use crate::access::{self as policy, Action, Principal};
 use crate::exchange::Transport;
@@ -489,4 +488,27 @@ impl FieldErrors {
 /// A template's rendering as a page body.
 pub(crate) fn body(template: &impl Template) -> Result<String, super::PortalError> {
     Ok(template.render()?)
+}
+
+/// A one-time id for a form that moves money or vouchers: 128 random bits, hex. The first
+/// submit with it acts; a repeat finds the first one's outcome ([`Desk::once`]).
+pub(crate) struct FormId(String);
+
+impl FormId {
+    pub(crate) fn new() -> Self {
+        let mut bytes = [0u8; 16];
+        rand::fill(&mut bytes);
+        Self(session::hex(&bytes))
+    }
+
+    /// Whether `id` looks like one (32 lowercase hex digits).
+    pub(crate) fn is_well_formed(id: &str) -> bool {
+        id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+}
+
+impl std::fmt::Display for FormId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }

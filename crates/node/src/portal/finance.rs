@@ -51,9 +51,9 @@ use guoku_voucher::VoucherKey;
 use guoku_voucher::lifecycle::{Exchange, Leg};
 use time::OffsetDateTime;
 
+use super::desk::FormId;
 use super::desk::{Desk, FieldErrors, Fields, body};
 use super::i18n::{Lang, text_table};
-use super::pages::FormId;
 use super::{Inner, PortalError, Shared, lang_of, respond};
 use crate::access::Action;
 use crate::api::drafts::{self as api_drafts};

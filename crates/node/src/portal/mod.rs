@@ -64,9 +64,7 @@ use guoku_store::sessions::{NewSession, SessionError, SessionRecord, SessionStag
 use serde::Deserialize;
 
 pub use i18n::Lang;
-pub use seed::{
-    DEMO_PASSWORD, DemoLogin, demo_key, demo_key_bytes, demo_totp_secret, seed_demo_users,
-};
+pub use seed::{DEMO_PASSWORD, DemoLogin, demo_key, demo_totp_secret, seed_demo_users};
 pub use totp::{PortalKey, SealError, TotpSecret};
 
 use crate::access::{LockoutPolicy, PasswordError, Principal};

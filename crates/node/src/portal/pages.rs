@@ -215,26 +215,3 @@ pub(crate) struct MessageBody<'a> {
     pub link: &'a str,
     pub link_text: &'a str,
 }
-
-/// A one-time id for a form that moves money or vouchers: 128 random bits, hex. The first
-/// submit with it acts; a repeat finds the first one's outcome ([`super::desk::Desk::once`]).
-pub(crate) struct FormId(String);
-
-impl FormId {
-    pub(crate) fn new() -> Self {
-        let mut bytes = [0u8; 16];
-        rand::fill(&mut bytes);
-        Self(super::session::hex(&bytes))
-    }
-
-    /// Whether `id` looks like one (32 lowercase hex digits).
-    pub(crate) fn is_well_formed(id: &str) -> bool {
-        id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    }
-}
-
-impl std::fmt::Display for FormId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}

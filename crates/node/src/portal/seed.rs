@@ -13,7 +13,7 @@ use std::fmt;
 
 use guoku_store::access::UserRecord;
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::PortalError;
 use super::totp::{PortalKey, SECRET_LEN, TotpSecret};
@@ -35,13 +35,7 @@ const ISSUER: &str = "guoku";
 /// and keeps it with its other keys.
 #[must_use]
 pub fn demo_key() -> PortalKey {
-    PortalKey::from_bytes(demo_key_bytes())
-}
-
-/// The bytes of [`demo_key`] (the demo writes them to each node's `portal.key`).
-#[must_use]
-pub fn demo_key_bytes() -> [u8; 32] {
-    Sha256::digest(b"guoku demo portal key: not a secret").into()
+    PortalKey::from_bytes(crate::demo::portal_key_bytes())
 }
 
 /// The demo user `login`'s TOTP secret, derived from the login under the demo key. Demo
