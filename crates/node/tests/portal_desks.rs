@@ -1017,6 +1017,7 @@ const ROUTES: &[Route] = &[
     route("GET", "/finance/returns", FINANCE_DESK, READERS),
     route("GET", "/finance/reconcile", FINANCE_DESK, READERS),
     route("GET", "/finance/execution", FINANCE_DESK, READERS),
+    route("GET", "/finance/indicators", FINANCE_DESK, READERS),
     route("GET", "/unit/pay", UNIT_DESK, &["maker"]),
     route("POST", "/unit/pay", UNIT_DESK, &["maker"]),
     route("GET", "/unit/apply", UNIT_DESK, &["maker"]),

@@ -645,3 +645,23 @@ web::sqlite!(the_refunds_and_returns_page_has_its_three_lists, |env| {
         assert!(page.body.contains("没有记录"), "{}", page.body);
     }
 });
+
+web::sqlite!(indicators_and_plans_show_each_units_budget, |env| {
+    let app = &env.app;
+    let mut county = sign_in(env, app, &county_checker()).await;
+    let page = county
+        .get(app, &format!("/o/{FINANCE}/finance/indicators"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // The county's units, not the province's: the county checker sees 430102 only.
+    assert!(page.body.contains(COUNTY_UNIT), "{}", page.body);
+    assert!(!page.body.contains(PROVINCE_UNIT), "{}", page.body);
+    assert!(page.body.contains("<h2>预算指标</h2>"), "{}", page.body);
+    assert!(page.body.contains("<h2>用款计划</h2>"), "{}", page.body);
+    // A bank's user does not open finance's books.
+    let mut bank = sign_in(env, app, &checker(ICBC)).await;
+    let other = bank
+        .get(app, &format!("/o/{ICBC}/finance/indicators"))
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+});

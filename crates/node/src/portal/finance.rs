@@ -90,6 +90,21 @@ text_table! {
     nav_returns: "退款与退回", "Refunds and returns";
     nav_reconcile: "对账结果", "Reconciliation";
     nav_execution: "预算执行", "Budget execution";
+    nav_indicators: "指标与计划", "Indicators and plans";
+    indicators_title: "预算指标与用款计划", "Budget indicators and spending plans";
+    indicators_hint: "指标为各单位本年度批复的预算指标；用款计划按月从指标下达，直接支付从计划中支出。", "An indicator is a unit's budget approved for the year; monthly spending plans are drawn from it, and direct payments from the plans.";
+    indicators: "预算指标", "Indicators";
+    plans: "用款计划", "Spending plans";
+    eco_class: "经济分类", "Economic class";
+    fund_type: "资金性质", "Fund type";
+    pay_type: "支付方式", "Payment type";
+    approved: "批复", "Approved";
+    to_plans: "已下达计划", "Given to plans";
+    granted: "下达", "Granted";
+    used: "已用", "Used";
+    remaining_col: "可用", "Remaining";
+    rows_cut: "仅显示前 {max} 行。", "Only the first {max} rows are shown.";
+    nothing: "无记录。", "Nothing recorded.";
 
     approvals_title: "直接支付审核签章", "Direct payments to check and sign";
     approvals_hint: "本人所辖区划内待审核或待签章的直接支付凭证（5201）。", "Direct payments (5201) of your divisions waiting for a check or a signature.";
@@ -221,6 +236,7 @@ pub(crate) fn nav<T: Transport>(desk: &Desk<T>) -> Vec<(&'static str, &'static s
         links.push(("/finance/reconcile", t.nav_reconcile));
     }
     if desk.may(Action::ViewBooks) {
+        links.push(("/finance/indicators", t.nav_indicators));
         links.push(("/finance/execution", t.nav_execution));
     }
     links
@@ -260,6 +276,7 @@ pub(crate) fn routes<T: Transport + 'static>() -> Router<Shared<T>> {
         .route("/o/{org}/finance/returns", get(returns::<T>))
         .route("/o/{org}/finance/reconcile", get(reconcile::<T>))
         .route("/o/{org}/finance/execution", get(execution::<T>))
+        .route("/o/{org}/finance/indicators", get(indicators::<T>))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2079,6 +2096,171 @@ async fn execution<T: Transport + 'static>(
             ],
         })?;
         page(&desk, StatusCode::OK, f.execution_title, body)
+    };
+    respond(lang, outcome.await)
+}
+
+/// Most rows each table of the indicators page shows.
+const BOOK_ROWS_MAX: usize = 1_000;
+
+/// A row of the indicators page: what it is, then its amounts.
+struct BookRow {
+    cells: Vec<String>,
+    amounts: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r##"<h1>{{ f.indicators_title }}</h1>
+<p class="hint">{{ f.indicators_hint }}</p>
+<form method="get" action="{{ action }}" class="inline-form">
+<label>{{ f.year }} <input name="year" value="{{ year }}" inputmode="numeric" maxlength="4"></label>
+<button type="submit">{{ f.show }}</button>
+</form>
+{% for table in tables %}<section class="card">
+<h2>{{ table.0 }}</h2>
+{% if table.2.is_empty() %}<p>{{ f.nothing }}</p>{% else %}
+<table class="list books"><thead><tr>{% for h in table.1 %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>{% for r in table.2 %}<tr>{% for c in r.cells %}<td>{{ c }}</td>{% endfor %}{% for a in r.amounts %}<td class="num">{{ a }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>{% endif %}
+{% if table.3 %}<p class="hint">{{ cut }}</p>{% endif %}
+</section>{% endfor %}
+"##
+)]
+struct IndicatorsBody<'a> {
+    f: &'static FinanceTexts,
+    action: String,
+    year: &'a str,
+    /// (title, headings, rows, cut short)
+    tables: Vec<(&'static str, Vec<&'static str>, Vec<BookRow>, bool)>,
+    cut: String,
+}
+
+/// `GET /o/{org}/finance/indicators?year=`: the units' budget indicators and their monthly
+/// spending plans in the user's divisions, from finance's books.
+async fn indicators<T: Transport + 'static>(
+    State(p): State<Shared<T>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let lang = lang_of(&headers);
+    let outcome = async {
+        let desk = match open(&p, &headers, &uri, &org, lang).await? {
+            Ok(desk) => desk,
+            Err(response) => return Ok(response),
+        };
+        if !desk.may(Action::ViewBooks) {
+            return Ok(desk.forbidden());
+        }
+        let f = FinanceTexts::of(lang);
+        let query = query_of(&uri);
+        let (today, _) = desk.party.now();
+        let this_year = today.year().to_string();
+        let year: StYear = param(&query, "year")
+            .and_then(|y| y.parse().ok())
+            .map_or_else(|| this_year.parse(), Ok)
+            .map_err(|_| PortalError::Work("no budget year for today".into()))?;
+        let store = &desk.party.store;
+        let divisions: Vec<_> = store
+            .access()
+            .divisions()
+            .await?
+            .into_iter()
+            .filter(|d| desk.sees(&d.code))
+            .collect();
+        let (mut indicator_rows, mut plan_rows) = (Vec::new(), Vec::new());
+        for division in &divisions {
+            let tenant = Tenant {
+                adm_div: division.code,
+                year,
+            };
+            for (label, a) in store
+                .book_accounts(BookFilter::all(AccountKind::Indicator, tenant))
+                .await?
+            {
+                let remaining = net(a.credits_posted, a.debits_posted)
+                    - i128::try_from(a.debits_pending).unwrap_or(i128::MAX);
+                indicator_rows.push(BookRow {
+                    cells: vec![
+                        division.code.to_string(),
+                        label.unit,
+                        label.func_class,
+                        label.eco_class,
+                        label.fund_type,
+                        label.pay_type,
+                    ],
+                    amounts: vec![
+                        yuan(i128::try_from(a.credits_posted).unwrap_or(i128::MAX)),
+                        yuan(i128::try_from(a.debits_posted).unwrap_or(i128::MAX)),
+                        yuan(remaining),
+                    ],
+                });
+            }
+            for (label, a) in store
+                .book_accounts(BookFilter::all(AccountKind::Plan, tenant))
+                .await?
+            {
+                let used = a.debits_posted.saturating_add(a.debits_pending);
+                plan_rows.push(BookRow {
+                    cells: vec![
+                        division.code.to_string(),
+                        label.unit,
+                        format!("{:02}", label.month),
+                        label.func_class,
+                    ],
+                    amounts: vec![
+                        yuan(i128::try_from(a.credits_posted).unwrap_or(i128::MAX)),
+                        yuan(i128::try_from(used).unwrap_or(i128::MAX)),
+                        yuan(net(a.credits_posted, used)),
+                    ],
+                });
+            }
+        }
+        let cut_indicators = indicator_rows.len() > BOOK_ROWS_MAX;
+        let cut_plans = plan_rows.len() > BOOK_ROWS_MAX;
+        indicator_rows.truncate(BOOK_ROWS_MAX);
+        plan_rows.truncate(BOOK_ROWS_MAX);
+        let body = body(&IndicatorsBody {
+            f,
+            action: desk.href("/finance/indicators"),
+            year: &year.get().to_string(),
+            tables: vec![
+                (
+                    f.indicators,
+                    vec![
+                        f.division,
+                        f.unit,
+                        f.func_class,
+                        f.eco_class,
+                        f.fund_type,
+                        f.pay_type,
+                        f.approved,
+                        f.to_plans,
+                        f.remaining_col,
+                    ],
+                    indicator_rows,
+                    cut_indicators,
+                ),
+                (
+                    f.plans,
+                    vec![
+                        f.division,
+                        f.unit,
+                        f.month,
+                        f.func_class,
+                        f.granted,
+                        f.used,
+                        f.remaining_col,
+                    ],
+                    plan_rows,
+                    cut_plans,
+                ),
+            ],
+            cut: super::i18n::fill(f.rows_cut, &[("max", &BOOK_ROWS_MAX.to_string())]),
+        })?;
+        page(&desk, StatusCode::OK, f.indicators_title, body)
     };
     respond(lang, outcome.await)
 }
