@@ -169,7 +169,13 @@ fn print_demo(
             .join(", ")
     );
     outln!("");
-    outln!("  http://{addr}/");
+    outln!(
+        "  http://{addr}/   {}",
+        lang.pick(
+            "门户：预算单位自助柜面、财政、代理银行、人民银行与系统管理",
+            "portal: the budget units' counter, finance, banks, PBOC, administration"
+        )
+    );
     outln!(
         "  http://{addr}/api/v1/openapi.json   {}",
         lang.pick("接口说明", "API description")
