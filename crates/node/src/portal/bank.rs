@@ -794,6 +794,27 @@ pub(super) struct Listing<'a> {
     pub keep: &'a [(&'a str, &'a str)],
 }
 
+/// A list page with nothing before its lines: the desk of `role` for users who may view
+/// vouchers, the legs `selection` names, as `listing` (given the desk) shows them.
+pub(super) async fn plain_list<T: Transport>(
+    p: &Inner<T>,
+    (org, headers, uri): (&str, &HeaderMap, &Uri),
+    role: OrgRole,
+    selection: &Selection<'_>,
+    listing: impl FnOnce(&Desk<T>) -> Listing<'static>,
+) -> Response {
+    let lang = lang_of(headers);
+    let outcome = async {
+        let desk = match open(p, headers, uri, org, Some(role), Action::ViewVouchers).await? {
+            Ok(desk) => desk,
+            Err(response) => return Ok(response),
+        };
+        let page = legs(&desk, selection, cursor(uri), |_| true).await?;
+        list_page(&desk, uri, listing(&desk), page).await
+    };
+    respond(lang, outcome.await)
+}
+
 /// A list page of `records`, `next` the cursor of the page after.
 pub(super) async fn list_page<T: Transport>(
     desk: &Desk<T>,
@@ -907,46 +928,31 @@ async fn incoming<T: Transport>(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let outcome = async {
-        let desk = match open(
-            &p,
-            &headers,
-            &uri,
-            &org,
-            Some(OrgRole::AgentBank),
-            Action::ViewVouchers,
-        )
-        .await?
-        {
-            Ok(desk) => desk,
-            Err(response) => return Ok(response),
-        };
-        let b = BankTexts::of(desk.lang);
-        let selection = Selection {
-            vt_codes: &INCOMING,
-            leg: Leg::Original,
-            states: &RECEIVED_STATES,
-            direction: Some(Direction::Received),
-        };
-        let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
-        list_page(
-            &desk,
-            &uri,
+    let selection = Selection {
+        vt_codes: &INCOMING,
+        leg: Leg::Original,
+        states: &RECEIVED_STATES,
+        direction: Some(Direction::Received),
+    };
+    plain_list(
+        &p,
+        (&org, &headers, &uri),
+        OrgRole::AgentBank,
+        &selection,
+        |desk| {
+            let b = BankTexts::of(desk.lang);
             Listing {
-                base: base(&desk),
+                base: base(desk),
                 title: b.nav_incoming,
                 hint: b.incoming_hint,
                 before: String::new(),
                 extra_title: "",
                 extra: Extra::None,
                 keep: &[],
-            },
-            page,
-        )
-        .await
-    };
-    respond(lang, outcome.await)
+            }
+        },
+    )
+    .await
 }
 
 /// Whether a received original needs a person: read and left (已读取), refused, returned,
@@ -1317,46 +1323,31 @@ async fn receipts<T: Transport>(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let outcome = async {
-        let desk = match open(
-            &p,
-            &headers,
-            &uri,
-            &org,
-            Some(OrgRole::AgentBank),
-            Action::ViewVouchers,
-        )
-        .await?
-        {
-            Ok(desk) => desk,
-            Err(response) => return Ok(response),
-        };
-        let b = BankTexts::of(desk.lang);
-        let selection = Selection {
-            vt_codes: &RECEIPTS,
-            leg: Leg::Receipt,
-            states: &Exchange::ALL,
-            direction: Some(Direction::Sent),
-        };
-        let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
-        list_page(
-            &desk,
-            &uri,
+    let selection = Selection {
+        vt_codes: &RECEIPTS,
+        leg: Leg::Receipt,
+        states: &Exchange::ALL,
+        direction: Some(Direction::Sent),
+    };
+    plain_list(
+        &p,
+        (&org, &headers, &uri),
+        OrgRole::AgentBank,
+        &selection,
+        |desk| {
+            let b = BankTexts::of(desk.lang);
             Listing {
-                base: base(&desk),
+                base: base(desk),
                 title: b.nav_receipts,
                 hint: b.receipts_hint,
                 before: String::new(),
                 extra_title: "",
                 extra: Extra::None,
                 keep: &[],
-            },
-            page,
-        )
-        .await
-    };
-    respond(lang, outcome.await)
+            }
+        },
+    )
+    .await
 }
 
 async fn reconcile<T: Transport>(
@@ -1365,46 +1356,31 @@ async fn reconcile<T: Transport>(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let outcome = async {
-        let desk = match open(
-            &p,
-            &headers,
-            &uri,
-            &org,
-            Some(OrgRole::AgentBank),
-            Action::ViewVouchers,
-        )
-        .await?
-        {
-            Ok(desk) => desk,
-            Err(response) => return Ok(response),
-        };
-        let b = BankTexts::of(desk.lang);
-        let selection = Selection {
-            vt_codes: &CHECKS,
-            leg: Leg::Original,
-            states: &RECEIVED_STATES,
-            direction: Some(Direction::Received),
-        };
-        let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
-        list_page(
-            &desk,
-            &uri,
+    let selection = Selection {
+        vt_codes: &CHECKS,
+        leg: Leg::Original,
+        states: &RECEIVED_STATES,
+        direction: Some(Direction::Received),
+    };
+    plain_list(
+        &p,
+        (&org, &headers, &uri),
+        OrgRole::AgentBank,
+        &selection,
+        |desk| {
+            let b = BankTexts::of(desk.lang);
             Listing {
-                base: base(&desk),
+                base: base(desk),
                 title: b.nav_reconcile,
                 hint: b.reconcile_hint,
                 before: String::new(),
                 extra_title: b.col_result,
                 extra: Extra::Result,
                 keep: &[],
-            },
-            page,
-        )
-        .await
-    };
-    respond(lang, outcome.await)
+            }
+        },
+    )
+    .await
 }
 
 type KeyPath = Path<(String, String, String, String, String)>;

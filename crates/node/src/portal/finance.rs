@@ -1399,6 +1399,28 @@ struct JobBody<'a> {
     again: String,
 }
 
+/// The signer's desk and their batch job `id`, or the answer that sends them elsewhere
+/// (a job is seen only by the signer who started it).
+async fn open_job<T: Transport>(
+    p: &Inner<T>,
+    headers: &HeaderMap,
+    uri: &Uri,
+    (org, id): (&str, &str),
+    lang: Lang,
+) -> Result<Result<(Desk<T>, Arc<Job>), Response>, PortalError> {
+    let desk = match open(p, headers, uri, org, lang).await? {
+        Ok(desk) => desk,
+        Err(response) => return Ok(Err(response)),
+    };
+    if !desk.may(Action::SignVoucher) {
+        return Ok(Err(desk.forbidden()));
+    }
+    match job_of(desk.org(), id, desk.user.id) {
+        Some(job) => Ok(Ok((desk, job))),
+        None => Ok(Err(desk.not_found())),
+    }
+}
+
 /// `GET /o/{org}/finance/batch-sign/jobs/{id}`: the job's page, refreshing its progress.
 async fn job_page<T: Transport + 'static>(
     State(p): State<Shared<T>>,
@@ -1408,15 +1430,9 @@ async fn job_page<T: Transport + 'static>(
 ) -> Response {
     let lang = lang_of(&headers);
     let outcome = async {
-        let desk = match open(&p, &headers, &uri, &org, lang).await? {
-            Ok(desk) => desk,
+        let (desk, job) = match open_job(&p, &headers, &uri, (&org, &id), lang).await? {
+            Ok(opened) => opened,
             Err(response) => return Ok(response),
-        };
-        if !desk.may(Action::SignVoucher) {
-            return Ok(desk.forbidden());
-        }
-        let Some(job) = job_of(desk.org(), &id, desk.user.id) else {
-            return Ok(desk.not_found());
         };
         let f = FinanceTexts::of(lang);
         let poll = desk.href(&format!("/finance/batch-sign/jobs/{id}/progress"));
@@ -1441,15 +1457,9 @@ async fn job_progress<T: Transport + 'static>(
 ) -> Response {
     let lang = lang_of(&headers);
     let outcome = async {
-        let desk = match open(&p, &headers, &uri, &org, lang).await? {
-            Ok(desk) => desk,
+        let (desk, job) = match open_job(&p, &headers, &uri, (&org, &id), lang).await? {
+            Ok(opened) => opened,
             Err(response) => return Ok(response),
-        };
-        if !desk.may(Action::SignVoucher) {
-            return Ok(desk.forbidden());
-        }
-        let Some(job) = job_of(desk.org(), &id, desk.user.id) else {
-            return Ok(desk.not_found());
         };
         let f = FinanceTexts::of(lang);
         let html = progress_of(f, &desk.path, &job)?;

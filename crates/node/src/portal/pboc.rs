@@ -34,8 +34,8 @@ use guoku_voucher::VoucherKey;
 use guoku_voucher::lifecycle::{Exchange, Leg};
 
 use super::bank::{
-    self, BankTexts, CLEARING, Extra, Listing, RECEIVED_STATES, Selection, cursor, find, legs,
-    list_page, open, pager, param, when, yuan,
+    self, BankTexts, CLEARING, Extra, Listing, RECEIVED_STATES, Selection, cursor, find, open,
+    pager, param, plain_list, when, yuan,
 };
 use super::desk::{Desk, body};
 use super::i18n::text_table;
@@ -130,46 +130,31 @@ async fn clearing<T: Transport>(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let outcome = async {
-        let desk = match open(
-            &p,
-            &headers,
-            &uri,
-            &org,
-            Some(OrgRole::Pboc),
-            Action::ViewVouchers,
-        )
-        .await?
-        {
-            Ok(desk) => desk,
-            Err(response) => return Ok(response),
-        };
-        let (b, t) = (BankTexts::of(desk.lang), PbocTexts::of(desk.lang));
-        let selection = Selection {
-            vt_codes: &CLEARING,
-            leg: Leg::Original,
-            states: &RECEIVED_STATES,
-            direction: Some(Direction::Received),
-        };
-        let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
-        list_page(
-            &desk,
-            &uri,
+    let selection = Selection {
+        vt_codes: &CLEARING,
+        leg: Leg::Original,
+        states: &RECEIVED_STATES,
+        direction: Some(Direction::Received),
+    };
+    plain_list(
+        &p,
+        (&org, &headers, &uri),
+        OrgRole::Pboc,
+        &selection,
+        |desk| {
+            let (b, t) = (BankTexts::of(desk.lang), PbocTexts::of(desk.lang));
             Listing {
-                base: base(&desk),
+                base: base(desk),
                 title: t.nav_clearing,
                 hint: t.clearing_hint,
                 before: String::new(),
                 extra_title: b.col_receipt,
                 extra: Extra::Receipt,
                 keep: &[],
-            },
-            page,
-        )
-        .await
-    };
-    respond(lang, outcome.await)
+            }
+        },
+    )
+    .await
 }
 
 async fn reconcile<T: Transport>(
@@ -178,46 +163,31 @@ async fn reconcile<T: Transport>(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let outcome = async {
-        let desk = match open(
-            &p,
-            &headers,
-            &uri,
-            &org,
-            Some(OrgRole::Pboc),
-            Action::ViewVouchers,
-        )
-        .await?
-        {
-            Ok(desk) => desk,
-            Err(response) => return Ok(response),
-        };
-        let (b, t) = (BankTexts::of(desk.lang), PbocTexts::of(desk.lang));
-        let selection = Selection {
-            vt_codes: &CHECKS,
-            leg: Leg::Original,
-            states: &Exchange::ALL,
-            direction: None,
-        };
-        let page = legs(&desk, &selection, cursor(&uri), |_| true).await?;
-        list_page(
-            &desk,
-            &uri,
+    let selection = Selection {
+        vt_codes: &CHECKS,
+        leg: Leg::Original,
+        states: &Exchange::ALL,
+        direction: None,
+    };
+    plain_list(
+        &p,
+        (&org, &headers, &uri),
+        OrgRole::Pboc,
+        &selection,
+        |desk| {
+            let (b, t) = (BankTexts::of(desk.lang), PbocTexts::of(desk.lang));
             Listing {
-                base: base(&desk),
+                base: base(desk),
                 title: t.nav_reconcile,
                 hint: t.reconcile_hint,
                 before: String::new(),
                 extra_title: b.col_result,
                 extra: Extra::Result,
                 keep: &[],
-            },
-            page,
-        )
-        .await
-    };
-    respond(lang, outcome.await)
+            }
+        },
+    )
+    .await
 }
 
 async fn detail<T: Transport>(
