@@ -33,6 +33,9 @@ pub enum Error {
     /// The proof does not lead to the root (or roots) given.
     #[error("proof does not match the root")]
     RootMismatch,
+    /// Stored bytes that are not what they claim to be (a leaf, a frontier, a hash).
+    #[error("malformed: {0}")]
+    Malformed(String),
     /// A hash algorithm name we do not know.
     #[error("unknown hash algorithm {0:?}")]
     UnknownAlgorithm(String),

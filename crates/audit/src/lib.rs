@@ -10,6 +10,10 @@
 //! * Their verification ([`verify_inclusion`], [`verify_consistency`]), following the
 //!   algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2.
 //!
+//! * What a leaf of a node's audit log says ([`Entry`], with its canonical bytes), the
+//!   statement a node signs about its log ([`HeadStatement`]), and a [`Frontier`] to grow a
+//!   tree one leaf at a time.
+//!
 //! Leaves are given as leaf hashes, so the caller decides what a leaf's data is and hashes
 //! it with [`HashAlgorithm::leaf_hash`].
 //!
@@ -27,12 +31,18 @@
 
 #![warn(missing_docs)]
 
+mod entry;
 mod error;
+mod frontier;
 mod hash;
+mod head;
 mod tree;
 mod verify;
 
+pub use entry::{ENTRY_TAG, Entry, FIELD_MAX_BYTES, Kind, clip};
 pub use error::Error;
+pub use frontier::{Frontier, leaf_hashes_parallel, root_parallel};
 pub use hash::{HASH_LEN, Hash, HashAlgorithm, LEAF_PREFIX, NODE_PREFIX};
+pub use head::{HEAD_TAG, HeadStatement, hash_from_slice};
 pub use tree::{MerkleTree, TreeHead, consistency_proof, inclusion_proof, root, tree_head};
 pub use verify::{root_from_inclusion_proof, verify_consistency, verify_inclusion};

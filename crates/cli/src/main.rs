@@ -23,6 +23,8 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+mod audit_cmd;
+mod backup_cmd;
 mod bench_cmd;
 mod node_cmd;
 mod pki_cmd;
@@ -65,9 +67,16 @@ enum Command {
     Demo(node_cmd::DemoArgs),
     /// Run one party (finance, PBOC, an agent bank, the units' counter) as its own node (服务).
     Serve(node_cmd::ServeArgs),
+    /// The audit log: verify it, sign a tree head, prove a voucher's leaves, check a proof (电子审计).
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Benchmarks that print figures (性能测试).
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
+    /// Back up a node's store while it runs, into one checked file (备份).
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a node's store from a backup and verify its audit log (恢复).
+    Restore(backup_cmd::RestoreArgs),
 }
 
 /// The interface language.
@@ -123,10 +132,13 @@ fn main() -> ExitCode {
         Command::Voucher(command) => voucher_cmd::run(command, &global),
         Command::Pki(command) => pki_cmd::run(command, &global),
         Command::Bench(command) => bench_cmd::run(command, &global),
+        Command::Audit(command) => audit_cmd::run(command, &global),
         Command::Demo(args) => node_cmd::demo(args, &global),
         Command::Serve(args) => node_cmd::serve(args, &global),
         Command::Sign(args) => sign_cmd::sign(args, &global),
         Command::Verify(args) => sign_cmd::run_verify(args, &global),
+        Command::Backup(args) => backup_cmd::backup(args, &global),
+        Command::Restore(args) => backup_cmd::restore(args, &global),
     };
     match result {
         Ok(code) => code,

@@ -62,6 +62,10 @@ pub struct NodeConfig {
     /// Seconds between asking receivers what became of the vouchers sent (0: never).
     #[serde(default = "default_status_every")]
     pub status_every_secs: u64,
+    /// Seconds between signed tree heads of the audit log (0: only at each business-day
+    /// close and when asked). Default 300.
+    #[serde(default = "default_audit_head_every")]
+    pub audit_head_every_secs: u64,
     /// PBOC and finance: the banks they reconcile with, `[organisation code, bank number]`.
     #[serde(default)]
     pub reconcile_banks: Vec<[String; 2]>,
@@ -90,6 +94,10 @@ pub struct NodeConfig {
     /// The other parties' exchange endpoints.
     #[serde(default)]
     pub peers: Vec<PeerAddress>,
+    /// Months the audit log's leaves stay online (默认 12): `guoku audit archive` moves
+    /// older ones to a file, never younger ones (docs/audit.md). Optional; default 12.
+    #[serde(default = "default_audit_retention_months")]
+    pub audit_retention_months: u32,
 }
 
 /// One API user in a tokens file.
@@ -151,12 +159,23 @@ pub fn parse_post(post: &str) -> Result<guoku_seal::pki::Post, String> {
     }
 }
 
+fn default_audit_head_every() -> u64 {
+    crate::party::AUDIT_HEAD_EVERY_SECS
+}
+
 fn default_status_every() -> u64 {
     5
 }
 
 fn default_true() -> bool {
     true
+}
+
+/// The audit log's default online retention, in months.
+pub const DEFAULT_AUDIT_RETENTION_MONTHS: u32 = 12;
+
+fn default_audit_retention_months() -> u32 {
+    DEFAULT_AUDIT_RETENTION_MONTHS
 }
 
 fn default_backoff() -> [u64; 2] {

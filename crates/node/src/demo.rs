@@ -41,7 +41,7 @@ use crate::exchange::{
     Clock, ExchangeState, InMemory, InMemoryNetwork, Peer, ReceiveLimits, VoucherTrust, app,
 };
 use crate::flows::quota::{self, notice_voucher};
-use crate::party::{Holder, Party, PartyConfig, PartyError, Staff};
+use crate::party::{AUDIT_HEAD_EVERY_SECS, Holder, Party, PartyConfig, PartyError, Staff};
 
 /// The demo's key-store PIN. Demo only: a real deployment's people choose their own.
 pub const DEMO_PIN: &str = "123456";
@@ -455,6 +455,7 @@ impl Demo {
             backoff: Backoff { base: 2, cap: 60 },
             clearing_every_secs: 0,
             status_every_secs: 5,
+            audit_head_every_secs: AUDIT_HEAD_EVERY_SECS,
             require_payee_bank_no: false,
             banks: province
                 .banks
@@ -1268,6 +1269,7 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
             clearing_every_secs: if bank.is_some() { 10 } else { 0 },
             require_payee_bank_no: false,
             status_every_secs: 5,
+            audit_head_every_secs: AUDIT_HEAD_EVERY_SECS,
             reconcile_banks: if matches!(org.role, OrgRole::Pboc | OrgRole::Finance) {
                 province
                     .banks
@@ -1301,6 +1303,7 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
                     server_name: "localhost".into(),
                 })
                 .collect(),
+            audit_retention_months: crate::config::DEFAULT_AUDIT_RETENTION_MONTHS,
         };
         let path = dir.join(org.code).join("node.toml");
         write(&path, config.to_toml().as_bytes())?;
@@ -1333,7 +1336,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
 }
 
 /// An organisation's staff from its directory, keys unlocked with `pin`.
-pub(crate) fn load_staff(org_dir: &Path, pin: &Pin) -> Result<Staff, DemoError> {
+pub fn load_staff(org_dir: &Path, pin: &Pin) -> Result<Staff, DemoError> {
     let holder = |file: &str| -> Result<Holder, DemoError> {
         let certificate = Certificate::from_der(&read(&org_dir.join(format!("{file}.der")))?)?;
         let key = KeyStoreFile::open(org_dir.join(format!("{file}.key"))).unlock(pin)?;

@@ -368,6 +368,9 @@ pub enum ExchangeError {
     /// The receiver's answer cannot be read.
     #[error("unreadable answer: {0}")]
     BadAnswer(String),
+    /// A consistency query that cannot be answered (sizes out of range, archived leaves).
+    #[error("bad audit query: {0}")]
+    BadAuditQuery(String),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -395,6 +398,7 @@ impl ExchangeError {
             }
             Self::TooManyKeys { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_keys"),
             Self::BadStatusQuery(_) => (StatusCode::BAD_REQUEST, "status_query_invalid"),
+            Self::BadAuditQuery(_) => (StatusCode::BAD_REQUEST, "audit_query_invalid"),
             Self::Store(e) if e.is_retryable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
@@ -439,7 +443,8 @@ pub struct VoucherTrust {
 }
 
 impl VoucherTrust {
-    fn at(&self, now: OffsetDateTime) -> TrustContext<'_> {
+    /// The trust context of a check at `now`.
+    pub fn at(&self, now: OffsetDateTime) -> TrustContext<'_> {
         TrustContext {
             anchor: &self.anchor,
             intermediates: &self.intermediates,
@@ -485,6 +490,8 @@ struct Inner {
     store: Store,
     clock: Clock,
     limits: ReceiveLimits,
+    /// The parties' tree heads already taken.
+    heads_seen: crate::audit::HeadsSeen,
 }
 
 impl ExchangeState {
@@ -507,6 +514,7 @@ impl ExchangeState {
                 store,
                 clock,
                 limits,
+                heads_seen: crate::audit::HeadsSeen::default(),
             }),
         }
     }
@@ -519,6 +527,7 @@ pub fn app(state: ExchangeState) -> Router {
     Router::new()
         .route(ENVELOPES_PATH, post(receive_envelope))
         .route(STATUS_PATH, post(answer_status))
+        .route(crate::audit::CONSISTENCY_PATH, post(answer_consistency))
         .route("/healthz", get(healthz))
         // The handler reads the body itself, within the limit, into a stable error code.
         .layer(DefaultBodyLimit::disable())
@@ -564,6 +573,7 @@ async fn receive_envelope(
     request: Request<Body>,
 ) -> Result<axum::Json<DeliveryOutcome>, ExchangeError> {
     let peer = peer_of(&request)?;
+    let head = request.headers().get(crate::audit::HEAD_HEADER).cloned();
     let limit = state.inner.limits.body_max_bytes;
     let bytes = read_body(request, limit).await.map_err(|e| match e {
         BodyError::TooLarge => ExchangeError::TooLarge { limit },
@@ -572,6 +582,7 @@ async fn receive_envelope(
         }
     })?;
     let checker = state.clone();
+    let sender = peer.org_code.clone();
     let checked =
         tokio::task::spawn_blocking(move || check_envelope(&checker.inner, &peer, &bytes))
             .await
@@ -602,7 +613,35 @@ async fn receive_envelope(
         }
         results.push(VoucherResult::new(item.key, item.leg, received));
     }
+    if let Some(head) = head {
+        crate::audit::take_peer_head(
+            &inner.store,
+            inner.suite,
+            &inner.trust,
+            &inner.heads_seen,
+            &sender,
+            &head,
+            (inner.clock)(),
+        )
+        .await;
+    }
     Ok(axum::Json(DeliveryOutcome { results }))
+}
+
+/// Answers a party's consistency query about this node's audit log.
+async fn answer_consistency(
+    State(state): State<ExchangeState>,
+    request: Request<Body>,
+) -> Result<axum::Json<crate::audit::ConsistencyAnswer>, ExchangeError> {
+    peer_of(&request)?;
+    let bytes = read_body(request, STATUS_BODY_MAX_BYTES)
+        .await
+        .map_err(|_| ExchangeError::BadAuditQuery("unreadable body".into()))?;
+    let query: crate::audit::ConsistencyQuery = serde_json::from_slice(&bytes)
+        .map_err(|e| ExchangeError::BadAuditQuery(short(&e.to_string())))?;
+    let answer =
+        crate::audit::answer_consistency(&state.inner.store, state.inner.suite, query).await?;
+    Ok(axum::Json(answer))
 }
 
 /// Answers a status query: for each key, the leg's status in this library if the caller
@@ -834,6 +873,43 @@ pub trait Transport: Send + Sync {
         let _ = (destination, keys);
         std::future::ready(Err(ExchangeError::Unsupported("status queries")))
     }
+
+    /// Asks the node of organisation `destination` for a consistency proof between two
+    /// sizes of its audit log. The default answers [`ExchangeError::Unsupported`].
+    fn consistency(
+        &self,
+        destination: &str,
+        first: u64,
+        second: u64,
+    ) -> impl Future<Output = Result<crate::audit::ConsistencyAnswer, ExchangeError>> + Send {
+        let _ = (destination, first, second);
+        std::future::ready(Err(ExchangeError::Unsupported("consistency proofs")))
+    }
+
+    /// The signed tree head every delivery from now on carries (the default carries none).
+    fn announce_head(&self, head: axum::http::HeaderValue) {
+        let _ = head;
+    }
+}
+
+/// The tree head a transport puts on its deliveries; shared by its clones.
+#[derive(Clone, Default)]
+pub struct HeadSlot(Arc<RwLock<Option<axum::http::HeaderValue>>>);
+
+impl HeadSlot {
+    fn set(&self, head: axum::http::HeaderValue) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(head);
+    }
+
+    fn get(&self) -> Option<axum::http::HeaderValue> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Reads a receiver's answer: the outcome, or its stable error code.
@@ -861,11 +937,33 @@ where
     })
 }
 
-fn envelope_request(host: &str, envelope: Bytes) -> Result<Request<Full<Bytes>>, ExchangeError> {
-    Request::post(ENVELOPES_PATH)
+fn envelope_request(
+    host: &str,
+    envelope: Bytes,
+    head: Option<axum::http::HeaderValue>,
+) -> Result<Request<Full<Bytes>>, ExchangeError> {
+    let mut request = Request::post(ENVELOPES_PATH)
         .header(header::HOST, host)
-        .header(header::CONTENT_TYPE, "application/xml")
+        .header(header::CONTENT_TYPE, "application/xml");
+    if let Some(head) = head {
+        request = request.header(crate::audit::HEAD_HEADER, head);
+    }
+    request
         .body(Full::new(envelope))
+        .map_err(|e| ExchangeError::Internal(e.to_string()))
+}
+
+fn consistency_request(
+    host: &str,
+    first: u64,
+    second: u64,
+) -> Result<Request<Full<Bytes>>, ExchangeError> {
+    let body = serde_json::to_vec(&crate::audit::ConsistencyQuery { first, second })
+        .map_err(|e| ExchangeError::Internal(e.to_string()))?;
+    Request::post(crate::audit::CONSISTENCY_PATH)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| ExchangeError::Internal(e.to_string()))
 }
 
@@ -913,12 +1011,17 @@ impl InMemoryNetwork {
 pub struct InMemory {
     network: InMemoryNetwork,
     me: Peer,
+    head: HeadSlot,
 }
 
 impl InMemory {
     /// Delivers into `network` as `me`.
     pub fn new(network: InMemoryNetwork, me: Peer) -> Self {
-        Self { network, me }
+        Self {
+            network,
+            me,
+            head: HeadSlot::default(),
+        }
     }
 
     /// Calls `destination`'s app with `request`, as `me`.
@@ -947,8 +1050,11 @@ impl Transport for InMemory {
         destination: &str,
         envelope: Bytes,
     ) -> Result<DeliveryOutcome, ExchangeError> {
-        self.call(destination, envelope_request(destination, envelope)?)
-            .await
+        self.call(
+            destination,
+            envelope_request(destination, envelope, self.head.get())?,
+        )
+        .await
     }
 
     async fn query_status(
@@ -958,6 +1064,23 @@ impl Transport for InMemory {
     ) -> Result<StatusAnswer, ExchangeError> {
         self.call(destination, status_request(destination, keys)?)
             .await
+    }
+
+    async fn consistency(
+        &self,
+        destination: &str,
+        first: u64,
+        second: u64,
+    ) -> Result<crate::audit::ConsistencyAnswer, ExchangeError> {
+        self.call(
+            destination,
+            consistency_request(destination, first, second)?,
+        )
+        .await
+    }
+
+    fn announce_head(&self, head: axum::http::HeaderValue) {
+        self.head.set(head);
     }
 }
 
@@ -976,6 +1099,7 @@ pub struct Https {
     connector: tokio_rustls::TlsConnector,
     nodes: Arc<HashMap<String, NodeAddress>>,
     timeout: Duration,
+    head: HeadSlot,
 }
 
 impl Https {
@@ -990,6 +1114,7 @@ impl Https {
             connector: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             nodes: Arc::new(nodes),
             timeout,
+            head: HeadSlot::default(),
         }
     }
 
@@ -1041,7 +1166,8 @@ impl Transport for Https {
         destination: &str,
         envelope: Bytes,
     ) -> Result<DeliveryOutcome, ExchangeError> {
-        self.call(destination, |host| envelope_request(host, envelope))
+        let head = self.head.get();
+        self.call(destination, |host| envelope_request(host, envelope, head))
             .await
     }
 
@@ -1052,6 +1178,20 @@ impl Transport for Https {
     ) -> Result<StatusAnswer, ExchangeError> {
         self.call(destination, |host| status_request(host, keys))
             .await
+    }
+
+    async fn consistency(
+        &self,
+        destination: &str,
+        first: u64,
+        second: u64,
+    ) -> Result<crate::audit::ConsistencyAnswer, ExchangeError> {
+        self.call(destination, |host| consistency_request(host, first, second))
+            .await
+    }
+
+    fn announce_head(&self, head: axum::http::HeaderValue) {
+        self.head.set(head);
     }
 }
 

@@ -18,6 +18,8 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
+pub mod audit_archive;
 pub mod bench;
 pub mod config;
 pub mod demo;

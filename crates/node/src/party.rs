@@ -54,6 +54,13 @@ use crate::status_sync::{self, Sweep};
 /// How often the worker forgets expired idempotency keys and portal sessions.
 pub const PURGE_EVERY_SECS: u64 = 3_600;
 
+/// How often a party signs a tree head of its audit log by default (and at every
+/// business-day close), in seconds.
+pub const AUDIT_HEAD_EVERY_SECS: u64 = 300;
+
+/// How often the worker checks the tree heads the other parties sent, in seconds.
+pub const PEER_HEADS_EVERY_SECS: u64 = 10;
+
 /// How long a voucher stays read (已读取) after a failed step before it is tried again.
 pub const STUCK_AFTER_SECS: u64 = 30;
 
@@ -163,6 +170,9 @@ pub struct PartyConfig {
     /// How often the worker asks receivers what became of the vouchers this party sent
     /// (签收, 签收失败, 退回), in seconds (0: never).
     pub status_every_secs: u64,
+    /// How often the worker signs a tree head of the audit log, in seconds (0: only at
+    /// each business-day close and when asked, [`Party::issue_head`]).
+    pub audit_head_every_secs: u64,
     /// A bank: a single payment (5201 or 8202 of `BusinessTypeCode` 1) without the payee's
     /// bank number (`PayeeAcctBankNo`) waits for a person to complete it (待补录) instead
     /// of being paid ([`Party::complete_payee_bank`]). Off by default.
@@ -205,6 +215,9 @@ pub enum PartyError {
     /// Forgetting expired keys or sessions failed.
     #[error("housekeeping: {0}")]
     Housekeeping(String),
+    /// Signing or checking tree heads failed.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// This party's role does not do that.
     #[error("a {role:?} party does not {what}")]
     WrongRole { role: OrgRole, what: &'static str },
@@ -306,6 +319,11 @@ pub struct Party<T> {
     last_reconcile: AtomicU64,
     last_retry: AtomicU64,
     last_purge: AtomicU64,
+    last_head: AtomicU64,
+    /// The business day (days since the epoch, China Standard Time) of the last tick.
+    head_day: AtomicU64,
+    last_peer_check: AtomicU64,
+    head_announced: std::sync::atomic::AtomicBool,
     sweep: tokio::sync::Mutex<Sweep>,
 }
 
@@ -334,6 +352,10 @@ impl<T: Transport> Party<T> {
             last_reconcile: AtomicU64::new(started),
             last_retry: AtomicU64::new(started),
             last_purge: AtomicU64::new(started),
+            last_head: AtomicU64::new(started),
+            head_day: AtomicU64::new(cst_day(started)),
+            last_peer_check: AtomicU64::new(0),
+            head_announced: std::sync::atomic::AtomicBool::new(false),
             sweep: tokio::sync::Mutex::new(Sweep::for_registry(&registry)),
             registry,
         }
@@ -359,6 +381,77 @@ impl<T: Transport> Party<T> {
     #[must_use]
     pub fn business_date(t: OffsetDateTime) -> BizDate {
         business_date(t)
+    }
+
+    /// Signs a tree head over everything this party logged so far (unless nothing was
+    /// logged since the last one), and puts it on every delivery from now on.
+    ///
+    /// # Errors
+    /// [`PartyError::Audit`].
+    pub async fn issue_head(
+        &self,
+        reason: &str,
+    ) -> Result<Option<guoku_store::audit::SignedHead>, PartyError> {
+        let (t, _) = self.now();
+        let head = crate::audit::issue_head(
+            &self.store,
+            self.config.suite,
+            self.org_code(),
+            &self.staff,
+            t,
+            reason,
+        )
+        .await?;
+        if let Some(head) = &head {
+            self.announce(head);
+        }
+        Ok(head)
+    }
+
+    fn announce(&self, head: &guoku_store::audit::SignedHead) {
+        match crate::audit::WireHead::of(self.org_code(), head).to_header() {
+            Ok(value) => {
+                self.transport.announce_head(value);
+                self.head_announced.store(true, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot announce the tree head"),
+        }
+    }
+
+    /// The audit log's part of a tick: announce the last head after a start, sign a head
+    /// on schedule and at the business-day close, check the parties' heads.
+    async fn audit_round(&self, now: u64) -> Result<(), PartyError> {
+        if !self.head_announced.load(Ordering::Relaxed) {
+            match self
+                .store
+                .audit()
+                .latest_head()
+                .await
+                .map_err(crate::audit::AuditError::from)?
+            {
+                Some(head) => self.announce(&head),
+                None => {
+                    self.issue_head("start").await?;
+                }
+            }
+            self.head_announced.store(true, Ordering::Relaxed);
+        }
+        let day = cst_day(now);
+        if day != self.head_day.swap(day, Ordering::Relaxed) {
+            self.last_head.store(now, Ordering::Relaxed);
+            self.issue_head("day-close").await?;
+        }
+        let every = self.config.audit_head_every_secs;
+        if every > 0 && now >= self.last_head.load(Ordering::Relaxed) + every {
+            self.last_head.store(now, Ordering::Relaxed);
+            self.issue_head("schedule").await?;
+        }
+        if now >= self.last_peer_check.load(Ordering::Relaxed) + PEER_HEADS_EVERY_SECS {
+            self.last_peer_check.store(now, Ordering::Relaxed);
+            let (t, _) = self.now();
+            crate::audit::check_peer_heads(&self.store, &self.transport, t).await?;
+        }
+        Ok(())
     }
 
     fn wrong_role(&self, what: &'static str) -> PartyError {
@@ -666,6 +759,7 @@ impl<T: Transport> Party<T> {
             self.last_sync.store(now, Ordering::Relaxed);
             report.status_changes = self.sync_statuses().await?;
         }
+        self.audit_round(now).await?;
         if report.clearing_requests > 0 || report.handled > 0 {
             // What this tick wrote may be due now: deliver it without waiting for the next.
             self.deliver(&mut report).await?;
@@ -1259,4 +1353,9 @@ impl<T: Transport> Party<T> {
             .await?;
         Ok(Handled::Failed)
     }
+}
+
+/// The day number of `unix` seconds in China Standard Time (UTC+8), the business day.
+fn cst_day(unix: u64) -> u64 {
+    (unix + 8 * 3_600) / 86_400
 }

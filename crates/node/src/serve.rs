@@ -48,6 +48,25 @@ fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
     })
 }
 
+/// Opens (and migrates) the store `config` names: `guoku.db` in its directory, or its
+/// PostgreSQL URL and schema. Needs no key: for tools that read or copy a node's store.
+///
+/// # Errors
+/// [`ServeError::Store`] when it cannot be opened.
+pub async fn open_store(config: &NodeConfig) -> Result<Store, ServeError> {
+    Ok(match &config.postgres {
+        None => Store::open_sqlite(SqliteConfig::new(config.dir.join("guoku.db"))).await?,
+        Some(url) => {
+            let mut pg = PgConfig::new(url.clone());
+            if let Some(schema) = &config.postgres_schema {
+                Store::prepare_postgres_schema(url, schema, false).await?;
+                pg.schema = Some(schema.clone());
+            }
+            Store::connect_postgres(pg).await?
+        }
+    })
+}
+
 impl Node {
     /// Opens the node of `config`: its store (migrated), its staff's keys (unlocked with
     /// `pin`), its TLS identity and its peers.
@@ -67,17 +86,7 @@ impl Node {
             role,
             org_code: config.org_code.clone(),
         };
-        let store = match &config.postgres {
-            None => Store::open_sqlite(SqliteConfig::new(config.dir.join("guoku.db"))).await?,
-            Some(url) => {
-                let mut pg = PgConfig::new(url.clone());
-                if let Some(schema) = &config.postgres_schema {
-                    Store::prepare_postgres_schema(url, schema, false).await?;
-                    pg.schema = Some(schema.clone());
-                }
-                Store::connect_postgres(pg).await?
-            }
-        };
+        let store = open_store(&config).await?;
         let staff = crate::demo::load_staff(&config.dir, pin).map_err(|e| ServeError::Config {
             path: config.dir.clone(),
             detail: e.to_string(),
@@ -164,6 +173,7 @@ impl Node {
             },
             clearing_every_secs: config.clearing_every_secs,
             status_every_secs: config.status_every_secs,
+            audit_head_every_secs: config.audit_head_every_secs,
             require_payee_bank_no: config.require_payee_bank_no,
             banks: config
                 .reconcile_banks
@@ -236,11 +246,15 @@ async fn serve_http(
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        })
-        .await
+    // The peer's address reaches the handlers (and the audit log) as `ConnectInfo`.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    })
+    .await
 }
 
 /// The start page of a node of its own: what it serves, in Chinese and English.

@@ -2212,6 +2212,7 @@ async fn finance_node(backend: Backend) -> FinanceNode {
         backoff: Backoff { base: 2, cap: 60 },
         clearing_every_secs: 0,
         status_every_secs: 0,
+        audit_head_every_secs: 0,
         require_payee_bank_no: false,
         banks: Vec::new(),
         divisions: Vec::new(),

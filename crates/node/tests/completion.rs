@@ -200,6 +200,7 @@ impl World {
             backoff: BACKOFF,
             clearing_every_secs: 0,
             status_every_secs: 0,
+            audit_head_every_secs: 0,
             require_payee_bank_no,
             banks: Vec::new(),
             divisions: Vec::new(),

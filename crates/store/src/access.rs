@@ -692,6 +692,34 @@ const INSERT_STEP: &str = "INSERT INTO access_steps (approval_id, step, user_id,
 const EVENTS: &str = "SELECT id, actor, action, subject, detail, at FROM access_events \
      WHERE id > $1 ORDER BY id LIMIT $2";
 
+/// How the audit log names an approval step: the voucher and `#approval`, and the user id.
+fn step_audit(key: &VoucherKey, user: i64) -> (String, String) {
+    (
+        format!(
+            "{}/{}/{}/{}#approval",
+            key.adm_div_code, key.st_year, key.vt_code, key.voucher_no
+        ),
+        format!("user id {user}"),
+    )
+}
+
+fn step_leaf<'a>(
+    step: &'a str,
+    object: &'a str,
+    detail: &'a str,
+    at: i64,
+) -> crate::audit::Leaf<'a> {
+    crate::audit::Leaf {
+        kind: guoku_audit::Kind::Draft,
+        actor: "",
+        action: step,
+        object,
+        result: "ok",
+        detail,
+        at,
+    }
+}
+
 /// The SQLite spelling of a statement written with PostgreSQL's `$n` placeholders.
 fn sq(sql: &str) -> String {
     sql.replace('$', "?")
@@ -704,6 +732,22 @@ struct EventRow {
     subject: String,
     detail: Option<String>,
     at: i64,
+}
+
+impl EventRow {
+    /// The audit leaf of this event: an administrative action (a refused sign-in's detail
+    /// says so; no secret is ever in an event).
+    fn audit_leaf(&self) -> crate::audit::Leaf<'_> {
+        crate::audit::Leaf {
+            kind: guoku_audit::Kind::Admin,
+            actor: &self.actor,
+            action: &self.action,
+            object: &self.subject,
+            result: "ok",
+            detail: self.detail.as_deref().unwrap_or(""),
+            at: self.at,
+        }
+    }
 }
 
 fn event(
@@ -821,6 +865,7 @@ mod lite {
     }
 
     fn insert_event(conn: &Connection, e: &EventRow) -> Result<(), AccessError> {
+        crate::audit::sqlite_append(conn, &e.audit_leaf())?;
         conn.prepare_cached(&sq(INSERT_EVENT))?
             .execute(params![e.actor, e.action, e.subject, e.detail, e.at])?;
         Ok(())
@@ -1223,6 +1268,10 @@ mod lite {
             .prepare_cached(&sq(INSERT_STEP))?
             .query_row(params![approval, step, user, at], |r| r.get(0))
             .optional()?;
+        if seq.is_some() {
+            let (object, detail) = step_audit(key, user);
+            crate::audit::sqlite_append(&tx, &step_leaf(step, &object, &detail, at))?;
+        }
         let Some(seq) = seq else {
             return Err(AccessError::Duplicate {
                 what: "step",
@@ -1395,6 +1444,7 @@ mod pg {
     }
 
     async fn insert_event(tx: &Transaction<'_>, e: &EventRow) -> Result<(), AccessError> {
+        crate::audit::pg_append(tx, &e.audit_leaf()).await?;
         tx.execute(
             INSERT_EVENT,
             &[&e.actor, &e.action, &e.subject, &e.detail, &e.at],
@@ -1828,6 +1878,10 @@ mod pg {
         let row = tx
             .query_opt(INSERT_STEP, &[&approval, &step, &user, &at])
             .await?;
+        if row.is_some() {
+            let (object, detail) = step_audit(key, user);
+            crate::audit::pg_append(&tx, &step_leaf(step, &object, &detail, at)).await?;
+        }
         let Some(row) = row else {
             return Err(AccessError::Duplicate {
                 what: "step",

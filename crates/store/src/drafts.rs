@@ -466,6 +466,40 @@ const EVENTS: &str = "SELECT e.id, e.from_state, e.to_state, e.actor, e.reason, 
      WHERE d.adm_div_code = $1 AND d.st_year = $2 AND d.vt_code = $3 AND d.voucher_no = $4 \
      ORDER BY e.id LIMIT $5";
 
+/// How the audit log names a draft: its voucher key and `#draft`.
+fn audit_object(key: &VoucherKey) -> String {
+    format!(
+        "{}/{}/{}/{}#draft",
+        key.adm_div_code, key.st_year, key.vt_code, key.voucher_no
+    )
+}
+
+fn audit_detail(from: Option<DraftState>, to: DraftState, reason: Option<&str>) -> String {
+    let from = from.map_or("-", DraftState::code);
+    match reason {
+        Some(r) => format!("state {from}→{}; reason {r}", to.code()),
+        None => format!("state {from}→{}", to.code()),
+    }
+}
+
+fn audit_leaf<'a>(
+    to: DraftState,
+    actor: &'a str,
+    object: &'a str,
+    detail: &'a str,
+    at: i64,
+) -> crate::audit::Leaf<'a> {
+    crate::audit::Leaf {
+        kind: guoku_audit::Kind::Draft,
+        actor,
+        action: to.code(),
+        object,
+        result: "ok",
+        detail,
+        at,
+    }
+}
+
 /// The SQLite spelling of a statement written with PostgreSQL's `$n` placeholders.
 fn sq(sql: &str) -> String {
     sql.replace('$', "?")
@@ -564,13 +598,16 @@ mod lite {
 
     fn insert_event(
         conn: &Connection,
-        id: i64,
+        (id, key): (i64, &VoucherKey),
         from: Option<DraftState>,
         to: DraftState,
         actor: &str,
         reason: Option<&str>,
         at: i64,
     ) -> Result<(), DraftError> {
+        let detail = super::audit_detail(from, to, reason);
+        let object = super::audit_object(key);
+        crate::audit::sqlite_append(conn, &super::audit_leaf(to, actor, &object, &detail, at))?;
         conn.prepare_cached(&sq(INSERT_EVENT))?.execute(params![
             id,
             from.map(DraftState::code),
@@ -614,7 +651,7 @@ mod lite {
             .optional()?;
         let created = id.is_some();
         if let Some(id) = id {
-            insert_event(&tx, id, None, DraftState::Made, actor, None, at)?;
+            insert_event(&tx, (id, &row.key), None, DraftState::Made, actor, None, at)?;
         }
         let stored = get(&tx, &row.key)?
             .ok_or_else(|| StoreError::Corrupt("a draft just written is gone".into()))?;
@@ -655,7 +692,7 @@ mod lite {
         let id = i64::try_from(before.seq).map_err(|_| StoreError::corrupt_row("draft id"))?;
         tx.prepare_cached(&sq(UPDATE_STATE))?
             .execute(params![id, to.code(), reason, at])?;
-        insert_event(&tx, id, Some(before.state), to, actor, reason, at)?;
+        insert_event(&tx, (id, key), Some(before.state), to, actor, reason, at)?;
         let after = get(&tx, key)?
             .ok_or_else(|| StoreError::Corrupt("a draft just written is gone".into()))?
             .decode()?;
@@ -758,13 +795,17 @@ mod pg {
 
     async fn insert_event(
         client: &impl GenericClient,
-        id: i64,
+        (id, key): (i64, &VoucherKey),
         from: Option<DraftState>,
         to: DraftState,
         actor: &str,
         reason: Option<&str>,
         at: i64,
     ) -> Result<(), DraftError> {
+        let detail = super::audit_detail(from, to, reason);
+        let object = super::audit_object(key);
+        crate::audit::pg_append(client, &super::audit_leaf(to, actor, &object, &detail, at))
+            .await?;
         client
             .execute(
                 INSERT_EVENT,
@@ -815,7 +856,16 @@ mod pg {
             .await?;
         let created = inserted.is_some();
         if let Some(r) = inserted {
-            insert_event(&tx, r.try_get(0)?, None, DraftState::Made, actor, None, at).await?;
+            insert_event(
+                &tx,
+                (r.try_get(0)?, &row.key),
+                None,
+                DraftState::Made,
+                actor,
+                None,
+                at,
+            )
+            .await?;
         }
         let stored = get_with(&tx, &row.key, false)
             .await?
@@ -859,7 +909,7 @@ mod pg {
         let id = i64::try_from(before.seq).map_err(|_| StoreError::corrupt_row("draft id"))?;
         tx.execute(UPDATE_STATE, &[&id, &to.code(), &reason, &at])
             .await?;
-        insert_event(&tx, id, Some(before.state), to, actor, reason, at).await?;
+        insert_event(&tx, (id, key), Some(before.state), to, actor, reason, at).await?;
         let after = get_with(&tx, key, false)
             .await?
             .ok_or_else(|| StoreError::Corrupt("a draft just written is gone".into()))?

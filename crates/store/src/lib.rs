@@ -32,6 +32,8 @@
 //! engine accounts and transfers.
 
 pub mod access;
+pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod books;
 pub mod daybook;
@@ -176,13 +178,27 @@ impl Store {
             sql.push_str(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; "));
         }
         sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};"));
-        let done = client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| StoreError::Database {
-                backend: "postgres",
-                detail: e.to_string(),
-            });
+        // An existing schema is left alone: CREATE SCHEMA IF NOT EXISTS needs the CREATE
+        // privilege on the database even then, which an application role lacks.
+        let done = async {
+            if !fresh {
+                let row = client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                        &[&schema],
+                    )
+                    .await?;
+                if row.get::<_, bool>(0) {
+                    return Ok(());
+                }
+            }
+            client.batch_execute(&sql).await
+        }
+        .await
+        .map_err(|e| StoreError::Database {
+            backend: "postgres",
+            detail: e.to_string(),
+        });
         drop(client);
         let _ = connection.await;
         done

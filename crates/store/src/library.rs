@@ -677,6 +677,59 @@ struct EventRow<'a> {
     to_processing: Option<i16>,
     reason: Option<&'a str>,
     at: i64,
+    /// The voucher and leg, as the audit log names it.
+    object: String,
+    /// The content fingerprint, for the leaf of a new voucher.
+    fingerprint: Option<[u8; 32]>,
+}
+
+impl EventRow<'_> {
+    /// The audit leaf's detail: the states before and after, the reason, the fingerprint.
+    fn audit_detail(&self) -> String {
+        let code = |c: Option<i16>| c.map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let mut out = format!(
+            "exchange {}→{}; processing {}→{}",
+            code(self.from_exchange),
+            self.to_exchange,
+            code(self.from_processing),
+            code(self.to_processing)
+        );
+        if let Some(f) = &self.fingerprint {
+            out.push_str(&format!("; sha256 {}", hex(f)));
+        }
+        if let Some(r) = self.reason {
+            out.push_str(&format!("; reason {r}"));
+        }
+        out
+    }
+
+    fn audit_leaf<'b>(&'b self, detail: &'b str) -> crate::audit::Leaf<'b> {
+        crate::audit::Leaf {
+            kind: guoku_audit::Kind::Voucher,
+            actor: self.actor,
+            action: &self.action,
+            object: &self.object,
+            result: if self.action == "conflict" {
+                "refused"
+            } else {
+                "ok"
+            },
+            detail,
+            at: self.at,
+        }
+    }
+}
+
+/// How the audit log names a voucher leg: `AdmDivCode/StYear/VtCode/VoucherNo#leg`.
+pub fn audit_object(key: &VoucherKey, leg: Leg) -> String {
+    let leg = match leg {
+        Leg::Original => "original",
+        Leg::Receipt => "receipt",
+    };
+    format!(
+        "{}/{}/{}/{}#{leg}",
+        key.adm_div_code, key.st_year, key.vt_code, key.voucher_no
+    )
 }
 
 fn processing_to_sql(p: Option<Processing>) -> Option<i16> {
@@ -700,6 +753,8 @@ fn applied<'a>(
         to_processing: processing_to_sql(plan.processing),
         reason: t.reason.as_deref(),
         at: t.at,
+        object: audit_object(&record.key, record.leg),
+        fingerprint: None,
     };
     let mut next = record.clone();
     next.exchange = plan.exchange;
@@ -808,6 +863,8 @@ fn sqlite_find(
 }
 
 fn sqlite_insert_event(conn: &Connection, e: &EventRow<'_>) -> Result<(), LibraryError> {
+    let detail = e.audit_detail();
+    crate::audit::sqlite_append(conn, &e.audit_leaf(&detail))?;
     conn.prepare_cached(&sqlite_sql(INSERT_EVENT))?
         .execute(params![
             e.voucher_seq,
@@ -911,6 +968,8 @@ fn sqlite_insert(
                 to_processing: None,
                 reason: None,
                 at,
+                object: audit_object(&new.key, new.leg),
+                fingerprint: Some(new.content_sha256),
             },
         )?;
         tx.commit()?;
@@ -967,6 +1026,8 @@ fn conflict_event<'a>(
             to_processing: processing,
             reason: Some(reason),
             at,
+            object: audit_object(&stored.key, stored.leg),
+            fingerprint: None,
         },
         (),
     ))
@@ -1172,6 +1233,8 @@ async fn pg_insert_event(
     tx: &deadpool_postgres::Transaction<'_>,
     e: &EventRow<'_>,
 ) -> Result<(), LibraryError> {
+    let detail = e.audit_detail();
+    crate::audit::pg_append(tx, &e.audit_leaf(&detail)).await?;
     tx.execute(
         INSERT_EVENT,
         &[
@@ -1293,6 +1356,8 @@ async fn pg_insert(
                 to_processing: None,
                 reason: None,
                 at,
+                object: audit_object(&new.key, new.leg),
+                fingerprint: Some(new.content_sha256),
             },
         )
         .await?;

@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "units",
         include_str!("../migrations/postgres/0007_units.sql"),
     ),
+    (
+        8,
+        "audit",
+        include_str!("../migrations/postgres/0008_audit.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.
@@ -328,11 +333,20 @@ impl PgStore {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
-        )
-        .await?;
+        // Only when missing: CREATE … IF NOT EXISTS needs the CREATE privilege even when
+        // the table is there, which an application role without DDL rights lacks
+        // (docs/audit.md, crates/store/sql/grants.sql).
+        let exists: bool = tx
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !exists {
+            tx.batch_execute(
+                "CREATE TABLE schema_migrations (
+                     version BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+            )
+            .await?;
+        }
         let current: i64 = tx
             .query_one(
                 "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
@@ -545,6 +559,12 @@ impl PgStore {
             &[&u64_to_sql(outcome.clock.now), &next_seq],
         )
         .await?;
+        let detail = crate::audit::transfers_detail(batch, &outcome.results);
+        crate::audit::pg_append(
+            &tx,
+            &crate::audit::ledger_leaf("transfers", &detail, u64_to_sql(outcome.clock.now)),
+        )
+        .await?;
         tx.commit().await?; // releases the savepoint
         Ok(Attempt::Done(outcome.results))
     }
@@ -621,6 +641,12 @@ impl PgStore {
                 }
             }
         }
+        let detail = crate::audit::accounts_detail(&outcome.results);
+        let at: i64 = tx
+            .query_one("SELECT now FROM ledger_clock WHERE id = 1", &[])
+            .await?
+            .get(0);
+        crate::audit::pg_append(&tx, &crate::audit::ledger_leaf("accounts", &detail, at)).await?;
         tx.commit().await?;
         Ok(outcome.results)
     }

@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "units",
         include_str!("../migrations/sqlite/0007_units.sql"),
     ),
+    (
+        8,
+        "audit",
+        include_str!("../migrations/sqlite/0008_audit.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -480,6 +485,11 @@ fn attempt_transfers(
             i64::try_from(outcome.clock.next_seq).map_err(|_| StoreError::corrupt_row("seq"))?
         ],
     )?;
+    let detail = crate::audit::transfers_detail(batch, &outcome.results);
+    crate::audit::sqlite_append(
+        &tx,
+        &crate::audit::ledger_leaf("transfers", &detail, u64_to_sql(outcome.clock.now)),
+    )?;
     tx.commit()?;
     Ok(Attempt::Done(outcome.results))
 }
@@ -662,6 +672,11 @@ fn write_accounts(
         "UPDATE ledger_clock SET next_account_num = ?1 WHERE id = 1",
         [next_num],
     )?;
+    let detail = crate::audit::accounts_detail(&outcome.results);
+    let at: i64 = tx.query_row("SELECT now FROM ledger_clock WHERE id = 1", [], |r| {
+        r.get(0)
+    })?;
+    crate::audit::sqlite_append(&tx, &crate::audit::ledger_leaf("accounts", &detail, at))?;
     tx.commit()?;
     Ok(outcome.results)
 }
@@ -708,8 +723,11 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let calendar = self.inner.config.calendar;
+        // The job runs on the writer thread with its caller's audit context, so the leaves
+        // it appends name the caller's post, address and request.
+        let context = crate::audit::current();
         let boxed: Job = Box::new(move |conn| {
-            let result = job(conn, calendar);
+            let result = crate::audit::on_thread(context, || job(conn, calendar));
             Box::new(move |committed: Result<(), StoreError>| {
                 let _ = reply.send(committed.and(result));
             })

@@ -312,6 +312,7 @@ pub fn router<T: Transport + 'static>(api: Api<T>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(api.config.body_max_bytes))
+        .layer(axum::middleware::from_fn(crate::audit::http_context))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             request_id::track,

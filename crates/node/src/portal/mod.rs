@@ -38,6 +38,7 @@ pub mod pdf;
 pub mod totp;
 
 mod admin;
+mod audit_desk;
 mod bank;
 mod desk;
 mod finance;
@@ -335,8 +336,10 @@ pub fn router<T: Transport + 'static>(portal: Portal<T>) -> Router {
         .merge(bank::routes::<T>())
         .merge(pboc::routes::<T>())
         .merge(admin::routes::<T>())
+        .merge(audit_desk::routes::<T>())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_max))
+        .layer(axum::middleware::from_fn(crate::audit::http_context))
         .layer(axum::middleware::map_response(move |r: Response| {
             security_headers(r, secure)
         }))
@@ -1165,6 +1168,7 @@ fn nav_of<T: Transport>(desk: &desk::Desk<T>) -> Vec<(&'static str, &'static str
     links.extend(bank::nav(desk));
     links.extend(pboc::nav(desk));
     links.extend(admin::nav(desk));
+    links.extend(audit_desk::nav(desk));
     links
 }
 

@@ -52,6 +52,30 @@ impl Drop for SchemaGuard {
     }
 }
 
+impl TestStore {
+    /// Runs `sql` directly on the test's database (its SQLite file, or its PostgreSQL schema
+    /// as the tests' role), bypassing the store: for tests that check what the database
+    /// itself refuses.
+    pub async fn raw(&self, sql: &str) -> Result<(), String> {
+        if let Some(dir) = &self._dir {
+            let conn = rusqlite::Connection::open(dir.path().join("guoku.db"))
+                .map_err(|e| e.to_string())?;
+            return conn.execute_batch(sql).map_err(|e| e.to_string());
+        }
+        let Some(guard) = &self._schema else {
+            return Err("no database".into());
+        };
+        let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("SET search_path TO {}; {sql}", guard.schema))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 pub async fn sqlite_store() -> TestStore {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("guoku.db")))
