@@ -91,6 +91,30 @@ pub enum BenchCommand {
         #[arg(long, default_value = "sm")]
         suite: String,
     },
+    /// The audit log: leaves appended per second (through the store, in transactions) and
+    /// leaves verified per second (the stored log recomputed and checked against a head),
+    /// for SM3 and SHA-256.
+    Audit {
+        /// Leaves to append, then verify.
+        #[arg(long, default_value_t = 1_000_000)]
+        leaves: usize,
+        /// Leaves per transaction while appending.
+        #[arg(long, default_value_t = 1_000)]
+        per_commit: usize,
+        /// Stores to run on: sqlite, postgres, or both.
+        #[arg(long, default_value = "sqlite")]
+        store: String,
+        /// Where the SQLite runs write (a fresh database each run).
+        #[arg(long, default_value_os_t = std::env::temp_dir())]
+        dir: std::path::PathBuf,
+        /// PostgreSQL for the postgres runs (a throwaway schema each run).
+        #[arg(
+            long,
+            env = "GUOKU_TEST_PG_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        pg_url: String,
+    },
     /// Signatures: sign/s and verify/s per core for each suite, batch sign-and-seal of
     /// 2,000 vouchers on all cores, batch-signature mode for 10,000, beside `openssl speed sm2`.
     Sign {
@@ -166,6 +190,36 @@ pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> 
             runtime.block_on(durable(&dir, &pg_url, durable_transfers, batch, runs))?;
         }
         BenchCommand::Sign { no_openssl } => sign(no_openssl)?,
+        BenchCommand::Audit {
+            leaves,
+            per_commit,
+            store,
+            dir,
+            pg_url,
+        } => {
+            anyhow::ensure!(
+                leaves >= 1 && per_commit >= 1,
+                "--leaves and --per-commit ≥ 1"
+            );
+            let (sqlite, postgres) = match store.as_str() {
+                "sqlite" => (true, false),
+                "postgres" => (false, true),
+                "both" => (true, true),
+                other => anyhow::bail!("--store is sqlite, postgres or both, not {other:?}"),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(audit(AuditBench {
+                leaves,
+                per_commit,
+                sqlite,
+                postgres,
+                dir: &dir,
+                pg_url: &pg_url,
+            }))?;
+        }
         BenchCommand::Reconcile { entries, runs } => {
             anyhow::ensure!(entries >= 1 && runs >= 1, "--entries and --runs ≥ 1");
             let mut seconds = Vec::new();
@@ -402,5 +456,82 @@ fn e2e(
         }
     }
     outln!("  target: ≥ 3,000 payments/s with SM2 on SQLite on the 2-core machine");
+    Ok(())
+}
+
+struct AuditBench<'a> {
+    leaves: usize,
+    per_commit: usize,
+    sqlite: bool,
+    postgres: bool,
+    dir: &'a std::path::Path,
+    pg_url: &'a str,
+}
+
+/// `guoku bench audit`: for each store and suite, a fresh log of `leaves` leaves appended,
+/// then verified from the store and from memory.
+async fn audit(b: AuditBench<'_>) -> anyhow::Result<()> {
+    use guoku_store::{PgConfig, SqliteConfig, Store};
+    outln!(
+        "audit log: {} leaves (~200 bytes each), {} per commit; verify = rows read, leaves hashed, tree recomputed, compared with the head",
+        b.leaves,
+        b.per_commit
+    );
+    for suite in [guoku_seal::Suite::Sm, guoku_seal::Suite::Intl] {
+        if b.sqlite {
+            let path = b
+                .dir
+                .join(format!("guoku-bench-audit-{}.db", std::process::id()));
+            let store = Store::open_sqlite(SqliteConfig::new(path.clone())).await?;
+            let run = bench_audit_run(&store, suite, &b).await;
+            drop(store);
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = path.clone().into_os_string();
+                name.push(suffix);
+                let _ = std::fs::remove_file(name);
+            }
+            run?;
+        }
+        if b.postgres {
+            let schema = format!("guoku_bench_audit_{}", std::process::id());
+            if Store::prepare_postgres_schema(b.pg_url, &schema, true)
+                .await
+                .is_err()
+            {
+                outln!("  PostgreSQL: SKIPPED, no server at {}", b.pg_url);
+                continue;
+            }
+            let mut config = PgConfig::new(b.pg_url);
+            config.schema = Some(schema.clone());
+            let run = async {
+                let store = Store::connect_postgres(config).await?;
+                bench_audit_run(&store, suite, &b).await
+            }
+            .await;
+            Store::drop_postgres_schema(b.pg_url, &schema).await?;
+            run?;
+        }
+    }
+    Ok(())
+}
+
+async fn bench_audit_run(
+    store: &guoku_store::Store,
+    suite: guoku_seal::Suite,
+    b: &AuditBench<'_>,
+) -> anyhow::Result<()> {
+    let append = guoku_store::bench::bench_audit_append(store, b.leaves, b.per_commit).await?;
+    let verify = guoku_node::audit::bench_verify(store, suite).await?;
+    let alg = guoku_node::audit::alg_of(suite);
+    let n = verify.leaves as f64;
+    outln!(
+        "  {:<8} {:<6} appended {:>10.0} leaves/s   verified from the store {:>10.0} leaves/s   in memory {:>10.0} leaves/s   (target ≥ 1,000,000 verified/s: {})",
+        store.backend(),
+        alg.name(),
+        append.leaves_per_sec,
+        n / verify.from_store_secs,
+        n / verify.in_memory_secs,
+        verdict(n / verify.from_store_secs >= 1_000_000.0)
+    );
     Ok(())
 }

@@ -965,3 +965,71 @@ pub async fn http_context(
     };
     guoku_store::audit::scope(context, next.run(request)).await
 }
+
+/// What [`bench_verify`] measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VerifyBench {
+    /// Leaves verified.
+    pub leaves: u64,
+    /// [`verify`] of the whole stored log against its head: rows read, leaves hashed, tree
+    /// recomputed.
+    pub from_store_secs: f64,
+    /// The same leaves already in memory: hashed and the tree's root computed on every core.
+    pub in_memory_secs: f64,
+}
+
+/// Measures verification of the log in `store` (for `guoku bench audit`): signs nothing, so
+/// it first stores a head without a signature over everything logged; use a throwaway store.
+///
+/// # Errors
+/// A store error; [`AuditError::Invalid`] if the log does not verify.
+pub async fn bench_verify(store: &Store, suite: Suite) -> Result<VerifyBench, AuditError> {
+    let alg = alg_of(suite);
+    let size = store.audit().size().await?;
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut next = 0;
+    while next < size {
+        let page = store.audit().entries(next, SCAN_MAX).await?;
+        if page.is_empty() {
+            return Err(AuditError::Invalid(format!("leaf {next} is missing")));
+        }
+        next += page.len() as u64;
+        data.extend(page.iter().map(Entry::to_bytes));
+    }
+    let started = std::time::Instant::now();
+    let hashes = leaf_hashes_parallel(alg, &data, threads());
+    let root = guoku_audit::root_parallel(alg, &hashes, threads());
+    let in_memory_secs = started.elapsed().as_secs_f64();
+    let mut frontier = Frontier::new(alg);
+    for h in hashes {
+        frontier.push(h);
+    }
+    if frontier.root() != root {
+        return Err(AuditError::Invalid(
+            "parallel and serial roots differ".into(),
+        ));
+    }
+    store
+        .audit()
+        .put_head(&SignedHead {
+            size,
+            at: 0,
+            alg,
+            root,
+            frontier: frontier.to_bytes(),
+            signature: Vec::new(),
+            reason: "bench".into(),
+        })
+        .await?;
+    let started = std::time::Instant::now();
+    let report = verify(store, suite, "bench", None).await?;
+    let from_store_secs = started.elapsed().as_secs_f64();
+    if !report.verified() || report.leaves != size {
+        return Err(AuditError::Invalid(format!("{:?}", report.problems)));
+    }
+    Ok(VerifyBench {
+        leaves: size,
+        from_store_secs,
+        in_memory_secs,
+    })
+}

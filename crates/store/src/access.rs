@@ -703,6 +703,17 @@ fn step_audit(key: &VoucherKey, user: i64) -> (String, String) {
     )
 }
 
+/// The post whose step `step` is (the access rules' make/check/approve/sign).
+fn post_of_step(step: &str) -> &'static str {
+    match step {
+        "make" => "maker",
+        "check" => "checker",
+        "approve" => "checker",
+        "sign" => "signer",
+        _ => "",
+    }
+}
+
 fn step_leaf<'a>(
     step: &'a str,
     object: &'a str,
@@ -712,6 +723,7 @@ fn step_leaf<'a>(
     crate::audit::Leaf {
         kind: guoku_audit::Kind::Draft,
         actor: "",
+        post: post_of_step(step),
         action: step,
         object,
         result: "ok",
@@ -741,6 +753,7 @@ impl EventRow {
         crate::audit::Leaf {
             kind: guoku_audit::Kind::Admin,
             actor: &self.actor,
+            post: "",
             action: &self.action,
             object: &self.subject,
             result: "ok",

@@ -82,6 +82,9 @@ pub(crate) struct Leaf<'a> {
     pub kind: Kind,
     /// The actor the change names; empty to take the context's (or `system`).
     pub actor: &'a str,
+    /// The post the step was taken in, when the change itself says; empty to take the
+    /// context's.
+    pub post: &'a str,
     pub action: &'a str,
     pub object: &'a str,
     pub result: &'a str,
@@ -118,7 +121,12 @@ impl Row {
             at: leaf.at,
             kind: leaf.kind.name(),
             actor: clip(actor).to_owned(),
-            post: clip(&context.post).to_owned(),
+            post: clip(if leaf.post.is_empty() {
+                &context.post
+            } else {
+                leaf.post
+            })
+            .to_owned(),
             action: clip(leaf.action).to_owned(),
             object: clip(leaf.object).to_owned(),
             result: clip(leaf.result).to_owned(),
@@ -1149,6 +1157,7 @@ pub(crate) fn ledger_leaf<'a>(action: &'a str, detail: &'a str, at: i64) -> Leaf
     Leaf {
         kind: Kind::Ledger,
         actor: "",
+        post: "",
         action,
         object: "ledger",
         result: "ok",

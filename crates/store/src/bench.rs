@@ -157,3 +157,103 @@ pub async fn bench_postgres_fresh(
         .await?;
     result.map(Some)
 }
+
+/// What [`bench_audit_append`] measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AuditAppendReport {
+    /// `"sqlite"` or `"postgres"`.
+    pub backend: &'static str,
+    /// Leaves appended.
+    pub leaves: usize,
+    /// Leaves per transaction.
+    pub per_commit: usize,
+    /// Seconds, commits included.
+    pub seconds: f64,
+    /// `leaves / seconds`.
+    pub leaves_per_sec: f64,
+}
+
+/// Appends `leaves` administrative leaves (about 200 bytes each, like a voucher change's) to
+/// the audit log, `per_commit` per transaction, and measures the rate. In the node a leaf
+/// rides in the transaction of its change; this measures the log's own cost.
+///
+/// # Errors
+/// A [`StoreError`]; [`StoreError::InvalidArgument`] for a zero size.
+pub async fn bench_audit_append(
+    store: &Store,
+    leaves: usize,
+    per_commit: usize,
+) -> Result<AuditAppendReport, StoreError> {
+    if leaves == 0 || per_commit == 0 {
+        return Err(StoreError::InvalidArgument(
+            "leaves and per_commit must be ≥ 1",
+        ));
+    }
+    let started = Instant::now();
+    let mut done = 0usize;
+    while done < leaves {
+        let n = per_commit.min(leaves - done);
+        let first = done;
+        match store {
+            Store::Sqlite(s) => {
+                s.write(move |conn, _| {
+                    let tx = crate::sqlite::begin(conn)?;
+                    for i in first..first + n {
+                        append_one(i, |leaf| crate::audit::sqlite_append(&tx, leaf))?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await?;
+            }
+            Store::Postgres(p) => {
+                let mut client = p.pool.get().await?;
+                let tx = client.transaction().await?;
+                for i in first..first + n {
+                    let object = format!("430000/2026/5201/B{i:010}#original");
+                    let detail = bench_detail(i);
+                    crate::audit::pg_append(&tx, &bench_leaf(&object, &detail)).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        done += n;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(AuditAppendReport {
+        backend: store.backend(),
+        leaves,
+        per_commit,
+        seconds,
+        leaves_per_sec: leaves as f64 / seconds,
+    })
+}
+
+fn bench_detail(i: usize) -> String {
+    format!(
+        "exchange 13→13; processing -→-; sha256 {:064x}",
+        (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834)
+    )
+}
+
+fn bench_leaf<'a>(object: &'a str, detail: &'a str) -> crate::audit::Leaf<'a> {
+    crate::audit::Leaf {
+        kind: guoku_audit::Kind::Voucher,
+        actor: "bench",
+        post: "",
+        action: "write",
+        object,
+        result: "ok",
+        detail,
+        at: 1_790_000_000,
+    }
+}
+
+fn append_one(
+    i: usize,
+    append: impl FnOnce(&crate::audit::Leaf<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let object = format!("430000/2026/5201/B{i:010}#original");
+    let detail = bench_detail(i);
+    append(&bench_leaf(&object, &detail))
+}

@@ -492,6 +492,12 @@ fn audit_leaf<'a>(
     crate::audit::Leaf {
         kind: guoku_audit::Kind::Draft,
         actor,
+        post: match to {
+            DraftState::Made => "maker",
+            DraftState::Checked => "checker",
+            DraftState::Signed | DraftState::Issued => "signer",
+            DraftState::Rejected | DraftState::Failed => "",
+        },
         action: to.code(),
         object,
         result: "ok",

@@ -204,6 +204,33 @@ impl Store {
         done
     }
 
+    /// Drops PostgreSQL schema `schema` at `url` with everything in it (for benchmarks'
+    /// throwaway schemas). `schema` must be a plain lower-case identifier.
+    ///
+    /// # Errors
+    /// As [`Store::prepare_postgres_schema`].
+    pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        // Validates the name and empties the schema; then drops the empty shell.
+        Self::prepare_postgres_schema(url, schema, true).await?;
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                backend: "postgres",
+                detail: e.to_string(),
+            })?;
+        let connection = tokio::spawn(connection);
+        let done = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .map_err(|e| StoreError::Database {
+                backend: "postgres",
+                detail: e.to_string(),
+            });
+        drop(client);
+        let _ = connection.await;
+        done
+    }
+
     /// `"sqlite"` or `"postgres"`.
     #[must_use]
     pub fn backend(&self) -> &'static str {

@@ -707,6 +707,7 @@ impl EventRow<'_> {
         crate::audit::Leaf {
             kind: guoku_audit::Kind::Voucher,
             actor: self.actor,
+            post: "",
             action: &self.action,
             object: &self.object,
             result: if self.action == "conflict" {
