@@ -1697,9 +1697,32 @@ both_backends!(health_metrics_and_request_ids, |backend| {
         "guoku_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"404\"} 1".to_owned(),
         "guoku_api_idempotency_total{outcome=\"proceeded\"} 3".to_owned(),
         "guoku_metrics_truncated 0".to_owned(),
+        format!("guoku_audit_alarms{{org=\"{finance_org}\",role=\"finance\"}} 0"),
     ] {
         assert!(metrics.text.contains(&line), "{line} missing from\n{}", metrics.text);
     }
+    // The API's steps are in the audit log with their post and request id.
+    let made = env
+        .demo
+        .finance
+        .store
+        .audit()
+        .search(&guoku_store::audit::Filter {
+            action: Some("made".into()),
+            limit: 10,
+            ..guoku_store::audit::Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].post, "maker");
+    assert_eq!(made[0].request_id.len(), 32, "{:?}", made[0]);
+    // The audit log's size is the leaves stored.
+    let leaves = env.demo.finance.store.audit().size().await.unwrap();
+    assert!(leaves > 0);
+    assert!(metrics.text.contains(&format!(
+        "guoku_audit_leaves{{org=\"{finance_org}\",role=\"finance\"}} {leaves}"
+    )));
     assert!(metrics.text.contains(&format!(
         "guoku_worker_vouchers_handled_total{{org=\"{bank_org}\",role=\"agent_bank\"}}"
     )));

@@ -101,6 +101,8 @@ struct PartyFigures {
     unread: u64,
     outbox: u64,
     due: u64,
+    audit_leaves: u64,
+    audit_alarms: u64,
 }
 
 fn leg_name(leg: Leg) -> &'static str {
@@ -218,6 +220,18 @@ impl Metrics {
             "Outbox entries due for a (re)send now (counted up to 100)",
             due.clone(),
         );
+        let audit_leaves = Family::<OrgLabels, Gauge>::default();
+        now.register(
+            "guoku_audit_leaves",
+            "Leaves in the node's audit log (电子审计)",
+            audit_leaves.clone(),
+        );
+        let audit_alarms = Family::<OrgLabels, Gauge>::default();
+        now.register(
+            "guoku_audit_alarms",
+            "Audit alarms raised: a party's tree heads that contradict each other (counted up to 100; alert on > 0)",
+            audit_alarms.clone(),
+        );
         let counters: [(&str, &str, Family<OrgLabels, Counter>); 6] = [
             ("guoku_worker_ticks", "Worker passes", Family::default()),
             (
@@ -277,6 +291,12 @@ impl Metrics {
             unread.get_or_create(&org).set(gauge_value(f.unread));
             outbox.get_or_create(&org).set(gauge_value(f.outbox));
             due.get_or_create(&org).set(gauge_value(f.due));
+            audit_leaves
+                .get_or_create(&org)
+                .set(gauge_value(f.audit_leaves));
+            audit_alarms
+                .get_or_create(&org)
+                .set(gauge_value(f.audit_alarms));
             let c = &party.counters;
             let values = [
                 c.ticks.load(Ordering::Relaxed),
@@ -306,6 +326,9 @@ fn gauge_value(n: u64) -> i64 {
 
 /// Counts one party's voucher legs by type, leg and status (one grouped query), and its
 /// outbox.
+/// Alarms counted per scrape at most.
+const ALARMS_COUNTED: u32 = 100;
+
 async fn read_party<T: Transport>(party: &Party<T>) -> Result<PartyFigures, LibraryError> {
     let library = party.store.library();
     let mut f = PartyFigures::default();
@@ -322,5 +345,8 @@ async fn read_party<T: Transport>(party: &Party<T>) -> Result<PartyFigures, Libr
     let (due, waiting) = library.outbox_counts(now).await?;
     f.due = due;
     f.outbox = waiting;
+    let audit = party.store.audit();
+    f.audit_leaves = audit.size().await?;
+    f.audit_alarms = audit.alarms(ALARMS_COUNTED).await?.len() as u64;
     Ok(f)
 }
