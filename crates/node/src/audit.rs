@@ -33,6 +33,7 @@ use guoku_store::Store;
 use guoku_store::StoreError;
 use guoku_store::audit::{Filter, PeerHead, PeerHeadState, SCAN_MAX, SignedHead};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use time::OffsetDateTime;
 
 use crate::exchange::{ExchangeError, Transport, VoucherTrust};
@@ -596,6 +597,8 @@ pub async fn verify(
         Some(a) => a.frontier.clone(),
         None => Frontier::new(alg),
     };
+    // Each voucher leg's content fingerprint, as its write or receive leaf recorded it.
+    let mut fingerprints: HashMap<String, (String, String)> = HashMap::new();
     let start = frontier.size();
     let mut pending = heads.iter().filter(|h| h.size >= start).peekable();
     // A head at the archive point itself.
@@ -639,6 +642,21 @@ pub async fn verify(
         }
         let data: Vec<Vec<u8>> = page.iter().map(Entry::to_bytes).collect();
         let hashes = leaf_hashes_parallel(alg, &data, threads());
+        for e in &page {
+            if e.kind == guoku_audit::Kind::Voucher
+                && matches!(e.action.as_str(), "write" | "receive")
+                && let Some(content) = e.detail.split("; sha256 ").nth(1)
+            {
+                let body = e.detail.split("; body sha256 ").nth(1).unwrap_or_default();
+                fingerprints.insert(
+                    e.object.clone(),
+                    (
+                        content.chars().take(64).collect::<String>(),
+                        body.chars().take(64).collect::<String>(),
+                    ),
+                );
+            }
+        }
         for (e, h) in page.iter().zip(hashes) {
             if e.seq != next {
                 report.problems.push(format!(
@@ -676,6 +694,7 @@ pub async fn verify(
             frontier.size()
         ));
     }
+    check_vouchers(store, &fingerprints, start > 0, &mut report).await?;
     if let Some(trust) = trust {
         for head in &heads {
             let statement = HeadStatement {
@@ -700,6 +719,68 @@ pub async fn verify(
     }
     report.root = Some(frontier.root());
     Ok(report)
+}
+
+/// Checks every stored voucher leg against the log: its body still gives its content
+/// fingerprint, and that fingerprint is the one its write or receive leaf recorded (a leg
+/// without a leaf is a problem, unless its leaf may be archived).
+async fn check_vouchers(
+    store: &Store,
+    fingerprints: &HashMap<String, (String, String)>,
+    archived: bool,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    let library = store.library();
+    let limits = guoku_voucher::Limits::default();
+    let mut after = 0;
+    loop {
+        let page = match library.scan(after, guoku_store::library::LIST_MAX).await {
+            Ok(page) => page,
+            Err(guoku_store::library::LibraryError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("a voucher row is unreadable: {e}"));
+                return Ok(());
+            }
+        };
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.seq;
+        for record in &page {
+            let object = guoku_store::library::audit_object(&record.key, record.leg);
+            let stored = (
+                to_hex(&record.content_sha256),
+                to_hex(&sha2::Sha256::digest(&record.body)),
+            );
+            match fingerprints.get(&object) {
+                Some(logged) if *logged == stored => {}
+                Some(logged) => report.problems.push(format!(
+                    "voucher {object}: stored content and body fingerprints {} {}, the log recorded {} {}",
+                    stored.0, stored.1, logged.0, logged.1
+                )),
+                None if archived => {}
+                None => report
+                    .problems
+                    .push(format!("voucher {object} has no leaf in the log")),
+            }
+            let body_gives = guoku_voucher::parse_envelope(&record.body, &limits)
+                .ok()
+                .and_then(|(envelope, _)| {
+                    envelope
+                        .bodies
+                        .into_iter()
+                        .find(|b| b.voucher.key() == record.key)
+                        .map(|b| guoku_store::library::content_hash(&b.voucher))
+                });
+            if body_gives != Some(record.content_sha256) {
+                report.problems.push(format!(
+                    "voucher {object}: the stored body no longer gives its fingerprint"
+                ));
+            }
+        }
+    }
 }
 
 /// One leaf in a proof document.

@@ -305,6 +305,18 @@ async fn edits_are_found<E: Editor>(org: &str, trust: &TrustContext<'_>, edit: &
             edit.sql(&edit.flip_sql(column, e.seq)).await;
         }
     }
+    // A voucher's stored body or fingerprint changed: the library no longer matches its
+    // leaves.
+    for seq in [1i64, 3, 5] {
+        for column in ["body", "content_sha256"] {
+            tried += 1;
+            edit.flip_voucher(seq, column).await;
+            if !verify().await.verified() {
+                found += 1;
+            }
+            edit.flip_voucher(seq, column).await;
+        }
+    }
     // A changed time, a deleted row, two rows swapped.
     let middle = entries[entries.len() / 2].seq;
     for change in [Change::Time, Change::Delete, Change::Swap] {
@@ -346,6 +358,9 @@ trait Editor: Sync {
     fn flip_sql(&self, column: &str, seq: u64) -> String;
     /// The leaf's values, as an INSERT's value list.
     async fn row(&self, seq: u64) -> String;
+    /// Flips the lowest bit of the middle byte of a voucher row's BLOB `column` (applied
+    /// twice, it restores it).
+    async fn flip_voucher(&self, seq: i64, column: &str);
 }
 
 const ROW: &str = "seq, at, kind, actor, post, action, object, result, source, request_id, detail";
@@ -434,6 +449,24 @@ impl Editor for SqliteFile {
         )
     }
 
+    async fn flip_voucher(&self, seq: i64, column: &str) {
+        let conn = self.conn();
+        let mut blob: Vec<u8> = conn
+            .query_row(
+                &format!("SELECT {column} FROM library_vouchers WHERE seq = ?1"),
+                [seq],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let mid = blob.len() / 2;
+        blob[mid] ^= 0x01;
+        conn.execute(
+            &format!("UPDATE library_vouchers SET {column} = ?2 WHERE seq = ?1"),
+            rusqlite::params![seq, blob],
+        )
+        .unwrap();
+    }
+
     async fn row(&self, seq: u64) -> String {
         self.conn()
             .query_row(
@@ -481,6 +514,14 @@ impl Editor for PgSchema {
              chr(ascii(substr({c}, length({c}) / 2 + 1, 1)) # 1) \
              from length({c}) / 2 + 1 for 1) WHERE seq = {seq}"
         )
+    }
+
+    async fn flip_voucher(&self, seq: i64, c: &str) {
+        self.sql(&format!(
+            "UPDATE library_vouchers SET {c} = set_byte({c}, length({c}) / 2, \
+             get_byte({c}, length({c}) / 2) # 1) WHERE seq = {seq}"
+        ))
+        .await;
     }
 
     async fn row(&self, seq: u64) -> String {

@@ -679,8 +679,9 @@ struct EventRow<'a> {
     at: i64,
     /// The voucher and leg, as the audit log names it.
     object: String,
-    /// The content fingerprint, for the leaf of a new voucher.
-    fingerprint: Option<[u8; 32]>,
+    /// The content fingerprint and the SHA-256 of the stored body, for the leaf of a new
+    /// voucher.
+    fingerprint: Option<([u8; 32], [u8; 32])>,
 }
 
 impl EventRow<'_> {
@@ -694,8 +695,12 @@ impl EventRow<'_> {
             code(self.from_processing),
             code(self.to_processing)
         );
-        if let Some(f) = &self.fingerprint {
-            out.push_str(&format!("; sha256 {}", hex(f)));
+        if let Some((content, body)) = &self.fingerprint {
+            out.push_str(&format!(
+                "; sha256 {}; body sha256 {}",
+                hex(content),
+                hex(body)
+            ));
         }
         if let Some(r) = self.reason {
             out.push_str(&format!("; reason {r}"));
@@ -970,7 +975,7 @@ fn sqlite_insert(
                 reason: None,
                 at,
                 object: audit_object(&new.key, new.leg),
-                fingerprint: Some(new.content_sha256),
+                fingerprint: Some((new.content_sha256, Sha256::digest(&new.body).into())),
             },
         )?;
         tx.commit()?;
@@ -1358,7 +1363,7 @@ async fn pg_insert(
                 reason: None,
                 at,
                 object: audit_object(&new.key, new.leg),
-                fingerprint: Some(new.content_sha256),
+                fingerprint: Some((new.content_sha256, Sha256::digest(&new.body).into())),
             },
         )
         .await?;
@@ -2135,6 +2140,46 @@ impl Library {
             .into_iter()
             .map(RawEvent::decode)
             .collect::<Result<_, _>>()?)
+    }
+
+    /// Every stored voucher leg with its body, in storage order after `after` (0 for the
+    /// first page), at most `limit` (1..=[`LIST_MAX`]): for audits that re-read everything.
+    ///
+    /// # Errors
+    /// [`LibraryError::InvalidArgument`] for a bad limit; a store error.
+    pub async fn scan(&self, after: u64, limit: u32) -> Result<Vec<VoucherRecord>, LibraryError> {
+        if !(1..=LIST_MAX).contains(&limit) {
+            return Err(LibraryError::InvalidArgument("limit must be 1..=LIST_MAX"));
+        }
+        let after = i64::try_from(after).map_err(|_| LibraryError::InvalidArgument("after"))?;
+        let limit = i64::from(limit);
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        let raws = match &self.store {
+            Store::Sqlite(s) => {
+                s.read(move |conn| {
+                    let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
+                    let rows = stmt.query_map(params![after, limit], sqlite_record)?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .await?
+            }
+            Store::Postgres(p) => {
+                let client = p.pool.get().await.map_err(StoreError::from)?;
+                let rows = client
+                    .query(&sql, &[&after, &limit])
+                    .await
+                    .map_err(StoreError::from)?;
+                rows.iter()
+                    .map(pg_record)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from)?
+            }
+        };
+        raws.into_iter()
+            .map(|r| r.decode().map_err(LibraryError::from))
+            .collect()
     }
 
     /// Up to `limit` (1..=[`OUTBOX_BATCH_MAX`]) sent vouchers due for a (re)send at `now`,
