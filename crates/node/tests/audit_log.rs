@@ -192,6 +192,20 @@ async fn heads_are_signed_exchanged_and_checked(postgres: Option<DemoPostgres>) 
     );
     let _ = second;
 
+    // The next business day: the first tick seals the day that closed.
+    w.clock.fetch_add(86_400, Ordering::SeqCst);
+    w.demo.settle(3).await.unwrap();
+    let reasons: Vec<String> = finance
+        .store
+        .audit()
+        .heads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.reason)
+        .collect();
+    assert!(reasons.iter().any(|r| r == "day-close"), "{reasons:?}");
+
     // Finance forks its history: a head over a different tree of a larger size, properly
     // sealed. The bank takes it (the seal is good) and its check raises the alarm.
     let latest = finance.store.audit().latest_head().await.unwrap().unwrap();
