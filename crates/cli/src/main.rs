@@ -23,6 +23,7 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+mod audit_archive_cmd;
 mod audit_cmd;
 mod backup_cmd;
 mod bench_cmd;

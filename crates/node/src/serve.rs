@@ -52,9 +52,10 @@ fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
 /// PostgreSQL URL and schema. Needs no key: for tools that read or copy a node's store.
 ///
 /// # Errors
-/// [`ServeError::Store`] when it cannot be opened.
+/// [`ServeError::Store`] when it cannot be opened; [`ServeError::Config`] for a
+/// PostgreSQL standby still in recovery.
 pub async fn open_store(config: &NodeConfig) -> Result<Store, ServeError> {
-    Ok(match &config.postgres {
+    let store = match &config.postgres {
         None => Store::open_sqlite(SqliteConfig::new(config.dir.join("guoku.db"))).await?,
         Some(url) => {
             let mut pg = PgConfig::new(url.clone());
@@ -64,7 +65,18 @@ pub async fn open_store(config: &NodeConfig) -> Result<Store, ServeError> {
             }
             Store::connect_postgres(pg).await?
         }
-    })
+    };
+    // A standby still following its primary answers reads but refuses every write: a node
+    // pointed at it would look healthy and fail every payment.
+    if store.in_recovery().await? {
+        return Err(ServeError::Config {
+            path: config.dir.clone(),
+            detail: "the database is a standby in recovery (read-only): promote it first \
+                     (pg_ctl promote, or SELECT pg_promote())"
+                .into(),
+        });
+    }
+    Ok(store)
 }
 
 impl Node {

@@ -44,7 +44,8 @@
 //! The payload is checked first (nothing is touched for a wrong or damaged file). The
 //! restored store is opened once (schema migrations bring an older backup forward; a newer
 //! one is refused) before it replaces the target, and a target being replaced (`force`) is
-//! kept aside until then, so a failed restore leaves the target as it was. A PostgreSQL
+//! kept aside until then, so a failed restore leaves the target as it was (an empty target
+//! schema is simply dropped first). A PostgreSQL
 //! dump holds its schema's name: it is restored under that name and then renamed to the
 //! target's, so that name must be free in the target database (restore into another
 //! database, e.g. a new server, or after the original schema is gone). Stop the node before
@@ -724,8 +725,13 @@ pub async fn backup(
         Location::Postgres { url, schema, tools } => {
             let schema = schema.clone().unwrap_or_else(|| "public".to_owned());
             check_schema(&schema)?;
-            let facts =
-                pg_snapshot(url, &schema, tools.as_deref(), &payload.path, &progress).await?;
+            let facts = pg_snapshot(
+                &PgServer::new(url, tools.as_deref())?,
+                &schema,
+                &payload.path,
+                &progress,
+            )
+            .await?;
             (facts, Some(schema))
         }
     };
@@ -1012,11 +1018,57 @@ async fn pg_facts(
     })
 }
 
-/// The libpq environment for `url` (so no password reaches an argument list), and the
-/// database name.
-fn pg_environment(
-    url: &str,
-) -> Result<(Vec<(&'static str, std::ffi::OsString)>, String), BackupError> {
+/// A PostgreSQL server as this module reaches it: in-process by URL, and by its tools with
+/// the same settings in libpq's environment variables (so no password reaches an argument
+/// list).
+struct PgServer<'a> {
+    url: &'a str,
+    /// The directory of `pg_dump` and `pg_restore`; `None` for the `PATH`.
+    tools: Option<&'a Path>,
+    env: Vec<(&'static str, std::ffi::OsString)>,
+    dbname: String,
+}
+
+impl<'a> PgServer<'a> {
+    fn new(url: &'a str, tools: Option<&'a Path>) -> Result<Self, BackupError> {
+        let (env, dbname) = pg_environment(url)?;
+        Ok(Self {
+            url,
+            tools,
+            env,
+            dbname,
+        })
+    }
+
+    /// `pg_dump` or `pg_restore` with the connection in its environment.
+    fn tool(&self, name: &'static str) -> Command {
+        let program = self
+            .tools
+            .map_or_else(|| PathBuf::from(name), |dir| dir.join(name));
+        let mut command = Command::new(program);
+        for var in [
+            "PGHOST",
+            "PGHOSTADDR",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGOPTIONS",
+            "PGSSLMODE",
+            "PGSERVICE",
+        ] {
+            command.env_remove(var);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (*k, v)));
+        command
+    }
+}
+
+/// libpq's environment variables for a URL, and the database name.
+type PgEnvironment = (Vec<(&'static str, std::ffi::OsString)>, String);
+
+/// The libpq environment variables for `url`, and the database name.
+fn pg_environment(url: &str) -> Result<PgEnvironment, BackupError> {
     let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
         BackupError::Store(StoreError::Database {
             backend: "postgres",
@@ -1069,32 +1121,6 @@ fn pg_environment(
     Ok((env, dbname))
 }
 
-/// `pg_dump` or `pg_restore`, from `tools` or the `PATH`, with the connection in its
-/// environment.
-fn pg_tool(
-    tools: Option<&Path>,
-    name: &'static str,
-    env: &[(&'static str, std::ffi::OsString)],
-) -> Command {
-    let program = tools.map_or_else(|| PathBuf::from(name), |dir| dir.join(name));
-    let mut command = Command::new(program);
-    for var in [
-        "PGHOST",
-        "PGHOSTADDR",
-        "PGPORT",
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGOPTIONS",
-        "PGSSLMODE",
-        "PGSERVICE",
-    ] {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().map(|(k, v)| (*k, v)));
-    command
-}
-
 /// The end of a tool's standard error, for an error message.
 fn tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -1120,14 +1146,12 @@ fn spawn_error(name: &'static str, e: &std::io::Error) -> BackupError {
 /// Dumps `schema` with `pg_dump` into `to`, from a snapshot this function exports and reads
 /// the manifest's figures in.
 async fn pg_snapshot(
-    url: &str,
+    server: &PgServer<'_>,
     schema: &str,
-    tools: Option<&Path>,
     to: &Path,
     progress: &Progress,
 ) -> Result<Facts, BackupError> {
-    let (env, _) = pg_environment(url)?;
-    let mut pg = pg_connect(url).await?;
+    let mut pg = pg_connect(server.url).await?;
     let tx = pg
         .client
         .build_transaction()
@@ -1147,7 +1171,7 @@ async fn pg_snapshot(
         },
     )
     .await?;
-    let mut command = pg_tool(tools, "pg_dump", &env);
+    let mut command = server.tool("pg_dump");
     command
         .arg("--format=custom")
         .arg(format!("--schema={schema}"))
@@ -1219,7 +1243,8 @@ pub async fn restore(
         Location::Postgres { url, schema, tools } => {
             let schema = schema.clone().unwrap_or_else(|| "public".to_owned());
             check_schema(&schema)?;
-            pg_restore(file, &opened, url, &schema, tools.as_deref(), &options).await?;
+            let server = PgServer::new(url, tools.as_deref())?;
+            pg_restore(file, &opened, &server, &schema, &options).await?;
         }
     }
     Ok(manifest)
@@ -1271,8 +1296,13 @@ async fn sqlite_restore(
 ) -> Result<(), BackupError> {
     let progress = options.progress.clone();
     let restoring = with_suffix(target, ".restoring");
+    let cleanup = |restoring: &Path| {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(with_suffix(restoring, suffix));
+        }
+    };
     {
-        let (target, restoring) = (target.to_owned(), restoring.clone());
+        let (target, partial) = (target.to_owned(), restoring.clone());
         let (file, opened) = (file.to_owned(), opened.clone());
         let force = options.force;
         blocking(move || {
@@ -1287,20 +1317,16 @@ async fn sqlite_restore(
                 std::fs::create_dir_all(dir).map_err(io(dir))?;
             }
             for suffix in ["", "-wal", "-shm"] {
-                remove_if_exists(&with_suffix(&restoring, suffix))?;
+                remove_if_exists(&with_suffix(&partial, suffix))?;
             }
-            let mut out = File::create_new(&restoring).map_err(io(&restoring))?;
+            let mut out = File::create_new(&partial).map_err(io(&partial))?;
             check_payload(&file, &opened, Some(&mut out), &progress)?;
-            out.sync_all().map_err(io(&restoring))?;
+            out.sync_all().map_err(io(&partial))?;
             Ok(())
         })
-        .await?;
+        .await
+        .inspect_err(|_| cleanup(&restoring))?;
     }
-    let cleanup = |restoring: &Path| {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(with_suffix(restoring, suffix));
-        }
-    };
     // Opened once before it replaces anything: migrations bring an older backup forward,
     // and a store newer than this program is refused here.
     report(&options.progress, Step::Opening).await?;
@@ -1405,9 +1431,8 @@ async fn aside_name(client: &tokio_postgres::Client, schema: &str) -> Result<Str
 async fn pg_restore(
     file: &Path,
     opened: &Opened,
-    url: &str,
+    server: &PgServer<'_>,
     target: &str,
-    tools: Option<&Path>,
     options: &RestoreOptions,
 ) -> Result<(), BackupError> {
     let dumped = opened
@@ -1415,8 +1440,7 @@ async fn pg_restore(
         .pg_schema
         .clone()
         .unwrap_or_else(|| "public".to_owned());
-    let (env, dbname) = pg_environment(url)?;
-    let pg = pg_connect(url).await?;
+    let pg = pg_connect(server.url).await?;
     let client = &pg.client;
     let holds = pg_holds_data(client, target).await?;
     if holds == Some(true) && !options.force {
@@ -1452,10 +1476,7 @@ async fn pg_restore(
             Some(aside)
         }
     };
-    let restored = pg_restore_into(
-        file, opened, url, &dumped, target, tools, &env, &dbname, options,
-    )
-    .await;
+    let restored = pg_restore_into(file, opened, server, &dumped, target, options).await;
     match restored {
         Ok(()) => {
             if let Some(aside) = aside {
@@ -1487,25 +1508,21 @@ async fn pg_restore(
 
 /// `pg_restore` of the payload in one transaction, the rename to `target`, and the first
 /// opening of the restored store.
-#[allow(clippy::too_many_arguments)]
 async fn pg_restore_into(
     file: &Path,
     opened: &Opened,
-    url: &str,
+    server: &PgServer<'_>,
     dumped: &str,
     target: &str,
-    tools: Option<&Path>,
-    env: &[(&'static str, std::ffi::OsString)],
-    dbname: &str,
     options: &RestoreOptions,
 ) -> Result<(), BackupError> {
-    let mut command = pg_tool(tools, "pg_restore", env);
+    let mut command = server.tool("pg_restore");
     command
         .arg("--single-transaction")
         .arg("--exit-on-error")
         .arg("--no-owner")
         .arg("--no-password")
-        .arg(format!("--dbname={dbname}"))
+        .arg(format!("--dbname={}", server.dbname))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -1555,14 +1572,14 @@ async fn pg_restore_into(
         Ok(())
     })
     .await?;
-    let pg = pg_connect(url).await?;
+    let pg = pg_connect(server.url).await?;
     if dumped != target {
         pg.client
             .batch_execute(&format!("ALTER SCHEMA {dumped} RENAME TO {target}"))
             .await?;
     }
     report(&options.progress, Step::Opening).await?;
-    let mut config = PgConfig::new(url);
+    let mut config = PgConfig::new(server.url);
     config.schema = Some(target.to_owned());
     config.pool_size = 1;
     drop(PgStore::connect(config).await?);
@@ -1663,4 +1680,73 @@ pub async fn verify(store: &Store) -> Result<RootCheck, BackupError> {
 #[must_use]
 pub fn hash_hex(hash: &Hash) -> String {
     hex(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            backend: Backend::Postgres,
+            node: "11430000006".into(),
+            schema_version: 8,
+            pg_schema: Some("guoku_finance".into()),
+            audit_size: 1234,
+            head: Some(HeadSummary {
+                size: 1200,
+                alg: HashAlgorithm::Sm3,
+                root: [7; HASH_LEN],
+            }),
+            created_at: 1_764_230_000,
+            payload_bytes: 3,
+            payload_sha256: Sha256::digest(b"abc").into(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_as_written() {
+        let m = manifest();
+        let text = m.to_text();
+        let parsed = Manifest::parse(Path::new("f"), &text.as_bytes()[..text.len() - 1]).unwrap();
+        assert_eq!(parsed, m);
+        let mut without_head = manifest();
+        without_head.head = None;
+        without_head.backend = Backend::Sqlite;
+        without_head.pg_schema = None;
+        let text = without_head.to_text();
+        let parsed = Manifest::parse(Path::new("f"), &text.as_bytes()[..text.len() - 1]).unwrap();
+        assert_eq!(parsed, without_head);
+    }
+
+    #[test]
+    fn every_changed_byte_of_a_backup_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        let mut bytes = manifest().to_text().into_bytes();
+        bytes.extend_from_slice(b"abc");
+        std::fs::write(&good, &bytes).unwrap();
+        let opened = open_backup(&good).unwrap();
+        check_payload(&good, &opened, None, &quiet()).unwrap();
+        let bad = dir.path().join("bad");
+        for i in 0..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[i] ^= 0x20;
+            std::fs::write(&bad, &changed).unwrap();
+            let refused = match open_backup(&bad) {
+                Err(BackupError::Damaged { .. } | BackupError::NotABackup { .. }) => true,
+                Err(e) => panic!("byte {i}: {e}"),
+                Ok(opened) => matches!(
+                    check_payload(&bad, &opened, None, &quiet()),
+                    Err(BackupError::Damaged { .. })
+                ),
+            };
+            assert!(refused, "byte {i} changed was not noticed");
+        }
+        std::fs::write(&bad, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(matches!(
+            open_backup(&bad),
+            Err(BackupError::Damaged { .. })
+        ));
+    }
 }

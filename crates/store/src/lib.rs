@@ -231,6 +231,24 @@ impl Store {
         done
     }
 
+    /// Whether the database is a PostgreSQL standby still in recovery (read-only: every
+    /// write would fail); always `false` on SQLite.
+    ///
+    /// # Errors
+    /// An infrastructure error.
+    pub async fn in_recovery(&self) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(false),
+            Self::Postgres(p) => Ok(p
+                .pool
+                .get()
+                .await?
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await?
+                .get(0)),
+        }
+    }
+
     /// `"sqlite"` or `"postgres"`.
     #[must_use]
     pub fn backend(&self) -> &'static str {

@@ -63,7 +63,7 @@ impl PgBin {
                     .collect()
             })
             .unwrap_or_default();
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         candidates.extend(versions.into_iter().map(|(_, dir)| dir));
         let dir = candidates
             .into_iter()
