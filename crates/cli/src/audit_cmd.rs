@@ -49,6 +49,9 @@ pub enum AuditCommand {
         #[arg(long, default_value = "sm")]
         suite: String,
     },
+    /// Move the leaves older than the retention (audit_retention_months, default 12) to an
+    /// archive file ending at a signed tree head, then out of the online store (归档).
+    Archive(crate::audit_archive_cmd::ArchiveArgs),
 }
 
 #[derive(Args)]
@@ -174,6 +177,7 @@ pub fn run(command: AuditCommand, global: &Global) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Archive(args) => crate::audit_archive_cmd::run_archive(args, global),
         AuditCommand::Check { proof, root, suite } => {
             let suite = parse_suite(&suite).map_err(anyhow::Error::msg)?;
             let text =

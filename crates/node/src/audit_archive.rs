@@ -23,7 +23,8 @@
 //! the one before ended.
 //!
 //! On PostgreSQL the application's role may not delete audit rows (docs/audit.md), so the
-//! archive runs with a configuration whose URL names the owner role.
+//! archive runs with a configuration whose URL names the owner role. `guoku audit archive`
+//! opens the store with [`crate::serve::open_store`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -31,11 +32,9 @@ use std::path::{Path, PathBuf};
 
 use guoku_audit::{Entry, Frontier, HashAlgorithm, Kind};
 use guoku_store::audit::{SCAN_MAX, SignedHead};
-use guoku_store::{PgConfig, SqliteConfig, Store, StoreError};
+use guoku_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use time::{Month, OffsetDateTime};
-
-use crate::config::NodeConfig;
 
 /// The format tag of an archive file's header.
 pub const FORMAT: &str = "guoku-audit-archive/1";
@@ -75,7 +74,7 @@ pub enum ArchiveError {
         retention: u32,
     },
     /// No leaf after the last archive point is older than the cut-off.
-    #[error("no leaf after position {from} is older than the cut-off {cutoff}; nothing to archive")]
+    #[error("no leaf from position {from} on is older than the cut-off {cutoff}")]
     NothingOld {
         /// The archive point (the first leaf online).
         from: u64,
@@ -287,7 +286,8 @@ pub fn cutoff(now: u64, months: u32) -> Result<u64, ArchiveError> {
     if !(1..=MONTHS_MAX).contains(&months) {
         return Err(ArchiveError::BadMonths(months));
     }
-    let out_of_range = || ArchiveError::Mismatch(format!("time {now} is out of range"));
+    // Only a clock far off or a retention of centuries leaves the calendar's range.
+    let out_of_range = || ArchiveError::BadMonths(months);
     let at = OffsetDateTime::from_unix_timestamp(i64::try_from(now).map_err(|_| out_of_range())?)
         .map_err(|_| out_of_range())?;
     let index = i64::from(at.year()) * 12 + i64::from(u8::from(at.month())) - 1 - i64::from(months);
@@ -386,6 +386,15 @@ pub async fn archive(
     let log = store.audit();
     let archived = log.archived().await?;
     let from = archived.as_ref().map_or(0, |a| a.frontier.size());
+    // Nothing to do when the first leaf online is already younger than the cut-off (the
+    // archive stops at the first younger leaf), whatever heads there are.
+    let first = log.entries(from, 1).await?;
+    if first.first().is_none_or(|e| e.at >= cutoff) {
+        return Err(ArchiveError::NothingOld {
+            from,
+            cutoff: utc(cutoff),
+        });
+    }
     let heads: Vec<SignedHead> = log
         .heads()
         .await?
@@ -694,23 +703,6 @@ pub fn read_archive(path: &Path) -> Result<ArchiveCheck, ArchiveError> {
         header,
         entries: count,
     })
-}
-
-/// Opens the store a node's configuration names (SQLite `guoku.db` in its directory, or
-/// PostgreSQL at its URL and schema), as `guoku serve` does but creating no schema.
-///
-/// # Errors
-/// A store error.
-pub async fn open_store(config: &NodeConfig) -> Result<Store, StoreError> {
-    match &config.postgres {
-        None => Store::open_sqlite(SqliteConfig::new(config.dir.join("guoku.db"))).await,
-        Some(url) => {
-            let mut pg = PgConfig::new(url.clone());
-            pg.pool_size = 2;
-            pg.schema.clone_from(&config.postgres_schema);
-            Store::connect_postgres(pg).await
-        }
-    }
 }
 
 #[cfg(test)]

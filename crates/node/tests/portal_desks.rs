@@ -12,9 +12,9 @@
 //!   division; 三权分立 refusals are field errors; nobody changes their own access; the
 //!   auditor reads the log with both acts and every administrative POST answers 403 to them;
 //! - a POST without the form token is 403 and changes nothing;
-//! - the authorization matrix: every route of the three desks, GET and POST, for every
-//!   role and post, answers what the table says; every link and form the pages show is a
-//!   route of the table.
+//! - the authorization matrix: every route of the desks (the audit console's too), GET and
+//!   POST, for every role and post, answers what the table says; every link and form the
+//!   pages show is a route of the table.
 
 mod common;
 #[path = "common/web.rs"]
@@ -1058,10 +1058,15 @@ const ROUTES: &[Route] = &[
     route("GET", "/admin/log", None, &["auditor"]),
     route("GET", "/admin/vouchers", None, READERS),
     route("GET", "/admin/vouchers/v/{v}", None, READERS),
+    route("GET", "/audit", None, &["auditor"]),
+    route("GET", "/audit/export.csv", None, &["auditor"]),
+    route("GET", "/audit/heads", None, &["auditor"]),
+    route("GET", "/audit/peers", None, &["auditor"]),
+    route("GET", "/audit/alarms", None, &["auditor"]),
 ];
 
 /// The desks' areas (the first segment after `/o/{org}`).
-const AREAS: [&str; 5] = ["bank", "pboc", "finance", "unit", "admin"];
+const AREAS: [&str; 6] = ["bank", "pboc", "finance", "unit", "admin", "audit"];
 
 /// A desk path (after `/o/{org}`, no query) as a route of the table: a voucher's key (four
 /// segments after `v`, `a` or `approvals`) replaced by its record (`{d}` for finance's
@@ -1123,12 +1128,13 @@ fn targets(body: &str) -> Vec<String> {
 }
 
 /// The desks' modules, whose `routes()` the table must cover.
-const DESK_SOURCES: [(&str, &str); 5] = [
+const DESK_SOURCES: [(&str, &str); 6] = [
     ("bank", include_str!("../src/portal/bank.rs")),
     ("pboc", include_str!("../src/portal/pboc.rs")),
     ("finance", include_str!("../src/portal/finance.rs")),
     ("unit", include_str!("../src/portal/unit.rs")),
     ("admin", include_str!("../src/portal/admin.rs")),
+    ("audit", include_str!("../src/portal/audit_desk.rs")),
 ];
 
 /// The routes a module registers, as (method, canonical path), read from its `routes()`
@@ -1568,6 +1574,8 @@ both!(the_authorization_matrix_holds, |env| {
         "/admin/users/{id}/unlock",
         "/admin/users/{id}/totp",
         "/admin/vouchers/v/{v}",
+        "/audit/export.csv",
+        "/audit/alarms",
         "/finance/approvals/{d}",
         "/unit/v/{d}",
         "/unit/v/{d}/receipt.pdf",

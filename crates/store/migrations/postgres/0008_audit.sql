@@ -69,6 +69,18 @@ END $$;
 CREATE TRIGGER audit_heads_append_only BEFORE UPDATE OR DELETE ON audit_heads
     FOR EACH ROW EXECUTE FUNCTION audit_heads_append_only();
 
+-- TRUNCATE skips row triggers: refuse it on the log and the heads too.
+CREATE FUNCTION audit_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+END $$;
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_no_truncate();
+CREATE TRIGGER audit_heads_no_truncate BEFORE TRUNCATE ON audit_heads
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_no_truncate();
+CREATE TRIGGER audit_counter_no_truncate BEFORE TRUNCATE ON audit_counter
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_no_truncate();
+
 CREATE TABLE audit_peer_heads (
     peer TEXT NOT NULL,
     size BIGINT NOT NULL,
