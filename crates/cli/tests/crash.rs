@@ -6,9 +6,13 @@
 //! POST with its own `Idempotency-Key` — while the test, [`CYCLES`] times, waits a random
 //! moment, picks a party at random (each party once in the first three cycles), kills it
 //! with SIGKILL, starts it again with the same configuration and waits until it answers
-//! `/healthz`. A request the killed process did not answer is sent again with the same key
-//! (and, if the dead process's lease still holds the key, again when the `Retry-After` it
-//! is told has passed). A payment is acknowledged once its signing step was answered 201.
+//! `/healthz`. A request the killed process did not answer is sent again with the same key;
+//! if the key is still held by the request the killed process was running (409
+//! `idempotency_key_in_use`), the payment is sent again when the `Retry-After` it is told
+//! has passed, and the client goes on with other payments meanwhile. A payment is
+//! acknowledged once its signing step was answered 201.
+//! Each party signs a tree head of its audit log every [`AUDIT_HEAD_EVERY_SECS`], so heads
+//! are signed while the kills come too.
 //!
 //! Then everything settles (every payment receipted at finance and cleared, every outbox
 //! empty), the processes are stopped and their stores opened directly: every acknowledged
@@ -27,6 +31,7 @@
 mod procs;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -35,13 +40,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use guoku_node::demo::province;
+use guoku_node::serve::NodeConfig;
 use guoku_store::drafts::{DraftFilter, DraftState};
 use guoku_voucher::VoucherKey;
+use guoku_voucher::lifecycle::{Exchange, Leg};
 use procs::{
-    Backend, Cluster, DIRECT_PAYMENTS, DropSchemas, FINANCE, Figures, PARTIES, POLL, Payment,
+    Backend, Cluster, DIRECT_PAYMENTS, DropSchemas, FINANCE, Figures, ICBC, PARTIES, POLL, Payment,
     Reply, Run, business_date_now, call, check_stores, configure, free_port, init_demo,
-    payment_request, post_request, postgres, seed_from_env, tenants, text, voucher_key,
-    voucher_path, wait_for, wanted,
+    payment_request, poll_until, post_request, postgres, seed_from_env, tenants, text, voucher_key,
+    voucher_path, wanted,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -51,16 +58,20 @@ use tokio::task::JoinHandle;
 
 /// Kill-and-restart cycles per backend.
 const CYCLES: usize = 12;
-/// Clients making payments at the same time (each one payment after another).
+/// Clients making payments at the same time (each drives one payment at a time).
 const CLIENTS: u64 = 2;
 /// How long after the last restart answered the next kill comes, in milliseconds.
 const KILL_AFTER_MS: std::ops::RangeInclusive<u64> = 200..=2_500;
-/// How long one request may stay unanswered, retried, before the test fails: longer
-/// than the API's idempotency lease (5 minutes), which a request the killed process was
-/// running holds until it ends.
-const REQUEST_DEADLINE: Duration = Duration::from_secs(330);
+/// The idempotency lease the parties run with: a request the killed process was running
+/// holds its key this long, then a retry takes it over.
+const IDEMPOTENCY_LEASE_SECS: u64 = 3;
+/// How long one payment may take, its requests sent again, before the test fails: well
+/// over the lease, the restarts and the settling.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// Seconds between the signed tree heads of each party's audit log.
+const AUDIT_HEAD_EVERY_SECS: u64 = 2;
 /// How long the payments may take to be receipted, cleared and settled after the last
-/// cycle.
+/// one was acknowledged.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The two runs share a 2-core machine: one at a time.
@@ -78,7 +89,7 @@ async fn no_acknowledged_payment_lost_or_doubled_across_sigkills_on_postgres() {
         return;
     };
     let _one = ONE_AT_A_TIME.lock().await;
-    let _schemas = DropSchemas(pg.clone());
+    let _schemas = SchemasKeptIfFailing(Some(DropSchemas(pg.clone())));
     crash_cycles(Backend::Postgres(pg)).await;
 }
 
@@ -90,7 +101,7 @@ async fn crash_cycles(backend: Backend) {
     eprintln!("crash ({name}): seed {seed} (replay: GUOKU_CRASH_SEED={seed})");
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = KeptIfFailing(Some(tempfile::tempdir().expect("a temporary directory")));
     let data = dir.path().join("guoku-data");
     init_demo(&backend, &data).await;
 
@@ -113,6 +124,7 @@ async fn crash_cycles(backend: Backend) {
     for (org, role) in PARTIES {
         let token = format!("gk_crash_{org}_{seed}");
         configure(&run, org, role, ports[org], &token);
+        sign_audit_heads_often(&data.join(org).join("node.toml"));
         tokens.insert(org, token);
     }
     let tenants = tenants();
@@ -185,15 +197,27 @@ async fn crash_cycles(backend: Backend) {
     );
     // Then everything receipted, cleared and delivered.
     let settling = Instant::now();
-    let last = wait_for(
+    let settled = poll_until(
         &mut cluster,
         &tokens,
         &wanted,
         (settling, SETTLE_DEADLINE),
-        &|| format!("client {tally:?}"),
         |p| p.settled(wanted.len(), total_fen),
     )
     .await;
+    let last = match settled {
+        Ok(progress) => progress,
+        Err(progress) => {
+            // What became of the payments that did not end: read from the stores.
+            cluster.stop().await;
+            let stuck = stuck_payments(&backend, &data, &payments).await;
+            panic!(
+                "not settled {SETTLE_DEADLINE:?} after the last acknowledgement (seed {seed}): \
+                 {progress:?} of {} payments; client {tally:?}\n{stuck}",
+                payments.len()
+            );
+        }
+    };
     let settle_took = settling.elapsed();
     cluster.stop().await;
 
@@ -209,8 +233,8 @@ async fn crash_cycles(backend: Backend) {
     let slowest = restart_times.iter().max().copied().unwrap_or_default();
     eprintln!(
         "crash ({name}): {CYCLES} cycles (kills {kills:?}) in {cycles_took:?}, slowest \
-         restart {slowest:?}; {} payments ({total_fen} fen) acknowledged and settled \
-         {settle_took:?} after the last cycle; client {tally:?}; {last:?}; \
+         restart {slowest:?}; {} payments ({total_fen} fen) acknowledged, settled \
+         {settle_took:?} after the last acknowledgement; client {tally:?}; {last:?}; \
          {:?} in all ({ready:?} to start)",
         payments.len(),
         started.elapsed()
@@ -236,6 +260,16 @@ async fn crash_cycles(backend: Backend) {
             kills.get(org).copied().unwrap_or(0)
         );
     }
+}
+
+/// Makes a party sign a tree head of its audit log every [`AUDIT_HEAD_EVERY_SECS`], so
+/// heads are signed while the kills come and `guoku audit verify` has many to check, and
+/// hold idempotency keys for [`IDEMPOTENCY_LEASE_SECS`] only.
+fn sign_audit_heads_often(path: &Path) {
+    let mut config = NodeConfig::load(path).expect("node.toml loads");
+    config.audit_head_every_secs = AUDIT_HEAD_EVERY_SECS;
+    config.idempotency_lease_secs = IDEMPOTENCY_LEASE_SECS;
+    std::fs::write(path, config.to_toml()).expect("node.toml is written");
 }
 
 /// The party killed in each cycle: every party once in the first three cycles (in a
@@ -269,6 +303,47 @@ async fn keep_running(cluster: &mut Cluster, clients: &[JoinHandle<Vec<Payment>>
     }
 }
 
+/// A run's directory, left in place (and named) if the test fails, for a look at the
+/// stores and the logs.
+struct KeptIfFailing(Option<tempfile::TempDir>);
+
+impl KeptIfFailing {
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("the directory").path()
+    }
+}
+
+impl Drop for KeptIfFailing {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!(
+                "crash: the run's directory is kept: {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
+
+/// A run's PostgreSQL schemas: dropped at the end, but left in place (and named) if the
+/// test fails.
+struct SchemasKeptIfFailing(Option<DropSchemas>);
+
+impl Drop for SchemasKeptIfFailing {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(schemas) = self.0.take()
+        {
+            eprintln!(
+                "crash: the run's schemas are kept: {}* at {}",
+                schemas.0.schema_prefix, schemas.0.url
+            );
+            std::mem::forget(schemas);
+        }
+    }
+}
+
 // ----- the clients -------------------------------------------------------------------------
 
 /// What the clients met.
@@ -281,15 +356,18 @@ struct Tally {
     /// Requests answered from their key's record (the killed process had done them).
     replayed: AtomicU64,
     /// Requests told their key is still held by a request the killed process was running
-    /// (409 `idempotency_key_in_use`): sent again after `Retry-After`.
+    /// (409 `idempotency_key_in_use`): the payment waits for `Retry-After`, the client
+    /// goes on with others meanwhile.
     in_use: AtomicU64,
-    /// Seconds spent waiting for such keys.
+    /// Seconds payments waited for such keys.
     in_use_waited_secs: AtomicU64,
     /// Answers 503 (the store unavailable for a moment): sent again.
     unavailable: AtomicU64,
 }
 
-/// One of finance's API clients: its maker, checker and signer, one payment at a time.
+/// One of finance's API clients: its maker, checker and signer. It drives one payment at a
+/// time; a payment whose key is held by a request a killed process was running waits for
+/// its `Retry-After` while the client goes on with others.
 struct Client {
     id: u64,
     seed: u64,
@@ -300,73 +378,158 @@ struct Client {
     tally: Arc<Tally>,
 }
 
+/// The three steps of a payment, each a POST with its own key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Make,
+    Check,
+    Sign,
+}
+
+/// A payment on its way.
+struct InFlight {
+    key: String,
+    division: &'static str,
+    amount: guoku_domain::Amount,
+    body: serde_json::Value,
+    step: Step,
+    /// The voucher and its API path, once made.
+    made: Option<(VoucherKey, String)>,
+    /// When its first request was sent.
+    since: Instant,
+    /// When it may be sent again (a held key).
+    ready_at: Instant,
+}
+
+/// What one request did for a payment.
+enum Sent {
+    /// Answered: the payment is a step further.
+    Answered(Reply),
+    /// Its key is held by a request a killed process was running: again after this long.
+    Held(Duration),
+}
+
 impl Client {
-    /// Pays until `stop`; returns the payments acknowledged.
+    /// Pays until `stop`, then finishes the payments waiting for their keys; returns the
+    /// payments acknowledged.
     async fn run(self, mut rng: StdRng, month: u8, stop: Arc<AtomicBool>) -> Vec<Payment> {
         let mut payments = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let n = usize::try_from(self.id).expect("a small id") * 100_000 + payments.len();
-            payments.push(self.pay(&mut rng, n, month).await);
-            self.tally.acknowledged.fetch_add(1, Ordering::Relaxed);
+        let mut waiting: Vec<InFlight> = Vec::new();
+        let mut made = 0;
+        loop {
+            let now = Instant::now();
+            let next = if let Some(i) = waiting.iter().position(|p| p.ready_at <= now) {
+                waiting.swap_remove(i)
+            } else if !stop.load(Ordering::Relaxed) {
+                let n = usize::try_from(self.id).expect("a small id") * 100_000 + made;
+                made += 1;
+                let (division, amount, body) = payment_request(&mut rng, n, month);
+                InFlight {
+                    key: format!("crash-{}-{n}", self.seed),
+                    division,
+                    amount,
+                    body,
+                    step: Step::Make,
+                    made: None,
+                    since: now,
+                    ready_at: now,
+                }
+            } else if let Some(soonest) = waiting.iter().map(|p| p.ready_at).min() {
+                tokio::time::sleep(soonest.saturating_duration_since(now).min(POLL)).await;
+                continue;
+            } else {
+                return payments;
+            };
+            if let Some(payment) = self.drive(next, &mut waiting).await {
+                payments.push(payment);
+                self.tally.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        payments
     }
 
-    /// Direct payment number `n`, made, checked and signed; every request sent until it
-    /// is answered.
-    async fn pay(&self, rng: &mut StdRng, n: usize, month: u8) -> Payment {
-        let (division, amount, body) = payment_request(rng, n, month);
-        let key = format!("crash-{}-{n}", self.seed);
-        let reply = self.send(DIRECT_PAYMENTS, &self.maker, &key, &body).await;
-        assert_eq!(reply.status, 201, "payment {key}: {}", reply.text());
-        let view = reply.json()["draft"].clone();
-        let path = voucher_path(&view);
-        let voucher = voucher_key(&view);
-        assert_eq!(voucher.vt_code, "5201");
-        assert_eq!(voucher.adm_div_code, division);
-        let mut signed = None;
-        for (step, token, status) in [("check", &self.checker, 200), ("sign", &self.signer, 201)] {
-            let reply = self
-                .send(
-                    &format!("{path}/{step}"),
-                    token,
-                    &format!("{key}-{step}"),
-                    &json!({}),
-                )
-                .await;
+    /// Takes `p` through its remaining steps: the payment once its signing step is
+    /// answered, or `None` when it has to wait for a held key (it joins `waiting`).
+    async fn drive(&self, mut p: InFlight, waiting: &mut Vec<InFlight>) -> Option<Payment> {
+        loop {
+            let (path, token, key, body, status) = match (&p.step, &p.made) {
+                (Step::Make, _) => (
+                    DIRECT_PAYMENTS.to_owned(),
+                    &self.maker,
+                    p.key.clone(),
+                    p.body.clone(),
+                    201,
+                ),
+                (Step::Check, Some((_, path))) => (
+                    format!("{path}/check"),
+                    &self.checker,
+                    format!("{}-check", p.key),
+                    json!({}),
+                    200,
+                ),
+                (Step::Sign, Some((_, path))) => (
+                    format!("{path}/sign"),
+                    &self.signer,
+                    format!("{}-sign", p.key),
+                    json!({}),
+                    201,
+                ),
+                (step, None) => panic!("payment {}: {step:?} before it was made", p.key),
+            };
+            let reply = match self.send(&path, token, &key, &body, p.since).await {
+                Sent::Answered(reply) => reply,
+                Sent::Held(wait) => {
+                    p.ready_at = Instant::now() + wait;
+                    waiting.push(p);
+                    return None;
+                }
+            };
             assert_eq!(
                 reply.status,
                 status,
-                "payment {key}, {step}: {}",
+                "payment {}, {:?}: {}",
+                p.key,
+                p.step,
                 reply.text()
             );
-            signed = Some(reply);
-        }
-        // The acknowledgement: the draft issued as this voucher.
-        let signed = signed.expect("the signing step was answered").json();
-        assert_eq!(
-            text(&signed["draft"], "state"),
-            "issued",
-            "payment {key}: {signed}"
-        );
-        assert_eq!(voucher_key(&signed["draft"]), voucher, "payment {key}");
-        Payment {
-            key,
-            body,
-            voucher,
-            amount,
+            let view = reply.json()["draft"].clone();
+            match p.step {
+                Step::Make => {
+                    let voucher = voucher_key(&view);
+                    assert_eq!(voucher.vt_code, "5201");
+                    assert_eq!(voucher.adm_div_code, p.division);
+                    p.made = Some((voucher, voucher_path(&view)));
+                    p.step = Step::Check;
+                }
+                Step::Check => p.step = Step::Sign,
+                Step::Sign => {
+                    // The acknowledgement: the draft issued as this voucher.
+                    let (voucher, _) = p.made.expect("made before it was signed");
+                    assert_eq!(text(&view, "state"), "issued", "payment {}: {view}", p.key);
+                    assert_eq!(voucher_key(&view), voucher, "payment {}", p.key);
+                    return Some(Payment {
+                        key: p.key,
+                        body: p.body,
+                        voucher,
+                        amount: p.amount,
+                    });
+                }
+            }
         }
     }
 
-    /// POSTs `body` with `key` until the API answers something else than "not now".
-    async fn send(&self, path: &str, token: &str, key: &str, body: &serde_json::Value) -> Reply {
-        let started = Instant::now();
+    /// POSTs `body` with `key` until the API answers, or says the key is held.
+    async fn send(
+        &self,
+        path: &str,
+        token: &str,
+        key: &str,
+        body: &serde_json::Value,
+        since: Instant,
+    ) -> Sent {
         loop {
-            let wait = match call(self.addr, post_request(self.addr, path, token, key, body)).await
-            {
+            match call(self.addr, post_request(self.addr, path, token, key, body)).await {
                 Err(_) => {
                     self.tally.unanswered.fetch_add(1, Ordering::Relaxed);
-                    POLL
                 }
                 Ok(reply)
                     if reply.status == 409 && reply.text().contains("idempotency_key_in_use") =>
@@ -383,24 +546,28 @@ impl Client {
                         "crash: POST {path} ({key}): the key is held by a request a killed \
                          process was running; again in {secs} s"
                     );
-                    Duration::from_secs(secs)
+                    let wait = Duration::from_secs(secs);
+                    assert!(
+                        since.elapsed() + wait < REQUEST_DEADLINE,
+                        "POST {path} ({key}): the payment would take over {REQUEST_DEADLINE:?}"
+                    );
+                    return Sent::Held(wait);
                 }
                 Ok(reply) if reply.status == 503 => {
                     self.tally.unavailable.fetch_add(1, Ordering::Relaxed);
-                    POLL
                 }
                 Ok(reply) => {
                     if reply.header("idempotent-replayed").as_deref() == Some("true") {
                         self.tally.replayed.fetch_add(1, Ordering::Relaxed);
                     }
-                    return reply;
+                    return Sent::Answered(reply);
                 }
-            };
+            }
             assert!(
-                started.elapsed() + wait < REQUEST_DEADLINE,
-                "POST {path} ({key}) not answered within {REQUEST_DEADLINE:?}"
+                since.elapsed() + POLL < REQUEST_DEADLINE,
+                "POST {path} ({key}): the payment took over {REQUEST_DEADLINE:?}"
             );
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 }
@@ -449,6 +616,52 @@ async fn check_drafts(finance: &guoku_store::Store, payments: &[Payment]) {
         payments.len(),
         "finance holds one draft per payment"
     );
+}
+
+/// The payments whose original is not receipted (12) at finance, with each leg's record
+/// and events at finance and at ICBC.
+async fn stuck_payments(backend: &Backend, data: &Path, payments: &[Payment]) -> String {
+    let finance = backend.open(data, FINANCE).await.library();
+    let icbc = backend.open(data, ICBC).await.library();
+    let mut out = String::new();
+    for p in payments {
+        let original = finance
+            .status(&p.voucher, Leg::Original)
+            .await
+            .expect("finance's library reads");
+        if original
+            .as_ref()
+            .is_some_and(|r| r.exchange == Exchange::ReceiptReceived)
+        {
+            continue;
+        }
+        let _ = writeln!(out, "----- payment {} ({}) -----", p.voucher, p.key);
+        for (org, library) in [(FINANCE, &finance), (ICBC, &icbc)] {
+            for leg in [Leg::Original, Leg::Receipt] {
+                let record = library
+                    .status(&p.voucher, leg)
+                    .await
+                    .expect("the library reads");
+                let Some(r) = record else {
+                    let _ = writeln!(out, "{org} {leg:?}: none");
+                    continue;
+                };
+                let _ = writeln!(
+                    out,
+                    "{org} {leg:?}: {:?} {:?} {:?}, reason {:?}",
+                    r.direction, r.exchange, r.processing, r.reason
+                );
+                for e in library
+                    .events(&p.voucher, leg)
+                    .await
+                    .expect("the events read")
+                {
+                    let _ = writeln!(out, "    {e:?}");
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Whether `guoku audit verify --config config` finds the party's audit log intact: the

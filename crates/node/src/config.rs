@@ -62,6 +62,11 @@ pub struct NodeConfig {
     /// Seconds between asking receivers what became of the vouchers sent (0: never).
     #[serde(default = "default_status_every")]
     pub status_every_secs: u64,
+    /// Seconds a request holds its idempotency key before another may take it over (the
+    /// request's process may have died). Default 300; a node restarted after a crash answers
+    /// a retried request once the lease is over.
+    #[serde(default = "default_idempotency_lease")]
+    pub idempotency_lease_secs: u64,
     /// Seconds between signed tree heads of the audit log (0: only at each business-day
     /// close and when asked). Default 300.
     #[serde(default = "default_audit_head_every")]
@@ -157,6 +162,10 @@ pub fn parse_post(post: &str) -> Result<guoku_seal::pki::Post, String> {
         "signer" => Ok(Post::Signer),
         other => Err(format!("unknown post {other:?}: maker, checker or signer")),
     }
+}
+
+fn default_idempotency_lease() -> u64 {
+    guoku_store::idempotency::IdempotencyConfig::default().lease_secs
 }
 
 fn default_audit_head_every() -> u64 {

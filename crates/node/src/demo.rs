@@ -1269,6 +1269,8 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
             clearing_every_secs: if bank.is_some() { 10 } else { 0 },
             require_payee_bank_no: false,
             status_every_secs: 5,
+            idempotency_lease_secs: guoku_store::idempotency::IdempotencyConfig::default()
+                .lease_secs,
             audit_head_every_secs: AUDIT_HEAD_EVERY_SECS,
             reconcile_banks: if matches!(org.role, OrgRole::Pboc | OrgRole::Finance) {
                 province

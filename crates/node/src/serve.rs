@@ -427,10 +427,22 @@ pub async fn serve_node_api(
         detail: format!("registering the API's users: {e}"),
     })?;
     let catalogue = demo_catalogue(node.party.registry.clone(), year);
+    let mut api_config = crate::api::ApiConfig::default();
+    let lease = node.config.idempotency_lease_secs;
+    if lease == 0 || lease > api_config.idempotency.ttl_secs {
+        return Err(ServeError::Config {
+            path: node.config.dir.clone(),
+            detail: format!(
+                "idempotency_lease_secs must be 1..={}",
+                api_config.idempotency.ttl_secs
+            ),
+        });
+    }
+    api_config.idempotency.lease_secs = lease;
     let api = crate::api::Api::new(
         Arc::new(TokenTable::new(entries)),
         Arc::new(catalogue),
-        crate::api::ApiConfig::default(),
+        api_config,
     )
     .serve(node.party.clone());
     let path = PathBuf::from(node.config.api_listen.to_string());

@@ -428,7 +428,71 @@ struct Plan {
 /// The change `action` makes to `record`, by the pure machines. On a voucher this node
 /// received, acknowledge/refuse/return are its own acts and move both machines; on one it
 /// sent, they are the receiver's outcome reported back and move the exchange state only.
+/// A received voucher's place on the normal processing path (已读取 → 签收 → 校验中 →
+/// 校验成功 → 审核 → 复核 → 处理成功 → 签章成功 → 回单成功), if it is on it.
+fn normal_rank(p: Processing) -> Option<u8> {
+    use Processing as P;
+    Some(match p {
+        P::Read => 0,
+        P::Acknowledged => 1,
+        P::Validating => 2,
+        P::Validated => 3,
+        P::Checked => 4,
+        P::Approved => 5,
+        P::Processed => 6,
+        P::Sealed => 7,
+        P::ReceiptSent => 8,
+        _ => return None,
+    })
+}
+
+/// Where a step of the normal path leads.
+fn normal_target(event: ProcessingEvent) -> Option<u8> {
+    use ProcessingEvent as E;
+    Some(match event {
+        E::Acknowledge => 1,
+        E::StartValidation => 2,
+        E::PassValidation => 3,
+        E::Check => 4,
+        E::Approve => 5,
+        E::Book => 6,
+        E::Seal => 7,
+        E::SendReceipt => 8,
+        _ => return None,
+    })
+}
+
+/// Whether `event` is a step of the normal path that `record` has already taken: taking it
+/// again changes nothing. A node killed between two steps of a flow resumes the flow from
+/// its start, and the steps it already took pass through ([`Library::read_again`]).
+fn already_taken(record: &VoucherRecord, event: ProcessingEvent) -> bool {
+    match (
+        record.processing.and_then(normal_rank),
+        normal_target(event),
+    ) {
+        (Some(now), Some(target)) => now >= target,
+        _ => false,
+    }
+}
+
 fn plan(record: &VoucherRecord, action: Action) -> Result<Plan, LibraryError> {
+    let unchanged = Plan {
+        exchange: record.exchange,
+        processing: record.processing,
+        outbox: OutboxChange::Keep,
+        noop: true,
+    };
+    match (action, record.direction) {
+        (Action::Acknowledge, Direction::Received)
+            if already_taken(record, ProcessingEvent::Acknowledge) =>
+        {
+            return Ok(unchanged);
+        }
+        (Action::Process(event), Direction::Received) if already_taken(record, event) => {
+            return Ok(unchanged);
+        }
+        _ => {}
+    }
     let illegal = |transition| LibraryError::Illegal {
         key: Box::new(record.key.clone()),
         leg: record.leg,
@@ -1789,10 +1853,13 @@ impl Library {
         Ok((count(due)?, count(all)?))
     }
 
-    /// 重新读取 (the standard's `readVoucherAgain`): up to `limit` received vouchers that were
-    /// read but not taken further (still 已读取, 10), last changed at or before `before`, oldest
-    /// first, without changing them: what a step that failed midway left behind, for the
-    /// worker to hand to its flow again.
+    /// 重新读取 (the standard's `readVoucherAgain`): up to `limit` received vouchers whose
+    /// processing stopped on the normal path short of its end (已读取 10, or 签收 15 … 签章成功
+    /// 73: a step that failed, or a process killed between two steps), last changed at or
+    /// before `before`, oldest first, without changing them, for the worker to hand to their
+    /// flow again. The flow starts over; the steps it already took pass through unchanged
+    /// (a normal-path step already taken is a no-op), and the books take each operation once
+    /// by its id. 待补录 (74) waits for a person and is not read again.
     ///
     /// # Errors
     /// [`LibraryError::InvalidArgument`] for a bad limit; a store error.
@@ -1805,8 +1872,7 @@ impl Library {
             return Err(LibraryError::InvalidArgument("limit must be 1..=READ_MAX"));
         }
         let before = time_to_sql(before)?;
-        // The literal 10 (已读取) matches the partial index `library_vouchers_read` (migration
-        // 0006), which a bound parameter would not.
+        // Literal codes, checked against the machine's below.
         let read = processing_to_sql(Some(Processing::Read));
         if read != Some(10) {
             return Err(LibraryError::Store(StoreError::Corrupt(
@@ -1815,7 +1881,8 @@ impl Library {
         }
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'received' \
-             AND processing = 10 AND updated_at <= $1 ORDER BY seq LIMIT $2"
+             AND processing IN (10, 15, 17, 20, 40, 50, 71, 73) AND updated_at <= $1 \
+             ORDER BY seq LIMIT $2"
         );
         let raws: Vec<RawRecord> = match &self.store {
             Store::Sqlite(s) => {

@@ -881,6 +881,98 @@ both_backends!(read_again_finds_what_a_failed_step_left_read, |store| {
     assert_eq!(events(store, "A1", Leg::Original).await.len(), 2);
 });
 
+// A process killed between two steps of a flow: the voucher is found again wherever it
+// stopped on the normal path (not at 待补录 or an end), and the steps already taken pass
+// through unchanged when the flow starts over, while a step out of order is still refused.
+both_backends!(read_again_resumes_a_flow_cut_between_steps, |store| {
+    let lib = store.library();
+    for no in ["R1", "R2"] {
+        lib.receive(original(no, "1.00"), "inbox", 10)
+            .await
+            .unwrap();
+    }
+    lib.read(READ_MAX, "worker", 11).await.unwrap();
+    for no in ["R1", "R2"] {
+        lib.acknowledge(&key(no), Leg::Original, "worker", 12)
+            .await
+            .unwrap();
+        for event in [
+            ProcessingEvent::StartValidation,
+            ProcessingEvent::PassValidation,
+            ProcessingEvent::Check,
+        ] {
+            lib.process(&key(no), Leg::Original, event, None, "worker", 12)
+                .await
+                .unwrap();
+        }
+    }
+    // R2 reaches its end: approved, booked, sealed, receipt sent.
+    for event in [
+        ProcessingEvent::Approve,
+        ProcessingEvent::Book,
+        ProcessingEvent::Seal,
+        ProcessingEvent::SendReceipt,
+    ] {
+        lib.process(&key("R2"), Leg::Original, event, None, "worker", 13)
+            .await
+            .unwrap();
+    }
+    let again: Vec<String> = lib
+        .read_again(READ_MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key.voucher_no)
+        .collect();
+    assert_eq!(again, ["R1"], "R1 stopped at 审核 (40); R2 is done");
+    // The flow starts over on R1: what it did passes, and it goes on.
+    let before = events(store, "R1", Leg::Original).await.len();
+    lib.acknowledge(&key("R1"), Leg::Original, "worker", 200)
+        .await
+        .unwrap();
+    for event in [
+        ProcessingEvent::StartValidation,
+        ProcessingEvent::PassValidation,
+        ProcessingEvent::Check,
+    ] {
+        let r = lib
+            .process(&key("R1"), Leg::Original, event, None, "worker", 200)
+            .await
+            .unwrap();
+        assert_eq!(r.processing, Some(Processing::Checked));
+    }
+    assert_eq!(
+        events(store, "R1", Leg::Original).await.len(),
+        before,
+        "steps already taken write nothing"
+    );
+    let r = lib
+        .process(
+            &key("R1"),
+            Leg::Original,
+            ProcessingEvent::Approve,
+            None,
+            "worker",
+            200,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.processing, Some(Processing::Approved));
+    // Out of order is still refused: sealing before booking.
+    assert!(
+        lib.process(
+            &key("R1"),
+            Leg::Original,
+            ProcessingEvent::Seal,
+            None,
+            "worker",
+            201
+        )
+        .await
+        .is_err()
+    );
+});
+
 // The grouped counts /metrics reads: by type, leg, state and direction, unread ones apart;
 // the outbox's due and waiting entries.
 both_backends!(counts_group_every_leg_and_the_outbox, |store| {

@@ -130,19 +130,35 @@ pub async fn wait_for(
     detail: &dyn Fn() -> String,
     done: impl Fn(&Progress) -> bool,
 ) -> Progress {
-    loop {
-        cluster.check_running();
-        let progress = Progress::read(cluster, tokens, wanted).await;
-        if done(&progress) {
-            return progress;
-        }
-        assert!(
-            started.elapsed() < within,
+    match poll_until(cluster, tokens, wanted, (started, within), done).await {
+        Ok(progress) => progress,
+        Err(progress) => panic!(
             "not settled after {within:?} (seed {}): {progress:?} of {} payments; {}",
             cluster.seed,
             wanted.len(),
             detail()
-        );
+        ),
+    }
+}
+
+/// Polls the processes until `done` holds of their progress (`Ok`), or until `within`
+/// after `started` has passed (`Err`, with how far they got).
+pub async fn poll_until(
+    cluster: &mut Cluster,
+    tokens: &BTreeMap<&str, String>,
+    wanted: &BTreeSet<String>,
+    (started, within): (Instant, Duration),
+    done: impl Fn(&Progress) -> bool,
+) -> Result<Progress, Progress> {
+    loop {
+        cluster.check_running();
+        let progress = Progress::read(cluster, tokens, wanted).await;
+        if done(&progress) {
+            return Ok(progress);
+        }
+        if started.elapsed() >= within {
+            return Err(progress);
+        }
         tokio::time::sleep(POLL).await;
     }
 }

@@ -68,8 +68,12 @@ where
         record.sender.as_str(),
         envelope_bytes(receipt),
     );
-    library.write(new, returner.actor, now).await?;
-    library.send(key, Leg::Receipt, returner.actor, now).await?;
+    // Written and sent once: a flow resumed after a crash finds its receipt stored (the
+    // content fingerprint leaves out the stamps) and sends it only if it was not sent.
+    let stored = library.write(new, returner.actor, now).await?;
+    if stored.record.exchange == Exchange::NotSent {
+        library.send(key, Leg::Receipt, returner.actor, now).await?;
+    }
     library
         .process(
             key,
