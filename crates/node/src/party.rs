@@ -1109,7 +1109,17 @@ impl<T: Transport> Party<T> {
             let done = self.dispatch_keyed(record).await;
             self.survive(done)?;
         }
-        Ok(stuck.len())
+        // Written but never sent (the process died in between): send them now.
+        let library = self.store.library();
+        let unsent = library
+            .unsent(READ_BATCH, now.saturating_sub(STUCK_AFTER_SECS))
+            .await?;
+        for record in &unsent {
+            library
+                .send(&record.key, record.leg, WORKER_ACTOR, now)
+                .await?;
+        }
+        Ok(stuck.len() + unsent.len())
     }
 
     /// Whether `record` may be handled concurrently with others of its tick: a payment

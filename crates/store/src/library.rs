@@ -1855,7 +1855,8 @@ impl Library {
 
     /// 重新读取 (the standard's `readVoucherAgain`): up to `limit` received vouchers whose
     /// processing stopped on the normal path short of its end (已读取 10, or 签收 15 … 签章成功
-    /// 73: a step that failed, or a process killed between two steps), last changed at or
+    /// 73 for an original, whose end is 回单成功 80; 10 … 复核 50 for a receipt, whose end is
+    /// 处理成功 71: a step that failed, or a process killed between two steps), last changed at or
     /// before `before`, oldest first, without changing them, for the worker to hand to their
     /// flow again. The flow starts over; the steps it already took pass through unchanged
     /// (a normal-path step already taken is a no-op), and the books take each operation once
@@ -1881,8 +1882,9 @@ impl Library {
         }
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'received' \
-             AND processing IN (10, 15, 17, 20, 40, 50, 71, 73) AND updated_at <= $1 \
-             ORDER BY seq LIMIT $2"
+             AND (processing IN (10, 15, 17, 20, 40, 50) \
+                  OR (leg = 0 AND processing IN (71, 73))) \
+             AND updated_at <= $1 ORDER BY seq LIMIT $2"
         );
         let raws: Vec<RawRecord> = match &self.store {
             Store::Sqlite(s) => {
@@ -1900,6 +1902,56 @@ impl Library {
             Store::Postgres(p) => {
                 let client = p.pool.get().await?;
                 let rows = client.query(&sql, &[&before, &i64::from(limit)]).await?;
+                rows.iter().map(pg_record).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(raws
+            .into_iter()
+            .map(RawRecord::decode)
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Vouchers this node wrote but never sent (本方未发送: 13 for an original, 14 for a
+    /// receipt), last changed at or before `before`, oldest first, at most `limit`
+    /// (1..=[`READ_MAX`]): what a process killed between writing and sending left behind, for
+    /// the worker to send.
+    ///
+    /// # Errors
+    /// [`LibraryError::InvalidArgument`] for a bad limit; a store error.
+    pub async fn unsent(
+        &self,
+        limit: u32,
+        before: u64,
+    ) -> Result<Vec<VoucherRecord>, LibraryError> {
+        if !(1..=READ_MAX).contains(&limit) {
+            return Err(LibraryError::InvalidArgument("limit must be 1..=READ_MAX"));
+        }
+        let before = time_to_sql(before)?;
+        let (original, receipt) = (
+            exchange_to_sql(Exchange::NotSent, Leg::Original)?,
+            exchange_to_sql(Exchange::NotSent, Leg::Receipt)?,
+        );
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'sent' \
+             AND ((leg = 0 AND exchange = $3) OR (leg = 1 AND exchange = $4)) \
+             AND updated_at <= $1 ORDER BY seq LIMIT $2"
+        );
+        let limit = i64::from(limit);
+        let raws: Vec<RawRecord> = match &self.store {
+            Store::Sqlite(s) => {
+                s.read(move |conn| {
+                    let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
+                    let rows =
+                        stmt.query_map(params![before, limit, original, receipt], sqlite_record)?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .await?
+            }
+            Store::Postgres(p) => {
+                let client = p.pool.get().await?;
+                let rows = client
+                    .query(&sql, &[&before, &limit, &original, &receipt])
+                    .await?;
                 rows.iter().map(pg_record).collect::<Result<_, _>>()?
             }
         };

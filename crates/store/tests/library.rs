@@ -973,6 +973,34 @@ both_backends!(read_again_resumes_a_flow_cut_between_steps, |store| {
     );
 });
 
+// A voucher written and never sent (the process died in between) is found, once old
+// enough; a sent one is not.
+both_backends!(unsent_finds_what_was_written_and_not_sent, |store| {
+    let lib = store.library();
+    lib.write(original("U1", "1.00"), "maker", 10)
+        .await
+        .unwrap();
+    lib.write(original("U2", "1.00"), "maker", 10)
+        .await
+        .unwrap();
+    lib.send(&key("U2"), Leg::Original, "maker", 11)
+        .await
+        .unwrap();
+    assert!(
+        lib.unsent(READ_MAX, 9).await.unwrap().is_empty(),
+        "too recent"
+    );
+    let unsent: Vec<String> = lib
+        .unsent(READ_MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key.voucher_no)
+        .collect();
+    assert_eq!(unsent, ["U1"]);
+    assert!(lib.unsent(0, 100).await.is_err());
+});
+
 // The grouped counts /metrics reads: by type, leg, state and direction, unread ones apart;
 // the outbox's due and waiting entries.
 both_backends!(counts_group_every_leg_and_the_outbox, |store| {

@@ -1042,6 +1042,16 @@ where
     library
         .acknowledge(key, Leg::Original, pboc.actor, now)
         .await?;
+    // Resumed after a crash past its booking (处理成功 or 签章成功): the request is cleared
+    // already (its vouchers now count as cleared, by this very request), so only its
+    // receipt is left to seal and return.
+    if matches!(
+        record.processing,
+        Some(Processing::Processed | Processing::Sealed)
+    ) {
+        let (_, amount) = clearing_op(&body.voucher).map_err(|e| invalid(e.to_string()))?;
+        return return_clearing_receipt(store, registry, pboc, record, &body, amount, now).await;
+    }
     let cleared = cleared_at_pboc(store).await?;
     let tenant = tenant_of(key).ok();
     let known = |k: &VoucherKey| {
@@ -1104,6 +1114,19 @@ where
             now,
         )
         .await?;
+    return_clearing_receipt(store, registry, pboc, record, &body, amount, now).await
+}
+
+/// PBOC's last steps on a booked 2301: its receipt with the X fields, sealed and returned.
+async fn return_clearing_receipt(
+    store: &Store,
+    registry: &Registry,
+    pboc: &Pboc<'_>,
+    record: &VoucherRecord,
+    body: &EnvelopeBody,
+    amount: Amount,
+    now: u64,
+) -> Result<ClearOutcome, ClearingError> {
     let mut receipt = body.clone();
     receipt.flag = VoucherFlag::Receipt;
     let h = &mut receipt.voucher.header;
@@ -1119,7 +1142,7 @@ where
     };
     seal_and_return::<ClearingError>(store, ty, record, &mut receipt, &returner, now).await?;
     Ok(ClearOutcome::Cleared {
-        key: key.clone(),
+        key: record.key.clone(),
         amount,
     })
 }

@@ -194,7 +194,10 @@ where
     if state == Some(Exchange::Received) {
         library.acknowledge(key, Leg::Original, actor, now).await?;
     }
-    library.receipt_arrives(key, actor, now).await?;
+    // A flow resumed after a crash may find the receipt recorded already.
+    if state != Some(Exchange::ReceiptReceived) {
+        library.receipt_arrives(key, actor, now).await?;
+    }
     Ok(())
 }
 
