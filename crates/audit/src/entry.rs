@@ -12,6 +12,69 @@ use crate::error::Error;
 /// The tag every leaf's data starts with (format version 1).
 pub const ENTRY_TAG: &[u8; 4] = b"GKA1";
 
+/// Appends to `out` the leaf data of the entry at position `seq` and time `at` whose text
+/// fields, in their encoded order (kind, actor, post, action, object, result, source, request
+/// id, detail), are `texts`: the bytes [`Entry::to_bytes`] gives. For readers that encode
+/// stored rows straight from the database's buffers, without building an [`Entry`].
+pub fn encode_leaf(out: &mut Vec<u8>, seq: u64, at: u64, texts: [&str; 9]) {
+    out.extend_from_slice(ENTRY_TAG);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&at.to_be_bytes());
+    for text in texts {
+        // Fields are cut to FIELD_MAX_BYTES before storing, so the length fits.
+        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// Leaf data of many entries in one buffer (one allocation for a whole page of a log, not
+/// one per leaf).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeafData {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl LeafData {
+    /// Room for `leaves` leaves of about `bytes_each` bytes.
+    pub fn with_capacity(leaves: usize, bytes_each: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(leaves * bytes_each),
+            ends: Vec::with_capacity(leaves),
+        }
+    }
+
+    /// Adds a leaf ([`encode_leaf`]).
+    pub fn push(&mut self, seq: u64, at: u64, texts: [&str; 9]) {
+        encode_leaf(&mut self.bytes, seq, at, texts);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many leaves.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each leaf's data, in order.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let s = &self.bytes[start..end];
+                start = end;
+                s
+            })
+            .collect()
+    }
+}
+
 /// Longest text field kept in a leaf, in bytes (longer texts are cut at a character
 /// boundary before they are stored, so what is stored is what was hashed).
 pub const FIELD_MAX_BYTES: usize = 4096;
@@ -104,15 +167,7 @@ impl Entry {
     pub fn to_bytes(&self) -> Vec<u8> {
         let texts = self.texts();
         let mut out = Vec::with_capacity(20 + texts.iter().map(|t| 4 + t.len()).sum::<usize>());
-        out.extend_from_slice(ENTRY_TAG);
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.at.to_be_bytes());
-        for text in texts {
-            // Fields are cut to FIELD_MAX_BYTES before storing, so the length fits.
-            let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(text.as_bytes());
-        }
+        encode_leaf(&mut out, self.seq, self.at, texts);
         out
     }
 
@@ -221,6 +276,25 @@ mod tests {
             edited[i] ^= 0x01;
             assert_ne!(Entry::from_bytes(&edited).ok(), Some(e.clone()), "byte {i}");
         }
+    }
+
+    #[test]
+    fn leaf_data_holds_each_leaf_as_to_bytes_gives_it() {
+        let first = sample();
+        let mut second = sample();
+        second.seq = 8;
+        second.kind = Kind::Ledger;
+        second.detail = String::new();
+        let mut data = LeafData::with_capacity(2, 64);
+        assert!(data.is_empty());
+        for e in [&first, &second] {
+            data.push(e.seq, e.at, e.texts());
+        }
+        assert_eq!(data.len(), 2);
+        assert_eq!(
+            data.slices(),
+            vec![first.to_bytes().as_slice(), second.to_bytes().as_slice()]
+        );
     }
 
     #[test]

@@ -53,6 +53,35 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// Appends the leaf hashes `leaves`, as many [`Frontier::push`]es would, but hashing the
+    /// complete subtrees they fill on up to `threads` threads ([`root_parallel`]).
+    pub fn extend(&mut self, leaves: &[Hash], threads: usize) {
+        let mut rest = leaves;
+        while !rest.is_empty() {
+            // The largest complete subtree that starts at the current size (a multiple of
+            // its width) and that the remaining leaves fill.
+            let aligned = if self.size == 0 {
+                63
+            } else {
+                self.size.trailing_zeros()
+            };
+            let fits = 63 - (rest.len() as u64).leading_zeros();
+            let height = aligned.min(fits);
+            let width = 1usize << height;
+            let (subtree, tail) = rest.split_at(width);
+            let mut node = root_parallel(self.alg, subtree, threads);
+            let mut merged = self.size >> height;
+            while merged & 1 == 1 {
+                let left = self.nodes.pop().unwrap_or_default();
+                node = self.alg.node_hash(&left, &node);
+                merged >>= 1;
+            }
+            self.nodes.push(node);
+            self.size += width as u64;
+            rest = tail;
+        }
+    }
+
     /// Appends the leaf hash of `data`.
     pub fn push_data(&mut self, data: &[u8]) {
         self.push(self.alg.leaf_hash(data));
@@ -154,6 +183,27 @@ mod tests {
         (0..n)
             .map(|i| alg.leaf_hash(&(i as u64).to_be_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn extend_equals_pushing_one_by_one() {
+        for alg in HashAlgorithm::ALL {
+            let all = leaves(alg, 20_000);
+            // Start at sizes aligned and not, and add runs that fill subtrees and not.
+            for (start, run) in [(0, 20_000), (1, 16_384), (5, 3), (4096, 15_000), (777, 1)] {
+                let mut one_by_one = Frontier::new(alg);
+                for leaf in &all[..start] {
+                    one_by_one.push(*leaf);
+                }
+                let mut extended = one_by_one.clone();
+                for leaf in &all[start..start + run] {
+                    one_by_one.push(*leaf);
+                }
+                extended.extend(&all[start..start + run], 2);
+                assert_eq!(extended, one_by_one, "{alg:?} from {start}, {run} leaves");
+                assert_eq!(extended.root(), crate::root(alg, &all[..start + run]));
+            }
+        }
     }
 
     #[test]

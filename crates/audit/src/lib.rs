@@ -39,7 +39,7 @@ mod head;
 mod tree;
 mod verify;
 
-pub use entry::{ENTRY_TAG, Entry, FIELD_MAX_BYTES, Kind, clip};
+pub use entry::{ENTRY_TAG, Entry, FIELD_MAX_BYTES, Kind, LeafData, clip, encode_leaf};
 pub use error::Error;
 pub use frontier::{Frontier, leaf_hashes_parallel, root_parallel};
 pub use hash::{HASH_LEN, Hash, HashAlgorithm, LEAF_PREFIX, NODE_PREFIX};

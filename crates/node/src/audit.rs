@@ -239,23 +239,20 @@ async fn leaf_hashes(
     let mut next = from;
     while next < to {
         let want = u32::try_from((to - next).min(u64::from(SCAN_MAX))).unwrap_or(SCAN_MAX);
-        let page = store.audit().entries(next, want).await?;
-        let mut data = Vec::with_capacity(page.len());
-        for e in &page {
-            if e.seq != next + data.len() as u64 {
+        let page = store.audit().leaves(next, want).await?;
+        for (i, seq) in page.seqs.iter().enumerate() {
+            let expected = next + i as u64;
+            if *seq != expected {
                 return Err(AuditError::Invalid(format!(
-                    "leaf {} is missing (found {} in its place)",
-                    next + data.len() as u64,
-                    e.seq
+                    "leaf {expected} is missing (found {seq} in its place)"
                 )));
             }
-            data.push(e.to_bytes());
         }
-        if data.is_empty() {
+        if page.seqs.is_empty() {
             return Err(AuditError::Invalid(format!("leaf {next} is missing")));
         }
-        next += data.len() as u64;
-        out.extend(leaf_hashes_parallel(alg, &data, threads()));
+        next += page.seqs.len() as u64;
+        out.extend(leaf_hashes_parallel(alg, &page.data.slices(), threads()));
     }
     Ok(out)
 }
@@ -589,108 +586,89 @@ pub async fn verify(
 ) -> Result<VerifyReport, AuditError> {
     let alg = alg_of(suite);
     let log = store.audit();
-    let mut report = VerifyReport::default();
     let size = log.size().await?;
     let heads = log.heads().await?;
     let archived = log.archived().await?;
-    let mut frontier = match &archived {
+    let frontier = match &archived {
         Some(a) => a.frontier.clone(),
         None => Frontier::new(alg),
     };
-    // Each voucher leg's content fingerprint, as its write or receive leaf recorded it.
-    let mut fingerprints: HashMap<String, (String, String)> = HashMap::new();
     let start = frontier.size();
-    let mut pending = heads.iter().filter(|h| h.size >= start).peekable();
+    let mut tree = Recompute {
+        alg,
+        heads: {
+            let mut unchecked: Vec<_> = heads
+                .iter()
+                .filter(|h| h.size >= start)
+                .map(|h| (h.size, h.alg, h.root, h.at))
+                .collect();
+            unchecked.sort_by_key(|h| std::cmp::Reverse(h.0));
+            unchecked
+        },
+        next: start,
+        frontier,
+        report: VerifyReport::default(),
+    };
     // A head at the archive point itself.
-    let mut next = frontier.size();
-    loop {
-        while let Some(head) = pending.peek() {
-            if head.size != frontier.size() {
-                break;
-            }
-            report.heads += 1;
-            if head.alg != alg || frontier.root() != head.root {
-                report.problems.push(format!(
-                    "the signed head of {} leaves (made {}) has root {}, the stored rows give {}",
-                    head.size,
-                    head.at,
-                    to_hex(&head.root),
-                    to_hex(&frontier.root())
-                ));
-            }
-            pending.next();
-        }
-        if next >= size {
-            break;
-        }
-        let want = u32::try_from((size - next).min(u64::from(SCAN_MAX))).unwrap_or(SCAN_MAX);
-        let page = match log.entries(next, want).await {
+    tree.check_heads();
+    // Each voucher leg's content and body fingerprints, as its write or receive leaf
+    // recorded them (the last such leaf counts).
+    let mut fingerprints: HashMap<Box<str>, ([u8; 32], [u8; 32])> = HashMap::new();
+    let want =
+        |from: u64| u32::try_from((size - from).min(u64::from(SCAN_MAX))).unwrap_or(SCAN_MAX);
+    let mut read = if start < size {
+        Some(log.leaves(start, want(start)).await)
+    } else {
+        None
+    };
+    // Each page is hashed on the blocking pool while the next one is read.
+    while let Some(result) = read.take() {
+        let mut page = match result {
             Ok(page) => page,
             Err(StoreError::Corrupt(e)) => {
-                report
-                    .problems
-                    .push(format!("a row at or after leaf {next} is unreadable: {e}"));
+                tree.report.problems.push(format!(
+                    "a row at or after leaf {} is unreadable: {e}",
+                    tree.next
+                ));
                 break;
             }
             Err(e) => return Err(e.into()),
         };
-        if page.is_empty() {
-            report
-                .problems
-                .push(format!("leaves {next}..{size} are missing (deleted rows)"));
+        let Some(&last) = page.seqs.last() else {
+            tree.report.problems.push(format!(
+                "leaves {}..{size} are missing (deleted rows)",
+                tree.next
+            ));
             break;
-        }
-        let data: Vec<Vec<u8>> = page.iter().map(Entry::to_bytes).collect();
-        let hashes = leaf_hashes_parallel(alg, &data, threads());
-        for e in &page {
-            if e.kind == guoku_audit::Kind::Voucher
-                && matches!(e.action.as_str(), "write" | "receive")
-                && let Some(content) = e.detail.split("; sha256 ").nth(1)
-            {
-                let body = e.detail.split("; body sha256 ").nth(1).unwrap_or_default();
-                fingerprints.insert(
-                    e.object.clone(),
-                    (
-                        content.chars().take(64).collect::<String>(),
-                        body.chars().take(64).collect::<String>(),
-                    ),
-                );
-            }
-        }
-        for (e, h) in page.iter().zip(hashes) {
-            if e.seq != next {
-                report.problems.push(format!(
-                    "leaf {next} is missing (deleted row); found {}",
-                    e.seq
-                ));
-                next = e.seq;
-                // Go on hashing: roots after a gap are wrong anyway and will be listed.
-            }
-            frontier.push(h);
-            next += 1;
-            report.leaves += 1;
-            while let Some(head) = pending.peek() {
-                if head.size != frontier.size() {
-                    break;
-                }
-                report.heads += 1;
-                if head.alg != alg || frontier.root() != head.root {
-                    report.problems.push(format!(
-                        "the signed head of {} leaves (made {}) has root {}, the stored rows give {}",
-                        head.size,
-                        head.at,
-                        to_hex(&head.root),
-                        to_hex(&frontier.root())
-                    ));
-                }
-                pending.next();
-            }
-        }
+        };
+        fingerprints.extend(
+            page.fingerprints
+                .drain(..)
+                .map(|f| (f.object, (f.content, f.body))),
+        );
+        let hashing = tokio::task::spawn_blocking(move || {
+            tree.absorb(&page);
+            tree
+        });
+        let following = last + 1;
+        let done = if following < size {
+            let (done, next) = tokio::join!(hashing, log.leaves(following, want(following)));
+            read = Some(next);
+            done
+        } else {
+            hashing.await
+        };
+        tree = done.map_err(|e| AuditError::Invalid(format!("hashing stopped: {e}")))?;
     }
-    for head in pending {
+    let Recompute {
+        frontier,
+        heads: unreached,
+        mut report,
+        ..
+    } = tree;
+    for (head_size, ..) in unreached.iter().rev() {
         report.problems.push(format!(
-            "a signed head names {} leaves but only {} are stored",
-            head.size,
+            "a signed head names {head_size} leaves but only {} are stored",
             frontier.size()
         ));
     }
@@ -721,12 +699,75 @@ pub async fn verify(
     Ok(report)
 }
 
+/// The tree being recomputed by [`verify`], and what it found so far.
+struct Recompute {
+    alg: HashAlgorithm,
+    frontier: Frontier,
+    /// The signed heads not reached yet, as (size, algorithm, root, time), the smallest
+    /// last.
+    heads: Vec<(u64, HashAlgorithm, Hash, u64)>,
+    /// The position the next leaf should have.
+    next: u64,
+    report: VerifyReport,
+}
+
+impl Recompute {
+    /// Hashes a page's leaves and grows the tree by them, checking every head on the way.
+    fn absorb(&mut self, page: &guoku_store::audit::LeafPage) {
+        let hashes = leaf_hashes_parallel(self.alg, &page.data.slices(), threads());
+        let mut run_start = 0;
+        for (i, &seq) in page.seqs.iter().enumerate() {
+            if seq != self.next {
+                self.report.problems.push(format!(
+                    "leaf {} is missing (deleted row); found {seq}",
+                    self.next
+                ));
+                // Go on hashing: roots after a gap are wrong anyway and will be listed.
+                self.next = seq;
+            }
+            self.next += 1;
+            // Stop at every head's size to check its root.
+            if self
+                .heads
+                .last()
+                .is_some_and(|h| h.0 == self.frontier.size() + (i + 1 - run_start) as u64)
+            {
+                self.frontier.extend(&hashes[run_start..=i], threads());
+                run_start = i + 1;
+                self.check_heads();
+            }
+        }
+        self.frontier.extend(&hashes[run_start..], threads());
+        self.report.leaves += page.seqs.len() as u64;
+        self.check_heads();
+    }
+
+    /// Checks the heads whose size the tree has reached.
+    fn check_heads(&mut self) {
+        while let Some(&(size, alg, root, at)) = self.heads.last() {
+            if size > self.frontier.size() {
+                return;
+            }
+            self.heads.pop();
+            self.report.heads += 1;
+            let ours = self.frontier.root();
+            if alg != self.alg || ours != root {
+                self.report.problems.push(format!(
+                    "the signed head of {size} leaves (made {at}) has root {}, the stored rows give {}",
+                    to_hex(&root),
+                    to_hex(&ours)
+                ));
+            }
+        }
+    }
+}
+
 /// Checks every stored voucher leg against the log: its body still gives its content
 /// fingerprint, and that fingerprint is the one its write or receive leaf recorded (a leg
 /// without a leaf is a problem, unless its leaf may be archived).
 async fn check_vouchers(
     store: &Store,
-    fingerprints: &HashMap<String, (String, String)>,
+    fingerprints: &HashMap<Box<str>, ([u8; 32], [u8; 32])>,
     archived: bool,
     report: &mut VerifyReport,
 ) -> Result<(), AuditError> {
@@ -751,14 +792,17 @@ async fn check_vouchers(
         for record in &page {
             let object = guoku_store::library::audit_object(&record.key, record.leg);
             let stored = (
-                to_hex(&record.content_sha256),
-                to_hex(&sha2::Sha256::digest(&record.body)),
+                record.content_sha256,
+                <[u8; 32]>::from(sha2::Sha256::digest(&record.body)),
             );
-            match fingerprints.get(&object) {
+            match fingerprints.get(object.as_str()) {
                 Some(logged) if *logged == stored => {}
                 Some(logged) => report.problems.push(format!(
                     "voucher {object}: stored content and body fingerprints {} {}, the log recorded {} {}",
-                    stored.0, stored.1, logged.0, logged.1
+                    to_hex(&stored.0),
+                    to_hex(&stored.1),
+                    to_hex(&logged.0),
+                    to_hex(&logged.1)
                 )),
                 None if archived => {}
                 None => report
@@ -1057,6 +1101,8 @@ pub struct VerifyBench {
     pub from_store_secs: f64,
     /// The same leaves already in memory: hashed and the tree's root computed on every core.
     pub in_memory_secs: f64,
+    /// The leaves' data, in bytes (what the hash reads, besides the node hashes).
+    pub leaf_bytes: u64,
 }
 
 /// Measures verification of the log in `store` (for `guoku bench audit`): signs nothing, so
@@ -1067,16 +1113,21 @@ pub struct VerifyBench {
 pub async fn bench_verify(store: &Store, suite: Suite) -> Result<VerifyBench, AuditError> {
     let alg = alg_of(suite);
     let size = store.audit().size().await?;
-    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut pages = Vec::new();
     let mut next = 0;
     while next < size {
-        let page = store.audit().entries(next, SCAN_MAX).await?;
-        if page.is_empty() {
+        let page = store.audit().leaves(next, SCAN_MAX).await?;
+        if page.seqs.is_empty() {
             return Err(AuditError::Invalid(format!("leaf {next} is missing")));
         }
-        next += page.len() as u64;
-        data.extend(page.iter().map(Entry::to_bytes));
+        next += page.seqs.len() as u64;
+        pages.push(page.data);
     }
+    let data: Vec<&[u8]> = pages
+        .iter()
+        .flat_map(guoku_audit::LeafData::slices)
+        .collect();
+    let leaf_bytes = data.iter().map(|d| d.len() as u64).sum();
     let started = std::time::Instant::now();
     let hashes = leaf_hashes_parallel(alg, &data, threads());
     let root = guoku_audit::root_parallel(alg, &hashes, threads());
@@ -1112,5 +1163,6 @@ pub async fn bench_verify(store: &Store, suite: Suite) -> Result<VerifyBench, Au
         leaves: size,
         from_store_secs,
         in_memory_secs,
+        leaf_bytes,
     })
 }

@@ -115,7 +115,7 @@ async fn heads_are_signed_exchanged_and_checked(postgres: Option<DemoPostgres>) 
     for party in w.all() {
         party.issue_head("test").await.unwrap();
     }
-    let second = w.pay("80.00", 2).await;
+    w.pay("80.00", 2).await;
     for party in w.all() {
         party.issue_head("test").await.unwrap();
     }
@@ -190,7 +190,6 @@ async fn heads_are_signed_exchanged_and_checked(postgres: Option<DemoPostgres>) 
             .await
             .is_err()
     );
-    let _ = second;
 
     // The next business day: the first tick seals the day that closed.
     w.clock.fetch_add(86_400, Ordering::SeqCst);

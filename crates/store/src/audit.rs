@@ -24,7 +24,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 
-use guoku_audit::{Entry, Frontier, Hash, HashAlgorithm, Kind, clip, hash_from_slice};
+use guoku_audit::{Entry, Frontier, Hash, HashAlgorithm, Kind, LeafData, clip, hash_from_slice};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Store;
@@ -341,6 +341,58 @@ fn alg_of(name: &str) -> Result<HashAlgorithm, StoreError> {
 }
 
 /// A stored row of `audit_log`, as read.
+/// A page of the log as leaf data ([`AuditLog::leaves`]).
+#[derive(Debug, Default)]
+pub struct LeafPage {
+    /// Each leaf's position, in order.
+    pub seqs: Vec<u64>,
+    /// Each leaf's data: [`Entry::to_bytes`] of its stored row.
+    pub data: LeafData,
+    /// What the voucher write and receive leaves among them recorded.
+    pub fingerprints: Vec<RecordedFingerprint>,
+}
+
+/// What a voucher's write or receive leaf recorded of the voucher it stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedFingerprint {
+    /// The voucher and leg, as the log names it (`library::audit_object`).
+    pub object: Box<str>,
+    /// Its content fingerprint.
+    pub content: [u8; 32],
+    /// The SHA-256 of its stored body.
+    pub body: [u8; 32],
+}
+
+impl LeafPage {
+    fn with_capacity(leaves: usize) -> Self {
+        Self {
+            seqs: Vec::with_capacity(leaves),
+            // Most leaves are 150 to 300 bytes.
+            data: LeafData::with_capacity(leaves, 256),
+            fingerprints: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, seq: i64, at: i64, texts: [&str; 9]) -> Result<(), StoreError> {
+        let kind = Kind::parse(texts[0]).map_err(|_| StoreError::corrupt_row("audit kind"))?;
+        let seq = from_sql(seq, "audit seq")?;
+        self.data.push(seq, from_sql(at, "audit time")?, texts);
+        self.seqs.push(seq);
+        let [_, _, _, action, object, _, _, _, detail] = texts;
+        if kind == Kind::Voucher
+            && matches!(action, "write" | "receive")
+            && let Some((content, body)) = crate::library::recorded_fingerprint(detail)
+        {
+            self.fingerprints.push(RecordedFingerprint {
+                object: object.into(),
+                content,
+                body,
+            });
+        }
+        Ok(())
+    }
+}
+
 struct RawEntry {
     seq: i64,
     at: i64,
@@ -627,6 +679,60 @@ impl AuditLog {
                 .collect::<Result<Vec<_>, _>>()?,
         };
         raws.into_iter().map(RawEntry::decode).collect()
+    }
+
+    /// Up to `limit` (1..=[`SCAN_MAX`]) leaves from position `from` on, in order, as the
+    /// leaf data the tree is recomputed from: each row is encoded straight from the
+    /// database's own buffers into one page buffer, with no string made per field. Also
+    /// picks out what the voucher write and receive leaves recorded of their vouchers.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidArgument`] for a bad limit; [`StoreError::Corrupt`] for a row
+    /// that is no entry; a store error.
+    pub async fn leaves(&self, from: u64, limit: u32) -> Result<LeafPage, StoreError> {
+        if !(1..=SCAN_MAX).contains(&limit) {
+            return Err(StoreError::InvalidArgument("limit must be 1..=SCAN_MAX"));
+        }
+        let from = to_sql(from, "from too large")?;
+        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2");
+        let capacity = limit as usize;
+        match &self.store {
+            Store::Sqlite(s) => {
+                s.read(move |c| {
+                    let mut page = LeafPage::with_capacity(capacity);
+                    let mut stmt = c.prepare_cached(&sq(&sql))?;
+                    let mut rows = stmt.query(params![from, i64::from(limit)])?;
+                    while let Some(r) = rows.next()? {
+                        let mut texts = [""; 9];
+                        for (i, t) in texts.iter_mut().enumerate() {
+                            *t = r.get_ref(i + 2)?.as_str().map_err(|_| {
+                                StoreError::corrupt_row("an audit field is not text")
+                            })?;
+                        }
+                        page.push(r.get(0)?, r.get(1)?, texts)?;
+                    }
+                    Ok(page)
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let rows = p
+                    .pool
+                    .get()
+                    .await?
+                    .query(&sql, &[&from, &i64::from(limit)])
+                    .await?;
+                let mut page = LeafPage::with_capacity(capacity.min(rows.len()));
+                for r in &rows {
+                    let mut texts = [""; 9];
+                    for (i, t) in texts.iter_mut().enumerate() {
+                        *t = r.try_get(i + 2)?;
+                    }
+                    page.push(r.try_get(0)?, r.try_get(1)?, texts)?;
+                }
+                Ok(page)
+            }
+        }
     }
 
     /// The entries matching `filter`, newest first.

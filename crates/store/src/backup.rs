@@ -68,6 +68,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::audit::SCAN_MAX;
+use crate::codec::{hex, unhex};
 use crate::error::StoreError;
 use crate::{PgConfig, PgStore, SqliteConfig, SqliteStore, Store};
 
@@ -360,23 +361,6 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Progress reports.
     pub progress: Progress,
-}
-
-// ----- hex ---------------------------------------------------------------------------------
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 // ----- the manifest ------------------------------------------------------------------------

@@ -229,10 +229,13 @@ pub async fn bench_audit_append(
     })
 }
 
+/// A voucher write's detail, as the library records it (states, content and body
+/// fingerprints).
 fn bench_detail(i: usize) -> String {
+    let fingerprint = (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834);
     format!(
-        "exchange 13→13; processing -→-; sha256 {:064x}",
-        (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834)
+        "exchange -→13; processing -→-; sha256 {fingerprint:064x}; body sha256 {:064x}",
+        fingerprint.rotate_left(17)
     )
 }
 

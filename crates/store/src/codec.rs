@@ -12,6 +12,28 @@ use guoku_ledger::{Account, AccountFlags, PendingStatus, Transfer, TransferFlags
 
 use crate::error::StoreError;
 
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The `N` bytes that `text` (exactly `2N` hex digits, either case) spells.
+pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 pub(crate) fn id_bytes(id: u128) -> [u8; 16] {
     id.to_be_bytes()
 }

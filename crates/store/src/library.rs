@@ -43,6 +43,7 @@ use guoku_voucher::{Voucher, VoucherKey, canonical_bytes};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::codec::{hex, unhex};
 use crate::error::StoreError;
 use crate::{Page, Store};
 
@@ -368,8 +369,12 @@ fn time_from_sql(t: i64) -> Result<u64, StoreError> {
     u64::try_from(t).map_err(|_| StoreError::corrupt_row("library time"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The content fingerprint and the body's SHA-256 that a voucher's write or receive leaf
+/// recorded in its detail (as `EventRow::audit_detail` writes them), when it has both.
+pub(crate) fn recorded_fingerprint(detail: &str) -> Option<([u8; 32], [u8; 32])> {
+    let content = detail.split_once("; sha256 ")?.1.get(..64)?;
+    let body = detail.split_once("; body sha256 ")?.1.get(..64)?;
+    Some((unhex(content)?, unhex(body)?))
 }
 
 /// What happens to a stored voucher leg.

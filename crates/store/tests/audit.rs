@@ -158,6 +158,34 @@ both_backends!(every_change_is_a_leaf_with_its_context, |store| {
     for e in &entries {
         assert_eq!(&guoku_audit::Entry::from_bytes(&e.to_bytes()).unwrap(), e);
     }
+    // The page of leaf data the tree is recomputed from is those same bytes, and it picks
+    // out what the write leaf recorded of its voucher.
+    let page = log.leaves(1, 100).await.unwrap();
+    assert_eq!(page.seqs, vec![1, 2, 3]);
+    let bytes: Vec<Vec<u8>> = entries[1..]
+        .iter()
+        .map(guoku_audit::Entry::to_bytes)
+        .collect();
+    assert_eq!(
+        page.data.slices(),
+        bytes.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    assert!(
+        page.fingerprints.is_empty(),
+        "only write and receive leaves record one"
+    );
+    let page = log.leaves(0, 1).await.unwrap();
+    assert_eq!(page.seqs, vec![0]);
+    let stored = new_voucher("A1");
+    let recorded = &page.fingerprints[..];
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(&*recorded[0].object, "430000/2026/5201/A1#original");
+    assert_eq!(recorded[0].content, stored.content_sha256);
+    assert_eq!(
+        recorded[0].body,
+        <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&stored.body))
+    );
+    assert!(log.leaves(0, 0).await.is_err(), "a zero limit is refused");
 
     // Search: by object, actor, kind, time, newest first, with a cursor.
     let by_object = log
