@@ -14,9 +14,10 @@ pub const ENTRY_TAG: &[u8; 4] = b"GKA1";
 
 /// Appends to `out` the leaf data of the entry at position `seq` and time `at` whose text
 /// fields, in their encoded order (kind, actor, post, action, object, result, source, request
-/// id, detail), are `texts`: the bytes [`Entry::to_bytes`] gives. For readers that encode
-/// stored rows straight from the database's buffers, without building an [`Entry`].
-pub fn encode_leaf(out: &mut Vec<u8>, seq: u64, at: u64, texts: [&str; 9]) {
+/// id, detail), are `texts` (their UTF-8 bytes): the bytes [`Entry::to_bytes`] gives. For
+/// readers that encode stored rows straight from the database's buffers, without building an
+/// [`Entry`].
+pub fn encode_leaf(out: &mut Vec<u8>, seq: u64, at: u64, texts: [&[u8]; 9]) {
     out.extend_from_slice(ENTRY_TAG);
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&at.to_be_bytes());
@@ -24,7 +25,7 @@ pub fn encode_leaf(out: &mut Vec<u8>, seq: u64, at: u64, texts: [&str; 9]) {
         // Fields are cut to FIELD_MAX_BYTES before storing, so the length fits.
         let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(text);
     }
 }
 
@@ -46,7 +47,7 @@ impl LeafData {
     }
 
     /// Adds a leaf ([`encode_leaf`]).
-    pub fn push(&mut self, seq: u64, at: u64, texts: [&str; 9]) {
+    pub fn push(&mut self, seq: u64, at: u64, texts: [&[u8]; 9]) {
         encode_leaf(&mut self.bytes, seq, at, texts);
         self.ends.push(self.bytes.len());
     }
@@ -105,6 +106,11 @@ impl Kind {
             Kind::Admin => "admin",
             Kind::Draft => "draft",
         }
+    }
+
+    /// The kind whose stored name is the bytes `name`.
+    pub fn from_name_bytes(name: &[u8]) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name().as_bytes() == name)
     }
 
     /// The kind named `name`.
@@ -167,7 +173,7 @@ impl Entry {
     pub fn to_bytes(&self) -> Vec<u8> {
         let texts = self.texts();
         let mut out = Vec::with_capacity(20 + texts.iter().map(|t| 4 + t.len()).sum::<usize>());
-        encode_leaf(&mut out, self.seq, self.at, texts);
+        encode_leaf(&mut out, self.seq, self.at, texts.map(str::as_bytes));
         out
     }
 
@@ -288,7 +294,7 @@ mod tests {
         let mut data = LeafData::with_capacity(2, 64);
         assert!(data.is_empty());
         for e in [&first, &second] {
-            data.push(e.seq, e.at, e.texts());
+            data.push(e.seq, e.at, e.texts().map(str::as_bytes));
         }
         assert_eq!(data.len(), 2);
         assert_eq!(

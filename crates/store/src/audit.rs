@@ -373,14 +373,17 @@ impl LeafPage {
         }
     }
 
-    fn push(&mut self, seq: i64, at: i64, texts: [&str; 9]) -> Result<(), StoreError> {
-        let kind = Kind::parse(texts[0]).map_err(|_| StoreError::corrupt_row("audit kind"))?;
+    fn push(&mut self, seq: i64, at: i64, texts: [&[u8]; 9]) -> Result<(), StoreError> {
+        let kind =
+            Kind::from_name_bytes(texts[0]).ok_or_else(|| StoreError::corrupt_row("audit kind"))?;
         let seq = from_sql(seq, "audit seq")?;
         self.data.push(seq, from_sql(at, "audit time")?, texts);
         self.seqs.push(seq);
         let [_, _, _, action, object, _, _, _, detail] = texts;
         if kind == Kind::Voucher
-            && matches!(action, "write" | "receive")
+            && matches!(action, b"write" | b"receive")
+            && let (Ok(object), Ok(detail)) =
+                (std::str::from_utf8(object), std::str::from_utf8(detail))
             && let Some((content, body)) = crate::library::recorded_fingerprint(detail)
         {
             self.fingerprints.push(RecordedFingerprint {
@@ -681,31 +684,37 @@ impl AuditLog {
         raws.into_iter().map(RawEntry::decode).collect()
     }
 
-    /// Up to `limit` (1..=[`SCAN_MAX`]) leaves from position `from` on, in order, as the
+    /// The leaves at positions `from..to` (at most [`SCAN_MAX`] positions), in order, as the
     /// leaf data the tree is recomputed from: each row is encoded straight from the
     /// database's own buffers into one page buffer, with no string made per field. Also
-    /// picks out what the voucher write and receive leaves recorded of their vouchers.
+    /// picks out what the voucher write and receive leaves recorded of their vouchers. A
+    /// deleted row is simply not there: the caller compares the positions.
     ///
     /// # Errors
-    /// [`StoreError::InvalidArgument`] for a bad limit; [`StoreError::Corrupt`] for a row
-    /// that is no entry; a store error.
-    pub async fn leaves(&self, from: u64, limit: u32) -> Result<LeafPage, StoreError> {
-        if !(1..=SCAN_MAX).contains(&limit) {
-            return Err(StoreError::InvalidArgument("limit must be 1..=SCAN_MAX"));
+    /// [`StoreError::InvalidArgument`] for an empty or too long range; [`StoreError::Corrupt`]
+    /// for a row that is no entry; a store error.
+    pub async fn leaves(&self, from: u64, to: u64) -> Result<LeafPage, StoreError> {
+        if to <= from || to - from > u64::from(SCAN_MAX) {
+            return Err(StoreError::InvalidArgument(
+                "a range of 1..=SCAN_MAX positions is needed",
+            ));
         }
-        let from = to_sql(from, "from too large")?;
-        let sql = format!("SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2");
-        let capacity = limit as usize;
+        let capacity = usize::try_from(to - from).unwrap_or(0);
+        let (from, to) = (to_sql(from, "from too large")?, to_sql(to, "to too large")?);
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 AND seq < $2 ORDER BY seq");
         match &self.store {
             Store::Sqlite(s) => {
                 s.read(move |c| {
                     let mut page = LeafPage::with_capacity(capacity);
                     let mut stmt = c.prepare_cached(&sq(&sql))?;
-                    let mut rows = stmt.query(params![from, i64::from(limit)])?;
+                    let mut rows = stmt.query(params![from, to])?;
                     while let Some(r) = rows.next()? {
-                        let mut texts = [""; 9];
+                        let mut texts: [&[u8]; 9] = [b""; 9];
                         for (i, t) in texts.iter_mut().enumerate() {
-                            *t = r.get_ref(i + 2)?.as_str().map_err(|_| {
+                            // The bytes as stored: the leaf hashes them, so a field that
+                            // is not UTF-8 any more changes the root, as any change does.
+                            *t = r.get_ref(i + 2)?.as_bytes().map_err(|_| {
                                 StoreError::corrupt_row("an audit field is not text")
                             })?;
                         }
@@ -716,17 +725,12 @@ impl AuditLog {
                 .await
             }
             Store::Postgres(p) => {
-                let rows = p
-                    .pool
-                    .get()
-                    .await?
-                    .query(&sql, &[&from, &i64::from(limit)])
-                    .await?;
-                let mut page = LeafPage::with_capacity(capacity.min(rows.len()));
+                let rows = p.pool.get().await?.query(&sql, &[&from, &to]).await?;
+                let mut page = LeafPage::with_capacity(rows.len());
                 for r in &rows {
-                    let mut texts = [""; 9];
+                    let mut texts: [&[u8]; 9] = [b""; 9];
                     for (i, t) in texts.iter_mut().enumerate() {
-                        *t = r.try_get(i + 2)?;
+                        *t = r.try_get::<_, &str>(i + 2)?.as_bytes();
                     }
                     page.push(r.try_get(0)?, r.try_get(1)?, texts)?;
                 }

@@ -24,12 +24,21 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// The `N` bytes that `text` (exactly `2N` hex digits, either case) spells.
 pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let digits = text.as_bytes();
+    if digits.len() != 2 * N {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *slot = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
 }
@@ -269,6 +278,24 @@ impl NewTransferRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_what_is_not_hex() {
+        let bytes: [u8; 4] = [0x00, 0x9f, 0xa0, 0xff];
+        assert_eq!(hex(&bytes), "009fa0ff");
+        assert_eq!(unhex::<4>("009fa0ff"), Some(bytes));
+        assert_eq!(unhex::<4>("009FA0FF"), Some(bytes));
+        for bad in [
+            "009fa0f",
+            "009fa0ffa",
+            "009fa0fg",
+            "009f a0f",
+            "0x9fa0ff",
+            "009fa0f国",
+        ] {
+            assert_eq!(unhex::<4>(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn halves_round_trip_at_the_edges() {

@@ -1932,13 +1932,20 @@ impl Library {
             return Err(LibraryError::InvalidArgument("limit must be 1..=READ_MAX"));
         }
         let before = time_to_sql(before)?;
-        let (original, receipt) = (
+        // Literal codes (so the partial index of migration 0009 serves the query), checked
+        // against the machine's.
+        if (
             exchange_to_sql(Exchange::NotSent, Leg::Original)?,
             exchange_to_sql(Exchange::NotSent, Leg::Receipt)?,
-        );
+        ) != (13, 14)
+        {
+            return Err(LibraryError::Store(StoreError::Corrupt(
+                "本方未发送 is not exchange code 13 / 14".into(),
+            )));
+        }
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'sent' \
-             AND ((leg = 0 AND exchange = $3) OR (leg = 1 AND exchange = $4)) \
+             AND ((leg = 0 AND exchange = 13) OR (leg = 1 AND exchange = 14)) \
              AND updated_at <= $1 ORDER BY seq LIMIT $2"
         );
         let limit = i64::from(limit);
@@ -1946,17 +1953,14 @@ impl Library {
             Store::Sqlite(s) => {
                 s.read(move |conn| {
                     let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
-                    let rows =
-                        stmt.query_map(params![before, limit, original, receipt], sqlite_record)?;
+                    let rows = stmt.query_map(params![before, limit], sqlite_record)?;
                     Ok(rows.collect::<Result<Vec<_>, _>>()?)
                 })
                 .await?
             }
             Store::Postgres(p) => {
                 let client = p.pool.get().await?;
-                let rows = client
-                    .query(&sql, &[&before, &limit, &original, &receipt])
-                    .await?;
+                let rows = client.query(&sql, &[&before, &limit]).await?;
                 rows.iter().map(pg_record).collect::<Result<_, _>>()?
             }
         };

@@ -73,6 +73,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../migrations/postgres/0008_audit.sql"),
     ),
+    (
+        9,
+        "resume",
+        include_str!("../migrations/postgres/0009_resume.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.

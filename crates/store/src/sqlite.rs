@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../migrations/sqlite/0008_audit.sql"),
     ),
+    (
+        9,
+        "resume",
+        include_str!("../migrations/sqlite/0009_resume.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.

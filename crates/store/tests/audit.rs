@@ -49,34 +49,6 @@ fn all(limit: u32) -> Filter {
     }
 }
 
-/// Like `both_backends!`, with the test's store and its raw database handle.
-macro_rules! both_raw {
-    ($name:ident, |$store:ident, $t:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn body($t: &common::TestStore) {
-                let $store = &$t.store;
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                body(&common::sqlite_store().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(t) = common::pg_store().await else {
-                    return;
-                };
-                body(&t).await;
-            }
-        }
-    };
-}
-
 both_backends!(every_change_is_a_leaf_with_its_context, |store| {
     let log = store.audit();
     assert_eq!(log.size().await.unwrap(), 0);

@@ -1044,3 +1044,28 @@ both_backends!(counts_group_every_leg_and_the_outbox, |store| {
     let (due, all) = lib.outbox_counts(11).await.unwrap();
     assert_eq!((due, all), (1, 1));
 });
+
+// What the worker asks after a crash is served by the partial indexes of migration 0009,
+// not by reading the whole library (the queries' WHERE, as `read_again` and `unsent` run
+// them).
+both_raw!(resume_queries_use_their_partial_indexes, |_store, t| {
+    let queries = [
+        (
+            "library_vouchers_resume",
+            "SELECT seq FROM library_vouchers WHERE direction = 'received' \
+             AND (processing IN (10, 15, 17, 20, 40, 50) \
+                  OR (leg = 0 AND processing IN (71, 73))) \
+             AND updated_at <= 100 ORDER BY seq LIMIT 10",
+        ),
+        (
+            "library_vouchers_unsent",
+            "SELECT seq FROM library_vouchers WHERE direction = 'sent' \
+             AND ((leg = 0 AND exchange = 13) OR (leg = 1 AND exchange = 14)) \
+             AND updated_at <= 100 ORDER BY seq LIMIT 10",
+        ),
+    ];
+    for (index, sql) in queries {
+        let plan = t.plan(sql).await.unwrap();
+        assert!(plan.contains(index), "{index} unused:\n{plan}");
+    }
+});

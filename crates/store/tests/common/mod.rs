@@ -76,6 +76,50 @@ impl TestStore {
     }
 }
 
+impl TestStore {
+    /// The plan the database chooses for `sql`, one step a line: SQLite's `EXPLAIN QUERY
+    /// PLAN`; PostgreSQL's `EXPLAIN` with sequential scans discouraged (a tiny test table
+    /// would otherwise never be read through an index), so an index it can use shows.
+    pub async fn plan(&self, sql: &str) -> Result<String, String> {
+        if let Some(dir) = &self._dir {
+            let conn = rusqlite::Connection::open(dir.path().join("guoku.db"))
+                .map_err(|e| e.to_string())?;
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .map_err(|e| e.to_string())?;
+            let steps = stmt
+                .query_map([], |r| r.get::<_, String>(3))
+                .map_err(|e| e.to_string())?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            return Ok(steps.join("\n"));
+        }
+        let Some(guard) = &self._schema else {
+            return Err("no database".into());
+        };
+        let (client, conn) = tokio_postgres::connect(&guard.url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "SET search_path TO {}; SET enable_seqscan = off",
+                guard.schema
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        let rows = client
+            .query(&format!("EXPLAIN {sql}"), &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
+
 pub async fn sqlite_store() -> TestStore {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = Store::open_sqlite(SqliteConfig::new(dir.path().join("guoku.db")))
@@ -179,6 +223,35 @@ macro_rules! both_backends {
             async fn postgres() {
                 let Some(t) = common::pg_store().await else { return };
                 body(&t.store).await;
+            }
+        }
+    };
+}
+
+/// Like `both_backends!`, with the test's store and its raw database handle.
+#[macro_export]
+macro_rules! both_raw {
+    ($name:ident, |$store:ident, $t:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($t: &common::TestStore) {
+                let $store = &$t.store;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                body(&common::sqlite_store().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(t) = common::pg_store().await else {
+                    return;
+                };
+                body(&t).await;
             }
         }
     };
