@@ -59,6 +59,11 @@ pub struct NodeConfig {
     /// bank desk's exceptions page) instead of being paid. Optional; default `false`.
     #[serde(default)]
     pub require_payee_bank_no: bool,
+    /// Finance: a salary or batch 5201 with more rows than this travels as a master without
+    /// rows and 8207s (财政批量业务支付明细) of at most this many rows each; 0: the rows
+    /// always travel in the 5201. Optional; default 500.
+    #[serde(default = "default_rows_per_8207")]
+    pub rows_per_8207: usize,
     /// Seconds between asking receivers what became of the vouchers sent (0: never).
     #[serde(default = "default_status_every")]
     pub status_every_secs: u64,
@@ -174,6 +179,10 @@ fn default_audit_head_every() -> u64 {
 
 fn default_status_every() -> u64 {
     5
+}
+
+fn default_rows_per_8207() -> usize {
+    crate::flows::batch::ROWS_PER_8207
 }
 
 fn default_true() -> bool {

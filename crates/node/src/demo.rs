@@ -457,6 +457,7 @@ impl Demo {
             status_every_secs: 5,
             audit_head_every_secs: AUDIT_HEAD_EVERY_SECS,
             require_payee_bank_no: false,
+            rows_per_8207: crate::flows::batch::ROWS_PER_8207,
             banks: province
                 .banks
                 .iter()
@@ -1268,6 +1269,7 @@ fn write_node_configs(dir: &Path, province: &Province, suite: Suite) -> Result<(
             },
             clearing_every_secs: if bank.is_some() { 10 } else { 0 },
             require_payee_bank_no: false,
+            rows_per_8207: crate::flows::batch::ROWS_PER_8207,
             status_every_secs: 5,
             idempotency_lease_secs: guoku_store::idempotency::IdempotencyConfig::default()
                 .lease_secs,

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::exchange::{Clock, Peer, Transport};
 use crate::flows::authorized::{self, UnitAccount};
-use crate::flows::batch::RowRules;
+use crate::flows::batch::{self, PartOutcome, RowRules};
 use crate::flows::clearing::{self, ClearOutcome, Clearer, PaidState, Pboc, SettleOutcome};
 use crate::flows::direct::{
     self, Bank, DirectError, PayOutcome, PayeeBankRule, ReceiptOutcome, Route,
@@ -177,6 +177,11 @@ pub struct PartyConfig {
     /// bank number (`PayeeAcctBankNo`) waits for a person to complete it (待补录) instead
     /// of being paid ([`Party::complete_payee_bank`]). Off by default.
     pub require_payee_bank_no: bool,
+    /// Finance: a salary or batch 5201 with more rows than this travels as a master without
+    /// rows and 8207s (财政批量业务支付明细) of at most this many rows each
+    /// ([`Party::issue_direct`]); 0: its rows always travel in the 5201. Default
+    /// [`batch::ROWS_PER_8207`].
+    pub rows_per_8207: usize,
 }
 
 /// Why a party's step failed.
@@ -480,6 +485,13 @@ impl<T: Transport> Party<T> {
         if self.role() != OrgRole::Finance {
             return Err(self.wrong_role("issue direct payments"));
         }
+        let rows = self.config.rows_per_8207;
+        if rows > 0 && voucher.details.len() > rows && batch::is_batch(&voucher)? {
+            return Ok(self
+                .issue_direct_8207(voucher, indicator, month, to, actor)
+                .await?
+                .0);
+        }
         let (t, now) = self.now();
         let body = self.stamp_original(voucher, t)?;
         let route = Route {
@@ -497,6 +509,84 @@ impl<T: Transport> Party<T> {
             now,
         )
         .await?)
+    }
+
+    /// Finance issues a salary or batch payment as a master and 8207s: `voucher` (a 5201 of
+    /// `BusinessTypeCode` 3 or 4 with its rows, unstamped) is split into a master without
+    /// rows and 8207s of at most [`PartyConfig::rows_per_8207`] rows
+    /// ([`batch::split_8207`]; [`batch::ROWS_PER_8207`] when that is 0); the master is
+    /// stamped as [`Party::issue_direct`] stamps a 5201, each 8207 at its own positions by
+    /// the post each names; the plan's quota is consumed once and all are sent to the bank
+    /// `to` ([`batch::issue_with_8207s`]). The master's record and the 8207s'.
+    ///
+    /// # Errors
+    /// [`PartyError::WrongRole`] off finance; the flow's refusals.
+    pub async fn issue_direct_8207(
+        &self,
+        voucher: Voucher,
+        indicator: &IndicatorKey,
+        month: u8,
+        to: &str,
+        actor: &str,
+    ) -> Result<(VoucherRecord, Vec<VoucherRecord>), PartyError> {
+        if self.role() != OrgRole::Finance {
+            return Err(self.wrong_role("issue direct payments"));
+        }
+        let rows = match self.config.rows_per_8207 {
+            0 => batch::ROWS_PER_8207,
+            n => n,
+        };
+        let (master, parts) = batch::split_8207(&voucher, rows)?;
+        let (t, now) = self.now();
+        let master = self.stamp_original(master, t)?;
+        let parts = parts
+            .into_iter()
+            .map(|part| self.stamp_by_post(part, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let route = Route {
+            me: self.org_code(),
+            to,
+            actor,
+        };
+        Ok(batch::issue_with_8207s(
+            &self.store,
+            &self.registry,
+            indicator,
+            month,
+            &master,
+            &parts,
+            route,
+            now,
+        )
+        .await?)
+    }
+
+    /// Stamps an original at every original position with the holder of the post the
+    /// position names (maker, checker), and the business seal where it names none or the
+    /// signer.
+    fn stamp_by_post(
+        &self,
+        voucher: Voucher,
+        t: OffsetDateTime,
+    ) -> Result<EnvelopeBody, PartyError> {
+        let ty = stamping::type_of(&self.registry, &voucher)?;
+        let mut body = EnvelopeBody {
+            flag: VoucherFlag::Original,
+            attach: "SUCCESS".into(),
+            voucher,
+            signatures: Vec::new(),
+        };
+        for seal in &ty.seals {
+            let signer = match seal.post {
+                Some(guoku_voucher::registry::Post::Maker) => self.staff.maker.signer(),
+                Some(guoku_voucher::registry::Post::Checker) => self.staff.checker.signer(),
+                Some(guoku_voucher::registry::Post::Signer) | None => {
+                    self.staff.sealer(&self.staff.business_seal, t)
+                }
+            };
+            stamping::stamp_next(self.config.suite, ty, &mut body, &signer)?;
+        }
+        Ok(body)
     }
 
     /// A budget unit's counter sends an authorized payment: `voucher` (an 8202, unstamped)
@@ -1203,9 +1293,39 @@ impl<T: Transport> Party<T> {
                 // completion pays it, not the worker.
                 Ok(Handled::of(matches!(
                     outcome,
-                    PayOutcome::Paid { .. } | PayOutcome::AwaitingCompletion { .. }
+                    PayOutcome::Paid { .. }
+                        | PayOutcome::AwaitingCompletion { .. }
+                        | PayOutcome::Waiting { .. }
                 )))
             }
+            (OrgRole::AgentBank, batch::VT_8207, Leg::Original) => {
+                let Some(paid_seal) = self.staff.paid_seal.as_ref() else {
+                    return self
+                        .refuse(record, "this bank has no paid seal (转讫章)")
+                        .await;
+                };
+                let sealer = self.staff.sealer(paid_seal, t);
+                let serial_prefix = format!("{}-", self.config.bank_no);
+                let bank = Bank {
+                    me: self.org_code(),
+                    actor,
+                    pay_date: Self::business_date(t),
+                    serial_prefix: &serial_prefix,
+                    suite: self.config.suite,
+                    sealer: &sealer,
+                };
+                let rules = RowRules::default();
+                let outcome = batch::pay_part(store, registry, &bank, &rules, record, now).await?;
+                Ok(Handled::of(!matches!(outcome, PartOutcome::Refused { .. })))
+            }
+            (OrgRole::Finance, batch::VT_8207, Leg::Receipt) => Ok(match batch::book_8207_receipt(
+                store, actor, record, now,
+            )
+            .await?
+            {
+                ReceiptOutcome::Done { .. } | ReceiptOutcome::Waiting { .. } => Handled::Done,
+                _ => Handled::Failed,
+            }),
             (OrgRole::AgentBank, quota::VT_5105, Leg::Original) => {
                 let sealer = self.staff.sealer(&self.staff.business_seal, t);
                 let accounts: Vec<UnitAccount<'_>> = self
@@ -1296,6 +1416,7 @@ impl<T: Transport> Party<T> {
             | (OrgRole::BudgetUnit, authorized::VT_8202, Leg::Receipt) => Ok(
                 match direct::book_receipt(store, actor, record, now).await? {
                     ReceiptOutcome::Done { .. } => Handled::Completed,
+                    ReceiptOutcome::Waiting { .. } => Handled::Done,
                     _ => Handled::Failed,
                 },
             ),

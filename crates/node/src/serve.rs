@@ -187,6 +187,7 @@ impl Node {
             status_every_secs: config.status_every_secs,
             audit_head_every_secs: config.audit_head_every_secs,
             require_payee_bank_no: config.require_payee_bank_no,
+            rows_per_8207: config.rows_per_8207,
             banks: config
                 .reconcile_banks
                 .iter()

@@ -2237,6 +2237,7 @@ async fn finance_node(backend: Backend) -> FinanceNode {
         status_every_secs: 0,
         audit_head_every_secs: 0,
         require_payee_bank_no: false,
+        rows_per_8207: guoku_node::flows::batch::ROWS_PER_8207,
         banks: Vec::new(),
         divisions: Vec::new(),
         reconcile_every_secs: 0,

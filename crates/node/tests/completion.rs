@@ -202,6 +202,7 @@ impl World {
             status_every_secs: 0,
             audit_head_every_secs: 0,
             require_payee_bank_no,
+            rows_per_8207: guoku_node::flows::batch::ROWS_PER_8207,
             banks: Vec::new(),
             divisions: Vec::new(),
             reconcile_every_secs: 0,

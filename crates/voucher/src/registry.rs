@@ -191,6 +191,10 @@ pub struct VoucherType {
     pub header: Vec<FieldSpec>,
     pub detail: Vec<FieldSpec>,
     pub details: DetailRule,
+    /// Header codes under which a type whose details are required may come without them
+    /// (5201: `BusinessTypeCode` 3 or 4, a salary or batch master whose rows travel in
+    /// 8207s). Empty for most types.
+    pub details_optional_when: BTreeMap<String, Vec<String>>,
     /// The header field holding the voucher's amount, checked against `sign`.
     pub amount: Option<String>,
     pub sign: SignRule,
@@ -314,6 +318,8 @@ struct RawType {
     #[serde(default)]
     detail: Vec<String>,
     details: DetailRule,
+    #[serde(default)]
+    details_optional_when: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     amount: Option<String>,
     #[serde(default = "any_sign")]
@@ -494,6 +500,7 @@ fn resolve_type(
         header,
         detail,
         details: raw.details,
+        details_optional_when: raw.details_optional_when,
         amount: raw.amount,
         sign: raw.sign,
         sums: raw.sums,
@@ -540,6 +547,18 @@ fn check_type(ty: &VoucherType) -> Result<(), RegistryError> {
         if ty.header_field(name).is_none() && ty.detail_field(name).is_none() {
             return Err(RegistryError(format!(
                 "allowed: {name} is not a field of this type"
+            )));
+        }
+    }
+    if !ty.details_optional_when.is_empty() && ty.details != DetailRule::Required {
+        return Err(RegistryError(
+            "details_optional_when needs details = \"required\"".into(),
+        ));
+    }
+    for (name, values) in &ty.details_optional_when {
+        if ty.header_field(name).is_none() || values.is_empty() {
+            return Err(RegistryError(format!(
+                "details_optional_when: {name} is not a header field of this type, or lists no code"
             )));
         }
     }
@@ -606,6 +625,19 @@ mod tests {
                 .header_field("PayAmt")
                 .unwrap()
                 .receipt
+        ); // A salary or batch 5201 may come without rows (they travel in 8207s); no other
+        // type's details are optional by a code.
+        let t5201 = registry.get("5201").unwrap();
+        assert_eq!(t5201.details, DetailRule::Required);
+        assert_eq!(
+            t5201.details_optional_when.get("BusinessTypeCode"),
+            Some(&vec!["3".to_owned(), "4".to_owned()])
+        );
+        assert!(
+            registry
+                .types()
+                .filter(|t| t.vt_code.as_str() != "5201")
+                .all(|t| t.details_optional_when.is_empty())
         );
     }
 
@@ -636,6 +668,16 @@ mod tests {
                 r#"senders = ["finance"]"#,
                 r#"senders = ["ministry"]"#,
                 "unknown variant",
+            ),
+            (
+                r#"details_optional_when = { BusinessTypeCode = ["3", "4"] }"#,
+                r#"details_optional_when = { NoSuchField = ["3"] }"#,
+                "details_optional_when: NoSuchField",
+            ),
+            (
+                r#"details_optional_when = { BusinessTypeCode = ["3", "4"] }"#,
+                r#"details_optional_when = { BusinessTypeCode = [] }"#,
+                "lists no code",
             ),
         ];
         for (from, to, expect) in cases {

@@ -289,12 +289,21 @@ pub fn validate(voucher: &Voucher, registry: &Registry, context: &Context) -> Ve
     };
     report.record(&voucher.header, &ty.header, "");
     match ty.details {
-        DetailRule::Required if voucher.details.is_empty() => report.push(
-            "DetailList",
-            Rule::DetailsRequired,
-            "",
-            format!("a {vt_code} needs at least one detail"),
-        ),
+        DetailRule::Required if voucher.details.is_empty() && !details_optional(ty, voucher) => {
+            report.push(
+                "DetailList",
+                Rule::DetailsRequired,
+                "",
+                if ty.details_optional_when.is_empty() {
+                    format!("a {vt_code} needs at least one detail")
+                } else {
+                    format!(
+                        "a {vt_code} needs at least one detail unless {}",
+                        describe_optional_when(ty)
+                    )
+                },
+            );
+        }
         DetailRule::None if !voucher.details.is_empty() => report.push(
             "DetailList",
             Rule::DetailsNotAllowed,
@@ -346,6 +355,27 @@ pub fn validate(voucher: &Voucher, registry: &Registry, context: &Context) -> Ve
         );
     }
     report.problems
+}
+
+/// Whether the voucher's header has one of the codes under which its type lets it come
+/// without details (`details_optional_when`: a 5201 of `BusinessTypeCode` 3 or 4, whose
+/// rows travel in 8207s).
+fn details_optional(ty: &VoucherType, voucher: &Voucher) -> bool {
+    ty.details_optional_when.iter().any(|(name, codes)| {
+        voucher
+            .header
+            .value(name)
+            .is_some_and(|v| codes.iter().any(|c| c == v))
+    })
+}
+
+/// `BusinessTypeCode is 3 or 4`, for a message.
+fn describe_optional_when(ty: &VoucherType) -> String {
+    ty.details_optional_when
+        .iter()
+        .map(|(name, codes)| format!("{name} is {}", codes.join(" or ")))
+        .collect::<Vec<_>>()
+        .join(", or ")
 }
 
 fn check_amounts(report: &mut Report<'_>, voucher: &Voucher) {

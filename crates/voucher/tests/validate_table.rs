@@ -167,7 +167,19 @@ fn broken_vouchers() {
         ("missing_vt_code", "5201", ORIGINAL, |v| {
             v.header.remove("VtCode");
         }),
-        ("no_details", "5201", ORIGINAL, |v| v.details.clear()),
+        ("no_details", "5201", ORIGINAL, |v| {
+            set(v, "BusinessTypeCode", "1");
+            v.details.clear();
+        }),
+        // A salary or batch master whose rows travel in 8207s.
+        ("salary_master_without_details", "5201", ORIGINAL, |v| {
+            set(v, "BusinessTypeCode", "3");
+            v.details.clear();
+        }),
+        ("batch_master_without_details", "5201", ORIGINAL, |v| {
+            set(v, "BusinessTypeCode", "4");
+            v.details.clear();
+        }),
         ("duplicate_detail_id", "5201", ORIGINAL, |v| {
             set_detail(v, 1, "Id", "1")
         }),

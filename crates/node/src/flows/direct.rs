@@ -12,9 +12,13 @@
 //!    5201 without it at 待补录 (74) instead ([`pay_or_hold`]); a person completes the
 //!    number ([`complete_payee_bank`]) and the same step pays it, the receipt carrying the
 //!    number where the registry has [`X_PAYEE_BANK_NO`].
+//!    A salary or batch master whose rows travel in 8207s waits, read, until its 8207s are
+//!    in, and is then paid by [`super::batch::pay_master`].
 //! 3. [`book_receipts`]: finance reads the receipts its library received (the exchange
 //!    verified their stamps), records that the bank acknowledged and returned the original
 //!    (已收到对方回单, 12) and marks the receipt processed (处理成功): the payment is done.
+//!    A master's receipt waits until the receipts of its 8207s are in
+//!    ([`super::batch::check_master_receipt`]).
 //!
 //! The decisions (what a 5201 must say, the amount, the receipt's fields, the operation
 //! ids) are pure functions; the I/O goes through the [`Store`] passed in. Every book
@@ -428,6 +432,15 @@ pub enum PayOutcome {
         /// The voucher.
         key: VoucherKey,
     },
+    /// A salary or batch master whose rows travel in 8207s, waiting (read, not
+    /// acknowledged) until the 8207s naming it have arrived and add up to it
+    /// ([`super::batch::pay_master`]); nothing booked.
+    Waiting {
+        /// The voucher.
+        key: VoucherKey,
+        /// What it waits for.
+        reason: String,
+    },
     /// Refused or returned before any money moved, or booking failed; the reason.
     Failed {
         /// The voucher.
@@ -536,6 +549,13 @@ pub async fn pay_or_hold(
 ) -> Result<PayOutcome, DirectError> {
     let library = store.library();
     let key = &record.key;
+    // A salary or batch master whose rows travel in 8207s.
+    if let Ok(original) = stored_body(&record.body, VoucherFlag::Original)
+        && super::batch::is_master(&original.voucher)
+    {
+        return super::batch::pay_master(store, registry, bank, rules, record, &original, now)
+            .await;
+    }
     let decided = match decide_payment(registry, rules, record) {
         Ok(decided) => decided,
         Err(e) => {
@@ -698,10 +718,14 @@ async fn pay_approved(
     })
 }
 
+/// Most rows booked in one call to the books (each row's payment is two transfers, well
+/// within the books' batch limit).
+const ROWS_PER_BOOKING: usize = 1_000;
+
 /// Books the payable rows of a batch, each on its own (advance → finance ZBA → payees),
 /// and answers the decisions with the rows the books refused turned unpaid. Nothing is
 /// booked when no row is payable.
-async fn pay_rows(
+pub(crate) async fn pay_rows(
     store: &Store,
     key: &VoucherKey,
     tenant: Tenant,
@@ -719,7 +743,13 @@ async fn pay_rows(
     if ops.is_empty() {
         return Ok(rows);
     }
-    let outcomes = store.apply_book_ops(now, &ops).await?;
+    // A large batch (its rows from 8207s) is booked in chunks within the books' batch limit;
+    // each row's operation id is its own, so a chunk repeated after a crash books nothing
+    // twice.
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for chunk in ops.chunks(ROWS_PER_BOOKING) {
+        outcomes.extend(store.apply_book_ops(now, chunk).await?);
+    }
     if outcomes.len() != ops.len() {
         return Err(invalid("the books did not answer every row"));
     }
@@ -748,6 +778,12 @@ pub enum ReceiptOutcome {
         key: VoucherKey,
         /// The amount the bank paid.
         paid: Amount,
+    },
+    /// The receipt of a master waits, read, for the receipts of its 8207s
+    /// ([`super::batch::book_8207_receipt`] books it when the last one comes).
+    Waiting {
+        /// The voucher.
+        key: VoucherKey,
     },
     /// The receipt does not match the original; it is left ValidationFailed with the
     /// reason.
@@ -823,10 +859,28 @@ pub async fn book_receipt(
         Some(sent) if sent.sender != record.receiver || sent.receiver != record.sender => {
             Err(invalid("the receipt's parties are not the original's"))
         }
-        Some(sent) => stored_body(&sent.body, VoucherFlag::Original).and_then(|o| {
-            let r = stored_body(&record.body, VoucherFlag::Receipt)?;
-            check_payment_receipt(&o.voucher, &r.voucher)
-        }),
+        Some(sent) => {
+            match (
+                stored_body(&sent.body, VoucherFlag::Original),
+                stored_body(&record.body, VoucherFlag::Receipt),
+            ) {
+                // A master: checked with its 8207s and their receipts, once all are in.
+                (Ok(o), Ok(r)) if super::batch::is_master(&o.voucher) => {
+                    match super::batch::sent_parts(store, key).await {
+                        Ok(None) => {
+                            return Ok(ReceiptOutcome::Waiting { key: key.clone() });
+                        }
+                        Ok(Some(parts)) => {
+                            super::batch::check_master_receipt(&o.voucher, &r.voucher, &parts)
+                        }
+                        Err(e @ DirectError::Invalid(_)) => Err(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                (Ok(o), Ok(r)) => check_payment_receipt(&o.voucher, &r.voucher),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
     };
     // Booked already (a repeated step): the unpaid part's restore answers "already done".
     let booked = library

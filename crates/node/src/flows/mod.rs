@@ -4,7 +4,8 @@
 //!   its direct quota, the agent bank pays first and returns a sealed receipt, finance
 //!   books the receipt.
 //! - [`batch`]: salary and batch 5201s (BusinessTypeCode 3/4) paid row by row, the unpaid
-//!   rows restored to finance's plan once; 8207 rows merged into their 5201.
+//!   rows restored to finance's plan once; a large batch travels as a master and 8207s carrying
+//!   its rows, each 8207 answered by its own receipt.
 //! - [`authorized`]: authorized payment (财政授权支付, DOMAIN §3.3): a unit's 8202, paid by the bank against the unit's plan quota.
 //! - [`clearing`]: the agent bank's clearing request (申请划款, 2301) and PBOC's check —
 //!   only paid and receipted vouchers, each cleared once, details adding up to the master
