@@ -323,6 +323,8 @@ pub struct Party<T> {
     last_sync: AtomicU64,
     last_reconcile: AtomicU64,
     last_retry: AtomicU64,
+    /// Where the next sweep of stopped vouchers goes on from ([`Party::retry_stuck`]).
+    retry_after: AtomicU64,
     last_purge: AtomicU64,
     last_head: AtomicU64,
     /// The business day (days since the epoch, China Standard Time) of the last tick.
@@ -356,6 +358,7 @@ impl<T: Transport> Party<T> {
             // The first round comes `reconcile_every_secs` after the start, not at once.
             last_reconcile: AtomicU64::new(started),
             last_retry: AtomicU64::new(started),
+            retry_after: AtomicU64::new(0),
             last_purge: AtomicU64::new(started),
             last_head: AtomicU64::new(started),
             head_day: AtomicU64::new(cst_day(started)),
@@ -1190,11 +1193,20 @@ impl<T: Transport> Party<T> {
     /// A store failure.
     pub async fn retry_stuck(&self) -> Result<usize, PartyError> {
         let (_, now) = self.now();
+        // Each sweep goes on after the last voucher the one before handed over, and starts
+        // from the beginning again once it reaches the end, so vouchers that stay stopped
+        // for long (a master waiting for its 8207s) do not take every turn.
+        let after = self.retry_after.load(Ordering::Relaxed);
         let stuck = self
             .store
             .library()
-            .read_again(READ_BATCH, now.saturating_sub(STUCK_AFTER_SECS))
+            .read_again(READ_BATCH, now.saturating_sub(STUCK_AFTER_SECS), after)
             .await?;
+        let next = match stuck.last() {
+            Some(last) if stuck.len() == READ_BATCH as usize => last.seq,
+            _ => 0,
+        };
+        self.retry_after.store(next, Ordering::Relaxed);
         for record in &stuck {
             let done = self.dispatch_keyed(record).await;
             self.survive(done)?;

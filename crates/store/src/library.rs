@@ -1286,9 +1286,11 @@ async fn pg_find<C: deadpool_postgres::GenericClient>(
         "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE {KEY_WHERE}{}",
         if for_update { " FOR UPDATE" } else { "" }
     );
+    // Cached: the same few statements run for every voucher step (one round trip, not two).
+    let statement = client.prepare_cached(&sql).await?;
     let row = client
         .query_opt(
-            &sql,
+            &statement,
             &[
                 &key.adm_div_code,
                 &key.st_year,
@@ -1311,7 +1313,7 @@ async fn pg_insert_event(
     let detail = e.audit_detail();
     crate::audit::pg_append(tx, &e.audit_leaf(&detail)).await?;
     tx.execute(
-        INSERT_EVENT,
+        &tx.prepare_cached(INSERT_EVENT).await?,
         &[
             &e.voucher_seq,
             &e.actor,
@@ -1336,7 +1338,7 @@ async fn pg_apply(
 ) -> Result<VoucherRecord, LibraryError> {
     let (event, next) = applied(record, plan, t)?;
     tx.execute(
-        UPDATE_VOUCHER,
+        &tx.prepare_cached(UPDATE_VOUCHER).await?,
         &[
             &event.voucher_seq,
             &event.to_exchange,
@@ -1351,13 +1353,17 @@ async fn pg_apply(
         OutboxChange::Keep => {}
         OutboxChange::Schedule => {
             tx.execute(
-                SCHEDULE_OUTBOX,
+                &tx.prepare_cached(SCHEDULE_OUTBOX).await?,
                 &[&event.voucher_seq, &record.receiver, &t.at],
             )
             .await?;
         }
         OutboxChange::Clear => {
-            tx.execute(CLEAR_OUTBOX, &[&event.voucher_seq]).await?;
+            tx.execute(
+                &tx.prepare_cached(CLEAR_OUTBOX).await?,
+                &[&event.voucher_seq],
+            )
+            .await?;
         }
     }
     Ok(next)
@@ -1858,12 +1864,14 @@ impl Library {
         Ok((count(due)?, count(all)?))
     }
 
-    /// 重新读取 (the standard's `readVoucherAgain`): up to `limit` received vouchers whose
+    /// 重新读取 (the standard's `readVoucherAgain`): up to `limit` received vouchers after
+    /// position `after` (a [`VoucherRecord::seq`]; 0 from the start) whose
     /// processing stopped on the normal path short of its end (已读取 10, or 签收 15 … 签章成功
     /// 73 for an original, whose end is 回单成功 80; 10 … 复核 50 for a receipt, whose end is
     /// 处理成功 71: a step that failed, or a process killed between two steps), last changed at or
     /// before `before`, oldest first, without changing them, for the worker to hand to their
-    /// flow again. The flow starts over; the steps it already took pass through unchanged
+    /// flow again. The worker goes on from the last one it got, so vouchers that stay
+    /// stopped (a batch master waiting for its 8207s) do not keep the others from their turn. The flow starts over; the steps it already took pass through unchanged
     /// (a normal-path step already taken is a no-op), and the books take each operation once
     /// by its id. 待补录 (74) waits for a person and is not read again.
     ///
@@ -1873,6 +1881,7 @@ impl Library {
         &self,
         limit: u32,
         before: u64,
+        after: u64,
     ) -> Result<Vec<VoucherRecord>, LibraryError> {
         if !(1..=READ_MAX).contains(&limit) {
             return Err(LibraryError::InvalidArgument("limit must be 1..=READ_MAX"));
@@ -1889,15 +1898,16 @@ impl Library {
             "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'received' \
              AND (processing IN (10, 15, 17, 20, 40, 50) \
                   OR (leg = 0 AND processing IN (71, 73))) \
-             AND updated_at <= $1 ORDER BY seq LIMIT $2"
+             AND updated_at <= $1 AND seq > $3 ORDER BY seq LIMIT $2"
         );
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
         let raws: Vec<RawRecord> = match &self.store {
             Store::Sqlite(s) => {
                 s.read(move |conn| {
                     let run = || -> rusqlite::Result<Vec<RawRecord>> {
                         let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
-                        let rows =
-                            stmt.query_map(params![before, i64::from(limit)], sqlite_record)?;
+                        let rows = stmt
+                            .query_map(params![before, i64::from(limit), after], sqlite_record)?;
                         rows.collect()
                     };
                     Ok(run().map_err(LibraryError::from))
@@ -1906,7 +1916,9 @@ impl Library {
             }
             Store::Postgres(p) => {
                 let client = p.pool.get().await?;
-                let rows = client.query(&sql, &[&before, &i64::from(limit)]).await?;
+                let rows = client
+                    .query(&sql, &[&before, &i64::from(limit), &after])
+                    .await?;
                 rows.iter().map(pg_record).collect::<Result<_, _>>()?
             }
         };

@@ -848,7 +848,7 @@ both_backends!(read_again_finds_what_a_failed_step_left_read, |store| {
             .unwrap();
     }
     assert!(
-        lib.read_again(READ_MAX, 1_000).await.unwrap().is_empty(),
+        lib.read_again(READ_MAX, 1_000, 0).await.unwrap().is_empty(),
         "nothing read yet"
     );
     assert_eq!(lib.read(READ_MAX, "worker", 20).await.unwrap().len(), 3);
@@ -857,25 +857,28 @@ both_backends!(read_again_finds_what_a_failed_step_left_read, |store| {
         .await
         .unwrap();
     assert!(
-        lib.read_again(READ_MAX, 19).await.unwrap().is_empty(),
+        lib.read_again(READ_MAX, 19, 0).await.unwrap().is_empty(),
         "too recent"
     );
     let again: Vec<String> = lib
-        .read_again(READ_MAX, 20)
+        .read_again(READ_MAX, 20, 0)
         .await
         .unwrap()
         .into_iter()
         .map(|r| r.key.voucher_no)
         .collect();
     assert_eq!(again, ["A1", "A3"]);
-    assert_eq!(
-        lib.read_again(1, 20).await.unwrap().len(),
-        1,
-        "the limit holds"
-    );
-    assert!(lib.read_again(0, 20).await.is_err());
+    let first = lib.read_again(1, 20, 0).await.unwrap();
+    assert_eq!(first.len(), 1, "the limit holds");
+    assert_eq!(first[0].key.voucher_no, "A1");
+    // Going on from the last one found: the next turn is A3's, then nothing is left.
+    let next = lib.read_again(1, 20, first[0].seq).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].key.voucher_no, "A3");
+    assert!(lib.read_again(1, 20, next[0].seq).await.unwrap().is_empty());
+    assert!(lib.read_again(0, 20, 0).await.is_err());
     // Nothing changed: the same two are found again, and still read.
-    let again = lib.read_again(READ_MAX, 20).await.unwrap();
+    let again = lib.read_again(READ_MAX, 20, 0).await.unwrap();
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|r| r.processing == Some(Processing::Read)));
     assert_eq!(events(store, "A1", Leg::Original).await.len(), 2);
@@ -918,7 +921,7 @@ both_backends!(read_again_resumes_a_flow_cut_between_steps, |store| {
             .unwrap();
     }
     let again: Vec<String> = lib
-        .read_again(READ_MAX, 100)
+        .read_again(READ_MAX, 100, 0)
         .await
         .unwrap()
         .into_iter()
@@ -1055,7 +1058,7 @@ both_raw!(resume_queries_use_their_partial_indexes, |_store, t| {
             "SELECT seq FROM library_vouchers WHERE direction = 'received' \
              AND (processing IN (10, 15, 17, 20, 40, 50) \
                   OR (leg = 0 AND processing IN (71, 73))) \
-             AND updated_at <= 100 ORDER BY seq LIMIT 10",
+             AND updated_at <= 100 AND seq > 0 ORDER BY seq LIMIT 10",
         ),
         (
             "library_vouchers_unsent",

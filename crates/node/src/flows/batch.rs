@@ -67,8 +67,10 @@
 //! the bank finds a master's 8207s by looking through the 8207s it has received and not yet
 //! acknowledged (at most [`WAITING_SCAN_MAX`]); resuming a master after a crash, it finds
 //! the acknowledged ones by finance's numbering, else by looking through all acknowledged
-//! 8207s (within the same limit). An 8207 row carries no function class or unit of its own: every
-//! row of a batch sent this way must have the master's (or none).
+//! 8207s (within the same limit). An 8207 row carries no function class or unit of its own:
+//! every row of a batch sent this way must have the master's (or none). An 8207 whose master
+//! never comes stays read and is not refused after any time (the read-again sweep takes it
+//! up in turn with the other stopped vouchers, going on from where the last sweep ended).
 
 use guoku_domain::{AccountNo, Amount, BusinessType, gbk_len};
 use guoku_store::Store;
