@@ -1273,7 +1273,11 @@ impl<T: Transport> Party<T> {
         let registry = &self.registry;
         let actor = WORKER_ACTOR;
         match (self.role(), vt, record.leg) {
-            (OrgRole::AgentBank, direct::VT_5201 | authorized::VT_8202, Leg::Original) => {
+            (
+                OrgRole::AgentBank,
+                direct::VT_5201 | authorized::VT_8202 | batch::VT_8207,
+                Leg::Original,
+            ) => {
                 let Some(paid_seal) = self.staff.paid_seal.as_ref() else {
                     return self
                         .refuse(record, "this bank has no paid seal (转讫章)")
@@ -1289,6 +1293,12 @@ impl<T: Transport> Party<T> {
                     suite: self.config.suite,
                     sealer: &sealer,
                 };
+                if vt == batch::VT_8207 {
+                    let rules = RowRules::default();
+                    let outcome =
+                        batch::pay_part(store, registry, &bank, &rules, record, now).await?;
+                    return Ok(Handled::of(!matches!(outcome, PartOutcome::Refused { .. })));
+                }
                 let payee_bank = PayeeBankRule::required_if(self.config.require_payee_bank_no);
                 let outcome = if vt == direct::VT_5201 {
                     let rules = RowRules::default();
@@ -1309,26 +1319,6 @@ impl<T: Transport> Party<T> {
                         | PayOutcome::AwaitingCompletion { .. }
                         | PayOutcome::Waiting { .. }
                 )))
-            }
-            (OrgRole::AgentBank, batch::VT_8207, Leg::Original) => {
-                let Some(paid_seal) = self.staff.paid_seal.as_ref() else {
-                    return self
-                        .refuse(record, "this bank has no paid seal (转讫章)")
-                        .await;
-                };
-                let sealer = self.staff.sealer(paid_seal, t);
-                let serial_prefix = format!("{}-", self.config.bank_no);
-                let bank = Bank {
-                    me: self.org_code(),
-                    actor,
-                    pay_date: Self::business_date(t),
-                    serial_prefix: &serial_prefix,
-                    suite: self.config.suite,
-                    sealer: &sealer,
-                };
-                let rules = RowRules::default();
-                let outcome = batch::pay_part(store, registry, &bank, &rules, record, now).await?;
-                Ok(Handled::of(!matches!(outcome, PartOutcome::Refused { .. })))
             }
             (OrgRole::Finance, batch::VT_8207, Leg::Receipt) => Ok(match batch::book_8207_receipt(
                 store, actor, record, now,

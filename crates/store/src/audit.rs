@@ -28,6 +28,7 @@ use guoku_audit::{Entry, Frontier, Hash, HashAlgorithm, Kind, LeafData, clip, ha
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Store;
+use crate::codec::{hex, unhex};
 use crate::error::StoreError;
 
 /// Most entries one page of [`AuditLog::entries`] returns.
@@ -354,6 +355,20 @@ fn alg_of(name: &str) -> Result<HashAlgorithm, StoreError> {
 }
 
 /// A stored row of `audit_log`, as read.
+/// What a voucher's write or receive leaf adds to its detail: the voucher's content
+/// fingerprint and the SHA-256 of its stored body, which [`recorded_fingerprint`] reads back.
+pub(crate) fn fingerprint_detail(content: &[u8; 32], body: &[u8; 32]) -> String {
+    format!("; sha256 {}; body sha256 {}", hex(content), hex(body))
+}
+
+/// The content fingerprint and the body's SHA-256 a voucher's write or receive leaf
+/// recorded in its detail ([`fingerprint_detail`]), when it has both.
+pub(crate) fn recorded_fingerprint(detail: &str) -> Option<([u8; 32], [u8; 32])> {
+    let content = detail.split_once("; sha256 ")?.1.get(..64)?;
+    let body = detail.split_once("; body sha256 ")?.1.get(..64)?;
+    Some((unhex(content)?, unhex(body)?))
+}
+
 /// A page of the log as leaf data ([`AuditLog::leaves`]).
 #[derive(Debug, Default)]
 pub struct LeafPage {
@@ -397,7 +412,7 @@ impl LeafPage {
             && matches!(action, b"write" | b"receive")
             && let (Ok(object), Ok(detail)) =
                 (std::str::from_utf8(object), std::str::from_utf8(detail))
-            && let Some((content, body)) = crate::library::recorded_fingerprint(detail)
+            && let Some((content, body)) = recorded_fingerprint(detail)
         {
             self.fingerprints.push(RecordedFingerprint {
                 object: object.into(),

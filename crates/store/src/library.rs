@@ -43,7 +43,7 @@ use guoku_voucher::{Voucher, VoucherKey, canonical_bytes};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::codec::{hex, unhex};
+use crate::codec::hex;
 use crate::error::StoreError;
 use crate::{Page, Store};
 
@@ -367,14 +367,6 @@ fn time_to_sql(now: u64) -> Result<i64, LibraryError> {
 
 fn time_from_sql(t: i64) -> Result<u64, StoreError> {
     u64::try_from(t).map_err(|_| StoreError::corrupt_row("library time"))
-}
-
-/// The content fingerprint and the body's SHA-256 that a voucher's write or receive leaf
-/// recorded in its detail (as `EventRow::audit_detail` writes them), when it has both.
-pub(crate) fn recorded_fingerprint(detail: &str) -> Option<([u8; 32], [u8; 32])> {
-    let content = detail.split_once("; sha256 ")?.1.get(..64)?;
-    let body = detail.split_once("; body sha256 ")?.1.get(..64)?;
-    Some((unhex(content)?, unhex(body)?))
 }
 
 /// What happens to a stored voucher leg.
@@ -765,11 +757,7 @@ impl EventRow<'_> {
             code(self.to_processing)
         );
         if let Some((content, body)) = &self.fingerprint {
-            out.push_str(&format!(
-                "; sha256 {}; body sha256 {}",
-                hex(content),
-                hex(body)
-            ));
+            out.push_str(&crate::audit::fingerprint_detail(content, body));
         }
         if let Some(r) = self.reason {
             out.push_str(&format!("; reason {r}"));
