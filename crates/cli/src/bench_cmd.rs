@@ -45,7 +45,11 @@ pub enum BenchCommand {
         /// Direct payments to drive.
         #[arg(long, default_value_t = 2_000)]
         payments: usize,
-        /// Payments finance makes at once.
+        /// Payments per voucher: 1 (a single 5201 each), or up to 500 (salary 5201s of that
+        /// many rows, each row a payment the bank books and answers on its own).
+        #[arg(long, default_value_t = 1)]
+        rows: usize,
+        /// Vouchers finance makes at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
         /// Signature suites to run: sm, intl, or both.
@@ -258,12 +262,23 @@ pub fn run(command: BenchCommand, _global: &Global) -> anyhow::Result<ExitCode> 
         }
         BenchCommand::E2e {
             payments,
+            rows,
             concurrency,
             suite,
             store,
             dir,
             pg_url,
-        } => e2e(payments, concurrency, &suite, &store, &dir, &pg_url)?,
+        } => e2e(
+            E2eShape {
+                payments,
+                rows,
+                concurrency,
+            },
+            &suite,
+            &store,
+            &dir,
+            &pg_url,
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -364,10 +379,20 @@ fn sign(no_openssl: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `guoku bench e2e` drives: payments, rows per voucher, vouchers at once.
+struct E2eShape {
+    payments: usize,
+    rows: usize,
+    concurrency: usize,
+}
+
 /// `guoku bench e2e`: one run per suite × store.
 fn e2e(
-    payments: usize,
-    concurrency: usize,
+    E2eShape {
+        payments,
+        rows,
+        concurrency,
+    }: E2eShape,
     suites: &str,
     stores: &str,
     dir: &std::path::Path,
@@ -388,21 +413,28 @@ fn e2e(
         other => anyhow::bail!("--store is sqlite, postgres or both, not {other:?}"),
     };
     anyhow::ensure!(
-        payments >= 1 && concurrency >= 1,
-        "--payments and --concurrency ≥ 1"
+        payments >= 1 && concurrency >= 1 && (1..=500).contains(&rows),
+        "--payments and --concurrency ≥ 1, --rows 1 to 500"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    outln!(
-        "e2e: {payments} direct payments, {concurrency} at a time, each made, stamped (3), sent, verified, paid, receipted (sealed), verified, booked, then cleared (2301), settled and reconciled (3502, 5503)"
-    );
+    if rows == 1 {
+        outln!(
+            "e2e: {payments} direct payments, {concurrency} at a time, each made, stamped (3), sent, verified, paid, receipted (sealed), verified, booked, then cleared (2301), settled and reconciled (3502, 5503)"
+        );
+    } else {
+        outln!(
+            "e2e: {payments} direct payments as rows of salary 5201s of {rows} rows, {concurrency} vouchers at a time; each voucher made, stamped (3), sent, verified, each row booked and paid on its own, the receipt (sealed) answering every row, verified, booked, then cleared (2301), settled and reconciled (3502, 5503)"
+        );
+    }
     for suite in suites {
         for postgres in &stores {
             let run_dir = dir.join(format!("guoku-bench-e2e-{}", std::process::id()));
             let options = E2eOptions {
                 payments,
+                rows,
                 concurrency,
                 suite,
                 dir: run_dir.clone(),
@@ -411,7 +443,7 @@ fn e2e(
                     schema_prefix: format!("guoku_bench_{}_", std::process::id()),
                 }),
             };
-            let bar = indicatif::ProgressBar::new(payments as u64);
+            let bar = indicatif::ProgressBar::new(payments.div_ceil(rows) as u64 * rows as u64);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "  {bar:40} {pos}/{len} receipts {per_sec}",
@@ -429,9 +461,10 @@ fn e2e(
             let crypto = report.cpu_crypto.as_secs_f64();
             let storage = report.cpu_storage.as_secs_f64();
             outln!(
-                "  {suite:?} on {store}: {:.0} payments/s ({} in {:.2} s; receipts all back after {:.2} s; {} clearing requests, {} reconciliations; setup {:.1} s, not counted)",
+                "  {suite:?} on {store}: {:.0} payments/s ({} in {} vouchers in {:.2} s; receipts all back after {:.2} s; {} clearing requests, {} reconciliations; setup {:.1} s, not counted)",
                 report.per_second(),
                 report.payments,
+                report.vouchers,
                 report.elapsed.as_secs_f64(),
                 report.receipted.as_secs_f64(),
                 report.clearing_requests,
@@ -439,7 +472,7 @@ fn e2e(
                 report.setup.as_secs_f64(),
             );
             outln!(
-                "    latency per payment (made → receipt booked): p50 {:.1} ms, p99 {:.1} ms",
+                "    latency per voucher (made → receipt booked): p50 {:.1} ms, p99 {:.1} ms",
                 ms(report.p50),
                 ms(report.p99)
             );

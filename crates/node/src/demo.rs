@@ -766,6 +766,50 @@ impl Demo {
         Ok(v)
     }
 
+    /// A salary payment (5201, BusinessTypeCode 3) from `unit` of one row per amount in
+    /// `rows`, each to its own employee's account, unstamped, for [`Party::issue_direct`];
+    /// `n` numbers the employees' accounts apart from other batches'.
+    ///
+    /// # Errors
+    /// [`DemoError::Seed`] for an unknown unit, no rows, or a total that overflows.
+    pub fn salary_voucher(
+        &self,
+        unit: &str,
+        rows: &[Amount],
+        n: u64,
+        date: BizDate,
+    ) -> Result<Voucher, DemoError> {
+        let total = rows
+            .iter()
+            .try_fold(Amount::ZERO, |sum, a| sum.checked_add(*a))
+            .filter(|t| t.is_positive())
+            .ok_or_else(|| DemoError::Seed("a salary batch needs rows of a total".into()))?;
+        let payee = Payee::demo(n);
+        let mut v = self.direct_voucher(unit, total, &payee, date)?;
+        let template = v
+            .details
+            .first()
+            .cloned()
+            .ok_or_else(|| DemoError::Seed("the 5201 sample has no detail row".into()))?;
+        v.header.set("BusinessTypeCode", "3");
+        v.header.set("PaySummaryName", "工资");
+        v.details = rows
+            .iter()
+            .enumerate()
+            .map(|(i, amount)| {
+                let mut d = template.clone();
+                d.set("Id", (i + 1).to_string());
+                d.set("ExpFuncCode", FUNC);
+                d.set("AgencyCode", unit);
+                d.set("PayeeAcctNo", format!("6217-{n:08}-{:05}", i + 1));
+                d.set("PayeeAcctName", format!("职工{}", i + 1));
+                d.set("PayAmt", amount.to_string());
+                d
+            })
+            .collect();
+        Ok(v)
+    }
+
     /// An authorized payment (8202) of `amount` from `unit`'s zero-balance account,
     /// unstamped, for [`Party::issue_authorized`]; the bank it goes to.
     ///

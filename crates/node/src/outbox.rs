@@ -84,18 +84,47 @@ pub async fn deliver_due<T: Transport>(
     }
     let mut report = OutboxReport::default();
     for (destination, entries) in by_destination {
-        deliver_to(
-            &library,
-            transport,
-            &destination,
-            entries,
-            now,
-            backoff,
-            &mut report,
-        )
-        .await?;
+        for envelope in envelopes(entries, ENVELOPE_BUDGET_BYTES) {
+            deliver_to(
+                &library,
+                transport,
+                &destination,
+                envelope,
+                now,
+                backoff,
+                &mut report,
+            )
+            .await?;
+        }
     }
     Ok(report)
+}
+
+/// Stored body bytes one envelope carries at most: half the receiver's default limit
+/// ([`crate::exchange::DEFAULT_BODY_MAX_BYTES`]), leaving room for the envelope around them.
+/// A hundred salary batches of 500 rows are more than the limit in one envelope; a receiver
+/// refuses such an envelope whole, and every pass would send it again.
+pub const ENVELOPE_BUDGET_BYTES: usize = crate::exchange::DEFAULT_BODY_MAX_BYTES / 2;
+
+/// `entries` in arrival order, cut into envelopes of at most `budget` stored body bytes
+/// each (a body larger than that alone in its own).
+fn envelopes(entries: Vec<OutboxEntry>, budget: usize) -> Vec<Vec<OutboxEntry>> {
+    let mut out: Vec<Vec<OutboxEntry>> = Vec::new();
+    let mut used = 0;
+    for entry in entries {
+        let size = entry.body.len();
+        match out.last_mut() {
+            Some(last) if used + size <= budget => {
+                used += size;
+                last.push(entry);
+            }
+            _ => {
+                used = size;
+                out.push(vec![entry]);
+            }
+        }
+    }
+    out
 }
 
 /// Delivers the entries due for one destination and records their outcomes.
@@ -257,5 +286,55 @@ fn code_name(code: RefusalCode) -> &'static str {
         RefusalCode::WrongSender => "wrong_sender",
         RefusalCode::Conflict => "conflict",
         RefusalCode::NotAccepted => "not_accepted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(no: usize, size: usize) -> OutboxEntry {
+        OutboxEntry {
+            key: VoucherKey {
+                adm_div_code: "430000".into(),
+                st_year: "2026".into(),
+                vt_code: "5201".into(),
+                voucher_no: no.to_string(),
+            },
+            leg: Leg::Original,
+            destination: "102".into(),
+            attempts: 0,
+            next_at: 0,
+            body: vec![b'x'; size],
+        }
+    }
+
+    fn shape(envelopes: &[Vec<OutboxEntry>]) -> Vec<Vec<String>> {
+        envelopes
+            .iter()
+            .map(|e| e.iter().map(|x| x.key.voucher_no.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn envelopes_stay_within_their_budget_in_arrival_order() {
+        let entries = vec![
+            entry(1, 40),
+            entry(2, 60),
+            entry(3, 1),
+            entry(4, 150),
+            entry(5, 100),
+        ];
+        let cut = envelopes(entries, 100);
+        assert_eq!(
+            shape(&cut),
+            [vec!["1", "2"], vec!["3"], vec!["4"], vec!["5"]],
+            "full at 100 bytes; a body over the budget travels alone"
+        );
+        for envelope in &cut {
+            let bytes: usize = envelope.iter().map(|e| e.body.len()).sum();
+            assert!(bytes <= 100 || envelope.len() == 1, "{bytes}");
+        }
+        assert!(envelopes(Vec::new(), 100).is_empty());
     }
 }

@@ -320,6 +320,10 @@ pub struct Party<T> {
     pub counters: PartyCounters,
     clearing_serial: AtomicU64,
     last_clearing: AtomicU64,
+    /// One clearing round at a time (the worker's, a person's at the desk, the API's): each
+    /// lists the paid vouchers no 2301 claims yet, so two at once would claim the same ones
+    /// and PBOC would return the second request as already cleared.
+    clearing_round: tokio::sync::Mutex<()>,
     last_sync: AtomicU64,
     last_reconcile: AtomicU64,
     last_retry: AtomicU64,
@@ -354,6 +358,7 @@ impl<T: Transport> Party<T> {
             counters: PartyCounters::default(),
             clearing_serial: AtomicU64::new(0),
             last_clearing: AtomicU64::new(0),
+            clearing_round: tokio::sync::Mutex::new(()),
             last_sync: AtomicU64::new(0),
             // The first round comes `reconcile_every_secs` after the start, not at once.
             last_reconcile: AtomicU64::new(started),
@@ -689,6 +694,7 @@ impl<T: Transport> Party<T> {
         if self.role() != OrgRole::AgentBank {
             return Err(self.wrong_role("send clearing requests"));
         }
+        let _one_round = self.clearing_round.lock().await;
         let (t, now) = self.now();
         let maker = self.staff.maker.signer();
         let sealer = self.staff.sealer(&self.staff.business_seal, t);

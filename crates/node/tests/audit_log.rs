@@ -464,9 +464,10 @@ impl Editor for SqliteFile {
 
     async fn flip_voucher(&self, seq: i64, column: &str) {
         let conn = self.conn();
+        let (table, id) = voucher_table(column);
         let mut blob: Vec<u8> = conn
             .query_row(
-                &format!("SELECT {column} FROM library_vouchers WHERE seq = ?1"),
+                &format!("SELECT {column} FROM {table} WHERE {id} = ?1"),
                 [seq],
                 |r| r.get(0),
             )
@@ -474,7 +475,7 @@ impl Editor for SqliteFile {
         let mid = blob.len() / 2;
         blob[mid] ^= 0x01;
         conn.execute(
-            &format!("UPDATE library_vouchers SET {column} = ?2 WHERE seq = ?1"),
+            &format!("UPDATE {table} SET {column} = ?2 WHERE {id} = ?1"),
             rusqlite::params![seq, blob],
         )
         .unwrap();
@@ -491,6 +492,16 @@ impl Editor for SqliteFile {
                 |r| r.get(0),
             )
             .unwrap()
+    }
+}
+
+/// The table holding a voucher leg's `column`, and the column naming the leg there: a
+/// body lives in a table of its own.
+fn voucher_table(column: &str) -> (&'static str, &'static str) {
+    if column == "body" {
+        ("library_bodies", "voucher_seq")
+    } else {
+        ("library_vouchers", "seq")
     }
 }
 
@@ -530,9 +541,10 @@ impl Editor for PgSchema {
     }
 
     async fn flip_voucher(&self, seq: i64, c: &str) {
+        let (table, id) = voucher_table(c);
         self.sql(&format!(
-            "UPDATE library_vouchers SET {c} = set_byte({c}, length({c}) / 2, \
-             get_byte({c}, length({c}) / 2) # 1) WHERE seq = {seq}"
+            "UPDATE {table} SET {c} = set_byte({c}, length({c}) / 2, \
+             get_byte({c}, length({c}) / 2) # 1) WHERE {id} = {seq}"
         ))
         .await;
     }

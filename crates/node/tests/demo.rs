@@ -149,10 +149,37 @@ async fn payments_go_from_voucher_to_clearing(postgres: Option<DemoPostgres>) {
         .unwrap();
     assert_eq!(at_counter.exchange, Exchange::ReceiptReceived);
 
-    // Clearing: the bank's next clearing round sends its 2301s; PBOC clears them.
+    // Clearing: two rounds asked at once at the bank (a person at the desk while the
+    // worker's round runs) claim each paid voucher once: one after the other, the second
+    // finds nothing left to claim. Then the banks' next rounds; PBOC clears every 2301.
+    let icbc = &demo.banks[0];
+    let (first, second) = tokio::join!(
+        icbc.request_clearing("desk"),
+        icbc.request_clearing("worker")
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(
+        first.len() + second.len(),
+        1,
+        "one 2301 claims the direct payment: {first:?} {second:?}"
+    );
     t.fetch_add(60, Ordering::SeqCst);
     demo.settle(20).await.unwrap();
-    let icbc = &demo.banks[0];
+    for bank in &demo.banks {
+        let library = bank.store.library();
+        let returned = library
+            .by_status("2301", Leg::Original, Exchange::Returned, 0, 100)
+            .await
+            .unwrap()
+            .items;
+        assert!(returned.is_empty(), "PBOC returned a 2301: {returned:?}");
+        let settled = library
+            .by_status("2301", Leg::Original, Exchange::ReceiptReceived, 0, 100)
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(settled.len(), 1, "each bank's one 2301 is settled");
+    }
     let tenant = Tenant {
         adm_div: unit.division.parse().unwrap(),
         year: demo.year,

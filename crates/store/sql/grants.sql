@@ -34,6 +34,9 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA :"schema" TO :"app";
 -- ... except where the record must stay as written.
 -- The migrations applied: read only (the owner migrates).
 REVOKE INSERT, UPDATE, DELETE ON :"schema".schema_migrations FROM :"app";
+-- A voucher leg's envelope body, byte for byte as signed: written once with the leg.
+-- SELECT, INSERT only.
+REVOKE UPDATE, DELETE ON :"schema".library_bodies FROM :"app";
 -- The audit log: one row per leaf, appended in the transaction of the change it records.
 -- SELECT, INSERT only: no UPDATE, no DELETE (the triggers refuse them too, for every role).
 REVOKE UPDATE, DELETE ON :"schema".audit_log FROM :"app";

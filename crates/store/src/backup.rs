@@ -7,7 +7,7 @@
 //! guoku-backup 1
 //! backend=sqlite
 //! node=11430000006
-//! schema_version=9
+//! schema_version=10
 //! audit_size=1234
 //! head_size=1200
 //! head_alg=sm3

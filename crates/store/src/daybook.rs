@@ -84,7 +84,8 @@ impl std::fmt::Debug for Daybook {
 
 const DAY_SQL: &str = "SELECT seq, adm_div_code, st_year, vt_code, voucher_no, leg, direction, \
      sender, receiver, body, content_sha256, exchange, processing, reason, created_at, updated_at \
-     FROM library_vouchers WHERE vt_code = $1 AND leg = $2 \
+     FROM library_vouchers JOIN library_bodies ON voucher_seq = seq \
+     WHERE vt_code = $1 AND leg = $2 \
      AND created_at >= $3 AND created_at < $4 \
      AND ((direction = 'sent' AND receiver = $5) OR (direction = 'received' AND sender = $5)) \
      AND seq > $6 ORDER BY seq LIMIT $7";

@@ -596,6 +596,96 @@ struct Transition {
     at: i64,
 }
 
+impl Transition {
+    /// A change of `key`'s `leg`, its arguments checked (the reason cut to what the column
+    /// holds, and required where the action needs one).
+    fn checked(
+        key: VoucherKey,
+        leg: Leg,
+        action: Action,
+        actor: &str,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<Transition, LibraryError> {
+        check_key(&key)?;
+        let reason = reason.map(truncate_reason).filter(|r| !r.is_empty());
+        if action.needs_reason() && reason.is_none() {
+            return Err(LibraryError::InvalidArgument("a reason is required"));
+        }
+        Ok(Transition {
+            key,
+            leg,
+            action,
+            actor: actor.to_owned(),
+            reason,
+            at,
+        })
+    }
+
+    /// The change `action` of a stored record, without a reason.
+    fn of(record: &VoucherRecord, action: Action, actor: &str, at: i64) -> Transition {
+        Transition {
+            key: record.key.clone(),
+            leg: record.leg,
+            action,
+            actor: actor.to_owned(),
+            reason: None,
+            at,
+        }
+    }
+}
+
+/// One step of [`Library::apply`]: the operation of the same name on one voucher leg.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// [`Library::write`] a voucher this node sends, then [`Library::send`] it unless it
+    /// was sent already (a flow resumed after a crash finds it stored and sends it once).
+    WriteAndSend(NewVoucher),
+    /// [`Library::acknowledge`].
+    Acknowledge(VoucherKey, Leg),
+    /// [`Library::delivered`].
+    Delivered(VoucherKey, Leg),
+    /// [`Library::receipt_arrives`], on the original.
+    ReceiptArrives(VoucherKey),
+    /// [`Library::process`], with a reason where the event carries one.
+    Process(VoucherKey, Leg, ProcessingEvent, Option<String>),
+    /// [`Library::return_voucher`], with its reason.
+    Return(VoucherKey, Leg, String),
+}
+
+impl Step {
+    /// [`Step::Process`] without a reason.
+    #[must_use]
+    pub fn process(key: &VoucherKey, leg: Leg, event: ProcessingEvent) -> Step {
+        Step::Process(key.clone(), leg, event, None)
+    }
+
+    fn planned(self, actor: &str, at: i64) -> Result<Planned, LibraryError> {
+        let change = |key, leg, action, reason: Option<&str>| {
+            Transition::checked(key, leg, action, actor, reason, at).map(Planned::Change)
+        };
+        match self {
+            Step::WriteAndSend(new) => {
+                check_new(&new)?;
+                Ok(Planned::Write(new))
+            }
+            Step::Acknowledge(key, leg) => change(key, leg, Action::Acknowledge, None),
+            Step::Delivered(key, leg) => change(key, leg, Action::Delivered, None),
+            Step::ReceiptArrives(key) => change(key, Leg::Original, Action::ReceiptArrives, None),
+            Step::Process(key, leg, event, reason) => {
+                change(key, leg, Action::Process(event), reason.as_deref())
+            }
+            Step::Return(key, leg, reason) => change(key, leg, Action::Return, Some(&reason)),
+        }
+    }
+}
+
+/// A checked [`Step`], ready to write.
+enum Planned {
+    Write(NewVoucher),
+    Change(Transition),
+}
+
 /// A row as both backends read it.
 struct RawRecord {
     seq: i64,
@@ -615,6 +705,10 @@ struct RawRecord {
 
 const RECORD_COLUMNS: &str = "seq, adm_div_code, st_year, vt_code, voucher_no, leg, direction, \
      sender, receiver, body, content_sha256, exchange, processing, reason, created_at, updated_at";
+
+/// A voucher leg's row with its body ([`RECORD_COLUMNS`]' `FROM`); the key and state
+/// columns are the row's, `body` the body table's.
+const VOUCHERS: &str = "library_vouchers JOIN library_bodies ON voucher_seq = seq";
 
 const KEY_WHERE: &str = "adm_div_code = $1 AND st_year = $2 AND vt_code = $3 \
      AND voucher_no = $4 AND leg = $5";
@@ -694,9 +788,9 @@ const INSERT_EVENT: &str = "INSERT INTO library_events (voucher_seq, actor, acti
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 const INSERT_VOUCHER: &str = "INSERT INTO library_vouchers (adm_div_code, st_year, vt_code, \
-     voucher_no, leg, direction, sender, receiver, body, content_sha256, exchange, processing, \
+     voucher_no, leg, direction, sender, receiver, content_sha256, exchange, processing, \
      reason, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $12, $12) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11, $11) \
      ON CONFLICT (adm_div_code, st_year, vt_code, voucher_no, leg) DO NOTHING RETURNING seq";
 
 const UPDATE_VOUCHER: &str = "UPDATE library_vouchers SET exchange = $2, processing = $3, \
@@ -708,13 +802,18 @@ const SCHEDULE_OUTBOX: &str = "INSERT INTO library_outbox (voucher_seq, destinat
 
 const CLEAR_OUTBOX: &str = "DELETE FROM library_outbox WHERE voucher_seq = $1";
 
+/// A new voucher leg's body, written once with it.
+const INSERT_BODY: &str = "INSERT INTO library_bodies (voucher_seq, body) VALUES ($1, $2)";
+
 const DUE_SQL: &str = "SELECT v.adm_div_code, v.st_year, v.vt_code, v.voucher_no, v.leg, \
-     o.destination, o.attempts, o.next_at, v.body \
+     o.destination, o.attempts, o.next_at, b.body \
      FROM library_outbox o JOIN library_vouchers v ON v.seq = o.voucher_seq \
+     JOIN library_bodies b ON b.voucher_seq = o.voucher_seq \
      WHERE o.next_at <= $1 ORDER BY o.next_at, o.voucher_seq LIMIT $2";
 
-const OUTBOX_BY_KEY: &str = "SELECT o.voucher_seq, o.destination, o.attempts, v.body \
+const OUTBOX_BY_KEY: &str = "SELECT o.voucher_seq, o.destination, o.attempts, b.body \
      FROM library_outbox o JOIN library_vouchers v ON v.seq = o.voucher_seq \
+     JOIN library_bodies b ON b.voucher_seq = o.voucher_seq \
      WHERE v.adm_div_code = $1 AND v.st_year = $2 AND v.vt_code = $3 \
      AND v.voucher_no = $4 AND v.leg = $5";
 
@@ -907,7 +1006,7 @@ fn sqlite_find(
     leg: Leg,
 ) -> Result<Option<VoucherRecord>, LibraryError> {
     let sql = sqlite_sql(&format!(
-        "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE {KEY_WHERE}"
+        "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE {KEY_WHERE}"
     ));
     let raw = conn
         .prepare_cached(&sql)?
@@ -975,7 +1074,14 @@ fn sqlite_apply(
 
 fn sqlite_transition(conn: &mut Connection, t: &Transition) -> Result<VoucherRecord, LibraryError> {
     let tx = crate::sqlite::begin(conn)?;
-    let record = sqlite_find(&tx, &t.key, t.leg)?.ok_or_else(|| LibraryError::NotFound {
+    let next = sqlite_transition_in(&tx, t)?;
+    tx.commit()?;
+    Ok(next)
+}
+
+/// [`sqlite_transition`] inside the caller's transaction.
+fn sqlite_transition_in(tx: &Connection, t: &Transition) -> Result<VoucherRecord, LibraryError> {
+    let record = sqlite_find(tx, &t.key, t.leg)?.ok_or_else(|| LibraryError::NotFound {
         key: Box::new(t.key.clone()),
         leg: t.leg,
     })?;
@@ -983,9 +1089,35 @@ fn sqlite_transition(conn: &mut Connection, t: &Transition) -> Result<VoucherRec
     if plan.noop {
         return Ok(record);
     }
-    let next = sqlite_apply(&tx, &record, &plan, t)?;
+    sqlite_apply(tx, &record, &plan, t)
+}
+
+/// The steps of [`Library::apply`] in one transaction: all of them or none.
+fn sqlite_steps(
+    conn: &mut Connection,
+    steps: Vec<Planned>,
+    actor: &str,
+    at: i64,
+) -> Result<Vec<VoucherRecord>, LibraryError> {
+    let tx = crate::sqlite::begin(conn)?;
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        out.push(match step {
+            Planned::Write(new) => {
+                let stored =
+                    sqlite_insert_in(&tx, new, Direction::Sent, Exchange::NotSent, actor, at)?;
+                if stored.record.exchange == Exchange::NotSent {
+                    let send = Transition::of(&stored.record, Action::Send, actor, at);
+                    sqlite_transition_in(&tx, &send)?
+                } else {
+                    stored.record
+                }
+            }
+            Planned::Change(t) => sqlite_transition_in(&tx, &t)?,
+        });
+    }
     tx.commit()?;
-    Ok(next)
+    Ok(out)
 }
 
 fn sqlite_insert(
@@ -997,6 +1129,23 @@ fn sqlite_insert(
     at: i64,
 ) -> Result<Stored, LibraryError> {
     let tx = crate::sqlite::begin(conn)?;
+    let stored = sqlite_insert_in(&tx, new, direction, exchange, actor, at);
+    // A conflict is refused, and the attempt recorded: its event is kept.
+    if matches!(stored, Ok(_) | Err(LibraryError::Conflict { .. })) {
+        tx.commit()?;
+    }
+    stored
+}
+
+/// [`sqlite_insert`] inside the caller's transaction.
+fn sqlite_insert_in(
+    tx: &Connection,
+    new: NewVoucher,
+    direction: Direction,
+    exchange: Exchange,
+    actor: &str,
+    at: i64,
+) -> Result<Stored, LibraryError> {
     let code = exchange_to_sql(exchange, new.leg)?;
     let seq: Option<i64> = tx
         .prepare_cached(&sqlite_sql(INSERT_VOUCHER))?
@@ -1010,7 +1159,6 @@ fn sqlite_insert(
                 direction.as_sql(),
                 new.sender,
                 new.receiver,
-                new.body,
                 &new.content_sha256[..],
                 code,
                 at
@@ -1019,8 +1167,10 @@ fn sqlite_insert(
         )
         .optional()?;
     if let Some(seq) = seq {
+        tx.prepare_cached(&sqlite_sql(INSERT_BODY))?
+            .execute(params![seq, new.body])?;
         sqlite_insert_event(
-            &tx,
+            tx,
             &EventRow {
                 voucher_seq: seq,
                 actor,
@@ -1035,14 +1185,13 @@ fn sqlite_insert(
                 fingerprint: Some((new.content_sha256, Sha256::digest(&new.body).into())),
             },
         )?;
-        tx.commit()?;
         let record = record_from_new(seq, new, direction, exchange, at)?;
         return Ok(Stored {
             record,
             created: true,
         });
     }
-    let stored = sqlite_find(&tx, &new.key, new.leg)?
+    let stored = sqlite_find(tx, &new.key, new.leg)?
         .ok_or(StoreError::Corrupt("a conflicting voucher vanished".into()))?;
     if stored.content_sha256 == new.content_sha256 && stored.direction == direction {
         return Ok(Stored {
@@ -1053,8 +1202,7 @@ fn sqlite_insert(
     let detail = conflict_detail(&stored, &new, direction);
     let reason = truncate_reason(&detail);
     let (event, _) = conflict_event(&stored, actor, &reason, at)?;
-    sqlite_insert_event(&tx, &event)?;
-    tx.commit()?;
+    sqlite_insert_event(tx, &event)?;
     Err(LibraryError::Conflict {
         key: Box::new(new.key),
         leg: new.leg,
@@ -1105,7 +1253,7 @@ fn sqlite_read(
     let tx = crate::sqlite::begin(conn)?;
     let unread = {
         let mut stmt = tx.prepare_cached(&sqlite_sql(&format!(
-            "SELECT {RECORD_COLUMNS} FROM library_vouchers \
+            "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} \
              WHERE direction = 'received' AND processing IS NULL ORDER BY seq LIMIT $1"
         )))?;
         let rows = stmt.query_map([i64::from(limit)], sqlite_record)?;
@@ -1271,8 +1419,12 @@ async fn pg_find<C: deadpool_postgres::GenericClient>(
     for_update: bool,
 ) -> Result<Option<VoucherRecord>, LibraryError> {
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE {KEY_WHERE}{}",
-        if for_update { " FOR UPDATE" } else { "" }
+        "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE {KEY_WHERE}{}",
+        if for_update {
+            " FOR UPDATE OF library_vouchers"
+        } else {
+            ""
+        }
     );
     // Cached: the same few statements run for every voucher step (one round trip, not two).
     let statement = client.prepare_cached(&sql).await?;
@@ -1363,20 +1515,56 @@ async fn pg_transition(
 ) -> Result<VoucherRecord, LibraryError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let record =
-        pg_find(&tx, &t.key, t.leg, true)
-            .await?
-            .ok_or_else(|| LibraryError::NotFound {
-                key: Box::new(t.key.clone()),
-                leg: t.leg,
-            })?;
+    let next = pg_transition_in(&tx, t).await?;
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// [`pg_transition`] inside the caller's transaction.
+async fn pg_transition_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    t: &Transition,
+) -> Result<VoucherRecord, LibraryError> {
+    let record = pg_find(tx, &t.key, t.leg, true)
+        .await?
+        .ok_or_else(|| LibraryError::NotFound {
+            key: Box::new(t.key.clone()),
+            leg: t.leg,
+        })?;
     let plan = plan(&record, t.action)?;
     if plan.noop {
         return Ok(record);
     }
-    let next = pg_apply(&tx, &record, &plan, t).await?;
+    pg_apply(tx, &record, &plan, t).await
+}
+
+/// The steps of [`Library::apply`] in one transaction: all of them or none.
+async fn pg_steps(
+    pool: &deadpool_postgres::Pool,
+    steps: Vec<Planned>,
+    actor: &str,
+    at: i64,
+) -> Result<Vec<VoucherRecord>, LibraryError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        out.push(match step {
+            Planned::Write(new) => {
+                let stored =
+                    pg_insert_in(&tx, new, Direction::Sent, Exchange::NotSent, actor, at).await?;
+                if stored.record.exchange == Exchange::NotSent {
+                    let send = Transition::of(&stored.record, Action::Send, actor, at);
+                    pg_transition_in(&tx, &send).await?
+                } else {
+                    stored.record
+                }
+            }
+            Planned::Change(t) => pg_transition_in(&tx, &t).await?,
+        });
+    }
     tx.commit().await?;
-    Ok(next)
+    Ok(out)
 }
 
 async fn pg_insert(
@@ -1389,6 +1577,23 @@ async fn pg_insert(
 ) -> Result<Stored, LibraryError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let stored = pg_insert_in(&tx, new, direction, exchange, actor, at).await;
+    // A conflict is refused, and the attempt recorded: its event is kept.
+    if matches!(stored, Ok(_) | Err(LibraryError::Conflict { .. })) {
+        tx.commit().await?;
+    }
+    stored
+}
+
+/// [`pg_insert`] inside the caller's transaction.
+async fn pg_insert_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    new: NewVoucher,
+    direction: Direction,
+    exchange: Exchange,
+    actor: &str,
+    at: i64,
+) -> Result<Stored, LibraryError> {
     let code = exchange_to_sql(exchange, new.leg)?;
     // On a concurrent insert of the same key, ON CONFLICT waits for the other transaction
     // and then does nothing: exactly one insert takes effect.
@@ -1404,7 +1609,6 @@ async fn pg_insert(
                 &direction.as_sql(),
                 &new.sender,
                 &new.receiver,
-                &new.body,
                 &&new.content_sha256[..],
                 &code,
                 &at,
@@ -1413,8 +1617,10 @@ async fn pg_insert(
         .await?;
     if let Some(row) = seq {
         let seq: i64 = row.try_get(0)?;
+        let insert_body = tx.prepare_cached(INSERT_BODY).await?;
+        tx.execute(&insert_body, &[&seq, &new.body]).await?;
         pg_insert_event(
-            &tx,
+            tx,
             &EventRow {
                 voucher_seq: seq,
                 actor,
@@ -1430,14 +1636,13 @@ async fn pg_insert(
             },
         )
         .await?;
-        tx.commit().await?;
         let record = record_from_new(seq, new, direction, exchange, at)?;
         return Ok(Stored {
             record,
             created: true,
         });
     }
-    let stored = pg_find(&tx, &new.key, new.leg, false)
+    let stored = pg_find(tx, &new.key, new.leg, false)
         .await?
         .ok_or(StoreError::Corrupt("a conflicting voucher vanished".into()))?;
     if stored.content_sha256 == new.content_sha256 && stored.direction == direction {
@@ -1449,8 +1654,7 @@ async fn pg_insert(
     let detail = conflict_detail(&stored, &new, direction);
     let reason = truncate_reason(&detail);
     let (event, ()) = conflict_event(&stored, actor, &reason, at)?;
-    pg_insert_event(&tx, &event).await?;
-    tx.commit().await?;
+    pg_insert_event(tx, &event).await?;
     Err(LibraryError::Conflict {
         key: Box::new(new.key),
         leg: new.leg,
@@ -1470,9 +1674,9 @@ async fn pg_read(
     let rows = tx
         .query(
             &format!(
-                "SELECT {RECORD_COLUMNS} FROM library_vouchers \
+                "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} \
                  WHERE direction = 'received' AND processing IS NULL \
-                 ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED"
+                 ORDER BY seq LIMIT $1 FOR UPDATE OF library_vouchers SKIP LOCKED"
             ),
             &[&i64::from(limit)],
         )
@@ -1628,20 +1832,8 @@ impl Library {
         reason: Option<&str>,
         now: u64,
     ) -> Result<VoucherRecord, LibraryError> {
-        check_key(key)?;
         check_name(actor, "actor must be 1..=64 bytes")?;
-        let reason = reason.map(truncate_reason).filter(|r| !r.is_empty());
-        if action.needs_reason() && reason.is_none() {
-            return Err(LibraryError::InvalidArgument("a reason is required"));
-        }
-        let t = Transition {
-            key: key.clone(),
-            leg,
-            action,
-            actor: actor.to_owned(),
-            reason,
-            at: time_to_sql(now)?,
-        };
+        let t = Transition::checked(key.clone(), leg, action, actor, reason, time_to_sql(now)?)?;
         match &self.store {
             Store::Sqlite(s) => {
                 s.write(move |conn, _| Ok(sqlite_transition(conn, &t)))
@@ -1649,6 +1841,55 @@ impl Library {
             }
             Store::Postgres(p) => pg_transition(&p.pool, &t).await,
         }
+    }
+
+    /// Several steps, on one voucher or several, in one transaction: all of them take
+    /// effect or none does. Each is the operation of the same name (the same checks, the
+    /// same event and audit leaf); a step already taken on the normal processing path is a
+    /// no-op, as alone. One commit instead of one per step is what a flow's run of steps
+    /// costs (a receiver's 签收 through 复核, a receipt sealed, written and sent).
+    /// Returns each step's record after it, in order.
+    ///
+    /// # Errors
+    /// The first step's error, and nothing is written (a [`LibraryError::Conflict`] on a
+    /// write is then not recorded either); [`LibraryError::InvalidArgument`] before any.
+    pub async fn apply(
+        &self,
+        steps: Vec<Step>,
+        actor: &str,
+        now: u64,
+    ) -> Result<Vec<VoucherRecord>, LibraryError> {
+        check_name(actor, "actor must be 1..=64 bytes")?;
+        let at = time_to_sql(now)?;
+        let planned = steps
+            .into_iter()
+            .map(|step| step.planned(actor, at))
+            .collect::<Result<Vec<_>, _>>()?;
+        let actor = actor.to_owned();
+        match &self.store {
+            Store::Sqlite(s) => {
+                s.write(move |conn, _| Ok(sqlite_steps(conn, planned, &actor, at)))
+                    .await?
+            }
+            Store::Postgres(p) => pg_steps(&p.pool, planned, &actor, at).await,
+        }
+    }
+
+    /// [`Library::write`] and [`Library::send`] in one transaction ([`Step::WriteAndSend`]):
+    /// the voucher as stored and sent.
+    ///
+    /// # Errors
+    /// As [`Library::apply`].
+    pub async fn write_and_send(
+        &self,
+        new: NewVoucher,
+        actor: &str,
+        now: u64,
+    ) -> Result<VoucherRecord, LibraryError> {
+        self.apply(vec![Step::WriteAndSend(new)], actor, now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a step without its record".into()).into())
     }
 
     /// Stores a new voucher this node wrote (本方未发送, 13/14). Idempotent like
@@ -1883,7 +2124,7 @@ impl Library {
             )));
         }
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'received' \
+            "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE direction = 'received' \
              AND (processing IN (10, 15, 17, 20, 40, 50) \
                   OR (leg = 0 AND processing IN (71, 73))) \
              AND updated_at <= $1 AND seq > $3 ORDER BY seq LIMIT $2"
@@ -1944,7 +2185,7 @@ impl Library {
             )));
         }
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE direction = 'sent' \
+            "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE direction = 'sent' \
              AND ((leg = 0 AND exchange = 13) OR (leg = 1 AND exchange = 14)) \
              AND updated_at <= $1 ORDER BY seq LIMIT $2"
         );
@@ -2153,7 +2394,7 @@ impl Library {
             Some(Direction::Received) => " AND direction = 'received'",
         };
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE vt_code = $1 AND leg = $2 \
+            "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE vt_code = $1 AND leg = $2 \
              AND exchange = $3 AND seq > $4{only} ORDER BY seq LIMIT $5"
         );
         let vt_code = vt_code.to_owned();
@@ -2281,9 +2522,8 @@ impl Library {
         }
         let after = i64::try_from(after).map_err(|_| LibraryError::InvalidArgument("after"))?;
         let limit = i64::from(limit);
-        let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM library_vouchers WHERE seq > $1 ORDER BY seq LIMIT $2"
-        );
+        let sql =
+            format!("SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE seq > $1 ORDER BY seq LIMIT $2");
         let raws = match &self.store {
             Store::Sqlite(s) => {
                 s.read(move |conn| {

@@ -78,6 +78,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "resume",
         include_str!("../migrations/postgres/0009_resume.sql"),
     ),
+    (
+        10,
+        "bodies",
+        include_str!("../migrations/postgres/0010_bodies.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between processes.

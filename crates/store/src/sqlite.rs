@@ -79,6 +79,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "resume",
         include_str!("../migrations/sqlite/0009_resume.sql"),
     ),
+    (
+        10,
+        "bodies",
+        include_str!("../migrations/sqlite/0010_bodies.sql"),
+    ),
 ];
 
 /// How to open a SQLite store.

@@ -277,6 +277,8 @@ async fn the_application_role_cannot_update_or_delete_audit_rows() {
         "DELETE FROM audit_counter",
         "INSERT INTO audit_archived (size, alg, frontier, at) VALUES (2, 'sha256', '\\x', 0)",
         "DELETE FROM audit_alarms",
+        "UPDATE library_bodies SET body = '\\x00'",
+        "DELETE FROM library_bodies",
         "UPDATE schema_migrations SET name = 'x'",
         "ALTER TABLE audit_log DISABLE TRIGGER USER",
         "DROP TRIGGER audit_log_append_only ON audit_log",

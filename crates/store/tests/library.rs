@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use guoku_store::Store;
 use guoku_store::library::{
-    Backoff, Direction, LibraryError, NewVoucher, READ_MAX, REASON_MAX_GBK_BYTES,
+    Backoff, Direction, LibraryError, NewVoucher, READ_MAX, REASON_MAX_GBK_BYTES, Step,
 };
 use guoku_voucher::lifecycle::{Exchange, Leg, Processing, ProcessingEvent};
 use guoku_voucher::{Encoding, Envelope, EnvelopeBody, Voucher, VoucherFlag, VoucherKey};
@@ -226,6 +226,123 @@ both_backends!(sender_happy_path, |store| {
     assert_eq!(
         events(store, "S4", Leg::Original).await,
         ["write", "send", "delivery_refused", "send", "void"]
+    );
+});
+
+both_backends!(steps_apply_together_or_not_at_all, |store| {
+    use ProcessingEvent as P;
+    let lib = store.library();
+    let k = key("T1");
+    lib.receive(original("T1", "8.00"), "inbox", 10)
+        .await
+        .unwrap();
+    lib.read(READ_MAX, "clerk", 11).await.unwrap();
+    let before = lib.events(&k, Leg::Original).await.unwrap().len();
+    let audit_before = store.audit().size().await.unwrap();
+
+    // A run whose last step is illegal (复核 before 审核): nothing of it is written.
+    let refused = lib
+        .apply(
+            vec![
+                Step::Acknowledge(k.clone(), Leg::Original),
+                Step::process(&k, Leg::Original, P::StartValidation),
+                Step::process(&k, Leg::Original, P::Book),
+            ],
+            "clerk",
+            12,
+        )
+        .await;
+    is_illegal(refused, "校验中", "Book");
+    let r = lib.status(&k, Leg::Original).await.unwrap().unwrap();
+    assert_eq!(
+        (r.exchange, r.processing),
+        (Exchange::Received, Some(Processing::Read)),
+        "the acknowledgement before the illegal step was rolled back"
+    );
+    assert_eq!(lib.events(&k, Leg::Original).await.unwrap().len(), before);
+    assert_eq!(store.audit().size().await.unwrap(), audit_before);
+
+    // A whole run: each step its own event (and audit leaf), in order, one record each.
+    let mut receipt = voucher("T1", "8.00");
+    receipt.header.set("XPayAmt", "8.00");
+    let receipt = NewVoucher::new(
+        &receipt,
+        Leg::Receipt,
+        BANK,
+        FINANCE,
+        envelope_body(&receipt, VoucherFlag::Receipt),
+    );
+    let mut steps = vec![Step::Acknowledge(k.clone(), Leg::Original)];
+    for event in [P::StartValidation, P::PassValidation, P::Check, P::Approve] {
+        steps.push(Step::process(&k, Leg::Original, event));
+    }
+    steps.extend([
+        Step::process(&k, Leg::Original, P::Book),
+        Step::process(&k, Leg::Original, P::Seal),
+        Step::WriteAndSend(receipt.clone()),
+        Step::process(&k, Leg::Original, P::SendReceipt),
+    ]);
+    let records = lib.apply(steps, "clerk", 13).await.unwrap();
+    assert_eq!(records.len(), 9);
+    assert_eq!(records[0].processing, Some(Processing::Acknowledged));
+    assert_eq!(records[7].leg, Leg::Receipt);
+    assert_eq!(
+        records[7].status_code(),
+        6,
+        "the receipt is written and sent (对方未接收)"
+    );
+    assert_eq!(records[8].processing, Some(Processing::ReceiptSent));
+    let actions = events(&store, "T1", Leg::Original).await;
+    assert_eq!(
+        actions[before..],
+        [
+            "acknowledge",
+            "process:StartValidation",
+            "process:PassValidation",
+            "process:Check",
+            "process:Approve",
+            "process:Book",
+            "process:Seal",
+            "process:SendReceipt"
+        ]
+    );
+    assert_eq!(events(&store, "T1", Leg::Receipt).await, ["write", "send"]);
+    assert_eq!(
+        store.audit().size().await.unwrap(),
+        audit_before + 10,
+        "a leaf per change"
+    );
+    assert_eq!(lib.due(13, 10).await.unwrap().len(), 1);
+
+    // The same run again (a flow resumed after a crash): the steps already taken are
+    // no-ops and the receipt is not sent twice.
+    let again = lib
+        .apply(
+            vec![
+                Step::process(&k, Leg::Original, P::Seal),
+                Step::WriteAndSend(receipt),
+                Step::process(&k, Leg::Original, P::SendReceipt),
+            ],
+            "clerk",
+            14,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[1].status_code(), 6);
+    assert_eq!(events(&store, "T1", Leg::Receipt).await, ["write", "send"]);
+    assert_eq!(store.audit().size().await.unwrap(), audit_before + 10);
+
+    // A step with a bad argument is refused before anything runs.
+    let bad = lib
+        .apply(
+            vec![Step::Return(k.clone(), Leg::Original, "  ".into())],
+            "clerk",
+            15,
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(LibraryError::InvalidArgument(_))),
+        "{bad:?}"
     );
 });
 

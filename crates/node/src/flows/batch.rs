@@ -84,8 +84,8 @@ use guoku_voucher::{EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, Vouche
 use crate::stamping::{self, Positions};
 
 use super::common::{
-    Returner, accept_for_processing, envelope_bytes, receipt_proves_delivery, record_booking,
-    seal_and_return,
+    ReceiptCheck, Returner, accept_for_processing, envelope_bytes, record_booking,
+    record_receipt_check, seal_and_return,
 };
 use super::direct::{
     Bank, CheckedReceipt, DirectError, PayOutcome, Payment, ReceiptOutcome, Route, VT_5201,
@@ -1600,43 +1600,17 @@ pub async fn book_8207_receipt(
         .await?
         .is_some_and(|r| r.processing == Some(Processing::Processed));
     if !booked {
-        library.acknowledge(key, Leg::Receipt, actor, now).await?;
-        library
-            .process(
-                key,
-                Leg::Receipt,
-                ProcessingEvent::StartValidation,
-                None,
-                actor,
-                now,
-            )
+        let check = match &checked {
+            Err(reason) => ReceiptCheck::Failed(reason),
+            Ok(_) => ReceiptCheck::Passed { book: true },
+        };
+        record_receipt_check::<DirectError>(store, key, original.as_ref(), check, actor, now)
             .await?;
-        if let Err(reason) = &checked {
-            library
-                .process(
-                    key,
-                    Leg::Receipt,
-                    ProcessingEvent::FailValidation,
-                    Some(reason),
-                    actor,
-                    now,
-                )
-                .await?;
+        if let Err(reason) = checked {
             return Ok(ReceiptOutcome::Failed {
                 key: key.clone(),
-                reason: reason.clone(),
+                reason,
             });
-        }
-        receipt_proves_delivery::<DirectError>(store, key, original.as_ref(), actor, now).await?;
-        for event in [
-            ProcessingEvent::PassValidation,
-            ProcessingEvent::Check,
-            ProcessingEvent::Approve,
-            ProcessingEvent::Book,
-        ] {
-            library
-                .process(key, Leg::Receipt, event, None, actor, now)
-                .await?;
         }
     }
     let (paid, master) = match checked {

@@ -38,7 +38,9 @@ use guoku_voucher::{EnvelopeBody, Fields, Registry, Voucher, VoucherFlag, Vouche
 use super::direct::{VT_5201, op_id, tenant_of};
 use crate::stamping::{self, StampingError};
 
-use super::common::{Returner, seal_and_return, stamp_write_send};
+use super::common::{
+    ReceiptCheck, Returner, record_receipt_check, seal_and_return, stamp_write_send,
+};
 
 /// The clearing request's type code (申请划款凭证).
 pub const VT_2301: &str = "2301";
@@ -768,7 +770,6 @@ pub async fn settle_receipt(
             return Ok(SettleOutcome::Failed { key, reason });
         }
     };
-    library.acknowledge(&key, Leg::Receipt, actor, now).await?;
     let tenant = tenant_of(&key).map_err(|e| invalid(e.to_string()))?;
     let op = BookOp::clearing_settled(op_id("clearing-settled", &key), tenant, amount)
         .map_err(|e| invalid(e.to_string()))?;
@@ -777,48 +778,16 @@ pub async fn settle_receipt(
         .await?
         .into_iter()
         .next()
-        .and_then(Result::err);
-    library
-        .process(
-            &key,
-            Leg::Receipt,
-            ProcessingEvent::StartValidation,
-            None,
-            actor,
-            now,
-        )
+        .and_then(Result::err)
+        .map(|refusal| format!("the books refused the settlement: {refusal}"));
+    let check = match &refusal {
+        Some(reason) => ReceiptCheck::Failed(reason),
+        None => ReceiptCheck::Passed { book: true },
+    };
+    record_receipt_check::<ClearingError>(store, &key, original.as_ref(), check, actor, now)
         .await?;
-    if let Some(refusal) = refusal {
-        let reason = format!("the books refused the settlement: {refusal}");
-        library
-            .process(
-                &key,
-                Leg::Receipt,
-                ProcessingEvent::FailValidation,
-                Some(&reason),
-                actor,
-                now,
-            )
-            .await?;
+    if let Some(reason) = refusal {
         return Ok(SettleOutcome::Failed { key, reason });
-    }
-    super::common::receipt_proves_delivery::<ClearingError>(
-        store,
-        &key,
-        original.as_ref(),
-        actor,
-        now,
-    )
-    .await?;
-    for event in [
-        ProcessingEvent::PassValidation,
-        ProcessingEvent::Check,
-        ProcessingEvent::Approve,
-        ProcessingEvent::Book,
-    ] {
-        library
-            .process(&key, Leg::Receipt, event, None, actor, now)
-            .await?;
     }
     Ok(SettleOutcome::Settled { key, amount })
 }

@@ -6,7 +6,7 @@ use guoku_domain::BankNo;
 use guoku_seal::Suite;
 use guoku_seal::voucher::Signer;
 use guoku_store::Store;
-use guoku_store::library::{LibraryError, NewVoucher, VoucherRecord};
+use guoku_store::library::{LibraryError, NewVoucher, Step, VoucherRecord};
 use guoku_voucher::lifecycle::Exchange;
 use guoku_voucher::lifecycle::{Leg, Processing, ProcessingEvent};
 use guoku_voucher::registry::VoucherType;
@@ -48,19 +48,8 @@ pub(crate) async fn seal_and_return<E>(
 where
     E: From<LibraryError> + From<StampingError>,
 {
-    let library = store.library();
     let key = &record.key;
     stamping::stamp_next(returner.suite, ty, receipt, returner.sealer)?;
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::Seal,
-            None,
-            returner.actor,
-            now,
-        )
-        .await?;
     let new = NewVoucher::new(
         &receipt.voucher,
         Leg::Receipt,
@@ -68,18 +57,17 @@ where
         record.sender.as_str(),
         envelope_bytes(receipt),
     );
-    // Written and sent once: a flow resumed after a crash finds its receipt stored (the
-    // content fingerprint leaves out the stamps) and sends it only if it was not sent.
-    let stored = library.write(new, returner.actor, now).await?;
-    if stored.record.exchange == Exchange::NotSent {
-        library.send(key, Leg::Receipt, returner.actor, now).await?;
-    }
-    library
-        .process(
-            key,
-            Leg::Original,
-            ProcessingEvent::SendReceipt,
-            None,
+    // One transaction. Written and sent once: a flow resumed after a crash finds its
+    // receipt stored (the content fingerprint leaves out the stamps) and sends it only if it
+    // was not sent.
+    store
+        .library()
+        .apply(
+            vec![
+                Step::process(key, Leg::Original, ProcessingEvent::Seal),
+                Step::WriteAndSend(new),
+                Step::process(key, Leg::Original, ProcessingEvent::SendReceipt),
+            ],
             returner.actor,
             now,
         )
@@ -136,14 +124,8 @@ where
     for signer in signers {
         stamping::stamp_next(suite, ty, &mut body, signer)?;
     }
-    let key = body.voucher.key();
-    let library = store.library();
     let new = NewVoucher::new(&body.voucher, Leg::Original, me, to, envelope_bytes(&body));
-    let stored = library.write(new, actor, now).await?;
-    if stored.record.exchange != Exchange::NotSent {
-        return Ok(stored.record);
-    }
-    Ok(library.send(&key, Leg::Original, actor, now).await?)
+    Ok(store.library().write_and_send(new, actor, now).await?)
 }
 
 /// A receiver takes a read voucher into processing: 签收, then 校验 and 审核/复核 passed.
@@ -156,19 +138,27 @@ pub(crate) async fn accept_for_processing<E>(
 where
     E: From<LibraryError>,
 {
-    let library = store.library();
-    library.acknowledge(key, Leg::Original, actor, now).await?;
-    for event in [
-        ProcessingEvent::StartValidation,
-        ProcessingEvent::PassValidation,
-        ProcessingEvent::Check,
-        ProcessingEvent::Approve,
-    ] {
-        library
-            .process(key, Leg::Original, event, None, actor, now)
-            .await?;
-    }
+    store
+        .library()
+        .apply(processing_steps(key, Leg::Original), actor, now)
+        .await?;
     Ok(())
+}
+
+/// 签收, then 校验 and 审核/复核 passed, on `key`'s `leg`: what [`accept_for_processing`]
+/// records, for a flow that adds steps of its own to the same transaction.
+pub(crate) fn processing_steps(key: &VoucherKey, leg: Leg) -> Vec<Step> {
+    let mut steps = vec![Step::Acknowledge(key.clone(), leg)];
+    steps.extend(
+        [
+            ProcessingEvent::StartValidation,
+            ProcessingEvent::PassValidation,
+            ProcessingEvent::Check,
+            ProcessingEvent::Approve,
+        ]
+        .map(|event| Step::process(key, leg, event)),
+    );
+    steps
 }
 
 /// A receipt proves the receiver took the original and signed for it, even when the answer
@@ -185,19 +175,85 @@ pub(crate) async fn receipt_proves_delivery<E>(
 where
     E: From<LibraryError>,
 {
-    let library = store.library();
+    store
+        .library()
+        .apply(delivery_steps(key, original), actor, now)
+        .await?;
+    Ok(())
+}
+
+/// The steps of [`receipt_proves_delivery`], for a flow that adds its own to the same
+/// transaction.
+pub(crate) fn delivery_steps(key: &VoucherKey, original: Option<&VoucherRecord>) -> Vec<Step> {
+    let mut steps = Vec::new();
     let mut state = original.map(|o| o.exchange);
     if state == Some(Exchange::NotReceived) {
-        library.delivered(key, Leg::Original, actor, now).await?;
+        steps.push(Step::Delivered(key.clone(), Leg::Original));
         state = Some(Exchange::Received);
     }
     if state == Some(Exchange::Received) {
-        library.acknowledge(key, Leg::Original, actor, now).await?;
+        steps.push(Step::Acknowledge(key.clone(), Leg::Original));
     }
     // A flow resumed after a crash may find the receipt recorded already.
     if state != Some(Exchange::ReceiptReceived) {
-        library.receipt_arrives(key, actor, now).await?;
+        steps.push(Step::ReceiptArrives(key.clone()));
     }
+    steps
+}
+
+/// How the sender's check of a receipt that came back ended ([`record_receipt_check`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ReceiptCheck<'a> {
+    /// 校验失败, with the reason; nothing else is recorded.
+    Failed(&'a str),
+    /// Passed: the original's delivery proved ([`delivery_steps`]), then 校验通过, 审核 and
+    /// 复核, and 处理成功 when `book` (else the flow records its own booking's outcome).
+    Passed { book: bool },
+}
+
+/// The sender takes a read receipt of its original `key` in one transaction: 签收 and
+/// 校验 of the receipt, then what `check` says. `original` is the sent original as stored
+/// before this step.
+pub(crate) async fn record_receipt_check<E>(
+    store: &Store,
+    key: &VoucherKey,
+    original: Option<&VoucherRecord>,
+    check: ReceiptCheck<'_>,
+    actor: &str,
+    now: u64,
+) -> Result<(), E>
+where
+    E: From<LibraryError>,
+{
+    let mut steps = vec![
+        Step::Acknowledge(key.clone(), Leg::Receipt),
+        Step::process(key, Leg::Receipt, ProcessingEvent::StartValidation),
+    ];
+    match check {
+        ReceiptCheck::Failed(reason) => steps.push(Step::Process(
+            key.clone(),
+            Leg::Receipt,
+            ProcessingEvent::FailValidation,
+            Some(reason.to_owned()),
+        )),
+        ReceiptCheck::Passed { book } => {
+            steps.extend(delivery_steps(key, original));
+            let mut events = vec![
+                ProcessingEvent::PassValidation,
+                ProcessingEvent::Check,
+                ProcessingEvent::Approve,
+            ];
+            if book {
+                events.push(ProcessingEvent::Book);
+            }
+            steps.extend(
+                events
+                    .into_iter()
+                    .map(|event| Step::process(key, Leg::Receipt, event)),
+            );
+        }
+    }
+    store.library().apply(steps, actor, now).await?;
     Ok(())
 }
 

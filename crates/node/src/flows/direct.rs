@@ -42,8 +42,9 @@ use super::batch::{
 };
 
 use super::common::{
-    Returner, accept_for_processing, envelope_bytes, hold_for_completion, is_awaiting_completion,
-    record_booking, record_completion, seal_and_return,
+    ReceiptCheck, Returner, accept_for_processing, envelope_bytes, hold_for_completion,
+    is_awaiting_completion, record_booking, record_completion, record_receipt_check,
+    seal_and_return,
 };
 
 /// The direct payment voucher's type code.
@@ -904,30 +905,12 @@ pub async fn book_receipt(
             }),
         };
     }
-    library.acknowledge(key, Leg::Receipt, actor, now).await?;
-    library
-        .process(
-            key,
-            Leg::Receipt,
-            ProcessingEvent::StartValidation,
-            None,
-            actor,
-            now,
-        )
-        .await?;
     let checked = match checked {
         Ok(checked) => checked,
         Err(e) => {
             let reason = e.to_string();
-            library
-                .process(
-                    key,
-                    Leg::Receipt,
-                    ProcessingEvent::FailValidation,
-                    Some(&reason),
-                    actor,
-                    now,
-                )
+            let failed = ReceiptCheck::Failed(&reason);
+            record_receipt_check::<DirectError>(store, key, original.as_ref(), failed, actor, now)
                 .await?;
             return Ok(ReceiptOutcome::Failed {
                 key: key.clone(),
@@ -935,55 +918,38 @@ pub async fn book_receipt(
             });
         }
     };
-    // The receipt proves the bank took and signed for the original: record it, then the
-    // receipt.
-    super::common::receipt_proves_delivery::<DirectError>(
-        store,
-        key,
-        original.as_ref(),
-        actor,
-        now,
-    )
-    .await?;
-    for event in [
-        ProcessingEvent::PassValidation,
-        ProcessingEvent::Check,
-        ProcessingEvent::Approve,
-    ] {
-        library
-            .process(key, Leg::Receipt, event, None, actor, now)
-            .await?;
-    }
+    // The receipt proves the bank took and signed for the original: recorded with the
+    // receipt's check; booked with it unless unpaid rows go back to the plan first.
+    let passed = ReceiptCheck::Passed {
+        book: checked.unpaid.is_none(),
+    };
+    record_receipt_check::<DirectError>(store, key, original.as_ref(), passed, actor, now).await?;
     // A batch's unpaid rows go back to the plan the 5201 consumed, once.
-    if let Some(unpaid) = checked.unpaid {
-        match restore_unpaid(store, key, unpaid, now).await {
-            Ok(_) => {}
-            Err(e @ (DirectError::Refused(_) | DirectError::Invalid(_))) => {
-                let reason = e.to_string();
-                library
-                    .process(
-                        key,
-                        Leg::Receipt,
-                        ProcessingEvent::FailBooking,
-                        Some(&reason),
-                        actor,
-                        now,
-                    )
-                    .await?;
-                return Ok(ReceiptOutcome::Failed {
-                    key: key.clone(),
-                    reason,
-                });
-            }
-            Err(e) => return Err(e),
+    let Some(unpaid) = checked.unpaid else {
+        return Ok(ReceiptOutcome::Done {
+            key: key.clone(),
+            paid: checked.paid,
+        });
+    };
+    let (event, reason) = match restore_unpaid(store, key, unpaid, now).await {
+        Ok(_) => (ProcessingEvent::Book, None),
+        Err(e @ (DirectError::Refused(_) | DirectError::Invalid(_))) => {
+            (ProcessingEvent::FailBooking, Some(e.to_string()))
         }
-    }
+        Err(e) => return Err(e),
+    };
     library
-        .process(key, Leg::Receipt, ProcessingEvent::Book, None, actor, now)
+        .process(key, Leg::Receipt, event, reason.as_deref(), actor, now)
         .await?;
-    Ok(ReceiptOutcome::Done {
-        key: key.clone(),
-        paid: checked.paid,
+    Ok(match reason {
+        Some(reason) => ReceiptOutcome::Failed {
+            key: key.clone(),
+            reason,
+        },
+        None => ReceiptOutcome::Done {
+            key: key.clone(),
+            paid: checked.paid,
+        },
     })
 }
 

@@ -42,7 +42,9 @@ use guoku_voucher::{
 
 use super::authorized::{VT_8202, check_8202};
 use super::clearing::{Pboc, VT_2301};
-use super::common::{Returner, record_booking, seal_and_return, stamp_write_send};
+use super::common::{
+    ReceiptCheck, Returner, record_booking, record_receipt_check, seal_and_return, stamp_write_send,
+};
 use super::direct::{VT_5201, op_id, tenant_of};
 use super::returns::{Restored, ReturnError, restore_direct_quota};
 use crate::stamping::{self, StampingError};
@@ -1695,29 +1697,11 @@ pub async fn on_refund_receipt(
         }
         _ => Err("no refund voucher of ours to the receipt's sender".into()),
     };
-    library.acknowledge(key, Leg::Receipt, actor, now).await?;
-    library
-        .process(
-            key,
-            Leg::Receipt,
-            ProcessingEvent::StartValidation,
-            None,
-            actor,
-            now,
-        )
-        .await?;
     let op = match checked {
         Ok(op) => op,
         Err(reason) => {
-            library
-                .process(
-                    key,
-                    Leg::Receipt,
-                    ProcessingEvent::FailValidation,
-                    Some(&reason),
-                    actor,
-                    now,
-                )
+            let failed = ReceiptCheck::Failed(&reason);
+            record_receipt_check::<RefundError>(store, key, original.as_ref(), failed, actor, now)
                 .await?;
             return Ok(ReceiptOutcome::Failed {
                 key: key.clone(),
@@ -1725,23 +1709,8 @@ pub async fn on_refund_receipt(
             });
         }
     };
-    super::common::receipt_proves_delivery::<RefundError>(
-        store,
-        key,
-        original.as_ref(),
-        actor,
-        now,
-    )
-    .await?;
-    for event in [
-        ProcessingEvent::PassValidation,
-        ProcessingEvent::Check,
-        ProcessingEvent::Approve,
-    ] {
-        library
-            .process(key, Leg::Receipt, event, None, actor, now)
-            .await?;
-    }
+    let passed = ReceiptCheck::Passed { book: false };
+    record_receipt_check::<RefundError>(store, key, original.as_ref(), passed, actor, now).await?;
     let mut cleared = None;
     let mut refusal = None;
     if let Some((op, total)) = op {
