@@ -590,29 +590,20 @@ async fn receive_envelope(
     let inner = &state.inner;
     let now = unix_seconds((inner.clock)());
     let library = inner.store.library();
+    // Each voucher is taken in a transaction of its own, several at once, so the store
+    // commits them together (one fsync for the envelope rather than one per voucher).
     let mut results = Vec::with_capacity(checked.len());
-    for item in checked {
-        let received = match item.verdict {
-            Err((code, reason)) => Received::Refused { code, reason },
-            Ok(new) => match library.receive(new, &item.sender, now).await {
-                Ok(stored) if stored.created => Received::Taken,
-                Ok(_) => Received::AlreadyHad,
-                Err(e @ LibraryError::Store(_)) => return Err(ExchangeError::Store(e)),
-                Err(e @ LibraryError::Conflict { .. }) => Received::Refused {
-                    code: RefusalCode::Conflict,
-                    reason: short(&e.to_string()),
-                },
-                Err(e) => Received::Refused {
-                    code: RefusalCode::NotAccepted,
-                    reason: short(&e.to_string()),
-                },
-            },
-        };
-        if let Received::Refused { code, reason } = &received {
-            tracing::warn!(key = %item.key, ?code, reason, "voucher refused");
+    let mut checked = checked.into_iter().peekable();
+    while checked.peek().is_some() {
+        let mut taking = Vec::with_capacity(crate::party::CONCURRENT_VOUCHERS);
+        for item in checked.by_ref().take(crate::party::CONCURRENT_VOUCHERS) {
+            taking.push(take_one(&library, item, now));
         }
-        results.push(VoucherResult::new(item.key, item.leg, received));
+        for taken in futures_util::future::join_all(taking).await {
+            results.push(taken?);
+        }
     }
+
     if let Some(head) = head {
         crate::audit::take_peer_head(
             &inner.store,
@@ -626,6 +617,35 @@ async fn receive_envelope(
         .await;
     }
     Ok(axum::Json(DeliveryOutcome { results }))
+}
+
+/// Takes one checked voucher of a delivery into the library: its answer, or the store's
+/// failure (which fails the whole delivery, to be sent again).
+async fn take_one(
+    library: &guoku_store::library::Library,
+    item: Checked,
+    now: u64,
+) -> Result<VoucherResult, ExchangeError> {
+    let received = match item.verdict {
+        Err((code, reason)) => Received::Refused { code, reason },
+        Ok(new) => match library.receive(new, &item.sender, now).await {
+            Ok(stored) if stored.created => Received::Taken,
+            Ok(_) => Received::AlreadyHad,
+            Err(e @ LibraryError::Store(_)) => return Err(ExchangeError::Store(e)),
+            Err(e @ LibraryError::Conflict { .. }) => Received::Refused {
+                code: RefusalCode::Conflict,
+                reason: short(&e.to_string()),
+            },
+            Err(e) => Received::Refused {
+                code: RefusalCode::NotAccepted,
+                reason: short(&e.to_string()),
+            },
+        },
+    };
+    if let Received::Refused { code, reason } = &received {
+        tracing::warn!(key = %item.key, ?code, reason, "voucher refused");
+    }
+    Ok(VoucherResult::new(item.key, item.leg, received))
 }
 
 /// Answers a party's consistency query about this node's audit log.

@@ -174,14 +174,28 @@ async fn deliver_to<T: Transport>(
             return Ok(());
         }
     };
+    // The vouchers taken are recorded several at once, so the store commits them together.
+    let taken: Vec<&OutboxEntry> = sending
+        .iter()
+        .filter(|entry| {
+            matches!(
+                answer_for(&outcome, &entry.key, entry.leg),
+                Some(Received::Taken | Received::AlreadyHad)
+            )
+        })
+        .collect();
+    for chunk in taken.chunks(crate::party::CONCURRENT_VOUCHERS) {
+        let mut recording = Vec::with_capacity(chunk.len());
+        for entry in chunk {
+            recording.push(library.delivered(&entry.key, entry.leg, OUTBOX_ACTOR, now));
+        }
+        for fate in futures_util::future::join_all(recording).await {
+            tally(fate, Kind::Delivered, report)?;
+        }
+    }
     for entry in &sending {
         match answer_for(&outcome, &entry.key, entry.leg) {
-            Some(Received::Taken | Received::AlreadyHad) => {
-                let fate = library
-                    .delivered(&entry.key, entry.leg, OUTBOX_ACTOR, now)
-                    .await;
-                tally(fate, Kind::Delivered, report)?;
-            }
+            Some(Received::Taken | Received::AlreadyHad) => {}
             Some(Received::Refused { code, reason }) => {
                 let reason = format!("{}: {reason}", code_name(*code));
                 tracing::warn!(key = %entry.key, destination, reason, "voucher refused");

@@ -1005,19 +1005,18 @@ fn sqlite_find(
     key: &VoucherKey,
     leg: Leg,
 ) -> Result<Option<VoucherRecord>, LibraryError> {
-    let sql = sqlite_sql(&format!(
-        "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE {KEY_WHERE}"
-    ));
+    // The leg is written into the statement, not bound: SQLite plans a statement again on
+    // every new value of a parameter that a partial index's WHERE mentions (two name the
+    // leg), which was a full parse on each find as originals and receipts alternate.
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE adm_div_code = ?1 AND st_year = ?2 \
+         AND vt_code = ?3 AND voucher_no = ?4 AND leg = {}",
+        leg_to_sql(leg)
+    );
     let raw = conn
         .prepare_cached(&sql)?
         .query_row(
-            params![
-                key.adm_div_code,
-                key.st_year,
-                key.vt_code,
-                key.voucher_no,
-                leg_to_sql(leg)
-            ],
+            params![key.adm_div_code, key.st_year, key.vt_code, key.voucher_no],
             sqlite_record,
         )
         .optional()?;

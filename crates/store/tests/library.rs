@@ -292,7 +292,7 @@ both_backends!(steps_apply_together_or_not_at_all, |store| {
         "the receipt is written and sent (对方未接收)"
     );
     assert_eq!(records[8].processing, Some(Processing::ReceiptSent));
-    let actions = events(&store, "T1", Leg::Original).await;
+    let actions = events(store, "T1", Leg::Original).await;
     assert_eq!(
         actions[before..],
         [
@@ -306,7 +306,7 @@ both_backends!(steps_apply_together_or_not_at_all, |store| {
             "process:SendReceipt"
         ]
     );
-    assert_eq!(events(&store, "T1", Leg::Receipt).await, ["write", "send"]);
+    assert_eq!(events(store, "T1", Leg::Receipt).await, ["write", "send"]);
     assert_eq!(
         store.audit().size().await.unwrap(),
         audit_before + 10,
@@ -329,7 +329,7 @@ both_backends!(steps_apply_together_or_not_at_all, |store| {
         .await
         .unwrap();
     assert_eq!(again[1].status_code(), 6);
-    assert_eq!(events(&store, "T1", Leg::Receipt).await, ["write", "send"]);
+    assert_eq!(events(store, "T1", Leg::Receipt).await, ["write", "send"]);
     assert_eq!(store.audit().size().await.unwrap(), audit_before + 10);
 
     // A step with a bad argument is refused before anything runs.
