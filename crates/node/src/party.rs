@@ -707,10 +707,15 @@ impl<T: Transport> Party<T> {
             sealer: &sealer,
         };
         let mut sent = Vec::new();
+        // Unique per bank: the millisecond and a serial, for up to 1,000 requests a
+        // millisecond. Never a number used before a restart: a 2301's receivable is booked
+        // under its number before it is written, so a number used again after a kill in the
+        // same second found that booking done (with the first list's sum) and left the
+        // second list's sum unbooked.
+        let millis = t.unix_timestamp_nanos() / 1_000_000;
         for template in &self.config.clearing_templates {
-            // Unique per bank and second, for up to 1,000 requests a second.
             let serial = self.clearing_serial.fetch_add(1, Ordering::Relaxed);
-            let voucher_no = format!("QS{now}{:03}", serial % 1000);
+            let voucher_no = format!("QS{millis}{:03}", serial % 1000);
             if let Some(record) = clearing::build_request(
                 &self.store,
                 &self.registry,
@@ -725,7 +730,7 @@ impl<T: Transport> Party<T> {
                 sent.push(record);
             }
             let serial = self.clearing_serial.fetch_add(1, Ordering::Relaxed);
-            let voucher_no = format!("QS{now}{:03}", serial % 1000);
+            let voucher_no = format!("QS{millis}{:03}", serial % 1000);
             if let Some(record) = clearing::build_authorized_request(
                 &self.store,
                 &self.registry,
@@ -1223,6 +1228,7 @@ impl<T: Transport> Party<T> {
             .unsent(READ_BATCH, now.saturating_sub(STUCK_AFTER_SECS))
             .await?;
         for record in &unsent {
+            crate::flows::clearing::book_unsent_request(&self.store, record, now).await?;
             library
                 .send(&record.key, record.leg, WORKER_ACTOR, now)
                 .await?;

@@ -40,6 +40,7 @@ use crate::stamping::{self, StampingError};
 
 use super::common::{
     ReceiptCheck, Returner, record_receipt_check, seal_and_return, stamp_write_send,
+    stamped_original,
 };
 
 /// The clearing request's type code (申请划款凭证).
@@ -685,20 +686,73 @@ async fn build_request_of(
         &listed,
     )?;
     let key = voucher.key();
-    let tenant = tenant_of(&key).map_err(|e| invalid(e.to_string()))?;
+    tenant_of(&key).map_err(|e| invalid(e.to_string()))?;
     let total = listed
         .iter()
         .try_fold(Amount::ZERO, |sum, l| sum.checked_add(l.amount))
         .ok_or_else(|| invalid("amount overflow"))?;
-    // What was fronted becomes a receivable from PBOC, once per 2301 (the id is its key).
-    let op = BookOp::request_clearing(op_id("clearing-request", &key), tenant, total)
+    // Written first (from then on it claims its vouchers), then what was fronted becomes a
+    // receivable from PBOC under the 2301's key, then it is sent. A kill between two of
+    // these leaves the 2301 written and unsent: the worker's sweep books it (once) and
+    // sends it ([`book_unsent_request`]). Booking first could leave a receivable booked
+    // for a 2301 that was never written, its vouchers claimed again by the next one.
+    let ty = stamping::type_of(registry, &voucher)?;
+    let new = stamped_original(
+        ty,
+        voucher,
+        clearer.suite,
+        &[clearer.maker, clearer.sealer],
+        (clearer.me, clearer.pboc),
+    )?;
+    let library = store.library();
+    let stored = library.write(new, clearer.actor, now).await?;
+    book_request(store, &key, total, now).await?;
+    if stored.record.exchange != Exchange::NotSent {
+        return Ok(Some(stored.record));
+    }
+    Ok(Some(
+        library
+            .send(&key, Leg::Original, clearer.actor, now)
+            .await?,
+    ))
+}
+
+/// The receivable of a 2301: what the bank fronted, owed by PBOC; booked once under the
+/// 2301's key.
+async fn book_request(
+    store: &Store,
+    key: &VoucherKey,
+    total: Amount,
+    now: u64,
+) -> Result<(), ClearingError> {
+    let tenant = tenant_of(key).map_err(|e| invalid(e.to_string()))?;
+    let op = BookOp::request_clearing(op_id("clearing-request", key), tenant, total)
         .map_err(|e| invalid(e.to_string()))?;
     if let Some(Err(refusal)) = store.apply_book_ops(now, &[op]).await?.into_iter().next() {
         return Err(invalid(format!("the books refused the request: {refusal}")));
     }
-    send_request(store, registry, clearer, voucher, now)
-        .await
-        .map(Some)
+    Ok(())
+}
+
+/// Before the worker sends a 2301 a killed process wrote but did not send: its receivable
+/// booked (nothing when it was booked already). Any other voucher: nothing to do.
+///
+/// # Errors
+/// [`ClearingError::Invalid`] for an unreadable stored 2301 or a refusal of the books;
+/// [`ClearingError::Store`].
+pub async fn book_unsent_request(
+    store: &Store,
+    record: &VoucherRecord,
+    now: u64,
+) -> Result<(), ClearingError> {
+    if record.key.vt_code != VT_2301 || record.leg != Leg::Original {
+        return Ok(());
+    }
+    let body = stored_body(&record.body, VoucherFlag::Original)?;
+    let total: Amount = header(&body.voucher, "PayAmt")?
+        .parse()
+        .map_err(|_| invalid("bad PayAmt"))?;
+    book_request(store, &record.key, total, now).await
 }
 
 /// What became of one PBOC receipt at the bank.

@@ -99,8 +99,8 @@ where
 }
 
 /// Stamps a new original at its positions with `signers` in order, writes it into this
-/// node's library and sends it to `to` (the outbox delivers it). Writing the same voucher
-/// again returns the stored record without sending twice.
+/// node's library and sends it to `to` (the outbox delivers it), in one transaction.
+/// Writing the same voucher again returns the stored record without sending twice.
 #[allow(clippy::too_many_arguments, reason = "one step of every sending flow")]
 pub(crate) async fn stamp_write_send<E>(
     store: &Store,
@@ -115,6 +115,19 @@ pub(crate) async fn stamp_write_send<E>(
 where
     E: From<LibraryError> + From<StampingError>,
 {
+    let new = stamped_original(ty, voucher, suite, signers, (me, to))?;
+    Ok(store.library().write_and_send(new, actor, now).await?)
+}
+
+/// A new original stamped at its positions with `signers` in order, from `me` to `to`,
+/// ready to write.
+pub(crate) fn stamped_original(
+    ty: &VoucherType,
+    voucher: Voucher,
+    suite: Suite,
+    signers: &[&Signer<'_>],
+    (me, to): (&str, &str),
+) -> Result<NewVoucher, StampingError> {
     let mut body = EnvelopeBody {
         flag: VoucherFlag::Original,
         attach: "SUCCESS".into(),
@@ -124,8 +137,13 @@ where
     for signer in signers {
         stamping::stamp_next(suite, ty, &mut body, signer)?;
     }
-    let new = NewVoucher::new(&body.voucher, Leg::Original, me, to, envelope_bytes(&body));
-    Ok(store.library().write_and_send(new, actor, now).await?)
+    Ok(NewVoucher::new(
+        &body.voucher,
+        Leg::Original,
+        me,
+        to,
+        envelope_bytes(&body),
+    ))
 }
 
 /// A receiver takes a read voucher into processing: 签收, then 校验 and 审核/复核 passed.
