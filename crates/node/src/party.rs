@@ -1228,7 +1228,16 @@ impl<T: Transport> Party<T> {
             .unsent(READ_BATCH, now.saturating_sub(STUCK_AFTER_SECS))
             .await?;
         for record in &unsent {
-            crate::flows::clearing::book_unsent_request(&self.store, record, now).await?;
+            // A 2301 whose receivable the books refuse stays unsent (and is tried again),
+            // said in the log; the other vouchers go on.
+            match crate::flows::clearing::book_unsent_request(&self.store, record, now).await {
+                Ok(()) => {}
+                Err(e @ crate::flows::clearing::ClearingError::Invalid(_)) => {
+                    tracing::error!(key = %record.key, error = %e, "clearing request not sent");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             library
                 .send(&record.key, record.leg, WORKER_ACTOR, now)
                 .await?;
