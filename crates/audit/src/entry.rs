@@ -62,6 +62,13 @@ impl LeafData {
         self.ends.is_empty()
     }
 
+    /// The data of leaf `i` of these, if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.bytes.get(start..end)
+    }
+
     /// Each leaf's data, in order.
     pub fn slices(&self) -> Vec<&[u8]> {
         let mut start = 0;
@@ -183,30 +190,14 @@ impl Entry {
     /// [`Error::Malformed`] when the bytes are not one entry exactly.
     pub fn from_bytes(bytes: &[u8]) -> Result<Entry, Error> {
         let malformed = |what: &str| Error::Malformed(format!("audit entry: {what}"));
-        let rest = bytes
-            .strip_prefix(ENTRY_TAG.as_slice())
-            .ok_or_else(|| malformed("no GKA1 tag"))?;
-        let (seq, rest) = take_u64(rest).ok_or_else(|| malformed("short position"))?;
-        let (at, mut rest) = take_u64(rest).ok_or_else(|| malformed("short time"))?;
-        let mut texts: Vec<String> = Vec::with_capacity(9);
-        for _ in 0..9 {
-            let (len, tail) = rest
-                .split_first_chunk::<4>()
-                .ok_or_else(|| malformed("short length"))?;
-            let len = u32::from_be_bytes(*len) as usize;
-            if len > tail.len() {
-                return Err(malformed("field runs past the end"));
-            }
-            let (text, tail) = tail.split_at(len);
+        let (seq, at, fields) = decode_leaf(bytes)?;
+        let mut texts = Vec::with_capacity(9);
+        for field in fields {
             texts.push(
-                std::str::from_utf8(text)
+                std::str::from_utf8(field)
                     .map_err(|_| malformed("field is not UTF-8"))?
                     .to_owned(),
             );
-            rest = tail;
-        }
-        if !rest.is_empty() {
-            return Err(malformed("trailing bytes"));
         }
         let mut texts = texts.into_iter();
         let mut next = || texts.next().unwrap_or_default();
@@ -225,6 +216,36 @@ impl Entry {
             detail: next(),
         })
     }
+}
+
+/// The position, time and text fields (their bytes, in the order of [`encode_leaf`]) of leaf
+/// data, borrowed from it: for readers that look at one field of many leaves without
+/// building an [`Entry`] for each.
+///
+/// # Errors
+/// [`Error::Malformed`] when the bytes are not one entry exactly.
+pub fn decode_leaf(bytes: &[u8]) -> Result<(u64, u64, [&[u8]; 9]), Error> {
+    let malformed = |what: &str| Error::Malformed(format!("audit entry: {what}"));
+    let rest = bytes
+        .strip_prefix(ENTRY_TAG.as_slice())
+        .ok_or_else(|| malformed("no GKA1 tag"))?;
+    let (seq, rest) = take_u64(rest).ok_or_else(|| malformed("short position"))?;
+    let (at, mut rest) = take_u64(rest).ok_or_else(|| malformed("short time"))?;
+    let mut texts: [&[u8]; 9] = [b""; 9];
+    for text in &mut texts {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| malformed("short length"))?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > tail.len() {
+            return Err(malformed("field runs past the end"));
+        }
+        (*text, rest) = tail.split_at(len);
+    }
+    if !rest.is_empty() {
+        return Err(malformed("trailing bytes"));
+    }
+    Ok((seq, at, texts))
 }
 
 fn take_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {

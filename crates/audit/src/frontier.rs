@@ -56,30 +56,34 @@ impl Frontier {
     /// Appends the leaf hashes `leaves`, as many [`Frontier::push`]es would, but hashing the
     /// complete subtrees they fill on up to `threads` threads ([`root_parallel`]).
     pub fn extend(&mut self, leaves: &[Hash], threads: usize) {
-        let mut rest = leaves;
-        while !rest.is_empty() {
-            // The largest complete subtree that starts at the current size (a multiple of
-            // its width) and that the remaining leaves fill.
-            let aligned = if self.size == 0 {
-                63
-            } else {
-                self.size.trailing_zeros()
-            };
-            let fits = 63 - (rest.len() as u64).leading_zeros();
-            let height = aligned.min(fits);
-            let width = 1usize << height;
-            let (subtree, tail) = rest.split_at(width);
-            let mut node = root_parallel(self.alg, subtree, threads);
-            let mut merged = self.size >> height;
-            while merged & 1 == 1 {
-                let left = self.nodes.pop().unwrap_or_default();
-                node = self.alg.node_hash(&left, &node);
-                merged >>= 1;
-            }
-            self.nodes.push(node);
-            self.size += width as u64;
-            rest = tail;
+        for (offset, height) in subtree_spans(self.size, leaves.len() as u64) {
+            let offset = offset as usize;
+            let subtree = &leaves[offset..offset + (1usize << height)];
+            self.push_subtree(root_parallel(self.alg, subtree, threads), height);
         }
+    }
+
+    /// Appends a complete subtree of `2^height` leaves whose root is `root`, as pushing its
+    /// leaves would. The tree's size must be a multiple of the subtree's width (the spans of
+    /// [`subtree_spans`] are).
+    ///
+    /// # Panics
+    /// When it is not: a subtree out of place would give wrong roots from then on.
+    pub fn push_subtree(&mut self, root: Hash, height: u32) {
+        assert!(
+            height < 64 && self.size.trailing_zeros() >= height,
+            "a subtree of height {height} does not start at {}",
+            self.size
+        );
+        let mut node = root;
+        let mut merged = self.size >> height;
+        while merged & 1 == 1 {
+            let left = self.nodes.pop().unwrap_or_default();
+            node = self.alg.node_hash(&left, &node);
+            merged >>= 1;
+        }
+        self.nodes.push(node);
+        self.size += 1 << height;
     }
 
     /// Appends the leaf hash of `data`.
@@ -124,6 +128,28 @@ impl Frontier {
             .collect();
         Ok(Self { alg, size, nodes })
     }
+}
+
+/// The complete subtrees that `len` leaves appended to a tree of `start` leaves fill, in
+/// order, as (offset into those leaves, height): each the largest that starts where the one
+/// before ended (its position a multiple of its width) and that the leaves left fill. Their
+/// roots, given to [`Frontier::push_subtree`] in order, grow a frontier as pushing every
+/// leaf would; so the leaf and subtree hashing can be done anywhere, and only the few merges
+/// where the frontier is.
+pub fn subtree_spans(start: u64, len: u64) -> impl Iterator<Item = (u64, u32)> {
+    let mut at = start;
+    let end = start + len;
+    std::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let aligned = if at == 0 { 63 } else { at.trailing_zeros() };
+        let fits = 63 - (end - at).leading_zeros();
+        let height = aligned.min(fits);
+        let span = (at - start, height);
+        at += 1 << height;
+        Some(span)
+    })
 }
 
 /// `MTH(leaves)` like [`crate::root`], with the two halves of the tree on two threads (and
@@ -204,6 +230,50 @@ mod tests {
                 assert_eq!(extended.root(), crate::root(alg, &all[..start + run]));
             }
         }
+    }
+
+    #[test]
+    fn subtrees_hashed_apart_and_pushed_equal_pushing_every_leaf() {
+        let alg = HashAlgorithm::Sm3;
+        let all = leaves(alg, 5_000);
+        for (start, cuts) in [
+            (0usize, vec![5_000usize]),
+            (3, vec![4, 1_000, 1_001, 4_097]),
+            (1_024, vec![2_048, 3_333]),
+        ] {
+            let mut pushed = Frontier::new(alg);
+            for leaf in &all[..start] {
+                pushed.push(*leaf);
+            }
+            let mut by_subtree = pushed.clone();
+            let mut from = start;
+            for cut in cuts {
+                let spans: Vec<_> = subtree_spans(from as u64, (cut - from) as u64).collect();
+                let widths: usize = spans.iter().map(|(_, h)| 1usize << h).sum();
+                assert_eq!(widths, cut - from, "the spans cover {from}..{cut} exactly");
+                for (offset, height) in spans {
+                    let at = from + offset as usize;
+                    by_subtree.push_subtree(crate::root(alg, &all[at..at + (1 << height)]), height);
+                }
+                for leaf in &all[from..cut] {
+                    pushed.push(*leaf);
+                }
+                assert_eq!(by_subtree, pushed, "after {from}..{cut}");
+                assert_eq!(by_subtree.root(), crate::root(alg, &all[..cut]));
+                from = cut;
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not start at 3")]
+    fn a_subtree_out_of_place_is_refused() {
+        let alg = HashAlgorithm::Sha256;
+        let mut f = Frontier::new(alg);
+        for leaf in leaves(alg, 3) {
+            f.push(leaf);
+        }
+        f.push_subtree([0u8; HASH_LEN], 1);
     }
 
     #[test]

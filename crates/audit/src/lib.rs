@@ -39,9 +39,11 @@ mod head;
 mod tree;
 mod verify;
 
-pub use entry::{ENTRY_TAG, Entry, FIELD_MAX_BYTES, Kind, LeafData, clip, encode_leaf};
+pub use entry::{
+    ENTRY_TAG, Entry, FIELD_MAX_BYTES, Kind, LeafData, clip, decode_leaf, encode_leaf,
+};
 pub use error::Error;
-pub use frontier::{Frontier, leaf_hashes_parallel, root_parallel};
+pub use frontier::{Frontier, leaf_hashes_parallel, root_parallel, subtree_spans};
 pub use hash::{HASH_LEN, Hash, HashAlgorithm, LEAF_PREFIX, NODE_PREFIX};
 pub use head::{HEAD_TAG, HeadStatement, hash_from_slice};
 pub use tree::{MerkleTree, TreeHead, consistency_proof, inclusion_proof, root, tree_head};

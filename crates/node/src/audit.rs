@@ -597,38 +597,53 @@ pub async fn verify(
         None => Frontier::new(alg),
     };
     let start = frontier.size();
+    // The stored vouchers first: the leaves are then only looked up in them (a log has
+    // several leaves per voucher, and most are no voucher write).
+    let (vouchers, voucher_problems) = stored_vouchers(store).await?;
+    let StoredVouchers { index, legs } = vouchers;
+    let index = Arc::new(index);
+    let mut unchecked: Vec<_> = heads
+        .iter()
+        .filter(|h| h.size >= start)
+        .map(|h| (h.size, h.alg, h.root, h.at))
+        .collect();
+    unchecked.sort_by_key(|h| std::cmp::Reverse(h.0));
+    let cuts: Arc<[u64]> = unchecked.iter().rev().map(|h| h.0).collect();
     let mut tree = Recompute {
         alg,
-        heads: {
-            let mut unchecked: Vec<_> = heads
-                .iter()
-                .filter(|h| h.size >= start)
-                .map(|h| (h.size, h.alg, h.root, h.at))
-                .collect();
-            unchecked.sort_by_key(|h| std::cmp::Reverse(h.0));
-            unchecked
-        },
+        heads: unchecked,
         next: start,
         frontier,
-        fingerprints: HashMap::new(),
+        legs,
         report: VerifyReport::default(),
     };
     // A head at the archive point itself.
     tree.check_heads();
-    // Up to two pages are read ahead, each on its own connection, while one is hashed on
-    // the blocking pool.
-    let page_len = u64::from(SCAN_MAX);
-    let mut ranges = std::iter::successors(Some(start), |from| Some(from + page_len))
-        .take_while(|from| *from < size)
-        .map(|from| (from, (from + page_len).min(size)));
-    let read = |(from, to): (u64, u64)| {
+    // Each page is read, and its leaves and complete subtrees hashed, by a task of its own,
+    // several at once (so every core reads or hashes); here only the few merges into the
+    // frontier are done, and the heads checked, page after page in order. Pages are aligned
+    // to their width, so a page without a head inside is one subtree.
+    let page_len = u64::from(VERIFY_PAGE);
+    let mut ranges =
+        std::iter::successors(Some(start), |from| Some((from / page_len + 1) * page_len))
+            .take_while(|from| *from < size)
+            .map(|from| (from, ((from / page_len + 1) * page_len).min(size)));
+    let work = |(from, to): (u64, u64)| {
         let log = store.audit();
-        tokio::spawn(async move { log.leaves(from, to).await })
+        let index = Arc::clone(&index);
+        let cuts = Arc::clone(&cuts);
+        tokio::spawn(async move {
+            let page = log.leaves(from, to).await?;
+            tokio::task::spawn_blocking(move || hash_page(alg, from, to, &page, &index, &cuts))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("hashing stopped: {e}")))
+        })
     };
-    let mut ahead: std::collections::VecDeque<_> = ranges.by_ref().take(2).map(read).collect();
+    let mut ahead: std::collections::VecDeque<_> =
+        ranges.by_ref().take(threads() + 1).map(work).collect();
     let mut unreadable = false;
-    while let Some(reading) = ahead.pop_front() {
-        let page = match reading
+    while let Some(working) = ahead.pop_front() {
+        let page = match working
             .await
             .map_err(|e| AuditError::Invalid(format!("reading stopped: {e}")))?
         {
@@ -644,14 +659,12 @@ pub async fn verify(
             Err(e) => return Err(e.into()),
         };
         if let Some(range) = ranges.next() {
-            ahead.push_back(read(range));
+            ahead.push_back(work(range));
         }
-        tree = tokio::task::spawn_blocking(move || {
-            tree.absorb(page);
-            tree
-        })
-        .await
-        .map_err(|e| AuditError::Invalid(format!("hashing stopped: {e}")))?;
+        tree.absorb(page);
+    }
+    for working in ahead {
+        working.abort();
     }
     if !unreadable && tree.next < size {
         tree.report.problems.push(format!(
@@ -662,7 +675,7 @@ pub async fn verify(
     let Recompute {
         frontier,
         heads: unreached,
-        fingerprints,
+        legs,
         mut report,
         ..
     } = tree;
@@ -672,7 +685,8 @@ pub async fn verify(
             frontier.size()
         ));
     }
-    check_vouchers(store, &fingerprints, start > 0, &mut report).await?;
+    check_vouchers(legs, start > 0, &mut report);
+    report.problems.extend(voucher_problems);
     if let Some(trust) = trust {
         for head in &heads {
             let statement = HeadStatement {
@@ -699,6 +713,88 @@ pub async fn verify(
     Ok(report)
 }
 
+/// Leaves per page [`verify`] reads and hashes as one piece of work: a power of two, so an
+/// aligned page is one complete subtree.
+const VERIFY_PAGE: u32 = 1 << 15;
+const _: () = assert!(VERIFY_PAGE <= SCAN_MAX);
+
+/// A page of leaves hashed by [`hash_page`].
+struct HashedPage {
+    /// The page's first position.
+    from: u64,
+    leaves: u64,
+    /// What the page's voucher write and receive leaves recorded, for the legs (indexes
+    /// into [`StoredVouchers::legs`]) that are stored.
+    logged: Vec<(usize, Fingerprints)>,
+    tree: PageTree,
+}
+
+enum PageTree {
+    /// Every position of the page was there: the roots and heights of the complete subtrees
+    /// it fills, in order ([`guoku_audit::subtree_spans`]), cut at every head's size; and
+    /// the leaf hashes, for a tree that a gap before put out of step with the positions.
+    Subtrees {
+        subtrees: Vec<(Hash, u32)>,
+        hashes: Vec<Hash>,
+    },
+    /// Rows are missing: the positions found and their leaf hashes, grown leaf by leaf.
+    Gaps { seqs: Vec<u64>, hashes: Vec<Hash> },
+}
+
+/// Hashes the page of leaves `from..to` (on the thread it is called on): every leaf, and
+/// when no position is missing, every complete subtree up to the heads' sizes `cuts`
+/// (ascending) inside it. Also reads what its voucher write leaves recorded.
+fn hash_page(
+    alg: HashAlgorithm,
+    from: u64,
+    to: u64,
+    page: &guoku_store::audit::LeafPage,
+    index: &HashMap<Box<str>, usize>,
+    cuts: &[u64],
+) -> HashedPage {
+    let hashes: Vec<Hash> = page
+        .data
+        .slices()
+        .iter()
+        .map(|d| alg.leaf_hash(d))
+        .collect();
+    let logged = page
+        .voucher_writes()
+        .filter_map(|(object, detail)| {
+            let leg = *index.get(object)?;
+            Some((leg, guoku_store::audit::recorded_fingerprint(detail)?))
+        })
+        .collect();
+    let complete = page.seqs.len() as u64 == to - from
+        && page.seqs.first() == Some(&from)
+        && page.seqs.last() == Some(&(to - 1));
+    let tree = if complete {
+        let inside = cuts.iter().copied().filter(|c| from < *c && *c < to);
+        let mut subtrees = Vec::new();
+        let mut at = from;
+        for end in inside.chain([to]) {
+            for (offset, height) in guoku_audit::subtree_spans(at, end - at) {
+                let first = usize::try_from(at - from + offset).unwrap_or(usize::MAX);
+                let leaves = &hashes[first..first + (1usize << height)];
+                subtrees.push((guoku_audit::root(alg, leaves), height));
+            }
+            at = end;
+        }
+        PageTree::Subtrees { subtrees, hashes }
+    } else {
+        PageTree::Gaps {
+            seqs: page.seqs.clone(),
+            hashes,
+        }
+    };
+    HashedPage {
+        from,
+        leaves: page.seqs.len() as u64,
+        logged,
+        tree,
+    }
+}
+
 /// The tree being recomputed by [`verify`], and what it found so far.
 struct Recompute {
     alg: HashAlgorithm,
@@ -708,32 +804,41 @@ struct Recompute {
     heads: Vec<(u64, HashAlgorithm, Hash, u64)>,
     /// The position the next leaf should have.
     next: u64,
-    /// Each voucher leg's content and body fingerprints, as its write or receive leaf
-    /// recorded them (the last such leaf counts).
-    fingerprints: HashMap<Box<str>, ([u8; 32], [u8; 32])>,
+    /// The stored voucher legs ([`StoredVouchers::legs`]), with what their write or receive
+    /// leaves recorded so far.
+    legs: Vec<VoucherLeg>,
     report: VerifyReport,
 }
 
 impl Recompute {
-    /// Hashes a page's leaves and grows the tree by them, checking every head on the way.
-    fn absorb(&mut self, page: guoku_store::audit::LeafPage) {
-        let alg = self.alg;
-        let slices = page.data.slices();
-        let fingerprints = &mut self.fingerprints;
-        // The fingerprints are kept while the leaves are hashed.
-        let hashes = std::thread::scope(|s| {
-            let hashing = s.spawn(|| leaf_hashes_parallel(alg, &slices, threads()));
-            fingerprints.extend(
-                page.fingerprints
-                    .into_iter()
-                    .map(|f| (f.object, (f.content, f.body))),
-            );
-            hashing.join()
-        })
-        // A panicking hash thread is a bug; hash on this one instead.
-        .unwrap_or_else(|_| slices.iter().map(|d| alg.leaf_hash(d)).collect());
+    /// Grows the tree by a hashed page, checking every head on the way.
+    fn absorb(&mut self, page: HashedPage) {
+        for (leg, recorded) in page.logged {
+            // A later leaf counts over an earlier one.
+            self.legs[leg].2 = Some(recorded);
+        }
+        self.report.leaves += page.leaves;
+        match page.tree {
+            // The subtrees fit where the tree is only if no row before was missing.
+            PageTree::Subtrees { subtrees, .. } if self.frontier.size() == page.from => {
+                for (root, height) in subtrees {
+                    self.frontier.push_subtree(root, height);
+                    self.check_heads();
+                }
+                self.next += page.leaves;
+            }
+            PageTree::Subtrees { hashes, .. } => {
+                let seqs: Vec<u64> = (page.from..page.from + page.leaves).collect();
+                self.absorb_leaves(&seqs, &hashes);
+            }
+            PageTree::Gaps { seqs, hashes } => self.absorb_leaves(&seqs, &hashes),
+        }
+    }
+
+    /// Grows the tree by leaves at positions `seqs` (some missing), listing each gap.
+    fn absorb_leaves(&mut self, seqs: &[u64], hashes: &[Hash]) {
         let mut run_start = 0;
-        for (i, &seq) in page.seqs.iter().enumerate() {
+        for (i, &seq) in seqs.iter().enumerate() {
             if seq != self.next {
                 self.report.problems.push(format!(
                     "leaf {} is missing (deleted row); found {seq}",
@@ -749,13 +854,12 @@ impl Recompute {
                 .last()
                 .is_some_and(|h| h.0 == self.frontier.size() + (i + 1 - run_start) as u64)
             {
-                self.frontier.extend(&hashes[run_start..=i], threads());
+                self.frontier.extend(&hashes[run_start..=i], 1);
                 run_start = i + 1;
                 self.check_heads();
             }
         }
-        self.frontier.extend(&hashes[run_start..], threads());
-        self.report.leaves += page.seqs.len() as u64;
+        self.frontier.extend(&hashes[run_start..], 1);
         self.check_heads();
     }
 
@@ -779,31 +883,64 @@ impl Recompute {
     }
 }
 
-/// Checks every stored voucher leg against the log: its body still gives its content
-/// fingerprint, and that fingerprint is the one its write or receive leaf recorded (a leg
-/// without a leaf is a problem, unless its leaf may be archived).
-async fn check_vouchers(
-    store: &Store,
-    fingerprints: &HashMap<Box<str>, ([u8; 32], [u8; 32])>,
-    archived: bool,
-    report: &mut VerifyReport,
-) -> Result<(), AuditError> {
+/// Every stored voucher leg, as [`verify`] checks it against the log: the content and body
+/// fingerprints its row gives, and the ones its last write or receive leaf recorded.
+#[derive(Default)]
+struct StoredVouchers {
+    /// Each leg's audit object, and where it is in `legs`.
+    index: HashMap<Box<str>, usize>,
+    /// In the library's order.
+    legs: Vec<VoucherLeg>,
+}
+
+/// A stored voucher leg: its audit object, the fingerprints its row gives, and those its
+/// last write or receive leaf recorded.
+type VoucherLeg = (Box<str>, Fingerprints, Option<Fingerprints>);
+
+/// A voucher leg's content fingerprint and its body's SHA-256.
+type Fingerprints = ([u8; 32], [u8; 32]);
+
+/// Lists every leg whose fingerprints differ from the log's, or that has no leaf (unless its
+/// leaf may be archived).
+fn check_vouchers(legs: Vec<VoucherLeg>, archived: bool, report: &mut VerifyReport) {
+    for (object, stored, logged) in legs {
+        match logged {
+            Some(logged) if logged == stored => {}
+            Some(logged) => report.problems.push(format!(
+                "voucher {object}: stored content and body fingerprints {} {}, the log recorded {} {}",
+                to_hex(&stored.0),
+                to_hex(&stored.1),
+                to_hex(&logged.0),
+                to_hex(&logged.1)
+            )),
+            None if archived => {}
+            None => report
+                .problems
+                .push(format!("voucher {object} has no leaf in the log")),
+        }
+    }
+}
+
+/// Reads every stored voucher leg: its fingerprints for [`StoredVouchers`], and the problems
+/// found in the rows themselves (a body that no longer gives its fingerprint, a row that
+/// cannot be read).
+async fn stored_vouchers(store: &Store) -> Result<(StoredVouchers, Vec<String>), AuditError> {
     let library = store.library();
     let limits = guoku_voucher::Limits::default();
+    let mut vouchers = StoredVouchers::default();
+    let mut problems = Vec::new();
     let mut after = 0;
     loop {
         let page = match library.scan(after, guoku_store::library::LIST_MAX).await {
             Ok(page) => page,
             Err(guoku_store::library::LibraryError::Store(e)) => return Err(e.into()),
             Err(e) => {
-                report
-                    .problems
-                    .push(format!("a voucher row is unreadable: {e}"));
-                return Ok(());
+                problems.push(format!("a voucher row is unreadable: {e}"));
+                return Ok((vouchers, problems));
             }
         };
         let Some(last) = page.last() else {
-            return Ok(());
+            return Ok((vouchers, problems));
         };
         after = last.seq;
         for record in &page {
@@ -812,20 +949,6 @@ async fn check_vouchers(
                 record.content_sha256,
                 <[u8; 32]>::from(sha2::Sha256::digest(&record.body)),
             );
-            match fingerprints.get(object.as_str()) {
-                Some(logged) if *logged == stored => {}
-                Some(logged) => report.problems.push(format!(
-                    "voucher {object}: stored content and body fingerprints {} {}, the log recorded {} {}",
-                    to_hex(&stored.0),
-                    to_hex(&stored.1),
-                    to_hex(&logged.0),
-                    to_hex(&logged.1)
-                )),
-                None if archived => {}
-                None => report
-                    .problems
-                    .push(format!("voucher {object} has no leaf in the log")),
-            }
             let body_gives = guoku_voucher::parse_envelope(&record.body, &limits)
                 .ok()
                 .and_then(|(envelope, _)| {
@@ -836,10 +959,13 @@ async fn check_vouchers(
                         .map(|b| guoku_store::library::content_hash(&b.voucher))
                 });
             if body_gives != Some(record.content_sha256) {
-                report.problems.push(format!(
+                problems.push(format!(
                     "voucher {object}: the stored body no longer gives its fingerprint"
                 ));
             }
+            let object: Box<str> = object.into();
+            vouchers.index.insert(object.clone(), vouchers.legs.len());
+            vouchers.legs.push((object, stored, None));
         }
     }
 }

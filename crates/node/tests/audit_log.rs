@@ -17,7 +17,7 @@ use guoku_node::party::Party;
 use guoku_seal::Suite;
 use guoku_seal::pki::{Certificate, RevocationPolicy, TrustContext};
 use guoku_store::Store;
-use guoku_store::audit::PeerHeadState;
+use guoku_store::audit::{PeerHeadState, SignedHead};
 use guoku_voucher::VoucherKey;
 use time::OffsetDateTime;
 
@@ -595,4 +595,123 @@ async fn verify_finds_every_edit_in_postgresql() {
     };
     let trust = w.trust();
     edits_are_found(&org, &trust, &editor).await;
+}
+
+/// Leaves in the long log: more than two of the pages `verify` reads and hashes as one
+/// piece of work (32,768 leaves each).
+const LONG_LOG: u64 = 70_000;
+/// The heads put on the long log: inside a page, at a page's last leaf and its end, and
+/// at the log's end.
+const LONG_HEADS: [u64; 6] = [1, 32_767, 32_768, 40_000, 65_537, 70_000];
+
+/// Appends the long log to `store` and puts a head (unsigned) at each of [`LONG_HEADS`],
+/// its root computed leaf by leaf, apart from `verify`'s pages and subtrees.
+async fn long_log(store: &Store) {
+    guoku_store::bench::bench_audit_append(store, LONG_LOG as usize, 1_000)
+        .await
+        .unwrap();
+    let alg = guoku_audit::HashAlgorithm::Sm3;
+    let mut frontier = guoku_audit::Frontier::new(alg);
+    let mut next = 0;
+    while next < LONG_LOG {
+        let end = (next + 50_000).min(LONG_LOG);
+        let page = store.audit().leaves(next, end).await.unwrap();
+        for data in page.data.slices() {
+            frontier.push_data(data);
+            if LONG_HEADS.contains(&frontier.size()) {
+                let head = SignedHead {
+                    size: frontier.size(),
+                    at: 0,
+                    alg,
+                    root: frontier.root(),
+                    frontier: frontier.to_bytes(),
+                    signature: Vec::new(),
+                    reason: "test".into(),
+                };
+                store.audit().put_head(&head).await.unwrap();
+            }
+        }
+        next = end;
+    }
+}
+
+/// The sizes of the heads `report` says the stored rows do not give.
+fn failed_heads(report: &audit::VerifyReport) -> Vec<u64> {
+    report
+        .problems
+        .iter()
+        .filter_map(|p| p.strip_prefix("the signed head of ")?.split(' ').next())
+        .map(|size| size.parse().unwrap())
+        .collect()
+}
+
+async fn long_log_edits_are_found<E: Editor>(edit: &E) {
+    let verify = || async {
+        audit::verify(&edit.store().await, Suite::Sm, "test", None)
+            .await
+            .unwrap()
+    };
+    let intact = verify().await;
+    assert!(intact.verified(), "{:?}", intact.problems);
+    assert_eq!((intact.leaves, intact.heads), (LONG_LOG, LONG_HEADS.len()));
+
+    // A row deleted in the second page: the heads after it fail (the last one is now
+    // longer than the log), those before hold.
+    let row = edit.row(50_000).await;
+    edit.sql(&change_sql(Change::Delete, 50_000)).await;
+    let deleted = verify().await;
+    assert_eq!(
+        failed_heads(&deleted),
+        vec![65_537],
+        "{:?}",
+        deleted.problems
+    );
+    for problem in [
+        "leaf 50000 is missing",
+        "a signed head names 70000 leaves but only 69999 are stored",
+    ] {
+        assert!(
+            deleted.problems.iter().any(|p| p.contains(problem)),
+            "{problem}: {:?}",
+            deleted.problems
+        );
+    }
+    edit.sql(&undo_sql(Change::Delete, 50_000, &row)).await;
+
+    // A character changed in the first leaf of the second page.
+    edit.sql(&edit.flip_sql("detail", 32_768)).await;
+    let changed = verify().await;
+    assert_eq!(
+        failed_heads(&changed),
+        vec![40_000, 65_537, 70_000],
+        "{:?}",
+        changed.problems
+    );
+    edit.sql(&edit.flip_sql("detail", 32_768)).await;
+    let undone = verify().await;
+    assert!(undone.verified(), "undone: {:?}", undone.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reads_a_log_of_several_pages_from_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let editor = SqliteFile {
+        path: dir.path().join("guoku.db"),
+    };
+    long_log(&editor.store().await).await;
+    long_log_edits_are_found(&editor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reads_a_log_of_several_pages_from_postgresql() {
+    if !pg_reachable().await {
+        return;
+    }
+    let test = common::Backend::Postgres.store().await;
+    long_log(&test.store).await;
+    let editor = PgSchema {
+        store: test.store.clone(),
+        schema: test.schema.clone().unwrap(),
+    };
+    long_log_edits_are_found(&editor).await;
 }

@@ -363,7 +363,8 @@ pub(crate) fn fingerprint_detail(content: &[u8; 32], body: &[u8; 32]) -> String 
 
 /// The content fingerprint and the body's SHA-256 a voucher's write or receive leaf
 /// recorded in its detail ([`fingerprint_detail`]), when it has both.
-pub(crate) fn recorded_fingerprint(detail: &str) -> Option<([u8; 32], [u8; 32])> {
+#[must_use]
+pub fn recorded_fingerprint(detail: &str) -> Option<([u8; 32], [u8; 32])> {
     let content = detail.split_once("; sha256 ")?.1.get(..64)?;
     let body = detail.split_once("; body sha256 ")?.1.get(..64)?;
     Some((unhex(content)?, unhex(body)?))
@@ -376,19 +377,8 @@ pub struct LeafPage {
     pub seqs: Vec<u64>,
     /// Each leaf's data: [`Entry::to_bytes`] of its stored row.
     pub data: LeafData,
-    /// What the voucher write and receive leaves among them recorded.
-    pub fingerprints: Vec<RecordedFingerprint>,
-}
-
-/// What a voucher's write or receive leaf recorded of the voucher it stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedFingerprint {
-    /// The voucher and leg, as the log names it (`library::audit_object`).
-    pub object: Box<str>,
-    /// Its content fingerprint.
-    pub content: [u8; 32],
-    /// The SHA-256 of its stored body.
-    pub body: [u8; 32],
+    /// Which of them (indexes into `data`) are a voucher's write or receive leaf.
+    voucher_writes: Vec<usize>,
 }
 
 impl LeafPage {
@@ -397,7 +387,7 @@ impl LeafPage {
             seqs: Vec::with_capacity(leaves),
             // Most leaves are 150 to 300 bytes.
             data: LeafData::with_capacity(leaves, 256),
-            fingerprints: Vec::new(),
+            voucher_writes: Vec::new(),
         }
     }
 
@@ -405,22 +395,26 @@ impl LeafPage {
         let kind =
             Kind::from_name_bytes(texts[0]).ok_or_else(|| StoreError::corrupt_row("audit kind"))?;
         let seq = from_sql(seq, "audit seq")?;
+        if kind == Kind::Voucher && matches!(texts[3], b"write" | b"receive") {
+            self.voucher_writes.push(self.data.len());
+        }
         self.data.push(seq, from_sql(at, "audit time")?, texts);
         self.seqs.push(seq);
-        let [_, _, _, action, object, _, _, _, detail] = texts;
-        if kind == Kind::Voucher
-            && matches!(action, b"write" | b"receive")
-            && let (Ok(object), Ok(detail)) =
-                (std::str::from_utf8(object), std::str::from_utf8(detail))
-            && let Some((content, body)) = recorded_fingerprint(detail)
-        {
-            self.fingerprints.push(RecordedFingerprint {
-                object: object.into(),
-                content,
-                body,
-            });
-        }
         Ok(())
+    }
+
+    /// The voucher write and receive leaves of the page, in order, as (object, detail):
+    /// what [`recorded_fingerprint`] reads the voucher's stored fingerprints from. Read from
+    /// the leaf data when asked (a verifier looks only at the vouchers it holds), so a page
+    /// costs nothing per leaf for them.
+    pub fn voucher_writes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.voucher_writes.iter().filter_map(|&i| {
+            let (_, _, texts) = guoku_audit::decode_leaf(self.data.get(i)?).ok()?;
+            Some((
+                std::str::from_utf8(texts[4]).ok()?,
+                std::str::from_utf8(texts[8]).ok()?,
+            ))
+        })
     }
 }
 

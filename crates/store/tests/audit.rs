@@ -142,19 +142,21 @@ both_backends!(every_change_is_a_leaf_with_its_context, |store| {
         page.data.slices(),
         bytes.iter().map(Vec::as_slice).collect::<Vec<_>>()
     );
-    assert!(
-        page.fingerprints.is_empty(),
+    assert_eq!(
+        page.voucher_writes().count(),
+        0,
         "only write and receive leaves record one"
     );
     let page = log.leaves(0, 1).await.unwrap();
     assert_eq!(page.seqs, vec![0]);
     let stored = new_voucher("A1");
-    let recorded = &page.fingerprints[..];
+    let recorded: Vec<_> = page.voucher_writes().collect();
     assert_eq!(recorded.len(), 1);
-    assert_eq!(&*recorded[0].object, "430000/2026/5201/A1#original");
-    assert_eq!(recorded[0].content, stored.content_sha256);
+    assert_eq!(recorded[0].0, "430000/2026/5201/A1#original");
+    let (content, body) = guoku_store::audit::recorded_fingerprint(recorded[0].1).unwrap();
+    assert_eq!(content, stored.content_sha256);
     assert_eq!(
-        recorded[0].body,
+        body,
         <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&stored.body))
     );
     assert!(log.leaves(0, 0).await.is_err(), "a zero limit is refused");
