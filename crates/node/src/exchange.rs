@@ -387,6 +387,15 @@ impl ExchangeError {
         }
     }
 
+    /// Whether the receiver refused the envelope for its size (413): the same envelope will
+    /// never be taken, but its vouchers may be, one at a time.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::Rejected { status: 413, .. }
+        )
+    }
+
     /// The HTTP status and the stable error code the receiver answers with.
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {

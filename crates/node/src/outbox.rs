@@ -160,6 +160,42 @@ async fn deliver_to<T: Transport>(
     let envelope = Bytes::from(write_envelope(&Envelope { bodies }, Encoding::Gbk));
     let outcome = match transport.deliver(destination, envelope).await {
         Ok(outcome) => outcome,
+        // Too large for the receiver: sent again as it is, it would be refused forever.
+        // Its vouchers go one by one; a voucher too large alone can never be delivered,
+        // and is marked refused with the reason, as a voucher the receiver refused is.
+        Err(e) if e.is_too_large() && sending.len() > 1 => {
+            tracing::warn!(
+                destination,
+                error = %e,
+                vouchers = sending.len(),
+                "envelope too large for the receiver; sending its vouchers one by one"
+            );
+            for entry in sending {
+                let alone = vec![entry];
+                Box::pin(deliver_to(
+                    library,
+                    transport,
+                    destination,
+                    alone,
+                    now,
+                    backoff,
+                    report,
+                ))
+                .await?;
+            }
+            return Ok(());
+        }
+        Err(e) if e.is_too_large() => {
+            for entry in &sending {
+                let reason = format!("envelope_too_large: {e}");
+                tracing::warn!(key = %entry.key, destination, reason, "voucher refused");
+                let fate = library
+                    .delivery_refused(&entry.key, entry.leg, &reason, OUTBOX_ACTOR, now)
+                    .await;
+                tally(fate, Kind::Refused, report)?;
+            }
+            return Ok(());
+        }
         Err(e) => {
             tracing::warn!(
                 destination,

@@ -276,3 +276,98 @@ async fn a_voucher_the_answer_does_not_mention_is_retried() {
     let entries = store.library().due(now + 30, 10).await.unwrap();
     assert_eq!(entries[0].attempts, 1);
 }
+
+/// A link to the bank whose receiver takes envelopes of at most `limit` bytes and answers
+/// 413 to a larger one, as an HTTPS receiver with a smaller limit does.
+struct Limited {
+    inner: InMemory,
+    limit: usize,
+    /// Envelopes refused for their size.
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl Transport for Limited {
+    async fn deliver(
+        &self,
+        destination: &str,
+        envelope: bytes::Bytes,
+    ) -> Result<DeliveryOutcome, ExchangeError> {
+        if envelope.len() > self.limit {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(ExchangeError::Rejected {
+                status: 413,
+                code: "envelope_too_large".into(),
+            });
+        }
+        self.inner.deliver(destination, envelope).await
+    }
+}
+
+#[tokio::test]
+async fn an_envelope_too_large_goes_voucher_by_voucher_and_a_voucher_too_large_is_refused() {
+    let pki = Pki::new("测试根CA");
+    let registry = Registry::builtin();
+    let dir = tempfile::tempdir().unwrap();
+    let network = InMemoryNetwork::new();
+    let (state, bank_store) = bank_node(&pki, &dir).await;
+    network.register(BANK_CODE, app(state));
+    let (store, inner) = finance_node(&dir, &network).await;
+    let now = t0(&pki);
+    let first = signed_5201(&pki, &registry, 1);
+    let one = envelope(vec![first.clone()]).len();
+    let two = envelope(vec![first.clone(), signed_5201(&pki, &registry, 2)]).len();
+    assert!(two > one + one / 2, "two vouchers make a larger envelope");
+
+    // The receiver takes one voucher an envelope, not two: both are delivered in the pass.
+    let link = Limited {
+        inner,
+        limit: (one + two) / 2,
+        refused: 0.into(),
+    };
+    let a = write_and_send(&store, &first, now).await;
+    let b = write_and_send(&store, &signed_5201(&pki, &registry, 2), now).await;
+    let done = deliver_due(&store, &link, now, 10, BACKOFF).await.unwrap();
+    assert_eq!(done, report(2, 0, 0));
+    assert_eq!(link.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    for key in [&a, &b] {
+        assert_eq!(exchange_state(&store, key).await, Exchange::Received);
+        assert!(
+            bank_store
+                .library()
+                .status(key, Leg::Original)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    // A receiver that takes not even one: the voucher is refused with the reason, not
+    // retried, and the bank stored nothing.
+    let link = Limited {
+        inner: link.inner,
+        limit: one / 2,
+        refused: 0.into(),
+    };
+    let c = write_and_send(&store, &signed_5201(&pki, &registry, 3), now).await;
+    let done = deliver_due(&store, &link, now, 10, BACKOFF).await.unwrap();
+    assert_eq!(done, report(0, 1, 0));
+    let record = store
+        .library()
+        .status(&c, Leg::Original)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.exchange, Exchange::ReceiveFailed);
+    let reason = record.reason.expect("a refusal reason");
+    assert!(reason.starts_with("envelope_too_large"), "{reason}");
+    assert!(store.library().due(now + 10_000, 10).await.unwrap().is_empty());
+    assert!(
+        bank_store
+            .library()
+            .status(&c, Leg::Original)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
