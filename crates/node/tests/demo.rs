@@ -321,3 +321,127 @@ async fn fresh_refuses_a_directory_that_is_not_a_demo() {
     assert!(e.to_string().contains("not a guoku demo"), "{e}");
     assert!(dir.path().join("precious.txt").exists());
 }
+
+/// A 2301 the bank wrote for `amount` and never sent (its process died in between), in the
+/// bank's library; its key.
+async fn unsent_clearing_request(
+    demo: &Demo,
+    bank: &Party<guoku_node::exchange::InMemory>,
+    voucher_no: &str,
+    amount: &str,
+) -> guoku_voucher::VoucherKey {
+    let org = &demo.province.banks[0];
+    let division = demo.province.divisions[0].code;
+    let today = Party::<guoku_node::exchange::InMemory>::business_date(bank.now().0);
+    let mut header = guoku_node::flows::clearing::request_template(
+        &bank.registry,
+        division,
+        &demo.year.get().to_string(),
+        org.bank_no,
+        today,
+    );
+    header.set("Id", voucher_no);
+    header.set("VoucherNo", voucher_no);
+    header.set("PayTypeCode", "11");
+    header.set("PayAmt", amount);
+    let voucher = guoku_voucher::Voucher {
+        header,
+        details: Vec::new(),
+    };
+    let body = guoku_voucher::EnvelopeBody {
+        flag: guoku_voucher::VoucherFlag::Original,
+        attach: String::new(),
+        voucher: voucher.clone(),
+        signatures: Vec::new(),
+    };
+    let bytes = guoku_voucher::write_envelope(
+        &guoku_voucher::Envelope { bodies: vec![body] },
+        guoku_voucher::Encoding::Gbk,
+    );
+    let new = guoku_store::library::NewVoucher::new(
+        &voucher,
+        Leg::Original,
+        bank.org_code(),
+        demo.province.pboc.code,
+        bytes,
+    );
+    let (_, now) = bank.now();
+    bank.store
+        .library()
+        .write(new, "worker", now)
+        .await
+        .unwrap();
+    voucher.key()
+}
+
+async fn an_unsent_request_the_books_refuse_stays_unsent(postgres: Option<DemoPostgres>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, t) = clock();
+    let options = DemoOptions {
+        dir: dir.path().join("guoku-data"),
+        fresh: false,
+        suite: Suite::Sm,
+        postgres,
+    };
+    let demo = Demo::open(&options, clock).await.unwrap();
+    let bank = &demo.banks[0];
+    // Two 2301s written and never sent: the books refuse a receivable of zero, and take
+    // one of 1.00.
+    let zero = unsent_clearing_request(&demo, bank, "QSTESTZERO", "0.00").await;
+    let one = unsent_clearing_request(&demo, bank, "QSTESTONE", "1.00").await;
+    t.fetch_add(
+        i64::try_from(guoku_node::party::STUCK_AFTER_SECS).unwrap() + 1,
+        Ordering::SeqCst,
+    );
+    let swept = bank.retry_stuck().await.unwrap();
+    assert!(swept >= 2, "both found by the sweep: {swept}");
+    let exchange = |key: guoku_voucher::VoucherKey| async move {
+        bank.store
+            .library()
+            .status(&key, Leg::Original)
+            .await
+            .unwrap()
+            .unwrap()
+            .exchange
+    };
+    assert_eq!(
+        exchange(zero.clone()).await,
+        Exchange::NotSent,
+        "refused: stays unsent"
+    );
+    assert_ne!(
+        exchange(one.clone()).await,
+        Exchange::NotSent,
+        "the other one goes on"
+    );
+    let tenant = Tenant {
+        adm_div: demo.province.divisions[0].code.parse().unwrap(),
+        year: demo.year,
+    };
+    let receivable = bank
+        .store
+        .account(BookAccount::receivable_pboc(tenant).id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(receivable.debits_posted, 100, "only the 1.00 was booked");
+    // The next sweep tries it again, and it still stays unsent.
+    t.fetch_add(
+        i64::try_from(guoku_node::party::STUCK_AFTER_SECS).unwrap() + 1,
+        Ordering::SeqCst,
+    );
+    bank.retry_stuck().await.unwrap();
+    assert_eq!(exchange(zero).await, Exchange::NotSent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsent_request_the_books_refuse_stays_unsent_on_sqlite() {
+    an_unsent_request_the_books_refuse_stays_unsent(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsent_request_the_books_refuse_stays_unsent_on_postgres() {
+    let Some(pg) = postgres().await else { return };
+    an_unsent_request_the_books_refuse_stays_unsent(Some(pg.clone())).await;
+    drop_schemas(&pg).await;
+}

@@ -361,7 +361,14 @@ async fn an_envelope_too_large_goes_voucher_by_voucher_and_a_voucher_too_large_i
     assert_eq!(record.exchange, Exchange::ReceiveFailed);
     let reason = record.reason.expect("a refusal reason");
     assert!(reason.starts_with("envelope_too_large"), "{reason}");
-    assert!(store.library().due(now + 10_000, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .library()
+            .due(now + 10_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         bank_store
             .library()
