@@ -1007,14 +1007,20 @@ fn sqlite_find(
 ) -> Result<Option<VoucherRecord>, LibraryError> {
     // The leg is written into the statement, not bound: SQLite plans a statement again on
     // every new value of a parameter that a partial index's WHERE mentions (two name the
-    // leg), which was a full parse on each find as originals and receipts alternate.
-    let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE adm_div_code = ?1 AND st_year = ?2 \
-         AND vt_code = ?3 AND voucher_no = ?4 AND leg = {}",
-        leg_to_sql(leg)
-    );
+    // leg), which was a full parse on each find as originals and receipts alternate. One
+    // statement per leg, made once.
+    static FIND: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        [Leg::Original, Leg::Receipt].map(|leg| {
+            format!(
+                "SELECT {RECORD_COLUMNS} FROM {VOUCHERS} WHERE adm_div_code = ?1 \
+                 AND st_year = ?2 AND vt_code = ?3 AND voucher_no = ?4 AND leg = {}",
+                leg_to_sql(leg)
+            )
+        })
+    });
+    let sql = &FIND[usize::from(leg == Leg::Receipt)];
     let raw = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(sql)?
         .query_row(
             params![key.adm_div_code, key.st_year, key.vt_code, key.voucher_no],
             sqlite_record,

@@ -497,6 +497,11 @@ pub struct Clearer<'a> {
 /// Stamps a 2301 at its original positions (maker, then the bank's seal), writes it and
 /// sends it to PBOC; the outbox delivers it.
 ///
+/// Books nothing: a bank's clearing round ([`Clearer`], `Party::request_clearing`) writes
+/// its 2301, books the receivable, then sends. This sends a given 2301 as it is, to test
+/// what PBOC refuses (a voucher listed twice, a sum that does not add up), which no round
+/// of the bank would write; it is not for a bank's own requests.
+///
 /// # Errors
 /// [`ClearingError::Stamping`], [`ClearingError::Library`].
 pub async fn send_request(
