@@ -2053,6 +2053,10 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
     let lines: capture::Lines = Arc::new(Mutex::new(Vec::new()));
     let subscriber = tracing_subscriber::registry().with(capture::Capture(lines.clone()));
     let guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary run on other threads with no subscriber: a log line they
+    // reached first while this one's subscriber was being set may have been cached as
+    // wanted by nobody, and would never reach it (it happened once in CI). Asked again now.
+    tracing::callsite::rebuild_interest_cache();
     let paid = call(
         &env.app,
         Method::POST,

@@ -84,7 +84,16 @@ async fn drop_schemas(pg: &DemoPostgres) {
     }
 }
 
-async fn payments_go_from_voucher_to_clearing(postgres: Option<DemoPostgres>) {
+/// A new demo province in a directory of its own, on its test clock.
+async fn open_demo(
+    postgres: Option<DemoPostgres>,
+) -> (
+    tempfile::TempDir,
+    DemoOptions,
+    Demo,
+    guoku_node::exchange::Clock,
+    std::sync::Arc<std::sync::atomic::AtomicI64>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (clock, t) = clock();
     let options = DemoOptions {
@@ -94,6 +103,11 @@ async fn payments_go_from_voucher_to_clearing(postgres: Option<DemoPostgres>) {
         postgres,
     };
     let demo = Demo::open(&options, clock.clone()).await.unwrap();
+    (dir, options, demo, clock, t)
+}
+
+async fn payments_go_from_voucher_to_clearing(postgres: Option<DemoPostgres>) {
+    let (_dir, options, demo, clock, t) = open_demo(postgres).await;
     assert!(demo.created);
     let today = Party::<guoku_node::exchange::InMemory>::business_date(clock());
 
@@ -375,15 +389,7 @@ async fn unsent_clearing_request(
 }
 
 async fn an_unsent_request_the_books_refuse_stays_unsent(postgres: Option<DemoPostgres>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (clock, t) = clock();
-    let options = DemoOptions {
-        dir: dir.path().join("guoku-data"),
-        fresh: false,
-        suite: Suite::Sm,
-        postgres,
-    };
-    let demo = Demo::open(&options, clock).await.unwrap();
+    let (_dir, _, demo, _, t) = open_demo(postgres).await;
     let bank = &demo.banks[0];
     // Two 2301s written and never sent: the books refuse a receivable of zero, and take
     // one of 1.00.

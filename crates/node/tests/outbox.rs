@@ -71,16 +71,47 @@ fn report(delivered: usize, refused: usize, retried: usize) -> OutboxReport {
     }
 }
 
-#[tokio::test]
-async fn a_sent_voucher_is_delivered_on_the_first_pass_and_only_once() {
+/// Finance and the bank on one in-memory network, the bank's receiver on it.
+struct Scene {
+    pki: Pki,
+    registry: Registry,
+    _dir: tempfile::TempDir,
+    bank_store: Store,
+    store: Store,
+    transport: InMemory,
+    now: u64,
+}
+
+async fn scene() -> Scene {
     let pki = Pki::new("测试根CA");
-    let registry = Registry::builtin();
     let dir = tempfile::tempdir().unwrap();
     let network = InMemoryNetwork::new();
     let (state, bank_store) = bank_node(&pki, &dir).await;
     network.register(BANK_CODE, app(state));
     let (store, transport) = finance_node(&dir, &network).await;
     let now = t0(&pki);
+    Scene {
+        pki,
+        registry: Registry::builtin(),
+        _dir: dir,
+        bank_store,
+        store,
+        transport,
+        now,
+    }
+}
+
+#[tokio::test]
+async fn a_sent_voucher_is_delivered_on_the_first_pass_and_only_once() {
+    let Scene {
+        pki,
+        registry,
+        _dir,
+        bank_store,
+        store,
+        transport,
+        now,
+    } = scene().await;
 
     // Two vouchers to the same bank: one envelope, both taken.
     let first = write_and_send(&store, &signed_5201(&pki, &registry, 1), now).await;
@@ -189,15 +220,16 @@ async fn an_unreachable_receiver_is_retried_on_the_backoff_schedule() {
 
 #[tokio::test]
 async fn a_refused_voucher_is_marked_with_the_reason_and_not_retried() {
-    let pki = Pki::new("测试根CA");
-    let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let network = InMemoryNetwork::new();
-    let (state, bank_store) = bank_node(&pki, &dir).await;
-    network.register(BANK_CODE, app(state));
-    let (store, transport) = finance_node(&dir, &network).await;
+    let Scene {
+        pki,
+        registry,
+        _dir,
+        bank_store,
+        store,
+        transport,
+        now,
+    } = scene().await;
     let library = store.library();
-    let now = t0(&pki);
 
     // One good voucher and one changed after it was signed, in the same envelope.
     let good = write_and_send(&store, &signed_5201(&pki, &registry, 1), now).await;
@@ -306,14 +338,15 @@ impl Transport for Limited {
 
 #[tokio::test]
 async fn an_envelope_too_large_goes_voucher_by_voucher_and_a_voucher_too_large_is_refused() {
-    let pki = Pki::new("测试根CA");
-    let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let network = InMemoryNetwork::new();
-    let (state, bank_store) = bank_node(&pki, &dir).await;
-    network.register(BANK_CODE, app(state));
-    let (store, inner) = finance_node(&dir, &network).await;
-    let now = t0(&pki);
+    let Scene {
+        pki,
+        registry,
+        _dir,
+        bank_store,
+        store,
+        transport: inner,
+        now,
+    } = scene().await;
     let first = signed_5201(&pki, &registry, 1);
     let one = envelope(vec![first.clone()]).len();
     let two = envelope(vec![first.clone(), signed_5201(&pki, &registry, 2)]).len();
