@@ -102,35 +102,33 @@ pub enum BenchError {
     Options(String),
 }
 
-/// CPU time of this process's threads, split: (all, SQLite writers). Linux only; elsewhere
-/// zero.
+/// CPU time of this process, split: (all, SQLite writers). Linux only; elsewhere zero.
+///
+/// The whole is the process's own count (`/proc/self/stat`), which keeps the time of threads
+/// that have ended (the short-lived threads that check a large envelope on every core); the
+/// writers are long-lived, so their threads' own counts (`/proc/self/task/*/stat`) are read.
 fn thread_cpu() -> (Duration, Duration) {
     let ticks_per_second = 100.0; // USER_HZ, fixed at 100 on Linux.
-    let mut all = 0.0;
-    let mut storage = 0.0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return (Duration::ZERO, Duration::ZERO);
-    };
-    for task in tasks.flatten() {
-        let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        // Fields after the ")" that closes the command name: utime is the 12th, stime 13th.
+    // utime and stime: the 12th and 13th fields after the ")" that closes the command name.
+    let ticks = |stat: &str| -> f64 {
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
+            return 0.0;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields
-            .get(11)
-            .and_then(|u| u.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|s| s.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        all += ticks;
-        if comm.starts_with("guoku-sqlite") {
-            storage += ticks;
+        [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+            .sum()
+    };
+    let all = ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    let mut storage = 0.0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let path = task.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if comm.starts_with("guoku-sqlite") {
+                storage += ticks(&std::fs::read_to_string(path.join("stat")).unwrap_or_default());
+            }
         }
     }
     (

@@ -350,7 +350,7 @@ fn rfc6979_sm2_nonce_by_the_crate(x: &[u8; 32], h: &[u8; 32], data: &[u8]) -> Re
 /// `sm2` crate publishes: `Z_A = SM3(ENTL_A ‖ ID_A ‖ a ‖ b ‖ x_G ‖ y_G ‖ x_A ‖ y_A)`, with
 /// `ENTL_A` the ID's length in bits as two big-endian bytes. `public_sec1` is the
 /// uncompressed point `04 ‖ x_A ‖ y_A`.
-fn sm2_z_a(user_id: &str, public_sec1: &[u8]) -> Result<[u8; 32]> {
+pub(crate) fn sm2_z_a(user_id: &str, public_sec1: &[u8]) -> Result<[u8; 32]> {
     use primeorder::PrimeCurveParams;
     use sm2::Sm2;
     let entl = user_id
@@ -655,8 +655,7 @@ impl VerifyingKey {
         let ok = match &self.0 {
             VerifyingInner::Sm2(k) => sm2::dsa::DerSignature::from_bytes(signature.as_bytes())
                 .and_then(sm2::dsa::Signature::try_from)
-                .and_then(|sig| k.verify(message, &sig))
-                .is_ok(),
+                .is_ok_and(|sig| crate::sm2_verify::verify(k, message, &sig)),
             VerifyingInner::Ed25519(k) => <[u8; 64]>::try_from(signature.as_bytes())
                 .ok()
                 .map(|b| ed25519_dalek::Signature::from_bytes(&b))

@@ -34,6 +34,7 @@ pub mod symmetric;
 pub mod transport;
 pub mod voucher;
 
+mod sm2_verify;
 mod verified;
 
 pub use error::{Error, ErrorKind, PathProblem, Result};

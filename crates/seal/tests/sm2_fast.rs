@@ -327,3 +327,56 @@ fn sign_vouchers_over_many_chunks_equals_sign_voucher() {
         "the later failure alone: {err}"
     );
 }
+
+/// `sig` with one byte of its DER `r` or `s` changed (the length bytes are kept, so it still
+/// parses unless the change leaves the range `[1, n − 1]`).
+fn altered(sig: &Signature, at_s: bool) -> Signature {
+    let mut der = sig.as_bytes().to_vec();
+    // SEQUENCE { INTEGER r, INTEGER s }: r's last byte sits just before s's tag.
+    let r_len = usize::from(der[3]);
+    let index = if at_s { der.len() - 1 } else { 4 + r_len - 1 };
+    der[index] ^= 0x01;
+    Signature::from_bytes(der)
+}
+
+/// The verifier (the crate's on a key's first use, its own tables from the second on)
+/// answers as the crate's verifier does, for every key, valid signatures and altered ones:
+/// another message, another key, `r` or `s` changed, and a user ID other than the signer's.
+#[test]
+fn verifying_with_a_keys_table_answers_as_the_crate_does() {
+    let seed = 0x5a_0009;
+    let mut rng = rng(seed);
+    let (_, other, other_theirs) = key_pair(&mut rng, SM2_DEFAULT_ID);
+    for case in 0..40 {
+        let (_, ours, theirs) = key_pair(&mut rng, SM2_DEFAULT_ID);
+        // Three rounds per key: the first through the crate, then through the table.
+        for round in 0..3 {
+            let m = message(&mut rng, 2000);
+            let sig = ours.sign(&m).unwrap();
+            let at = format!("seed {seed:#x}, case {case}, round {round}");
+            assert!(ours.verifying_key().verify(&m, &sig).is_ok(), "{at}");
+            let mut wrong = m.clone();
+            wrong.push(round);
+            for (message, signature, key, crate_key) in [
+                (&wrong, sig.clone(), &ours, &theirs),
+                (&m, sig.clone(), &other, &other_theirs),
+                (&m, altered(&sig, false), &ours, &theirs),
+                (&m, altered(&sig, true), &ours, &theirs),
+            ] {
+                let key = key.verifying_key();
+                assert_eq!(
+                    key.verify(message, &signature).is_ok(),
+                    crate_verifies(crate_key.verifying_key(), message, &signature),
+                    "{at}"
+                );
+                assert!(key.verify(message, &signature).is_err(), "{at}");
+            }
+            assert!(
+                ours.verifying_key()
+                    .verify_sm2_with_id("ALICE123@YAHOO.COM", &m, &sig)
+                    .is_err(),
+                "{at}"
+            );
+        }
+    }
+}

@@ -274,13 +274,22 @@ fn read_body(
 
 /// Base64 as the libraries write it, line breaks allowed.
 fn decode_base64(text: &str, field: &str) -> Result<Vec<u8>, DecodeError> {
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    STANDARD
-        .decode(compact.as_bytes())
-        .map_err(|e| DecodeError::Base64 {
-            field: field.into(),
-            message: e.to_string(),
-        })
+    // Most senders write one line: decode it as it is, and copy only text with breaks.
+    let bytes = text.as_bytes();
+    let compact: std::borrow::Cow<'_, [u8]> = if bytes.iter().any(u8::is_ascii_whitespace) {
+        bytes
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        bytes.into()
+    };
+    STANDARD.decode(&compact).map_err(|e| DecodeError::Base64 {
+        field: field.into(),
+        message: e.to_string(),
+    })
 }
 
 /// Escapes an attribute value.

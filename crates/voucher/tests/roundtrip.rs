@@ -54,7 +54,24 @@ fn through_all_forms(original: &Voucher, flag: VoucherFlag, layout: Layout) -> V
         assert_eq!(decoded[0].flag, Some(flag));
         last = Some(back.bodies.into_iter().next().unwrap().voucher);
     }
+    // Base64 broken into MIME lines (CRLF every 76 characters) reads the same.
+    let text = String::from_utf8(write_envelope(&envelope, Encoding::Utf8)).unwrap();
+    let wrapped = wrap_base64(&wrap_base64(&text, "<Voucher>"), "<Signature No=\"11\">");
+    assert_ne!(wrapped, text);
+    let (back, _) = parse_envelope(wrapped.as_bytes(), &limits).expect("wrapped reads back");
+    assert_eq!(back, envelope);
     last.unwrap()
+}
+
+/// `text` with the content after `open` (up to the next `<`) broken into lines of 76.
+fn wrap_base64(text: &str, open: &str) -> String {
+    let start = text.find(open).expect("the element is there") + open.len();
+    let end = start + text[start..].find('<').expect("the element ends");
+    let lines: Vec<&str> = text.as_bytes()[start..end]
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!("{}{}{}", &text[..start], lines.join("\r\n"), &text[end..])
 }
 
 fn arb_case() -> impl Strategy<Value = (usize, u64, bool, bool)> {
