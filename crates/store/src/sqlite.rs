@@ -143,20 +143,25 @@ pub(crate) fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Savepoi
     conn.savepoint()
 }
 
-/// The writer thread: runs jobs in arrival order and commits every group of jobs waiting
-/// at the same time in one transaction, so one fsync makes a whole group durable. Callers
-/// are answered only after their group's commit (DESIGN invariant 8: nothing is
-/// acknowledged before it is durable); if the commit fails, every job of the group gets
-/// the error and nothing of the group remains.
+/// The writer thread: runs jobs in arrival order and commits every group of jobs in one
+/// transaction, so one fsync makes a whole group durable. A group is the jobs waiting when
+/// the writer turns to them, joined by every job that arrives while they run (until none is
+/// waiting or the group holds [`GROUP_MAX`]): under load the writer's own work gathers the
+/// next jobs, and no job waits on a timer. Callers are answered only after their group's
+/// commit (DESIGN invariant 8: nothing is acknowledged before it is durable); if the commit
+/// fails, every job of the group gets the error and nothing of the group remains.
 fn run_writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP_MAX {
+    let waiting = |group: &mut Vec<Job>, room: usize| {
+        while group.len() < room {
             match jobs.try_recv() {
                 Ok(job) => group.push(job),
                 Err(_) => break,
             }
         }
+    };
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        waiting(&mut group, GROUP_MAX);
         if group.len() == 1 {
             let reply = (group.pop().expect("one job"))(&mut conn);
             reply(Ok(()));
@@ -169,7 +174,11 @@ fn run_writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>) {
             }
             continue;
         }
-        let replies: Vec<Reply> = group.into_iter().map(|job| job(&mut conn)).collect();
+        let mut replies: Vec<Reply> = Vec::with_capacity(group.len());
+        while !group.is_empty() {
+            replies.extend(group.drain(..).map(|job| job(&mut conn)));
+            waiting(&mut group, GROUP_MAX - replies.len());
+        }
         let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
@@ -1024,5 +1033,46 @@ impl SqliteStore {
             Ok(join_limbs(limbs))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    /// A job that tells `seen` whether it ran inside a transaction begun before it.
+    fn report(seen: mpsc::Sender<bool>) -> Job {
+        Box::new(move |conn: &mut Connection| {
+            let _ = seen.send(!conn.is_autocommit());
+            Box::new(|_: Result<(), StoreError>| {}) as Reply
+        })
+    }
+
+    #[test]
+    fn a_job_that_arrives_while_a_group_runs_joins_its_commit() {
+        let conn = Connection::open_in_memory().unwrap();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (seen, answers) = mpsc::channel::<bool>();
+        // Two jobs wait when the writer starts, so they run as a group. The first queues a
+        // third while it runs: that one joins the group instead of a commit of its own.
+        let (late, late_seen) = (jobs.clone(), seen.clone());
+        jobs.send(Box::new(move |_: &mut Connection| {
+            late.send(report(late_seen)).unwrap();
+            Box::new(|_: Result<(), StoreError>| {}) as Reply
+        }))
+        .unwrap();
+        jobs.send(report(seen.clone())).unwrap();
+        drop(jobs);
+        let writer = std::thread::spawn(move || run_writer(conn, &queue));
+        assert!(answers.recv().unwrap(), "the second job ran in the group");
+        assert!(answers.recv().unwrap(), "the late job joined the group");
+        writer.join().unwrap();
+        // Alone, a job runs in a transaction of its own (autocommit around it).
+        let conn = Connection::open_in_memory().unwrap();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        jobs.send(report(seen)).unwrap();
+        drop(jobs);
+        run_writer(conn, &queue);
+        assert!(!answers.recv().unwrap(), "a job alone commits on its own");
     }
 }
