@@ -33,8 +33,9 @@ use guoku_store::access::{BusinessWindow, Division as AccessDivision, NewUser};
 use guoku_store::books::{BookAccount, BookOp, ClearingKey, IndicatorKey, Tenant, UnitCode};
 use guoku_store::library::Backoff;
 use guoku_store::{PgConfig, SqliteConfig, Store, StoreError};
+use guoku_voucher::lifecycle::Leg;
 use guoku_voucher::sample::{Style, sample};
-use guoku_voucher::{Registry, Voucher, VoucherFlag};
+use guoku_voucher::{Registry, Voucher, VoucherFlag, VoucherKey};
 use time::OffsetDateTime;
 
 use crate::exchange::{
@@ -693,12 +694,13 @@ impl Demo {
         Ok(rounds)
     }
 
-    /// A fresh voucher number: unique in this process and across restarts (time-based),
-    /// at most 20 characters.
+    /// A fresh voucher number: `prefix` and 15 digits, 17 characters in all (so it fits
+    /// every type, 5106 too), unique in this process and across restarts (see
+    /// [`voucher_serial`]).
     pub fn voucher_no(&self, prefix: &str) -> String {
-        let (_, now) = self.finance.now();
-        let n = self.next_voucher.fetch_add(1, Ordering::Relaxed);
-        format!("{prefix}{now}{:06}", n % 1_000_000)
+        let millis = (self.finance.clock)().unix_timestamp_nanos() / 1_000_000;
+        let millis = u64::try_from(millis).unwrap_or(0);
+        format!("{prefix}{:015}", voucher_serial(&self.next_voucher, millis))
     }
 
     /// The direct indicator of `unit`.
@@ -763,6 +765,7 @@ impl Demo {
         ] {
             v.header.set(name, value);
         }
+        one_detail_as_header(&mut v)?;
         Ok(v)
     }
 
@@ -854,6 +857,7 @@ impl Demo {
         ] {
             v.header.set(name, value);
         }
+        one_detail_as_header(&mut v)?;
         Ok((v, bank.code))
     }
 
@@ -938,13 +942,17 @@ impl Demo {
         book(&self.pboc.store, accounts, &ops, now).await?;
         // Finance → PBOC: a year's clearing quota per unit, direct (5108, through finance's
         // bank) and authorized (5106, through the unit's bank), as signed notices.
-        let template_ty = self
-            .finance
-            .registry
-            .get("5108")
-            .ok_or_else(|| DemoError::Seed("the registry has no 5108".into()))?;
         let date = crate::party::business_date(self.finance.now().0);
-        let template = sample(template_ty, date, VoucherFlag::Original, Style::Plain, 1);
+        // Each notice is made from a sample of its own type (5108 direct, 5106 authorized).
+        let template_of = |vt_code: &str| {
+            self.finance
+                .registry
+                .get(vt_code)
+                .map(|ty| sample(ty, date, VoucherFlag::Original, Style::Plain, 1))
+                .ok_or_else(|| DemoError::Seed(format!("the registry has no {vt_code}")))
+        };
+        let direct_template = template_of(quota::VT_5108)?;
+        let authorized_template = template_of(quota::VT_5106)?;
         for u in &p.units {
             for (pay, bank) in [
                 (PayType::Direct, p.direct_bank()),
@@ -962,7 +970,11 @@ impl Demo {
                     pay,
                 };
                 let no = self.voucher_no("ED");
-                let voucher = notice_voucher(&template, &key, yearly, &no, date)
+                let template = match key.pay {
+                    PayType::Authorized => &authorized_template,
+                    _ => &direct_template,
+                };
+                let voucher = notice_voucher(template, &key, yearly, &no, date)
                     .map_err(|e| DemoError::Seed(e.to_string()))?;
                 self.finance.send_quota_notice(voucher, "seed").await?;
             }
@@ -973,9 +985,9 @@ impl Demo {
 
     /// Finance → each bank: this month's and next month's plan quota (5105) of the units
     /// whose zero-balance accounts it keeps, one notice per division and month, as finance
-    /// sends them before each month. Run at every start: a notice already sent has the same
-    /// number and content, so it is not sent again, and a demo resumed in a later month
-    /// gets that month's quota.
+    /// sends them before each month. Run at every start: a notice whose number finance's
+    /// library holds is not sent again, and a demo resumed in a later month gets that
+    /// month's quota.
     ///
     /// # Errors
     /// [`DemoError`] if a notice cannot be made or sent.
@@ -1013,9 +1025,30 @@ impl Demo {
                     continue;
                 }
                 for &month in &months {
-                    // The same notice every time: dated the month's first day, numbered by
-                    // year, month, division and bank.
-                    let date: BizDate = format!("{}{month:02}01", year.get())
+                    // Numbered by year, month, division and bank, and sent once: a number
+                    // finance's library holds is not sent again.
+                    let no = format!("SE{}{month:02}{}{b}", year.get(), d.code);
+                    let key = VoucherKey {
+                        adm_div_code: d.code.to_owned(),
+                        st_year: year.get().to_string(),
+                        vt_code: quota::VT_5105.to_owned(),
+                        voucher_no: no.clone(),
+                    };
+                    if self
+                        .finance
+                        .store
+                        .library()
+                        .status(&key, Leg::Original)
+                        .await
+                        .map_err(PartyError::from)?
+                        .is_some()
+                    {
+                        continue;
+                    }
+                    // Dated the first day of the month before (January's on January 1st):
+                    // sent ahead of its month, a notice is never dated in the future.
+                    let dated = month.saturating_sub(1).max(1);
+                    let date: BizDate = format!("{}{dated:02}01", year.get())
                         .parse()
                         .map_err(|_| DemoError::Seed("a month's first day".into()))?;
                     let template =
@@ -1030,7 +1063,6 @@ impl Demo {
                         month,
                         lines: lines.clone(),
                     };
-                    let no = format!("SE{}{month:02}{}{b}", year.get(), d.code);
                     let voucher = quota::notice_5105_voucher(&template, &notice, &no, date)
                         .map_err(|e| DemoError::Seed(e.to_string()))?;
                     self.finance
@@ -1075,6 +1107,50 @@ fn tenant(division: &str, year: StYear) -> Result<Tenant, DemoError> {
         adm_div: division.parse::<AdmDivCode>().map_err(seed)?,
         year,
     })
+}
+
+/// Keeps one detail of a sample payment voucher (5201, 8202) and makes it say what the
+/// header says (unit, classes, payee, summary), its PayAmt the whole payment: the
+/// details' PayAmt must add up to the header's.
+fn one_detail_as_header(v: &mut Voucher) -> Result<(), DemoError> {
+    let mut detail = v
+        .details
+        .first()
+        .cloned()
+        .ok_or_else(|| DemoError::Seed(format!("the {} sample has no detail", v.vt_code())))?;
+    for name in [
+        "AgencyCode",
+        "ExpFuncCode",
+        "ExpEcoCode",
+        "PayeeAcctNo",
+        "PayeeAcctName",
+        "PayeeAcctBankName",
+        "PayAmt",
+        "PaySummaryName",
+    ] {
+        if let Some(value) = v.header.value(name) {
+            detail.set(name, value);
+        }
+    }
+    v.details = vec![detail];
+    Ok(())
+}
+
+/// The next voucher serial: the millisecond times 100 plus a count, and always above the
+/// last one given (`last`). Up to 100 numbers a millisecond follow the clock; more run ahead
+/// of it and stay unique. A restart starts again from the clock, so it never gives a number
+/// given before unless the last run made more than 100 a millisecond on average right up to
+/// the restart.
+fn voucher_serial(last: &AtomicU64, millis: u64) -> u64 {
+    let floor = millis.saturating_mul(100);
+    let mut current = last.load(Ordering::Relaxed);
+    loop {
+        let next = floor.max(current + 1);
+        match last.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => current = seen,
+        }
+    }
 }
 
 fn indicator_of(u: &Unit, year: StYear) -> Result<IndicatorKey, DemoError> {
@@ -1406,4 +1482,34 @@ pub fn load_staff(org_dir: &Path, pin: &Pin) -> Result<Staff, DemoError> {
             None
         },
     })
+}
+
+#[cfg(test)]
+mod numbering_tests {
+    use super::*;
+
+    #[test]
+    fn voucher_serials_rise_fit_17_characters_and_a_restart_starts_above_the_last_run() {
+        let last = AtomicU64::new(0);
+        let millis = 1_795_810_278_000;
+        // 250 numbers in one millisecond: they run ahead of the clock and stay unique.
+        let first_run: Vec<u64> = (0..250).map(|_| voucher_serial(&last, millis)).collect();
+        assert!(first_run.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(first_run[0], millis * 100);
+        // The clock moving on does not go back below what was given.
+        let later = voucher_serial(&last, millis + 1);
+        assert!(later > first_run[249]);
+        // The clock well ahead: numbers follow it again.
+        assert_eq!(voucher_serial(&last, millis + 10), (millis + 10) * 100);
+        // A restart 5 ms after a run that made 100 a millisecond gives new numbers.
+        let old = AtomicU64::new(0);
+        let made: Vec<u64> = (0..5)
+            .flat_map(|ms| (0..100).map(move |_| millis + ms))
+            .map(|ms| voucher_serial(&old, ms))
+            .collect();
+        let restarted = AtomicU64::new(0);
+        assert!(voucher_serial(&restarted, millis + 5) > *made.last().unwrap());
+        let no = format!("ED{:015}", voucher_serial(&restarted, millis + 5));
+        assert_eq!(no.len(), 17);
+    }
 }

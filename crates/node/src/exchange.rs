@@ -145,6 +145,9 @@ pub enum RefusalCode {
     Conflict,
     /// The library refused it (an illegal state, a field out of limits).
     NotAccepted,
+    /// The voucher breaks its type's rules in the registry (a field missing, too long or
+    /// badly formed, an unknown field, amounts that do not add up, a date in the future).
+    Invalid,
 }
 
 /// What the receiver did with one voucher.
@@ -795,6 +798,10 @@ fn check_envelope(inner: &Inner, peer: &Peer, bytes: &[u8]) -> Result<Vec<Checke
     }))
 }
 
+/// How far ahead of the receiver's clock a sender's may run: a voucher dated the receiver's
+/// tomorrow is valid this close to midnight.
+const CLOCK_LEEWAY: time::Duration = time::Duration::minutes(5);
+
 /// Fewest vouchers per thread when an envelope is checked on several cores.
 const PARALLEL_CHECK_MIN: usize = 8;
 
@@ -806,6 +813,24 @@ fn check_body(
 ) -> Result<(), (RefusalCode, String)> {
     let ty = stamping::type_of(&inner.registry, &body.voucher)
         .map_err(|e| (RefusalCode::UnknownType, short(&e.to_string())))?;
+    // 校验: the voucher against its type's rules, before its stamps are checked. A VouDate
+    // of the receiver's tomorrow is taken within a few minutes of midnight (clocks differ).
+    let today = crate::party::business_date(now + CLOCK_LEEWAY);
+    let mut problems = guoku_voucher::validate::validate(
+        &body.voucher,
+        &inner.registry,
+        &guoku_voucher::validate::Context {
+            today,
+            flag: body.flag,
+        },
+    );
+    if rows_paid_one_by_one(&body.voucher) {
+        problems.retain(|p| !is_row_payee_problem(&p.path));
+    }
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err((RefusalCode::Invalid, short(&listed.join("; "))));
+    }
     let verification = stamping::verify(inner.suite, ty, body, &inner.trust.at(now))
         .map_err(|e| (RefusalCode::BadStamps, short(&e.to_string())))?;
     if !verification.is_complete_and_valid() {
@@ -816,6 +841,32 @@ fn check_body(
         Verification::Receipt(r) => &r.receipt,
     };
     check_sender(peer, sending_part)
+}
+
+/// Whether the bank pays `voucher`'s rows one by one (a salary or batch 5201, an 8207):
+/// a row it cannot pay (its account badly written, its payee's name missing) is refused on
+/// its own and answered on the receipt, and the other rows are paid.
+fn rows_paid_one_by_one(voucher: &guoku_voucher::Voucher) -> bool {
+    voucher.vt_code() == crate::flows::batch::VT_8207
+        || matches!(crate::flows::batch::is_batch(voucher), Ok(true))
+}
+
+/// Whether a validation problem at `path` is a row's payee or amount, which the bank
+/// answers row by row (see [`rows_paid_one_by_one`]).
+fn is_row_payee_problem(path: &str) -> bool {
+    path.strip_prefix("DetailList/").is_some_and(|rest| {
+        rest.rsplit_once('/').is_some_and(|(_, field)| {
+            matches!(
+                field,
+                "PayeeAcctNo"
+                    | "PayeeAcctName"
+                    | "PayeeAcctBankName"
+                    | "PayeeAcctBankNo"
+                    | "PayAmt"
+                    | "PaySummaryName"
+            )
+        })
+    })
 }
 
 /// The organisation that stamped the part being sent (the signer of its last stamp) is the

@@ -336,6 +336,7 @@ fn code_name(code: RefusalCode) -> &'static str {
         RefusalCode::WrongSender => "wrong_sender",
         RefusalCode::Conflict => "conflict",
         RefusalCode::NotAccepted => "not_accepted",
+        RefusalCode::Invalid => "invalid",
     }
 }
 

@@ -356,3 +356,55 @@ async fn over_https_a_delivery_succeeds_and_a_foreign_client_cannot_connect() {
     stop.send(()).unwrap();
     server_task.await.unwrap().unwrap();
 }
+
+/// 校验 before 签收: a voucher stamped properly but breaking its type's rules (an amount
+/// badly written, a field the type does not have, a VoucherNo too long, a date in the
+/// future) is refused as invalid with the field named, and nothing is stored.
+#[tokio::test]
+async fn a_properly_stamped_voucher_that_breaks_its_types_rules_is_refused_as_invalid() {
+    let pki = Pki::new("测试根CA");
+    let registry = Registry::builtin();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = bank_node(&pki, &dir).await;
+    let network = InMemoryNetwork::new();
+    network.register(BANK_CODE, app(state));
+    let finance = InMemory::new(network.clone(), finance_peer());
+    let library = store.library();
+    type Edit = fn(&mut guoku_voucher::Voucher);
+    let cases: [(&str, Edit); 4] = [
+        ("PayAmt", |v| v.header.set("PayAmt", "12.3")),
+        ("Extra", |v| v.header.set("Extra", "x")),
+        ("VoucherNo", |v| {
+            let long = format!("{}{}", v.key().voucher_no, "9".repeat(20));
+            v.header.set("VoucherNo", &long);
+            v.header.set("Id", &long);
+        }),
+        ("VouDate", |v| v.header.set("VouDate", "20991231")),
+    ];
+    for (n, (field, edit)) in cases.into_iter().enumerate() {
+        let body = signed_5201_with(&pki, &registry, 40 + n as u64, edit);
+        let key = body.voucher.key();
+        let outcome = finance
+            .deliver(BANK_CODE, envelope(vec![body]))
+            .await
+            .unwrap();
+        match only(&outcome) {
+            Received::Refused {
+                code: RefusalCode::Invalid,
+                reason,
+            } => assert!(reason.contains(field), "{field}: {reason}"),
+            other => panic!("{field}: {other:?}"),
+        }
+        assert!(
+            library.status(&key, Leg::Original).await.unwrap().is_none(),
+            "{field}"
+        );
+    }
+    // The same voucher without the fault is taken.
+    let good = signed_5201(&pki, &registry, 50);
+    let outcome = finance
+        .deliver(BANK_CODE, envelope(vec![good]))
+        .await
+        .unwrap();
+    assert_eq!(only(&outcome), &Received::Taken);
+}

@@ -1734,6 +1734,18 @@ fn batch_rows<T: Transport>(
         })
         .collect();
     voucher.header.set("PayAmt", imported.total.to_string());
+    // The header's summary is required: the list's purpose when the form gave none.
+    if voucher
+        .header
+        .value("PaySummaryName")
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        let summary = match imported.kind {
+            import::ListKind::Salary => "工资",
+            import::ListKind::OfficialCard => "公务卡报销",
+        };
+        voucher.header.set("PaySummaryName", summary);
+    }
     if let Some(count) = finance
         .registry
         .get(voucher.vt_code())
