@@ -765,7 +765,7 @@ impl Demo {
         ] {
             v.header.set(name, value);
         }
-        one_detail_as_header(&mut v)?;
+        crate::flows::common::single_detail(&self.finance.registry, &mut v);
         Ok(v)
     }
 
@@ -857,7 +857,7 @@ impl Demo {
         ] {
             v.header.set(name, value);
         }
-        one_detail_as_header(&mut v)?;
+        crate::flows::common::single_detail(&self.finance.registry, &mut v);
         Ok((v, bank.code))
     }
 
@@ -1107,33 +1107,6 @@ fn tenant(division: &str, year: StYear) -> Result<Tenant, DemoError> {
         adm_div: division.parse::<AdmDivCode>().map_err(seed)?,
         year,
     })
-}
-
-/// Keeps one detail of a sample payment voucher (5201, 8202) and makes it say what the
-/// header says (unit, classes, payee, summary), its PayAmt the whole payment: the
-/// details' PayAmt must add up to the header's.
-fn one_detail_as_header(v: &mut Voucher) -> Result<(), DemoError> {
-    let mut detail = v
-        .details
-        .first()
-        .cloned()
-        .ok_or_else(|| DemoError::Seed(format!("the {} sample has no detail", v.vt_code())))?;
-    for name in [
-        "AgencyCode",
-        "ExpFuncCode",
-        "ExpEcoCode",
-        "PayeeAcctNo",
-        "PayeeAcctName",
-        "PayeeAcctBankName",
-        "PayAmt",
-        "PaySummaryName",
-    ] {
-        if let Some(value) = v.header.value(name) {
-            detail.set(name, value);
-        }
-    }
-    v.details = vec![detail];
-    Ok(())
 }
 
 /// The next voucher serial: the millisecond times 100 plus a count, and always above the

@@ -32,19 +32,42 @@ fn only(outcome: &DeliveryOutcome) -> &Received {
     &outcome.results[0].received
 }
 
+/// A bank's library on SQLite, reached in memory by finance.
+struct Scene {
+    pki: Pki,
+    registry: Registry,
+    store: Store,
+    network: InMemoryNetwork,
+    finance: InMemory,
+    _dir: tempfile::TempDir,
+}
+
+impl Scene {
+    async fn new() -> Self {
+        let pki = Pki::new("测试根CA");
+        let dir = tempfile::tempdir().unwrap();
+        let (state, store) = bank_node(&pki, &dir).await;
+        let network = InMemoryNetwork::new();
+        network.register(BANK_CODE, app(state));
+        Self {
+            pki,
+            registry: Registry::builtin(),
+            store,
+            finance: InMemory::new(network.clone(), finance_peer()),
+            network,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn in_memory_delivery_stores_once_and_refuses_tampering_and_impostors() {
-    let pki = Pki::new("测试根CA");
-    let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let (state, store) = bank_node(&pki, &dir).await;
-    let network = InMemoryNetwork::new();
-    network.register(BANK_CODE, app(state));
-    let finance = InMemory::new(network.clone(), finance_peer());
-    let library = store.library();
+    let scene = Scene::new().await;
+    let (pki, registry, finance) = (&scene.pki, &scene.registry, &scene.finance);
+    let (network, library) = (&scene.network, scene.store.library());
 
     // Delivered once: taken and stored as received from finance.
-    let body = signed_5201(&pki, &registry, 1);
+    let body = signed_5201(pki, registry, 1);
     let key = body.voucher.key();
     let outcome = finance
         .deliver(BANK_CODE, envelope(vec![body.clone()]))
@@ -67,7 +90,7 @@ async fn in_memory_delivery_stores_once_and_refuses_tampering_and_impostors() {
     assert_eq!(library.events(&key, Leg::Original).await.unwrap().len(), 1);
 
     // Other content under the same key, properly signed: refused as a conflict.
-    let changed = signed_5201_with(&pki, &registry, 1, |v| {
+    let changed = signed_5201_with(pki, registry, 1, |v| {
         v.header.set("PayeeAcctName", "另一个收款人");
     });
     assert_eq!(changed.voucher.key(), key);
@@ -93,7 +116,7 @@ async fn in_memory_delivery_stores_once_and_refuses_tampering_and_impostors() {
     );
 
     // A changed payee on another voucher: the stamps no longer hold; refused, not stored.
-    let mut tampered = signed_5201(&pki, &registry, 2);
+    let mut tampered = signed_5201(pki, registry, 2);
     tampered.voucher.header.set("PayeeAcctName", "别人的公司");
     let tampered_key = tampered.voucher.key();
     let outcome = finance
@@ -119,7 +142,7 @@ async fn in_memory_delivery_stores_once_and_refuses_tampering_and_impostors() {
     );
 
     // Stamps removed: incomplete, refused.
-    let mut unsigned = signed_5201(&pki, &registry, 3);
+    let mut unsigned = signed_5201(pki, registry, 3);
     unsigned.signatures.pop();
     let unsigned_key = unsigned.voucher.key();
     let outcome = finance
@@ -149,7 +172,7 @@ async fn in_memory_delivery_stores_once_and_refuses_tampering_and_impostors() {
             org_code: "103551000016".into(),
         },
     );
-    let other = signed_5201(&pki, &registry, 4);
+    let other = signed_5201(pki, registry, 4);
     let other_key = other.voucher.key();
     let outcome = impostor
         .deliver(BANK_CODE, envelope(vec![other.clone()]))
@@ -362,14 +385,9 @@ async fn over_https_a_delivery_succeeds_and_a_foreign_client_cannot_connect() {
 /// future) is refused as invalid with the field named, and nothing is stored.
 #[tokio::test]
 async fn a_properly_stamped_voucher_that_breaks_its_types_rules_is_refused_as_invalid() {
-    let pki = Pki::new("测试根CA");
-    let registry = Registry::builtin();
-    let dir = tempfile::tempdir().unwrap();
-    let (state, store) = bank_node(&pki, &dir).await;
-    let network = InMemoryNetwork::new();
-    network.register(BANK_CODE, app(state));
-    let finance = InMemory::new(network.clone(), finance_peer());
-    let library = store.library();
+    let scene = Scene::new().await;
+    let (pki, registry, finance) = (&scene.pki, &scene.registry, &scene.finance);
+    let library = scene.store.library();
     type Edit = fn(&mut guoku_voucher::Voucher);
     let cases: [(&str, Edit); 4] = [
         ("PayAmt", |v| v.header.set("PayAmt", "12.3")),
@@ -382,7 +400,7 @@ async fn a_properly_stamped_voucher_that_breaks_its_types_rules_is_refused_as_in
         ("VouDate", |v| v.header.set("VouDate", "20991231")),
     ];
     for (n, (field, edit)) in cases.into_iter().enumerate() {
-        let body = signed_5201_with(&pki, &registry, 40 + n as u64, edit);
+        let body = signed_5201_with(pki, registry, 40 + n as u64, edit);
         let key = body.voucher.key();
         let outcome = finance
             .deliver(BANK_CODE, envelope(vec![body]))
@@ -401,7 +419,7 @@ async fn a_properly_stamped_voucher_that_breaks_its_types_rules_is_refused_as_in
         );
     }
     // The same voucher without the fault is taken.
-    let good = signed_5201(&pki, &registry, 50);
+    let good = signed_5201(pki, registry, 50);
     let outcome = finance
         .deliver(BANK_CODE, envelope(vec![good]))
         .await

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use guoku_domain::{Amount, BizDate, PayType, StYear};
 use guoku_store::books::{IndicatorKey, Tenant};
-use guoku_voucher::registry::DetailRule;
 use guoku_voucher::sample::{Style, sample};
 use guoku_voucher::{Registry, Voucher, VoucherFlag};
 
@@ -88,46 +87,7 @@ fn renumber(voucher: &mut Voucher, no: &str) {
     voucher.header.set("VoucherNo", no);
 }
 
-/// Header fields a single payment's one detail repeats.
-const MIRRORED: [&str; 8] = [
-    "AgencyCode",
-    "ExpFuncCode",
-    "ExpEcoCode",
-    "PayeeAcctNo",
-    "PayeeAcctName",
-    "PayeeAcctBankName",
-    "PayAmt",
-    "PaySummaryName",
-];
-
-/// A single payment: exactly one detail (where the type has details), repeating the
-/// header's unit, classes, payee and amount, so the details add up to the header.
-pub fn single_detail(registry: &Registry, voucher: &mut Voucher) {
-    let Some(ty) = registry.get(voucher.vt_code()) else {
-        return;
-    };
-    if ty.details == DetailRule::None
-        || (ty.details == DetailRule::Optional && voucher.details.is_empty())
-    {
-        return;
-    }
-    let mut detail = voucher.details.first().cloned().unwrap_or_default();
-    for name in MIRRORED {
-        if !ty.detail.iter().any(|spec| spec.name == name) {
-            continue;
-        }
-        match voucher.header.get(name).filter(|v| !v.is_empty()) {
-            Some(value) => detail.set(name, value),
-            None => {
-                detail.remove(name);
-            }
-        }
-    }
-    voucher.details = vec![detail];
-    if let Some(count) = &ty.count {
-        voucher.header.set(count, "1");
-    }
-}
+pub use crate::flows::common::single_detail;
 
 impl VoucherBuilder for Demo {
     fn knows_unit(&self, unit: &str) -> bool {

@@ -9,9 +9,9 @@ use guoku_store::Store;
 use guoku_store::library::{LibraryError, NewVoucher, Step, VoucherRecord};
 use guoku_voucher::lifecycle::Exchange;
 use guoku_voucher::lifecycle::{Leg, Processing, ProcessingEvent};
-use guoku_voucher::registry::VoucherType;
+use guoku_voucher::registry::{DetailRule, VoucherType};
 use guoku_voucher::{Encoding, Envelope, EnvelopeBody, write_envelope};
-use guoku_voucher::{Voucher, VoucherFlag, VoucherKey};
+use guoku_voucher::{Registry, Voucher, VoucherFlag, VoucherKey};
 
 use crate::stamping::{self, StampingError};
 
@@ -361,4 +361,45 @@ where
         )
         .await?;
     Ok(())
+}
+
+/// Header fields a single payment's one detail repeats.
+const MIRRORED: [&str; 8] = [
+    "AgencyCode",
+    "ExpFuncCode",
+    "ExpEcoCode",
+    "PayeeAcctNo",
+    "PayeeAcctName",
+    "PayeeAcctBankName",
+    "PayAmt",
+    "PaySummaryName",
+];
+
+/// A single payment: exactly one detail (where the type has details), repeating the
+/// header's unit, classes, payee and amount, so the details add up to the header.
+pub fn single_detail(registry: &Registry, voucher: &mut Voucher) {
+    let Some(ty) = registry.get(voucher.vt_code()) else {
+        return;
+    };
+    if ty.details == DetailRule::None
+        || (ty.details == DetailRule::Optional && voucher.details.is_empty())
+    {
+        return;
+    }
+    let mut detail = voucher.details.first().cloned().unwrap_or_default();
+    for name in MIRRORED {
+        if !ty.detail.iter().any(|spec| spec.name == name) {
+            continue;
+        }
+        match voucher.header.get(name).filter(|v| !v.is_empty()) {
+            Some(value) => detail.set(name, value),
+            None => {
+                detail.remove(name);
+            }
+        }
+    }
+    voucher.details = vec![detail];
+    if let Some(count) = &ty.count {
+        voucher.header.set(count, "1");
+    }
 }
