@@ -187,7 +187,7 @@ impl Sm2Secret {
             .ok_or_else(|| {
                 Error::InvalidArgument("not a valid SM2 secret key (d = n - 1)".into())
             })?;
-        let z_a = sm2_z_a(key.distid(), &key.verifying_key().to_sec1_bytes())?;
+        let z_a = crate::sm2_verify::sm2_z_a(key.distid(), &key.verifying_key().to_sec1_bytes())?;
         Ok(Self {
             key,
             d_plus_1_inv,
@@ -344,36 +344,6 @@ fn rfc6979_sm2_nonce_by_the_crate(x: &[u8; 32], h: &[u8; 32], data: &[u8]) -> Re
     kgen.fill_next_k(&mut k_bytes[..]);
     Option::<sm2::Scalar>::from(sm2::Scalar::from_repr((*k_bytes).into()))
         .ok_or_else(|| Error::crypto("SM2 nonce out of range"))
-}
-
-/// The SM2 signer-ID hash of GM/T 0003.2 (GB/T 32918.2 §5.5), from the curve constants the
-/// `sm2` crate publishes: `Z_A = SM3(ENTL_A ‖ ID_A ‖ a ‖ b ‖ x_G ‖ y_G ‖ x_A ‖ y_A)`, with
-/// `ENTL_A` the ID's length in bits as two big-endian bytes. `public_sec1` is the
-/// uncompressed point `04 ‖ x_A ‖ y_A`.
-pub(crate) fn sm2_z_a(user_id: &str, public_sec1: &[u8]) -> Result<[u8; 32]> {
-    use primeorder::PrimeCurveParams;
-    use sm2::Sm2;
-    let entl = user_id
-        .len()
-        .checked_mul(8)
-        .and_then(|bits| u16::try_from(bits).ok())
-        .ok_or_else(|| Error::InvalidArgument("SM2 user ID too long".into()))?;
-    let [0x04, xy @ ..] = public_sec1 else {
-        return Err(Error::crypto("SM2 public key is not an uncompressed point"));
-    };
-    if xy.len() != 64 {
-        return Err(Error::crypto("SM2 public key is not an uncompressed point"));
-    }
-    Ok(sm3::Sm3::new()
-        .chain_update(entl.to_be_bytes())
-        .chain_update(user_id.as_bytes())
-        .chain_update(Sm2::EQUATION_A.to_repr())
-        .chain_update(Sm2::EQUATION_B.to_repr())
-        .chain_update(Sm2::GENERATOR.0.to_repr())
-        .chain_update(Sm2::GENERATOR.1.to_repr())
-        .chain_update(xy)
-        .finalize()
-        .into())
 }
 
 enum SigningInner {

@@ -1,4 +1,5 @@
-//! SM2 verification with precomputed tables for the keys a node sees again and again.
+//! SM2 verification with precomputed tables for the keys a node sees again and again, and
+//! the signer-ID hash `Z_A` ([`sm2_z_a`]) that signing and verifying share.
 //!
 //! # Why this is written here
 //!
@@ -33,6 +34,8 @@ use sm2::elliptic_curve::ops::Reduce;
 use sm2::elliptic_curve::point::AffineCoordinates;
 use sm2::{AffinePoint, ProjectivePoint, Scalar};
 use sm3::Digest;
+
+use crate::error::{Error, Result};
 
 /// Signed radix-16 digits of a scalar: 64 nibbles plus the carry of re-centring them.
 const DIGITS: usize = 65;
@@ -100,6 +103,36 @@ fn signed_digits(k: &Scalar) -> [i8; DIGITS] {
     digits
 }
 
+/// The SM2 signer-ID hash of GM/T 0003.2 (GB/T 32918.2 §5.5), from the curve constants the
+/// `sm2` crate publishes: `Z_A = SM3(ENTL_A ‖ ID_A ‖ a ‖ b ‖ x_G ‖ y_G ‖ x_A ‖ y_A)`, with
+/// `ENTL_A` the ID's length in bits as two big-endian bytes. `public_sec1` is the
+/// uncompressed point `04 ‖ x_A ‖ y_A`.
+pub(crate) fn sm2_z_a(user_id: &str, public_sec1: &[u8]) -> Result<[u8; 32]> {
+    use primeorder::PrimeCurveParams;
+    use sm2::Sm2;
+    let entl = user_id
+        .len()
+        .checked_mul(8)
+        .and_then(|bits| u16::try_from(bits).ok())
+        .ok_or_else(|| Error::InvalidArgument("SM2 user ID too long".into()))?;
+    let [0x04, xy @ ..] = public_sec1 else {
+        return Err(Error::crypto("SM2 public key is not an uncompressed point"));
+    };
+    if xy.len() != 64 {
+        return Err(Error::crypto("SM2 public key is not an uncompressed point"));
+    }
+    Ok(sm3::Sm3::new()
+        .chain_update(entl.to_be_bytes())
+        .chain_update(user_id.as_bytes())
+        .chain_update(Sm2::EQUATION_A.to_repr())
+        .chain_update(Sm2::EQUATION_B.to_repr())
+        .chain_update(Sm2::GENERATOR.0.to_repr())
+        .chain_update(Sm2::GENERATOR.1.to_repr())
+        .chain_update(xy)
+        .finalize()
+        .into())
+}
+
 /// The generator's table, shared by every verification.
 static GENERATOR: LazyLock<FixedBase> =
     LazyLock::new(|| FixedBase::new(ProjectivePoint::generator()));
@@ -146,7 +179,7 @@ fn prepared(key: &sm2::dsa::VerifyingKey) -> Option<Arc<Prepared>> {
         }
     }
     // Built outside the lock; two threads may both build it, and either result is right.
-    let z_a = crate::keys::sm2_z_a(key.distid(), &key.to_sec1_bytes()).ok()?;
+    let z_a = sm2_z_a(key.distid(), &key.to_sec1_bytes()).ok()?;
     let table = Arc::new(Prepared {
         z_a,
         table: FixedBase::new(ProjectivePoint::from(*key.as_affine())),
