@@ -107,7 +107,7 @@ pub enum BenchError {
 /// The whole is the process's own count (`/proc/self/stat`), which keeps the time of threads
 /// that have ended (the short-lived threads that check a large envelope on every core); the
 /// writers are long-lived, so their threads' own counts (`/proc/self/task/*/stat`) are read.
-fn thread_cpu() -> (Duration, Duration) {
+fn process_cpu() -> (Duration, Duration) {
     let ticks_per_second = 100.0; // USER_HZ, fixed at 100 on Linux.
     // utime and stime: the 12th and 13th fields after the ")" that closes the command name.
     let ticks = |stat: &str| -> f64 {
@@ -186,7 +186,7 @@ pub async fn e2e(
         ));
     }
 
-    let (t0, cpu0, crypto0) = (Instant::now(), thread_cpu(), stamping::crypto_time());
+    let (t0, cpu0, crypto0) = (Instant::now(), process_cpu(), stamping::crypto_time());
     // The makers: `concurrency` tasks issuing payments round-robin over the units.
     let mut makers = Vec::new();
     let per_task = total.div_ceil(options.concurrency.max(1));
@@ -348,7 +348,7 @@ pub async fn e2e(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = t0.elapsed();
-    let (cpu1, crypto1) = (thread_cpu(), stamping::crypto_time());
+    let (cpu1, crypto1) = (process_cpu(), stamping::crypto_time());
     let _ = stop_tx.send(true);
     for worker in workers {
         let _ = worker.await;
