@@ -141,12 +141,13 @@ impl Report<'_> {
 
     fn record(&mut self, fields: &Fields, specs: &[FieldSpec], prefix: &str) {
         for spec in specs {
-            let path = format!("{prefix}{}", spec.name);
+            // Formatted only for a problem: most fields of most vouchers have none.
+            let path = || format!("{prefix}{}", spec.name);
             let value = fields.get(&spec.name).unwrap_or("");
             if spec.receipt && !self.receipt {
                 if !value.is_empty() {
                     self.push(
-                        &path,
+                        &path(),
                         Rule::ReceiptFieldInOriginal,
                         value,
                         "a receipt field (X*) is filled by the receiver and must be empty in the original",
@@ -160,20 +161,25 @@ impl Report<'_> {
                 } else {
                     Rule::Required
                 };
-                self.push(&path, rule, value, "required, but empty, blank or missing");
+                self.push(
+                    &path(),
+                    rule,
+                    value,
+                    "required, but empty, blank or missing",
+                );
                 continue;
             }
             if value.is_empty() {
                 continue;
             }
             if let Some((rule, message)) = check_format(&spec.ty, value) {
-                self.push(&path, rule, value, message);
+                self.push(&path(), rule, value, message);
             }
             if let Some(allowed) = self.ty.allowed.get(&spec.name)
                 && !allowed.iter().any(|a| a == value)
             {
                 self.push(
-                    &path,
+                    &path(),
                     Rule::NotAllowed,
                     value,
                     format!("a {} allows only {}", self.ty.vt_code, allowed.join(", ")),
