@@ -48,8 +48,7 @@ use guoku_store::Store;
 use guoku_store::library::{Direction, LibraryError, NAME_MAX_BYTES, NewVoucher, VoucherRecord};
 use guoku_voucher::lifecycle::{Exchange, Leg};
 use guoku_voucher::{
-    DecodeError, Envelope, EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope,
-    write_envelope,
+    DecodeError, EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope_split,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -754,22 +753,23 @@ fn check_envelope(inner: &Inner, peer: &Peer, bytes: &[u8]) -> Result<Vec<Checke
         max_vouchers: inner.limits.vouchers_max,
         ..Limits::default()
     };
-    let (envelope, encoding) = parse_envelope(bytes, &limits)?;
+    // Each voucher is stored as its own envelope of the element the sender sent.
+    let (mut bodies, _) = parse_envelope_split(bytes, &limits)?;
     let now = (inner.clock)();
-    let check = |body: &EnvelopeBody| {
+    let check = |(body, alone): &mut (EnvelopeBody, Vec<u8>)| {
         let key = body.voucher.key();
         let leg = match body.flag {
             VoucherFlag::Original => Leg::Original,
             VoucherFlag::Receipt => Leg::Receipt,
         };
         let verdict = check_body(inner, peer, body, now).map(|()| {
-            let one = write_envelope(
-                &Envelope {
-                    bodies: vec![body.clone()],
-                },
-                encoding,
-            );
-            NewVoucher::new(&body.voucher, leg, &peer.org_code, &inner.me.org_code, one)
+            NewVoucher::new(
+                &body.voucher,
+                leg,
+                &peer.org_code,
+                &inner.me.org_code,
+                std::mem::take(alone),
+            )
         });
         Checked {
             key,
@@ -779,17 +779,16 @@ fn check_envelope(inner: &Inner, peer: &Peer, bytes: &[u8]) -> Result<Vec<Checke
         }
     };
     // Verifying is most of the work: a large envelope is checked on every core, in order.
-    let bodies = envelope.bodies;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let threads = cores.min(bodies.len().div_ceil(PARALLEL_CHECK_MIN)).max(1);
     if threads == 1 {
-        return Ok(bodies.iter().map(check).collect());
+        return Ok(bodies.iter_mut().map(check).collect());
     }
     let chunk = bodies.len().div_ceil(threads);
     Ok(std::thread::scope(|scope| {
         let parts: Vec<_> = bodies
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(check).collect::<Vec<_>>()))
+            .chunks_mut(chunk)
+            .map(|part| scope.spawn(|| part.iter_mut().map(check).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()

@@ -22,8 +22,8 @@ use guoku_store::Store;
 use guoku_store::library::{Backoff, Library, LibraryError, OutboxEntry};
 use guoku_voucher::lifecycle::Leg;
 use guoku_voucher::{
-    Encoding, Envelope, EnvelopeBody, Limits, VoucherFlag, VoucherKey, parse_envelope,
-    write_envelope,
+    Encoding, Envelope, Limits, VoucherFlag, VoucherKey, body_element, join_body_elements,
+    parse_envelope, write_envelope,
 };
 
 use crate::exchange::{DeliveryOutcome, Received, RefusalCode, Transport};
@@ -157,7 +157,15 @@ async fn deliver_to<T: Transport>(
     if sending.is_empty() {
         return Ok(());
     }
-    let envelope = Bytes::from(write_envelope(&Envelope { bodies }, Encoding::Gbk));
+    let elements: Vec<(Encoding, &[u8])> = bodies
+        .iter()
+        .zip(&sending)
+        .map(|(body, entry)| match body {
+            Body::Element(encoding, range) => (*encoding, &entry.body[range.clone()]),
+            Body::Written(bytes) => (Encoding::Gbk, bytes.as_slice()),
+        })
+        .collect();
+    let envelope = Bytes::from(join_body_elements(&elements, Encoding::Gbk));
     let outcome = match transport.deliver(destination, envelope).await {
         Ok(outcome) => outcome,
         // Too large for the receiver: sent again as it is, it would be refused forever.
@@ -296,23 +304,42 @@ enum Kind {
     Retried,
 }
 
-/// The stored envelope's body for `entry`'s voucher and leg.
-fn stored_body(entry: &OutboxEntry) -> Result<EnvelopeBody, String> {
+/// A voucher leg as it goes into the outgoing envelope.
+enum Body {
+    /// Its stored `<VoucherBody>` element (where it lies in the stored envelope), put in
+    /// as it is.
+    Element(Encoding, std::ops::Range<usize>),
+    /// Read from a stored envelope of another shape and written again, as a one-body
+    /// envelope's element in GBK.
+    Written(Vec<u8>),
+}
+
+/// The stored envelope's body for `entry`'s voucher and leg: its element as stored when the
+/// envelope has the one-voucher shape the library writes (nothing parsed or written), else
+/// read whole and written again.
+fn stored_body(entry: &OutboxEntry) -> Result<Body, String> {
+    let flag = match entry.leg {
+        Leg::Original => VoucherFlag::Original,
+        Leg::Receipt => VoucherFlag::Receipt,
+    };
+    if let Some((encoding, range)) = body_element(&entry.body, &entry.key, flag) {
+        return Ok(Body::Element(encoding, range));
+    }
     let limits = Limits {
         max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
         ..Limits::default()
     };
     let (envelope, _) = parse_envelope(&entry.body, &limits)
         .map_err(|e| format!("stored envelope unreadable: {e}"))?;
-    let flag = match entry.leg {
-        Leg::Original => VoucherFlag::Original,
-        Leg::Receipt => VoucherFlag::Receipt,
-    };
-    envelope
+    let body = envelope
         .bodies
         .into_iter()
         .find(|b| b.flag == flag && b.voucher.key() == entry.key)
-        .ok_or_else(|| String::from("stored envelope does not hold the voucher"))
+        .ok_or_else(|| String::from("stored envelope does not hold the voucher"))?;
+    let alone = write_envelope(&Envelope { bodies: vec![body] }, Encoding::Gbk);
+    body_element(&alone, &entry.key, flag)
+        .map(|(_, range)| Body::Written(alone[range].to_vec()))
+        .ok_or_else(|| String::from("the voucher could not be written again"))
 }
 
 /// The receiver's answer about one voucher leg, if it gave one.

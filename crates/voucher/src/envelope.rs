@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::error::DecodeError;
 use crate::limits::Limits;
-use crate::model::{Voucher, VoucherFlag};
+use crate::model::{Voucher, VoucherFlag, VoucherKey};
 use crate::xml::{self, Encoding, Layout, Token, Tokens};
 
 /// Most bytes the standard allows in `<Attach>`.
@@ -64,13 +64,78 @@ pub fn parse_envelope(bytes: &[u8], limits: &Limits) -> Result<(Envelope, Encodi
     Ok((parse_envelope_text(&text, encoding, limits)?, encoding))
 }
 
+/// Reads an envelope, and gives each body with an envelope of its own made of its
+/// `<VoucherBody>` element as received: what a receiver stores keeps the sender's bytes
+/// (its `<Voucher>` and signatures exactly as signed and sent), and nothing is written
+/// again. The checks are [`parse_envelope`]'s.
+///
+/// # Errors
+/// As [`parse_envelope`].
+pub fn parse_envelope_split(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(Vec<(EnvelopeBody, Vec<u8>)>, Encoding), DecodeError> {
+    let (text, encoding) = xml::decode_text(bytes, limits)?;
+    let (envelope, spans) = parse_envelope_spans(&text, encoding, limits, Signatures::Read)?;
+    let split = envelope
+        .bodies
+        .into_iter()
+        .zip(spans)
+        .map(|(body, span)| {
+            let mut alone = envelope_head(encoding, 1);
+            alone.push_str(&text[span]);
+            alone.push_str(ENVELOPE_TAIL);
+            (body, xml::encode(&alone, encoding))
+        })
+        .collect();
+    Ok((split, encoding))
+}
+
 /// Reads an envelope from text already decoded from `encoding`.
 pub(crate) fn parse_envelope_text(
     text: &str,
     encoding: Encoding,
     limits: &Limits,
 ) -> Result<Envelope, DecodeError> {
+    parse_envelope_spans(text, encoding, limits, Signatures::Read).map(|(envelope, _)| envelope)
+}
+
+/// The vouchers of an envelope with their flags, in order, their signatures passed over
+/// (well-formed, not decoded): what a node reads back from its own library, whose
+/// signatures were checked when the voucher came in or was made. The other checks are
+/// [`parse_envelope`]'s.
+///
+/// # Errors
+/// As [`parse_envelope`].
+pub fn parse_envelope_vouchers(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Vec<(VoucherFlag, Voucher)>, DecodeError> {
+    let (text, encoding) = xml::decode_text(bytes, limits)?;
+    let (envelope, _) = parse_envelope_spans(&text, encoding, limits, Signatures::Skip)?;
+    Ok(envelope
+        .bodies
+        .into_iter()
+        .map(|body| (body.flag, body.voucher))
+        .collect())
+}
+
+/// Whether a body's signatures are decoded or passed over.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signatures {
+    Read,
+    Skip,
+}
+
+/// [`parse_envelope_text`], with where each `<VoucherBody>` element lies in `text`.
+fn parse_envelope_spans(
+    text: &str,
+    encoding: Encoding,
+    limits: &Limits,
+    signatures: Signatures,
+) -> Result<(Envelope, Vec<std::ops::Range<usize>>), DecodeError> {
     let mut tokens = Tokens::new(text);
+    let mut spans = Vec::new();
     let (_, empty) = xml::root(&mut tokens, "MOF")?;
     if empty {
         return Err(envelope_error("<MOF> is empty: VoucherCount is missing"));
@@ -78,6 +143,7 @@ pub(crate) fn parse_envelope_text(
     let mut count: Option<usize> = None;
     let mut envelope = Envelope::default();
     loop {
+        let start = tokens.position();
         match tokens.next()? {
             Token::Text(t) if t.trim().is_empty() => {}
             Token::Text(t) => {
@@ -114,15 +180,15 @@ pub(crate) fn parse_envelope_text(
                         return Err(envelope_error("<VoucherBody> is empty"));
                     }
                     let index = envelope.bodies.len() + 1;
-                    let body = read_body(&mut tokens, &attributes, encoding, limits).map_err(
-                        |e| match e {
+                    let body = read_body(&mut tokens, &attributes, encoding, limits, signatures)
+                        .map_err(|e| match e {
                             DecodeError::Envelope(m) => {
                                 envelope_error(format!("VoucherBody {index}: {m}"))
                             }
                             other => other,
-                        },
-                    )?;
+                        })?;
                     envelope.bodies.push(body);
+                    spans.push(start..tokens.position());
                 }
                 _ => {
                     return Err(DecodeError::UnexpectedElement {
@@ -141,7 +207,7 @@ pub(crate) fn parse_envelope_text(
             envelope.bodies.len()
         )));
     }
-    Ok(envelope)
+    Ok((envelope, spans))
 }
 
 fn read_body(
@@ -149,6 +215,7 @@ fn read_body(
     attributes: &[(String, String)],
     encoding: Encoding,
     limits: &Limits,
+    read_signatures: Signatures,
 ) -> Result<EnvelopeBody, DecodeError> {
     let mut flag = None;
     let mut attach = None;
@@ -187,12 +254,14 @@ fn read_body(
                     if signatures.iter().any(|s: &SignatureBlob| s.no == no) {
                         return Err(envelope_error(format!("two signatures at position {no}")));
                     }
-                    let text = if empty {
-                        String::new()
+                    let data = if empty {
+                        Vec::new()
+                    } else if read_signatures == Signatures::Skip {
+                        tokens.skip_element(&name)?;
+                        Vec::new()
                     } else {
-                        tokens.leaf_text(&name, 1 << 20)?
+                        decode_base64(&tokens.leaf_text(&name, 1 << 20)?, "Signature")?
                     };
-                    let data = decode_base64(&text, "Signature")?;
                     signatures.push(SignatureBlob { no, data });
                     continue;
                 }
@@ -306,26 +375,13 @@ fn escape_attribute(out: &mut String, text: &str) {
 
 /// Writes an envelope; each voucher inside is a compact document in the same encoding.
 pub fn write_envelope(envelope: &Envelope, encoding: Encoding) -> Vec<u8> {
-    let mut text = xml::declaration(encoding);
-    text.push_str("\n<MOF><VoucherCount>");
-    text.push_str(&envelope.bodies.len().to_string());
-    text.push_str("</VoucherCount>");
-    for body in &envelope.bodies {
-        let key = body.voucher.key();
-        text.push_str("\n<VoucherBody");
-        for (name, value) in KEY_ATTRIBUTES.iter().zip([
-            &key.adm_div_code,
-            &key.st_year,
-            &key.vt_code,
-            &key.voucher_no,
-        ]) {
-            text.push(' ');
-            text.push_str(name);
-            text.push_str("=\"");
-            escape_attribute(&mut text, value);
-            text.push('"');
+    let mut text = envelope_head(encoding, envelope.bodies.len());
+    for (i, body) in envelope.bodies.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
         }
-        text.push_str("><VoucherFlag>");
+        body_start_tag(&mut text, &body.voucher.key());
+        text.push_str("<VoucherFlag>");
         text.push_str(body.flag.code());
         text.push_str("</VoucherFlag><Attach>");
         xml::escape_into(&mut text, &body.attach);
@@ -340,6 +396,100 @@ pub fn write_envelope(envelope: &Envelope, encoding: Encoding) -> Vec<u8> {
         }
         text.push_str("</VoucherBody>");
     }
-    text.push_str("\n</MOF>\n");
+    text.push_str(ENVELOPE_TAIL);
     xml::encode(&text, encoding)
+}
+
+/// The declaration, `<MOF>` and `<VoucherCount>` of an envelope of `count` bodies, up to
+/// its first `<VoucherBody>`.
+fn envelope_head(encoding: Encoding, count: usize) -> String {
+    let mut text = xml::declaration(encoding);
+    text.push_str("\n<MOF><VoucherCount>");
+    text.push_str(&count.to_string());
+    text.push_str("</VoucherCount>\n");
+    text
+}
+
+/// What follows an envelope's last `</VoucherBody>`.
+const ENVELOPE_TAIL: &str = "\n</MOF>\n";
+
+/// `<VoucherBody …>` with `key`'s attributes, as [`write_envelope`] writes it.
+fn body_start_tag(out: &mut String, key: &VoucherKey) {
+    out.push_str("<VoucherBody");
+    for (name, value) in KEY_ATTRIBUTES.iter().zip([
+        &key.adm_div_code,
+        &key.st_year,
+        &key.vt_code,
+        &key.voucher_no,
+    ]) {
+        out.push(' ');
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_attribute(out, value);
+        out.push('"');
+    }
+    out.push('>');
+}
+
+/// Where the `<VoucherBody>` element of `key`'s `flag` leg lies in a one-voucher envelope
+/// as this crate writes them ([`write_envelope`], [`parse_envelope_split`]), and the
+/// envelope's encoding, found without reading the envelope: what an outbox puts in a new
+/// envelope ([`join_body_elements`]). `None` for anything else (another layout, more than
+/// one body, another voucher or leg), which the caller then reads whole.
+#[must_use]
+pub fn body_element(
+    envelope: &[u8],
+    key: &VoucherKey,
+    flag: VoucherFlag,
+) -> Option<(Encoding, std::ops::Range<usize>)> {
+    let encoding = [Encoding::Gbk, Encoding::Utf8]
+        .into_iter()
+        .find(|e| envelope.starts_with(envelope_head(*e, 1).as_bytes()))?;
+    let start = envelope_head(encoding, 1).len();
+    let end = envelope.len().checked_sub(ENVELOPE_TAIL.len())?;
+    if start > end || !envelope.ends_with(ENVELOPE_TAIL.as_bytes()) {
+        return None;
+    }
+    let element = &envelope[start..end];
+    // `<` and the tags' letters are ASCII, which are never part of a GBK or UTF-8
+    // multi-byte character: a byte match is a match of characters.
+    let mut expected = String::new();
+    body_start_tag(&mut expected, key);
+    expected.push_str("<VoucherFlag>");
+    expected.push_str(flag.code());
+    expected.push_str("</VoucherFlag>");
+    let once = |tag: &[u8]| element.windows(tag.len()).filter(|w| *w == tag).count() == 1;
+    (element.starts_with(expected.as_bytes())
+        && element.ends_with(b"</VoucherBody>")
+        && once(b"<VoucherBody")
+        && once(b"</VoucherBody>"))
+    .then_some((encoding, start..end))
+}
+
+/// An envelope in `encoding` of the `<VoucherBody>` elements `elements` (each with its own
+/// encoding, as [`body_element`] gives them), in order.
+#[must_use]
+pub fn join_body_elements(elements: &[(Encoding, &[u8])], encoding: Encoding) -> Vec<u8> {
+    let size = elements.iter().map(|(_, e)| e.len() + 1).sum::<usize>() + 128;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&xml::encode(
+        &envelope_head(encoding, elements.len()),
+        encoding,
+    ));
+    for (i, (own, element)) in elements.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        if *own == encoding {
+            out.extend_from_slice(element);
+        } else {
+            let text = match own {
+                Encoding::Utf8 => String::from_utf8_lossy(element),
+                Encoding::Gbk => encoding_rs::GBK.decode_without_bom_handling(element).0,
+            };
+            out.extend_from_slice(&xml::encode(&text, encoding));
+        }
+    }
+    out.extend_from_slice(ENVELOPE_TAIL.as_bytes());
+    out
 }

@@ -22,7 +22,10 @@ pub mod validate;
 pub mod xml;
 
 pub use canonical::{canonical_bytes, canonical_bytes_without};
-pub use envelope::{Envelope, EnvelopeBody, SignatureBlob, parse_envelope, write_envelope};
+pub use envelope::{
+    Envelope, EnvelopeBody, SignatureBlob, body_element, join_body_elements, parse_envelope,
+    parse_envelope_split, parse_envelope_vouchers, write_envelope,
+};
 pub use error::DecodeError;
 pub use limits::Limits;
 pub use model::{Fields, Voucher, VoucherFlag, VoucherKey};

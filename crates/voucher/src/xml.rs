@@ -177,6 +177,20 @@ impl<'a> Tokens<'a> {
         Tokens { reader }
     }
 
+    /// Passes over the rest of the element `name` whose start tag was just read, its
+    /// content unread (it must still be well-formed).
+    pub(crate) fn skip_element(&mut self, name: &str) -> Result<(), DecodeError> {
+        self.reader
+            .read_to_end(quick_xml::name::QName(name))
+            .map(|_| ())
+            .map_err(|e| self.xml_error(e))
+    }
+
+    /// The byte offset in the text just after the last token read.
+    pub(crate) fn position(&self) -> usize {
+        usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX)
+    }
+
     fn xml_error(&self, error: impl std::fmt::Display) -> DecodeError {
         DecodeError::Xml {
             position: self.reader.error_position(),

@@ -353,6 +353,10 @@ fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, Clearing
     super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
+fn stored_voucher(bytes: &[u8], flag: VoucherFlag) -> Result<Voucher, ClearingError> {
+    super::common::stored_voucher(bytes, flag).map_err(invalid)
+}
+
 /// Every stored leg of `vt_code` in `state`, all pages.
 async fn all_in(
     store: &Store,
@@ -582,8 +586,7 @@ pub async fn clearable_of(
         {
             continue;
         }
-        let body = stored_body(&record.body, VoucherFlag::Original)?;
-        let v = &body.voucher;
+        let v = &stored_voucher(&record.body, VoucherFlag::Original)?;
         if v.header.get("FundTypeCode") != Some(fund) {
             continue;
         }
@@ -591,8 +594,7 @@ pub async fn clearable_of(
         // cleared), else the ordered PayAmt.
         let receipt = store.library().status(&record.key, Leg::Receipt).await?;
         let paid = match &receipt {
-            Some(r) => stored_body(&r.body, VoucherFlag::Receipt)?
-                .voucher
+            Some(r) => stored_voucher(&r.body, VoucherFlag::Receipt)?
                 .header
                 .value("XPayAmt")
                 .map(str::to_owned),
@@ -796,17 +798,16 @@ pub async fn settle_receipt(
     let original = library.status(&key, Leg::Original).await?;
     let checked = match &original {
         Some(sent) if sent.sender == record.receiver && sent.receiver == record.sender => {
-            stored_body(&record.body, VoucherFlag::Receipt).and_then(|r| {
+            stored_voucher(&record.body, VoucherFlag::Receipt).and_then(|r| {
                 let paid = r
-                    .voucher
                     .header
                     .get("XPayAmt")
                     .filter(|v| !v.is_empty())
-                    .or_else(|| r.voucher.header.get("PayAmt"))
+                    .or_else(|| r.header.get("PayAmt"))
                     .ok_or_else(|| invalid("the receipt has no amount"))?;
                 let paid: Amount = paid.parse().map_err(|_| invalid("bad XPayAmt"))?;
-                let o = stored_body(&sent.body, VoucherFlag::Original)?;
-                let asked: Amount = header(&o.voucher, "PayAmt")?
+                let o = stored_voucher(&sent.body, VoucherFlag::Original)?;
+                let asked: Amount = header(&o, "PayAmt")?
                     .parse()
                     .map_err(|_| invalid("bad PayAmt"))?;
                 if paid != asked {

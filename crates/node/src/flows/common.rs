@@ -278,17 +278,35 @@ where
 /// The body of `flag` in a one-voucher envelope as the library stores it, or why it cannot
 /// be read (each flow wraps the reason in its own error).
 pub(crate) fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBody, String> {
-    let limits = guoku_voucher::Limits {
-        max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
-        ..guoku_voucher::Limits::default()
-    };
-    let (envelope, _) = guoku_voucher::parse_envelope(bytes, &limits)
+    let (envelope, _) = guoku_voucher::parse_envelope(bytes, &stored_limits())
         .map_err(|e| format!("stored envelope unreadable: {e}"))?;
     envelope
         .bodies
         .into_iter()
         .find(|b| b.flag == flag)
-        .ok_or_else(|| "the stored envelope does not hold the voucher".to_owned())
+        .ok_or_else(not_held)
+}
+
+/// The voucher of `flag` in a stored one-voucher envelope, its signatures passed over: for
+/// reading what a voucher says (amounts, payees, numbers) where its stamps play no part;
+/// most of a stored envelope's bytes are its signatures and seals, and none is decoded.
+pub(crate) fn stored_voucher(bytes: &[u8], flag: VoucherFlag) -> Result<Voucher, String> {
+    guoku_voucher::parse_envelope_vouchers(bytes, &stored_limits())
+        .map_err(|e| format!("stored envelope unreadable: {e}"))?
+        .into_iter()
+        .find_map(|(f, voucher)| (f == flag).then_some(voucher))
+        .ok_or_else(not_held)
+}
+
+fn stored_limits() -> guoku_voucher::Limits {
+    guoku_voucher::Limits {
+        max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
+        ..guoku_voucher::Limits::default()
+    }
+}
+
+fn not_held() -> String {
+    "the stored envelope does not hold the voucher".to_owned()
 }
 
 /// The reason a payment waiting for its payee's bank number carries (待补录).

@@ -999,9 +999,9 @@ where
                     "more than {ENTRIES_MAX} {vt_code} vouchers in the day"
                 )));
             }
-            let body = stored_body(&record.body, flag_of(leg))
+            let voucher = super::common::stored_voucher(&record.body, flag_of(leg))
                 .map_err(|e| invalid(format!("{}: {e}", record.key)))?;
-            visit(record, state, &body.voucher)?;
+            visit(record, state, &voucher)?;
         }
         match page.next {
             Some(next) => after = next,
