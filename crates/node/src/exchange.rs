@@ -48,7 +48,8 @@ use guoku_store::Store;
 use guoku_store::library::{Direction, LibraryError, NAME_MAX_BYTES, NewVoucher, VoucherRecord};
 use guoku_voucher::lifecycle::{Exchange, Leg};
 use guoku_voucher::{
-    DecodeError, EnvelopeBody, Limits, Registry, VoucherFlag, VoucherKey, parse_envelope_split,
+    DecodeError, EnvelopeBody, Limits, Registry, SplitBody, VoucherFlag, VoucherKey,
+    parse_envelope_split,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -756,7 +757,7 @@ fn check_envelope(inner: &Inner, peer: &Peer, bytes: &[u8]) -> Result<Vec<Checke
     // Each voucher is stored as its own envelope of the element the sender sent.
     let (mut bodies, _) = parse_envelope_split(bytes, &limits)?;
     let now = (inner.clock)();
-    let check = |(body, alone): &mut (EnvelopeBody, Vec<u8>)| {
+    let check = |SplitBody { body, alone }: &mut SplitBody| {
         let key = body.voucher.key();
         let leg = match body.flag {
             VoucherFlag::Original => Leg::Original,

@@ -157,12 +157,12 @@ async fn deliver_to<T: Transport>(
     if sending.is_empty() {
         return Ok(());
     }
-    let elements: Vec<(Encoding, &[u8])> = bodies
+    let elements: Vec<&[u8]> = bodies
         .iter()
         .zip(&sending)
         .map(|(body, entry)| match body {
-            Body::Element(encoding, range) => (*encoding, &entry.body[range.clone()]),
-            Body::Written(bytes) => (Encoding::Gbk, bytes.as_slice()),
+            Body::Element(range) => &entry.body[range.clone()],
+            Body::Written(bytes) => bytes.as_slice(),
         })
         .collect();
     let envelope = Bytes::from(join_body_elements(&elements, Encoding::Gbk));
@@ -304,26 +304,26 @@ enum Kind {
     Retried,
 }
 
-/// A voucher leg as it goes into the outgoing envelope.
+/// A voucher leg as it goes into the outgoing envelope, in GBK.
 enum Body {
     /// Its stored `<VoucherBody>` element (where it lies in the stored envelope), put in
     /// as it is.
-    Element(Encoding, std::ops::Range<usize>),
-    /// Read from a stored envelope of another shape and written again, as a one-body
-    /// envelope's element in GBK.
+    Element(std::ops::Range<usize>),
+    /// Read from a stored envelope of another shape or encoding and written again, as a
+    /// one-body envelope's element.
     Written(Vec<u8>),
 }
 
 /// The stored envelope's body for `entry`'s voucher and leg: its element as stored when the
-/// envelope has the one-voucher shape the library writes (nothing parsed or written), else
-/// read whole and written again.
+/// envelope has the one-voucher shape the library writes, in GBK (nothing parsed or
+/// written), else read whole and written again.
 fn stored_body(entry: &OutboxEntry) -> Result<Body, String> {
     let flag = match entry.leg {
         Leg::Original => VoucherFlag::Original,
         Leg::Receipt => VoucherFlag::Receipt,
     };
-    if let Some((encoding, range)) = body_element(&entry.body, &entry.key, flag) {
-        return Ok(Body::Element(encoding, range));
+    if let Some(range) = body_element(&entry.body, &entry.key, flag, Encoding::Gbk) {
+        return Ok(Body::Element(range));
     }
     let limits = Limits {
         max_input_bytes: guoku_store::library::BODY_MAX_BYTES,
@@ -337,8 +337,8 @@ fn stored_body(entry: &OutboxEntry) -> Result<Body, String> {
         .find(|b| b.flag == flag && b.voucher.key() == entry.key)
         .ok_or_else(|| String::from("stored envelope does not hold the voucher"))?;
     let alone = write_envelope(&Envelope { bodies: vec![body] }, Encoding::Gbk);
-    body_element(&alone, &entry.key, flag)
-        .map(|(_, range)| Body::Written(alone[range].to_vec()))
+    body_element(&alone, &entry.key, flag, Encoding::Gbk)
+        .map(|range| Body::Written(alone[range].to_vec()))
         .ok_or_else(|| String::from("the voucher could not be written again"))
 }
 

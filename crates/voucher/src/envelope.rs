@@ -64,6 +64,15 @@ pub fn parse_envelope(bytes: &[u8], limits: &Limits) -> Result<(Envelope, Encodi
     Ok((parse_envelope_text(&text, encoding, limits)?, encoding))
 }
 
+/// A body of an envelope read by [`parse_envelope_split`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitBody {
+    pub body: EnvelopeBody,
+    /// A one-voucher envelope of the body's element as received, in the envelope's
+    /// encoding.
+    pub alone: Vec<u8>,
+}
+
 /// Reads an envelope, and gives each body with an envelope of its own made of its
 /// `<VoucherBody>` element as received: what a receiver stores keeps the sender's bytes
 /// (its `<Voucher>` and signatures exactly as signed and sent), and nothing is written
@@ -74,7 +83,7 @@ pub fn parse_envelope(bytes: &[u8], limits: &Limits) -> Result<(Envelope, Encodi
 pub fn parse_envelope_split(
     bytes: &[u8],
     limits: &Limits,
-) -> Result<(Vec<(EnvelopeBody, Vec<u8>)>, Encoding), DecodeError> {
+) -> Result<(Vec<SplitBody>, Encoding), DecodeError> {
     let (text, encoding) = xml::decode_text(bytes, limits)?;
     let (envelope, spans) = parse_envelope_spans(&text, encoding, limits, Signatures::Read)?;
     let split = envelope
@@ -85,7 +94,22 @@ pub fn parse_envelope_split(
             let mut alone = envelope_head(encoding, 1);
             alone.push_str(&text[span]);
             alone.push_str(ENVELOPE_TAIL);
-            (body, xml::encode(&alone, encoding))
+            let alone = match encoding {
+                Encoding::Utf8 => alone.into_bytes(),
+                // GBK text holding a character GBK lacks (a GB 18030 four-byte sequence
+                // the decoder took) would come back as a reference, which inside CDATA or
+                // a comment is not the character: such a body is written again instead.
+                Encoding::Gbk => match encoding_rs::GBK.encode(&alone) {
+                    (bytes, _, false) => bytes.into_owned(),
+                    (_, _, true) => write_envelope(
+                        &Envelope {
+                            bodies: vec![body.clone()],
+                        },
+                        encoding,
+                    ),
+                },
+            };
+            SplitBody { body, alone }
         })
         .collect();
     Ok((split, encoding))
@@ -432,25 +456,23 @@ fn body_start_tag(out: &mut String, key: &VoucherKey) {
 }
 
 /// Where the `<VoucherBody>` element of `key`'s `flag` leg lies in a one-voucher envelope
-/// as this crate writes them ([`write_envelope`], [`parse_envelope_split`]), and the
-/// envelope's encoding, found without reading the envelope: what an outbox puts in a new
-/// envelope ([`join_body_elements`]). `None` for anything else (another layout, more than
-/// one body, another voucher or leg), which the caller then reads whole.
+/// in `encoding` as this crate writes them ([`write_envelope`], [`parse_envelope_split`]),
+/// found without reading the envelope: what an outbox puts in a new envelope
+/// ([`join_body_elements`]). `None` for anything else (another encoding or layout, more
+/// than one body, another voucher or leg), which the caller then reads whole.
 #[must_use]
 pub fn body_element(
     envelope: &[u8],
     key: &VoucherKey,
     flag: VoucherFlag,
-) -> Option<(Encoding, std::ops::Range<usize>)> {
-    let encoding = [Encoding::Gbk, Encoding::Utf8]
-        .into_iter()
-        .find(|e| envelope.starts_with(envelope_head(*e, 1).as_bytes()))?;
-    let start = envelope_head(encoding, 1).len();
-    let end = envelope.len().checked_sub(ENVELOPE_TAIL.len())?;
-    if start > end || !envelope.ends_with(ENVELOPE_TAIL.as_bytes()) {
+    encoding: Encoding,
+) -> Option<std::ops::Range<usize>> {
+    let head = envelope_head(encoding, 1);
+    if !envelope.starts_with(head.as_bytes()) || !envelope.ends_with(ENVELOPE_TAIL.as_bytes()) {
         return None;
     }
-    let element = &envelope[start..end];
+    let (start, end) = (head.len(), envelope.len().checked_sub(ENVELOPE_TAIL.len())?);
+    let element = envelope.get(start..end)?;
     // `<` and the tags' letters are ASCII, which are never part of a GBK or UTF-8
     // multi-byte character: a byte match is a match of characters.
     let mut expected = String::new();
@@ -463,32 +485,24 @@ pub fn body_element(
         && element.ends_with(b"</VoucherBody>")
         && once(b"<VoucherBody")
         && once(b"</VoucherBody>"))
-    .then_some((encoding, start..end))
+    .then_some(start..end)
 }
 
-/// An envelope in `encoding` of the `<VoucherBody>` elements `elements` (each with its own
-/// encoding, as [`body_element`] gives them), in order.
+/// An envelope in `encoding` of `elements`, `<VoucherBody>` elements in that encoding (as
+/// [`body_element`] finds them), in order, put in as they are.
 #[must_use]
-pub fn join_body_elements(elements: &[(Encoding, &[u8])], encoding: Encoding) -> Vec<u8> {
-    let size = elements.iter().map(|(_, e)| e.len() + 1).sum::<usize>() + 128;
+pub fn join_body_elements(elements: &[&[u8]], encoding: Encoding) -> Vec<u8> {
+    let size = elements.iter().map(|e| e.len() + 1).sum::<usize>() + 128;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&xml::encode(
         &envelope_head(encoding, elements.len()),
         encoding,
     ));
-    for (i, (own, element)) in elements.iter().enumerate() {
+    for (i, element) in elements.iter().enumerate() {
         if i > 0 {
             out.push(b'\n');
         }
-        if *own == encoding {
-            out.extend_from_slice(element);
-        } else {
-            let text = match own {
-                Encoding::Utf8 => String::from_utf8_lossy(element),
-                Encoding::Gbk => encoding_rs::GBK.decode_without_bom_handling(element).0,
-            };
-            out.extend_from_slice(&xml::encode(&text, encoding));
-        }
+        out.extend_from_slice(element);
     }
     out.extend_from_slice(ENVELOPE_TAIL.as_bytes());
     out

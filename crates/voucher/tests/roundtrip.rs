@@ -11,6 +11,9 @@ use guoku_voucher::{
 };
 use proptest::prelude::*;
 
+mod common;
+use common::wrap_base64;
+
 fn today() -> BizDate {
     "20250115".parse().unwrap()
 }
@@ -61,17 +64,6 @@ fn through_all_forms(original: &Voucher, flag: VoucherFlag, layout: Layout) -> V
     let (back, _) = parse_envelope(wrapped.as_bytes(), &limits).expect("wrapped reads back");
     assert_eq!(back, envelope);
     last.unwrap()
-}
-
-/// `text` with the content after `open` (up to the next `<`) broken into lines of 76.
-fn wrap_base64(text: &str, open: &str) -> String {
-    let start = text.find(open).expect("the element is there") + open.len();
-    let end = start + text[start..].find('<').expect("the element ends");
-    let lines: Vec<&str> = text.as_bytes()[start..end]
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!("{}{}{}", &text[..start], lines.join("\r\n"), &text[end..])
 }
 
 fn arb_case() -> impl Strategy<Value = (usize, u64, bool, bool)> {
