@@ -23,6 +23,10 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// mimalloc instead of glibc's malloc: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit_archive_cmd;
 mod audit_cmd;
 mod backup_cmd;

@@ -480,7 +480,7 @@ pub fn body_element(
     expected.push_str("<VoucherFlag>");
     expected.push_str(flag.code());
     expected.push_str("</VoucherFlag>");
-    let once = |tag: &[u8]| element.windows(tag.len()).filter(|w| *w == tag).count() == 1;
+    let once = |tag: &[u8]| memchr::memmem::find_iter(element, tag).take(2).count() == 1;
     (element.starts_with(expected.as_bytes())
         && element.ends_with(b"</VoucherBody>")
         && once(b"<VoucherBody")

@@ -329,6 +329,11 @@ pub(crate) fn stored_body(bytes: &[u8], flag: VoucherFlag) -> Result<EnvelopeBod
     super::common::stored_body(bytes, flag).map_err(invalid)
 }
 
+/// [`super::common::stored_voucher`], its reason a [`DirectError::Invalid`].
+fn stored_voucher(bytes: &[u8], flag: VoucherFlag) -> Result<Voucher, DirectError> {
+    super::common::stored_voucher(bytes, flag).map_err(invalid)
+}
+
 fn first(outcomes: Vec<Result<Applied, Refusal>>) -> Result<Applied, DirectError> {
     outcomes
         .into_iter()
@@ -550,26 +555,28 @@ pub async fn pay_or_hold(
 ) -> Result<PayOutcome, DirectError> {
     let library = store.library();
     let key = &record.key;
+    // Read once: what decides the payment, and the stamps its receipt carries.
+    let original = stored_body(&record.body, VoucherFlag::Original);
     // A salary or batch master whose rows travel in 8207s.
-    if let Ok(original) = stored_body(&record.body, VoucherFlag::Original)
+    if let Ok(original) = &original
         && super::batch::is_master(&original.voucher)
     {
-        return super::batch::pay_master(store, registry, bank, rules, record, &original, now)
-            .await;
+        return super::batch::pay_master(store, registry, bank, rules, record, original, now).await;
     }
-    let decided = match decide_payment(registry, rules, record) {
-        Ok(decided) => decided,
-        Err(e) => {
-            let reason = e.to_string();
-            library
-                .refuse(key, Leg::Original, &reason, bank.actor, now)
-                .await?;
-            return Ok(PayOutcome::Failed {
-                key: key.clone(),
-                reason,
-            });
-        }
-    };
+    let decided =
+        match original.and_then(|original| decide_payment(registry, rules, record, original)) {
+            Ok(decided) => decided,
+            Err(e) => {
+                let reason = e.to_string();
+                library
+                    .refuse(key, Leg::Original, &reason, bank.actor, now)
+                    .await?;
+                return Ok(PayOutcome::Failed {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+        };
     accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
     if decided.rows.is_none() && payee_bank.holds(&decided.original.voucher) {
         hold_for_completion::<DirectError>(store, key, bank.actor, now).await?;
@@ -600,7 +607,8 @@ pub async fn complete_payee_bank(
     if record.key.vt_code != VT_5201 || !is_awaiting_completion(record) {
         return Err(not_awaiting(&record.key));
     }
-    let decided = decide_payment(registry, rules, record)?;
+    let original = stored_body(&record.body, VoucherFlag::Original)?;
+    let decided = decide_payment(registry, rules, record, original)?;
     record_completion::<DirectError>(store, &record.key, bank_no, bank.actor, now).await?;
     pay_approved(store, bank, record, decided, Some(bank_no), now).await
 }
@@ -626,8 +634,8 @@ fn decide_payment<'r>(
     registry: &'r Registry,
     rules: &RowRules<'_>,
     record: &VoucherRecord,
+    original: EnvelopeBody,
 ) -> Result<Decided<'r>, DirectError> {
-    let original = stored_body(&record.body, VoucherFlag::Original)?;
     let amount = payment_amount(&original.voucher)?;
     let tenant = tenant_of(&record.key)?;
     let ty = stamping::type_of(registry, &original.voucher)?;
@@ -861,24 +869,23 @@ pub async fn book_receipt(
             Err(invalid("the receipt's parties are not the original's"))
         }
         Some(sent) => {
+            // What the vouchers say: their stamps were checked when the receipt arrived.
             match (
-                stored_body(&sent.body, VoucherFlag::Original),
-                stored_body(&record.body, VoucherFlag::Receipt),
+                stored_voucher(&sent.body, VoucherFlag::Original),
+                stored_voucher(&record.body, VoucherFlag::Receipt),
             ) {
                 // A master: checked with its 8207s and their receipts, once all are in.
-                (Ok(o), Ok(r)) if super::batch::is_master(&o.voucher) => {
+                (Ok(o), Ok(r)) if super::batch::is_master(&o) => {
                     match super::batch::sent_parts(store, key).await {
                         Ok(None) => {
                             return Ok(ReceiptOutcome::Waiting { key: key.clone() });
                         }
-                        Ok(Some(parts)) => {
-                            super::batch::check_master_receipt(&o.voucher, &r.voucher, &parts)
-                        }
+                        Ok(Some(parts)) => super::batch::check_master_receipt(&o, &r, &parts),
                         Err(e @ DirectError::Invalid(_)) => Err(e),
                         Err(e) => return Err(e),
                     }
                 }
-                (Ok(o), Ok(r)) => check_payment_receipt(&o.voucher, &r.voucher),
+                (Ok(o), Ok(r)) => check_payment_receipt(&o, &r),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
