@@ -75,6 +75,10 @@ pub struct E2eReport {
     pub cpu_crypto: Duration,
     /// The SQLite writer threads.
     pub cpu_storage: Duration,
+    /// Stamps (signatures and seals) made during the run, by every party.
+    pub stamps_made: u64,
+    /// Stamps checked during the run (each received voucher's, every one of its stamps).
+    pub stamps_checked: u64,
     /// Clearing requests PBOC cleared.
     pub clearing_requests: usize,
     /// Reconciliation requests answered (PBOC's 3502s and finance's 5503s).
@@ -186,7 +190,12 @@ pub async fn e2e(
         ));
     }
 
-    let (t0, cpu0, crypto0) = (Instant::now(), process_cpu(), stamping::crypto_time());
+    let (t0, cpu0, crypto0, stamps0) = (
+        Instant::now(),
+        process_cpu(),
+        stamping::crypto_time(),
+        stamping::stamp_counts(),
+    );
     // The makers: `concurrency` tasks issuing payments round-robin over the units.
     let mut makers = Vec::new();
     let per_task = total.div_ceil(options.concurrency.max(1));
@@ -351,7 +360,11 @@ pub async fn e2e(
         turn_finance(&demo).await?;
     }
     let elapsed = t0.elapsed();
-    let (cpu1, crypto1) = (process_cpu(), stamping::crypto_time());
+    let (cpu1, crypto1, stamps1) = (
+        process_cpu(),
+        stamping::crypto_time(),
+        stamping::stamp_counts(),
+    );
     let _ = stop_tx.send(true);
     for worker in workers {
         let _ = worker.await;
@@ -374,6 +387,8 @@ pub async fn e2e(
         cpu_total: cpu1.0.saturating_sub(cpu0.0),
         cpu_crypto: crypto1.saturating_sub(crypto0),
         cpu_storage: cpu1.1.saturating_sub(cpu0.1),
+        stamps_made: stamps1.0.saturating_sub(stamps0.0),
+        stamps_checked: stamps1.1.saturating_sub(stamps0.1),
         clearing_requests: requests,
         reconciliations: asked,
     })

@@ -25,6 +25,20 @@ use guoku_voucher::{
 /// [`verify`], so threads waiting for a core are not counted.
 static CRYPTO_NANOS: AtomicU64 = AtomicU64::new(0);
 
+/// Stamps made by [`stamp_next`] and stamps checked by [`verify`] in this process.
+static STAMPS_MADE: AtomicU64 = AtomicU64::new(0);
+static STAMPS_CHECKED: AtomicU64 = AtomicU64::new(0);
+
+/// Stamps made and stamps checked since the process started (for `guoku bench e2e`: how
+/// many signatures a payment costs).
+#[must_use]
+pub fn stamp_counts() -> (u64, u64) {
+    (
+        STAMPS_MADE.load(Ordering::Relaxed),
+        STAMPS_CHECKED.load(Ordering::Relaxed),
+    )
+}
+
 /// CPU time spent in [`stamp_next`] and [`verify`] since the process started.
 #[must_use]
 pub fn crypto_time() -> Duration {
@@ -173,6 +187,9 @@ pub fn stamp_next(
     let start = thread_time();
     let stamped = stamp_next_timed(suite, ty, body, signer);
     count_crypto(start);
+    if stamped.is_ok() {
+        STAMPS_MADE.fetch_add(1, Ordering::Relaxed);
+    }
     stamped
 }
 
@@ -308,7 +325,11 @@ fn verify_timed(
         positions: &positions.original,
         stamps: &original_stamps,
     };
+    let checked = |n: usize| {
+        STAMPS_CHECKED.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    };
     if !is_receipt(ty, body) || positions.receipt.is_empty() {
+        checked(original_stamps.len());
         return Ok(Verification::Original(verify_stamps(
             suite, &original, trust,
         )?));
@@ -320,6 +341,7 @@ fn verify_timed(
         positions: &positions.receipt,
         stamps: &receipt_stamps,
     };
+    checked(original_stamps.len() + receipt_stamps.len());
     Ok(Verification::Receipt(verify_receipt(
         suite, &original, &receipt, trust,
     )?))

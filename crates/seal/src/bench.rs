@@ -194,22 +194,47 @@ fn rate(min: Duration, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
     }
 }
 
+/// One core's rates of the suite's bare operations, one voucher a call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CoreRates {
+    /// Signatures per second.
+    pub sign_per_s: f64,
+    /// Verifications per second.
+    pub verify_per_s: f64,
+}
+
+/// Signs and then verifies a `voucher_len`-byte voucher, each for at least `min`, on the
+/// calling thread: the ceiling any flow that signs and checks vouchers is measured against.
+pub fn core_rates(suite: Suite, min: Duration, voucher_len: usize) -> Result<CoreRates> {
+    let (key, _) = bench_signer(suite)?;
+    core_rates_of(&key, min, &sample_voucher(0, voucher_len))
+}
+
+fn core_rates_of(key: &SigningKey, min: Duration, message: &[u8]) -> Result<CoreRates> {
+    let sign_per_s = rate(min, || key.sign(message).map(drop))?;
+    let signature = key.sign(message)?;
+    let verifying = key.verifying_key().clone();
+    let verify_per_s = rate(min, || verifying.verify(message, &signature))?;
+    Ok(CoreRates {
+        sign_per_s,
+        verify_per_s,
+    })
+}
+
 /// Measure one suite.
 pub fn run_suite(suite: Suite, config: &BenchConfig) -> Result<SuiteReport> {
     let (key, cert) = bench_signer(suite)?;
     let message = sample_voucher(0, config.voucher_len);
 
-    let sign_per_s = rate(config.min_duration, || key.sign(&message).map(drop))?;
+    let CoreRates {
+        sign_per_s,
+        verify_per_s,
+    } = core_rates_of(&key, config.min_duration, &message)?;
     let chunk: Vec<Vec<u8>> = (0..SIGN_MANY_CHUNK)
         .map(|i| sample_voucher(i, config.voucher_len))
         .collect();
     let sign_many_per_s =
         SIGN_MANY_CHUNK as f64 * rate(config.min_duration, || key.sign_many(&chunk).map(drop))?;
-    let signature = key.sign(&message)?;
-    let verifying = key.verifying_key().clone();
-    let verify_per_s = rate(config.min_duration, || {
-        verifying.verify(&message, &signature)
-    })?;
 
     // Batch sign-and-seal: every voucher signed at the organisation's seal position.
     let positions = [SignaturePosition {
