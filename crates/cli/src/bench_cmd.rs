@@ -450,6 +450,10 @@ fn e2e(
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
+            // The bare signing rates, on a quiet machine: the stamps' ceiling is printed
+            // with the run's figures.
+            let rates =
+                guoku_seal::bench::core_rates(suite, std::time::Duration::from_millis(500), 1_536)?;
             let progress = |done: usize, _total: usize| bar.set_position(done as u64);
             let report = runtime.block_on(e2e(&options, &progress));
             bar.finish_and_clear();
@@ -486,7 +490,7 @@ fn e2e(
                 (cpu - crypto - storage).max(0.0),
                 100.0 * (cpu - crypto - storage).max(0.0) / cpu,
             );
-            print_stamp_ceiling(suite, &report)?;
+            print_stamp_ceiling(rates, &report);
         }
     }
     outln!("  target: ≥ 3,000 payments/s with SM2 on SQLite on the 2-core machine");
@@ -494,17 +498,13 @@ fn e2e(
 }
 
 /// What the stamps alone allow: each payment's share of the stamps made and checked, at
-/// this machine's per-core rates for the bare operations (measured now, after the run) and
-/// at the CPU the run's signing and verifying took, on every core and nothing else.
-fn print_stamp_ceiling(
-    suite: guoku_seal::Suite,
-    report: &guoku_node::bench::E2eReport,
-) -> anyhow::Result<()> {
+/// this machine's per-core `rates` for the bare operations (measured just before the run)
+/// and at the CPU the run's signing and verifying took, on every core and nothing else.
+fn print_stamp_ceiling(rates: guoku_seal::bench::CoreRates, report: &guoku_node::bench::E2eReport) {
     let payments = report.payments.max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as f64;
     let made = report.stamps_made as f64 / payments;
     let checked = report.stamps_checked as f64 / payments;
-    let rates = guoku_seal::bench::core_rates(suite, std::time::Duration::from_millis(500), 1_536)?;
     let bare = made / rates.sign_per_s + checked / rates.verify_per_s;
     let spent = report.cpu_crypto.as_secs_f64() / payments;
     let most = |per_payment: f64| {
@@ -515,14 +515,13 @@ fn print_stamp_ceiling(
         }
     };
     outln!(
-        "    stamps per payment: {made:.2} made, {checked:.2} checked; at {:.0} signatures/s and {:.0} verifications/s per core (measured now), these alone allow at most {} payments/s on {cores:.0} cores; as the run spent them ({:.3} ms of CPU a payment, reading and checking stamps included), at most {}",
+        "    stamps per payment: {made:.2} made, {checked:.2} checked; at {:.0} signatures/s and {:.0} verifications/s per core (measured before the run), these alone allow at most {} payments/s on {cores:.0} cores; as the run spent them ({:.3} ms of CPU a payment, reading and checking stamps included), at most {}",
         rates.sign_per_s,
         rates.verify_per_s,
         most(bare),
         spent * 1e3,
         most(spent),
     );
-    Ok(())
 }
 
 struct AuditBench<'a> {
