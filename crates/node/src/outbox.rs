@@ -22,8 +22,8 @@ use guoku_store::Store;
 use guoku_store::library::{Backoff, Library, LibraryError, OutboxEntry};
 use guoku_voucher::lifecycle::Leg;
 use guoku_voucher::{
-    Encoding, Envelope, Limits, VoucherFlag, VoucherKey, body_element, join_body_elements,
-    parse_envelope, write_envelope,
+    Encoding, Limits, VoucherFlag, VoucherKey, body_element, join_body_elements, parse_envelope,
+    write_body_element,
 };
 
 use crate::exchange::{DeliveryOutcome, Received, RefusalCode, Transport};
@@ -309,8 +309,8 @@ enum Body {
     /// Its stored `<VoucherBody>` element (where it lies in the stored envelope), put in
     /// as it is.
     Element(std::ops::Range<usize>),
-    /// Read from a stored envelope of another shape or encoding and written again, as a
-    /// one-body envelope's element.
+    /// Read from a stored envelope of another shape or encoding and written again
+    /// ([`write_body_element`]).
     Written(Vec<u8>),
 }
 
@@ -336,10 +336,7 @@ fn stored_body(entry: &OutboxEntry) -> Result<Body, String> {
         .into_iter()
         .find(|b| b.flag == flag && b.voucher.key() == entry.key)
         .ok_or_else(|| String::from("stored envelope does not hold the voucher"))?;
-    let alone = write_envelope(&Envelope { bodies: vec![body] }, Encoding::Gbk);
-    body_element(&alone, &entry.key, flag, Encoding::Gbk)
-        .map(|range| Body::Written(alone[range].to_vec()))
-        .ok_or_else(|| String::from("the voucher could not be written again"))
+    Ok(Body::Written(write_body_element(&body, Encoding::Gbk)))
 }
 
 /// The receiver's answer about one voucher leg, if it gave one.

@@ -9,13 +9,15 @@ use guoku_node::outbox::{OUTBOX_ACTOR, OutboxReport, deliver_due};
 use guoku_store::library::{Backoff, NewVoucher};
 use guoku_store::{SqliteConfig, Store};
 use guoku_voucher::lifecycle::{Exchange, Leg};
-use guoku_voucher::{Encoding, Envelope, EnvelopeBody, Registry, VoucherKey, write_envelope};
+use guoku_voucher::{
+    Encoding, Envelope, EnvelopeBody, Limits, Registry, VoucherKey, parse_envelope, write_envelope,
+};
 
 mod common;
 use common::*;
 
-fn envelope(bodies: Vec<EnvelopeBody>) -> Vec<u8> {
-    write_envelope(&Envelope { bodies }, Encoding::Gbk)
+fn envelope(bodies: Vec<EnvelopeBody>, encoding: Encoding) -> Vec<u8> {
+    write_envelope(&Envelope { bodies }, encoding)
 }
 
 const BACKOFF: Backoff = Backoff { base: 30, cap: 600 };
@@ -30,13 +32,23 @@ async fn finance_node(dir: &tempfile::TempDir, network: &InMemoryNetwork) -> (St
 
 /// Finance writes `body` to the bank and sends it at `now`; its key.
 async fn write_and_send(store: &Store, body: &EnvelopeBody, now: u64) -> VoucherKey {
+    write_and_send_in(store, body, Encoding::Gbk, now).await
+}
+
+/// [`write_and_send`], the voucher stored in an envelope in `encoding`.
+async fn write_and_send_in(
+    store: &Store,
+    body: &EnvelopeBody,
+    encoding: Encoding,
+    now: u64,
+) -> VoucherKey {
     let library = store.library();
     let new = NewVoucher::new(
         &body.voucher,
         Leg::Original,
         FINANCE_CODE,
         BANK_CODE,
-        envelope(vec![body.clone()]),
+        envelope(vec![body.clone()], encoding),
     );
     library.write(new, "clerk", now).await.unwrap();
     let key = body.voucher.key();
@@ -157,6 +169,37 @@ async fn a_sent_voucher_is_delivered_on_the_first_pass_and_only_once() {
             .len(),
         1
     );
+}
+
+/// A voucher stored in an envelope the outbox cannot take apart as it is (here in UTF-8)
+/// is read and written again as a GBK element; the bank takes it with its stamps as signed.
+#[tokio::test]
+async fn a_voucher_stored_in_utf8_is_written_again_and_delivered() {
+    let Scene {
+        pki,
+        registry,
+        _dir,
+        bank_store,
+        store,
+        transport,
+        now,
+    } = scene().await;
+    let body = signed_5201(&pki, &registry, 1);
+    let key = write_and_send_in(&store, &body, Encoding::Utf8, now).await;
+    let done = deliver_due(&store, &transport, now, 10, BACKOFF)
+        .await
+        .unwrap();
+    assert_eq!(done, report(1, 0, 0));
+    assert_eq!(exchange_state(&store, &key).await, Exchange::Received);
+    let received = bank_store
+        .library()
+        .status(&key, Leg::Original)
+        .await
+        .unwrap()
+        .expect("the bank stored it");
+    let (stored, encoding) = parse_envelope(&received.body, &Limits::default()).unwrap();
+    assert_eq!(encoding, Encoding::Gbk);
+    assert_eq!(stored.bodies, vec![body]);
 }
 
 #[tokio::test]
@@ -348,8 +391,12 @@ async fn an_envelope_too_large_goes_voucher_by_voucher_and_a_voucher_too_large_i
         now,
     } = scene().await;
     let first = signed_5201(&pki, &registry, 1);
-    let one = envelope(vec![first.clone()]).len();
-    let two = envelope(vec![first.clone(), signed_5201(&pki, &registry, 2)]).len();
+    let one = envelope(vec![first.clone()], Encoding::Gbk).len();
+    let two = envelope(
+        vec![first.clone(), signed_5201(&pki, &registry, 2)],
+        Encoding::Gbk,
+    )
+    .len();
     assert!(two > one + one / 2, "two vouchers make a larger envelope");
 
     // The receiver takes one voucher an envelope, not two: both are delivered in the pass.

@@ -404,24 +404,38 @@ pub fn write_envelope(envelope: &Envelope, encoding: Encoding) -> Vec<u8> {
         if i > 0 {
             text.push('\n');
         }
-        body_start_tag(&mut text, &body.voucher.key());
-        text.push_str("<VoucherFlag>");
-        text.push_str(body.flag.code());
-        text.push_str("</VoucherFlag><Attach>");
-        xml::escape_into(&mut text, &body.attach);
-        text.push_str("</Attach><Voucher>");
-        let inner = xml::write_voucher(&body.voucher, encoding, Layout::Compact);
-        text.push_str(&STANDARD.encode(inner));
-        text.push_str("</Voucher>");
-        for signature in &body.signatures {
-            text.push_str(&format!("<Signature No=\"{}\">", signature.no));
-            text.push_str(&STANDARD.encode(&signature.data));
-            text.push_str("</Signature>");
-        }
-        text.push_str("</VoucherBody>");
+        push_body_element(&mut text, body, encoding);
     }
     text.push_str(ENVELOPE_TAIL);
     xml::encode(&text, encoding)
+}
+
+/// The `<VoucherBody>` element of `body` in `encoding`, as [`write_envelope`] writes it:
+/// what [`join_body_elements`] puts into an envelope, for a body read from a stored
+/// envelope [`body_element`] cannot take apart.
+#[must_use]
+pub fn write_body_element(body: &EnvelopeBody, encoding: Encoding) -> Vec<u8> {
+    let mut text = String::new();
+    push_body_element(&mut text, body, encoding);
+    xml::encode(&text, encoding)
+}
+
+fn push_body_element(text: &mut String, body: &EnvelopeBody, encoding: Encoding) {
+    body_start_tag(text, &body.voucher.key());
+    text.push_str("<VoucherFlag>");
+    text.push_str(body.flag.code());
+    text.push_str("</VoucherFlag><Attach>");
+    xml::escape_into(text, &body.attach);
+    text.push_str("</Attach><Voucher>");
+    let inner = xml::write_voucher(&body.voucher, encoding, Layout::Compact);
+    text.push_str(&STANDARD.encode(inner));
+    text.push_str("</Voucher>");
+    for signature in &body.signatures {
+        text.push_str(&format!("<Signature No=\"{}\">", signature.no));
+        text.push_str(&STANDARD.encode(&signature.data));
+        text.push_str("</Signature>");
+    }
+    text.push_str("</VoucherBody>");
 }
 
 /// The declaration, `<MOF>` and `<VoucherCount>` of an envelope of `count` bodies, up to

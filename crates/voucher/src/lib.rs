@@ -24,7 +24,8 @@ pub mod xml;
 pub use canonical::{canonical_bytes, canonical_bytes_without};
 pub use envelope::{
     Envelope, EnvelopeBody, SignatureBlob, SplitBody, body_element, join_body_elements,
-    parse_envelope, parse_envelope_split, parse_envelope_vouchers, write_envelope,
+    parse_envelope, parse_envelope_split, parse_envelope_vouchers, write_body_element,
+    write_envelope,
 };
 pub use error::DecodeError;
 pub use limits::Limits;

@@ -8,7 +8,7 @@ use guoku_voucher::sample::{Style, sample};
 use guoku_voucher::{
     Encoding, Envelope, EnvelopeBody, Limits, Registry, SignatureBlob, SplitBody, VoucherFlag,
     body_element, join_body_elements, parse_envelope, parse_envelope_split,
-    parse_envelope_vouchers, write_envelope,
+    parse_envelope_vouchers, write_body_element, write_envelope,
 };
 
 mod common;
@@ -127,6 +127,28 @@ fn stored_elements_join_into_one_envelope() {
         let (back, enc) = read(&joined);
         assert_eq!(enc, encoding);
         assert_eq!(back.bodies, bodies);
+    }
+}
+
+/// A body written alone as an element joins into the envelope `write_envelope` writes of
+/// the same bodies, byte for byte, in both encodings.
+#[test]
+fn written_elements_join_into_the_written_envelope() {
+    let bodies = bodies();
+    for encoding in [Encoding::Gbk, Encoding::Utf8] {
+        let written: Vec<Vec<u8>> = bodies
+            .iter()
+            .map(|b| write_body_element(b, encoding))
+            .collect();
+        let elements: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            join_body_elements(&elements, encoding),
+            envelope(&bodies, encoding)
+        );
+        let alone = envelope(&bodies[..1], encoding);
+        let range = body_element(&alone, &bodies[0].voucher.key(), bodies[0].flag, encoding)
+            .expect("the element is found");
+        assert_eq!(&alone[range], written[0].as_slice());
     }
 }
 
