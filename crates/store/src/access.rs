@@ -34,6 +34,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Store;
 use crate::error::StoreError;
+use crate::sqlite::sqlite_sql as sq;
 
 /// Longest login, code, step, post or actor, in bytes.
 pub const NAME_MAX_BYTES: usize = 64;
@@ -730,11 +731,6 @@ fn step_leaf<'a>(
         detail,
         at,
     }
-}
-
-/// The SQLite spelling of a statement written with PostgreSQL's `$n` placeholders.
-fn sq(sql: &str) -> String {
-    sql.replace('$', "?")
 }
 
 /// An event to write in a change's transaction.

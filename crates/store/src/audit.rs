@@ -30,6 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::Store;
 use crate::codec::{hex, unhex};
 use crate::error::StoreError;
+use crate::sqlite::sqlite_sql as sq;
 
 /// Most entries one page of [`AuditLog::entries`] returns.
 pub const SCAN_MAX: u32 = 50_000;
@@ -143,10 +144,6 @@ const INSERT: &str = "INSERT INTO audit_log (seq, at, kind, actor, post, action,
      source, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 const COLUMNS: &str =
     "seq, at, kind, actor, post, action, object, result, source, request_id, detail";
-
-fn sq(sql: &str) -> String {
-    sql.replace('$', "?")
-}
 
 /// Appends `leaf` inside the SQLite transaction open on `conn`.
 pub(crate) fn sqlite_append(conn: &Connection, leaf: &Leaf<'_>) -> Result<(), StoreError> {

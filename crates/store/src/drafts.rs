@@ -37,6 +37,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use crate::access::UserId;
 use crate::error::StoreError;
 use crate::library::truncate_reason;
+use crate::sqlite::sqlite_sql as sq;
 use crate::{Page, Store};
 
 /// Most drafts one list call returns.
@@ -504,11 +505,6 @@ fn audit_leaf<'a>(
         detail,
         at,
     }
-}
-
-/// The SQLite spelling of a statement written with PostgreSQL's `$n` placeholders.
-fn sq(sql: &str) -> String {
-    sql.replace('$', "?")
 }
 
 fn key_params(key: &VoucherKey) -> [&String; 4] {

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::Store;
 use crate::access::UserId;
 use crate::error::StoreError;
+use crate::sqlite::sqlite_sql as sq;
 
 /// Longest idempotency key, in bytes.
 pub const KEY_MAX_BYTES: usize = 255;
@@ -288,10 +289,6 @@ const ABANDON_ROW: &str = "DELETE FROM idempotency_keys \
      WHERE user_id = $1 AND key = $2 AND attempt = $3 AND status IS NULL";
 const PURGE: &str = "DELETE FROM idempotency_keys WHERE (user_id, key) IN \
      (SELECT user_id, key FROM idempotency_keys WHERE expires_at <= $1 LIMIT $2)";
-
-fn sq(sql: &str) -> String {
-    sql.replace('$', "?")
-}
 
 fn sqlite_begin(
     conn: &mut Connection,

@@ -45,6 +45,7 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::hex;
 use crate::error::StoreError;
+use crate::sqlite::sqlite_sql;
 use crate::{Page, Store};
 
 /// Most unread vouchers one [`Library::read`] returns (the standard's `count ≤ 100`).
@@ -819,12 +820,6 @@ const OUTBOX_BY_KEY: &str = "SELECT o.voucher_seq, o.destination, o.attempts, b.
 
 const UPDATE_OUTBOX: &str =
     "UPDATE library_outbox SET attempts = $2, next_at = $3 WHERE voucher_seq = $1";
-
-/// The SQLite spelling of a statement written with PostgreSQL's `$n` placeholders
-/// (`?n` in SQLite binds the same position; no statement here has a `$` in a literal).
-fn sqlite_sql(sql: &str) -> String {
-    sql.replace('$', "?")
-}
 
 /// The values of the event a change writes.
 struct EventRow<'a> {

@@ -34,6 +34,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::Store;
 use crate::access::UserId;
 use crate::error::StoreError;
+use crate::sqlite::sqlite_sql as sq;
 
 /// Length of a session id's hash (SHA-256), in bytes.
 pub const ID_SHA256_LEN: usize = 32;
@@ -340,10 +341,6 @@ fn touch_sql(greatest: &str, least: &str) -> String {
          idle_until = {greatest}(idle_until, {least}($3, expires_at)) \
          WHERE id_sha256 = $1 AND {LIVE} RETURNING {COLUMNS}"
     )
-}
-
-fn sq(sql: &str) -> String {
-    sql.replace('$', "?")
 }
 
 // ---------------------------------------------------------------------------------------

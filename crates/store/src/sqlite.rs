@@ -136,11 +136,65 @@ type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// Most jobs committed together (group commit).
 const GROUP_MAX: usize = 512;
 
+/// The SQLite spelling of a statement written with PostgreSQL's `$n` placeholders (`?n`
+/// in SQLite binds the same position; no statement of this crate has a `$` in a literal):
+/// each statement is written once for both backends.
+pub(crate) fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
 /// Starts a job's atomic unit: a savepoint, which is a transaction of its own when the job
 /// runs alone and nests inside the group's transaction otherwise. Dropping it without
-/// [`rusqlite::Savepoint::commit`] rolls the job's statements back and nothing else.
-pub(crate) fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Savepoint<'_>> {
-    conn.savepoint()
+/// [`Unit::commit`] rolls the job's statements back and nothing else.
+pub(crate) fn begin(conn: &mut Connection) -> rusqlite::Result<Unit<'_>> {
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+    Ok(Unit {
+        conn,
+        released: false,
+    })
+}
+
+/// A job's savepoint ([`begin`]). rusqlite's own `Savepoint` does the same, but sends its
+/// three statements through `execute_batch`, which parses them again on every job; these
+/// are prepared once per connection, and every library step runs one.
+pub(crate) struct Unit<'c> {
+    conn: &'c Connection,
+    released: bool,
+}
+
+impl Unit<'_> {
+    /// Keeps the job's statements (commits them when the job runs alone).
+    pub(crate) fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("RELEASE job")?.execute([])?;
+        self.released = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Unit<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Unit<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            // What rusqlite's `Savepoint` does on drop, errors ignored as there: undo the
+            // job, then leave its savepoint. Where SQLite has already rolled the whole
+            // transaction back (an I/O error, a full disk), there is no savepoint left and
+            // the group's COMMIT fails, so every job of the group gets the error.
+            let undo = |sql: &str| {
+                self.conn
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.execute([]))
+            };
+            let _ = undo("ROLLBACK TO job");
+            let _ = undo("RELEASE job");
+        }
+    }
 }
 
 /// The writer thread: runs jobs in arrival order and commits every group of jobs in one
