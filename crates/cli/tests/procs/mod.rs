@@ -922,11 +922,37 @@ pub fn configure(
     std::fs::write(&path, config.to_toml()).expect("node.toml is written");
 }
 
-/// A loopback port free right now.
+/// A loopback port free right now, for a process to listen on later, and handed out once
+/// per test process. It is taken below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`): a port from `bind(0)`, closed until the
+/// node binds it, can meanwhile be given to any connection a test's processes open (a node
+/// once failed to start with "Address already in use" that way).
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static TAKEN: AtomicUsize = AtomicUsize::new(0);
+    const FIRST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = usize::from(ephemeral.saturating_sub(FIRST));
+    if span == 0 {
+        return std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+    }
+    // Test processes started one after another begin at different places.
+    let start = std::process::id() as usize % span;
+    for _ in 0..span {
+        let offset = (start + TAKEN.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = FIRST + u16::try_from(offset).expect("the span fits a port");
+        if let Ok(listener) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            return listener
+                .local_addr()
+                .expect("a bound listener has an address");
+        }
+    }
+    panic!("no free loopback port from {FIRST} to {ephemeral}");
 }
 
 /// The seed of this run: the environment variable `var`, else a random one.
