@@ -270,20 +270,10 @@ pub async fn pay_or_hold(
     record: &VoucherRecord,
     now: u64,
 ) -> Result<PayOutcome, DirectError> {
-    let library = store.library();
     let key = &record.key;
     let decided = match decide_payment(registry, accounts, record) {
         Ok(decided) => decided,
-        Err(e) => {
-            let reason = e.to_string();
-            library
-                .refuse(key, Leg::Original, &reason, bank.actor, now)
-                .await?;
-            return Ok(PayOutcome::Failed {
-                key: key.clone(),
-                reason,
-            });
-        }
+        Err(e) => return direct::refuse_payment(store, key, e.to_string(), bank.actor, now).await,
     };
     accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
     let voucher = &decided.0.voucher;
@@ -353,7 +343,6 @@ async fn pay_approved(
     completed: Option<&BankNo>,
     now: u64,
 ) -> Result<PayOutcome, DirectError> {
-    let library = store.library();
     let key = &record.key;
     // Plan quota used and money fronted (advance → unit ZBA → payees), all or nothing.
     let booked = BookOp::pay_authorized(
@@ -375,15 +364,8 @@ async fn pay_approved(
     if let Some(reason) =
         record_booking::<DirectError>(store, record, refusal, bank.actor, now).await?
     {
-        // Nothing was paid: the voucher goes back to its sender (退回) with the books'
-        // reason, which its sender's status then shows; the sender restores its quota.
-        library
-            .return_voucher(key, Leg::Original, &reason, bank.actor, now)
-            .await?;
-        return Ok(PayOutcome::Failed {
-            key: key.clone(),
-            reason,
-        });
+        // Nothing was paid: the voucher goes back to its sender (退回).
+        return direct::return_payment(store, key, reason, bank.actor, now).await;
     }
     let payment = Payment {
         date: bank.pay_date,

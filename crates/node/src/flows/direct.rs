@@ -553,7 +553,6 @@ pub async fn pay_or_hold(
     record: &VoucherRecord,
     now: u64,
 ) -> Result<PayOutcome, DirectError> {
-    let library = store.library();
     let key = &record.key;
     // Read once: what decides the payment, and the stamps its receipt carries.
     let original = stored_body(&record.body, VoucherFlag::Original);
@@ -566,16 +565,7 @@ pub async fn pay_or_hold(
     let decided =
         match original.and_then(|original| decide_payment(registry, rules, record, original)) {
             Ok(decided) => decided,
-            Err(e) => {
-                let reason = e.to_string();
-                library
-                    .refuse(key, Leg::Original, &reason, bank.actor, now)
-                    .await?;
-                return Ok(PayOutcome::Failed {
-                    key: key.clone(),
-                    reason,
-                });
-            }
+            Err(e) => return refuse_payment(store, key, e.to_string(), bank.actor, now).await,
         };
     accept_for_processing::<DirectError>(store, key, bank.actor, now).await?;
     if decided.rows.is_none() && payee_bank.holds(&decided.original.voucher) {
@@ -583,6 +573,43 @@ pub async fn pay_or_hold(
         return Ok(PayOutcome::AwaitingCompletion { key: key.clone() });
     }
     pay_approved(store, bank, record, decided, None, now).await
+}
+
+/// Refuses (签收失败) a received payment voucher the bank cannot pay, with `reason`.
+pub(crate) async fn refuse_payment(
+    store: &Store,
+    key: &VoucherKey,
+    reason: String,
+    actor: &str,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
+    store
+        .library()
+        .refuse(key, Leg::Original, &reason, actor, now)
+        .await?;
+    Ok(PayOutcome::Failed {
+        key: key.clone(),
+        reason,
+    })
+}
+
+/// Returns (退回) a payment voucher of which nothing was paid, with the books' `reason`,
+/// which its sender's status then shows; the sender restores its quota.
+pub(crate) async fn return_payment(
+    store: &Store,
+    key: &VoucherKey,
+    reason: String,
+    actor: &str,
+    now: u64,
+) -> Result<PayOutcome, DirectError> {
+    store
+        .library()
+        .return_voucher(key, Leg::Original, &reason, actor, now)
+        .await?;
+    Ok(PayOutcome::Failed {
+        key: key.clone(),
+        reason,
+    })
 }
 
 /// A person at the bank completes the payee's bank number of a 5201 waiting at 待补录
@@ -664,7 +691,6 @@ async fn pay_approved(
     completed: Option<&BankNo>,
     now: u64,
 ) -> Result<PayOutcome, DirectError> {
-    let library = store.library();
     let key = &record.key;
     let Decided {
         original,
@@ -690,15 +716,7 @@ async fn pay_approved(
     if let Some(reason) =
         record_booking::<DirectError>(store, record, refusal, bank.actor, now).await?
     {
-        // Nothing was paid: the voucher goes back to its sender (退回) with the reason,
-        // which its sender's status then shows; the sender restores its quota.
-        library
-            .return_voucher(key, Leg::Original, &reason, bank.actor, now)
-            .await?;
-        return Ok(PayOutcome::Failed {
-            key: key.clone(),
-            reason,
-        });
+        return return_payment(store, key, reason, bank.actor, now).await;
     }
     let payment = Payment {
         date: bank.pay_date,
